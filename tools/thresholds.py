@@ -1,0 +1,42 @@
+"""Parity thresholds: the one place that says how close our image must be to the C image.
+
+Used by the golden-corpus tests, the Phase D pipeline and the parity matrix.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Pass criteria for one float-image comparison (C is the reference)."""
+
+    min_correlation: float
+    max_sum_ratio_dev: float  # |sum(py)/sum(c) - 1|
+    max_abs_diff_rel: float | None = None  # max|py - c| / max(c); None = not checked
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+# Golden-corpus / parity-matrix thresholds, per dtype of our render.
+FLOAT_IMAGE = {
+    "float64": Thresholds(min_correlation=0.999999, max_sum_ratio_dev=1e-5, max_abs_diff_rel=1e-4),
+    "float32": Thresholds(min_correlation=0.9999, max_sum_ratio_dev=1e-3, max_abs_diff_rel=1e-2),
+}
+
+# SMV integer images (intfile): every pixel within this many counts; header keys/values equal except dates.
+SMV_MAX_PIXEL_DIFF = 1
+# PGM images: every byte within this many grey levels (truncation of values near an integer).
+PGM_MAX_PIXEL_DIFF = 1
+
+# Default gate of the Phase D evidence pipeline (a case config may override it).
+PHASE_D_GATE = Thresholds(min_correlation=0.99, max_sum_ratio_dev=5e-3, max_abs_diff_rel=None)
+
+
+def for_dtype(dtype: str) -> Thresholds:
+    """Thresholds for a render done in ``dtype`` ('float32' or 'float64')."""
+    try:
+        return FLOAT_IMAGE[dtype]
+    except KeyError:
+        raise ValueError(f"no parity thresholds for dtype {dtype!r}; expected one of {sorted(FLOAT_IMAGE)}")
