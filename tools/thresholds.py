@@ -30,6 +30,15 @@ SMV_MAX_PIXEL_DIFF = 1
 # PGM images: every byte within this many grey levels (truncation of values near an integer).
 PGM_MAX_PIXEL_DIFF = 1
 
+# The limits above are the float64 acceptance gate. A float32 render moves the float image by up to
+# FLOAT_IMAGE["float32"].max_abs_diff_rel of its max, so its integer images get a few counts of slack.
+SMV_MAX_PIXEL_DIFF_BY_DTYPE = {"float64": SMV_MAX_PIXEL_DIFF, "float32": 8}
+PGM_MAX_PIXEL_DIFF_BY_DTYPE = {"float64": PGM_MAX_PIXEL_DIFF, "float32": 2}
+# "# pixels scaled by <s>" in a PGM header: C prints ~6 significant digits; float32 statistics drift more.
+PGM_SCALE_RTOL_BY_DTYPE = {"float64": 1e-5, "float32": 1e-3}
+# SMV header values that differ as text are compared as numbers (comma lists too) within this tolerance.
+SMV_HEADER_RTOL = 1e-6
+
 # Default gate of the Phase D evidence pipeline (a case config may override it).
 PHASE_D_GATE = Thresholds(min_correlation=0.99, max_sum_ratio_dev=5e-3, max_abs_diff_rel=None)
 
@@ -40,3 +49,25 @@ def for_dtype(dtype: str) -> Thresholds:
         return FLOAT_IMAGE[dtype]
     except KeyError:
         raise ValueError(f"no parity thresholds for dtype {dtype!r}; expected one of {sorted(FLOAT_IMAGE)}")
+
+
+def _per_dtype(table: dict, dtype: str, what: str):
+    try:
+        return table[dtype]
+    except KeyError:
+        raise ValueError(f"no {what} for dtype {dtype!r}; expected one of {sorted(table)}") from None
+
+
+def smv_max_pixel_diff(dtype: str) -> int:
+    """Largest allowed |pixel difference| of an SMV (intfile/noisefile) image for a render in ``dtype``."""
+    return _per_dtype(SMV_MAX_PIXEL_DIFF_BY_DTYPE, dtype, "SMV pixel tolerance")
+
+
+def pgm_max_pixel_diff(dtype: str) -> int:
+    """Largest allowed |grey-level difference| of a PGM image for a render in ``dtype``."""
+    return _per_dtype(PGM_MAX_PIXEL_DIFF_BY_DTYPE, dtype, "PGM pixel tolerance")
+
+
+def pgm_scale_rtol(dtype: str) -> float:
+    """Relative tolerance on the PGM header's "pixels scaled by" value for a render in ``dtype``."""
+    return _per_dtype(PGM_SCALE_RTOL_BY_DTYPE, dtype, "PGM scale tolerance")
