@@ -1,0 +1,618 @@
+"""Simulation configuration: frozen dataclasses built from the command line with C's defaults and auto rules.
+
+Everything here is plain data in SI units (metres, radians) as the C program keeps them internally.
+Rules that need the crystal (crystal size -> N, auto oversampling) are applied in ``simulator`` once the
+cell is known, exactly where C applies them.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from types import SimpleNamespace
+
+from .errors import UsageError
+
+RTD = 180.0 / math.pi
+R_E_SQR = 7.94079248018965e-30  # classical electron radius squared (m^2), as in C
+DEFAULT_FLUENCE = 125932015286227086360700780544.0  # = 1/r_e^2 photons/m^2, C's default
+AVOGADRO = 6.02214179e23
+WATER_F = 2.57
+SOURCE_DISTANCE = 10.0  # m; C has no flag for it and it has no effect
+
+# Per convention: beam, fdet, sdet, odet, twotheta axis, polar, spindle, pivot (C §3.1).
+CONVENTIONS = {
+    "MOSFLM": ((1, 0, 0), (0, 0, 1), (0, -1, 0), (1, 0, 0), (0, 0, -1), (0, 0, 1), (0, 0, 1), "beam"),
+    "DENZO": ((1, 0, 0), (0, 0, 1), (0, -1, 0), (1, 0, 0), (0, 0, -1), (0, 0, 1), (0, 0, 1), "beam"),
+    "ADXV": ((0, 0, 1), (1, 0, 0), (0, -1, 0), (0, 0, 1), (-1, 0, 0), (1, 0, 0), (1, 0, 0), "beam"),
+    "XDS": ((0, 0, 1), (1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 0, 0), (1, 0, 0), (1, 0, 0), "sample"),
+    "DIALS": ((0, 0, 1), (1, 0, 0), (0, 1, 0), (0, 0, 1), (0, 1, 0), (0, 1, 0), (0, 1, 0), "sample"),
+    # CUSTOM: the C program's initial vectors (note the 2theta axis differs from MOSFLM's)
+    "CUSTOM": ((1, 0, 0), (0, 0, 1), (0, -1, 0), (1, 0, 0), (0, 1, 0), (0, 0, 1), (0, 0, 1), None),
+}
+VECTOR_KEYS = ("beam_vector", "fdet_vector", "sdet_vector", "odet_vector", "twotheta_axis", "polar_vector",
+               "spindle_axis")
+
+Vec3 = tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class BeamConfig:
+    """Incident beam: central wavelength, fluence, divergence/dispersion grids or a source file."""
+
+    wavelength: float  # lambda0, m
+    fluence: float  # photons/m^2
+    beam_vector: Vec3
+    polar_vector: Vec3
+    kahn_factor: float = 0.0
+    nopolar: bool = False
+    hdiv_range: float = 0.0  # rad
+    hdiv_step: float = 0.0
+    hdiv_steps: int = 1
+    vdiv_range: float = 0.0
+    vdiv_step: float = 0.0
+    vdiv_steps: int = 1
+    round_div: bool = True
+    dispersion: float = 0.0  # fraction
+    disp_step: float = 0.0
+    disp_steps: int = 1
+    sourcefile: str | None = None
+    water_size: float = 0.0  # m
+    dmin: float = 0.0  # m
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Detector: convention, size, pivot and the values the C program derives its placement from."""
+
+    convention: str
+    pivot: str  # "beam" | "sample"
+    fpixels: int
+    spixels: int
+    pixel_size: float  # m
+    detsize_f: float  # m (not rounded to whole pixels, as in C)
+    detsize_s: float
+    distance: float  # m, as given (recomputed in geometry)
+    close_distance: float | None  # m or None (unset)
+    xbeam: float  # m, after convention defaults
+    ybeam: float
+    xclose: float
+    yclose: float
+    fbeam: float
+    sbeam: float
+    fclose: float
+    sclose: float
+    fdet_vector: Vec3
+    sdet_vector: Vec3
+    odet_vector: Vec3
+    twotheta_axis: Vec3
+    rot: Vec3 = (0.0, 0.0, 0.0)  # detector_rotx/y/z, rad
+    twotheta: float = 0.0  # rad
+    curved: bool = False
+    point_pixel: bool = False
+    thickness: float = 0.0  # m
+    thickstep: float = 0.0
+    thicksteps: int = 1
+    mu: float = -1.0  # 1/m
+    roi: tuple[int, int, int, int] = (0, 0, 0, 0)  # xmin, xmax, ymin, ymax (inclusive)
+    mask: str | None = None
+
+
+@dataclass(frozen=True)
+class CrystalConfig:
+    """Crystal: cell or matrix, misset, size, spot shape, mosaicity, structure factors and rotation."""
+
+    mat: str | None = None
+    cell: tuple[float, ...] | None = None  # a b c (A) alpha beta gamma (rad), filled to 6
+    misset: Vec3 | None = None  # rad
+    misset_random: bool = False
+    misset_seed: int = 0  # C stores -seed; here the user value (positive)
+    Na: int = 1
+    Nb: int = 1
+    Nc: int = 1
+    sample_x: float = 0.0  # m; > 0 overrides N once the cell is known
+    sample_y: float = 0.0
+    sample_z: float = 0.0
+    shape: str = "square"  # square | round | gauss | tophat
+    fudge: float = 1.0
+    mosaic_spread: float = 0.0  # rad
+    mosaic_domains: int = 1
+    mosaic_seed: int = 12345678
+    hkl: str | None = None
+    default_F: float = 0.0
+    dump: str = "Fdump.bin"
+    interpolate: bool = False  # decided by C's auto rule; turned off later if no table is loaded
+    interpolate_auto: bool = True
+    phi0: float = 0.0  # rad
+    phistep: float = 0.0
+    phisteps: int = 1
+    osc: float = 0.0
+    spindle_axis: Vec3 = (0.0, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """Sub-pixel sampling and the C program's per-term factor flags."""
+
+    oversample: int = 0  # <= 0: automatic (resolved once the crystal is known)
+    oversample_thick: bool = False
+    oversample_polar: bool = False
+    oversample_omega: bool = False
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """Output files and image scaling."""
+
+    floatfile: str = "floatimage.bin"
+    intfile: str = "intimage.img"
+    pgmfile: str | None = "image.pgm"
+    noisefile: str | None = "noiseimage.img"
+    scale: float = 0.0
+    pgmscale: float = 0.0
+    adc: float = 40.0
+    seed: int | None = None  # None: time-based as in C
+    progress: bool | None = None  # None: automatic (long renders on a terminal-or-not stderr)
+    quiet: bool = False
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Where and how to compute: the single owner of dtype and device."""
+
+    dtype: str = "float64"
+    device: str = "cpu"
+    max_memory_gb: float = 2.0
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    beam: BeamConfig
+    detector: DetectorConfig
+    crystal: CrystalConfig
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    warnings: tuple[str, ...] = ()
+
+    def with_engine(self, **kw) -> SimConfig:
+        return replace(self, engine=replace(self.engine, **kw))
+
+
+def _auto_steps(steps: int, rng: float, step: float, count_only_range: float):
+    """C's shared auto rule for divergence/dispersion grids (§2.5) followed by its sanity pass."""
+    if steps <= 0:
+        if rng < 0.0:
+            if step <= 0.0:
+                steps, rng, step = 1, 0.0, 0.0
+            else:
+                rng, steps = step, 2
+        else:
+            if step <= 0.0:
+                step, steps = rng, 2
+            else:
+                steps = math.ceil(rng / step)
+    else:
+        if rng < 0.0:
+            if step <= 0.0:
+                rng = count_only_range
+                step = rng / steps
+            else:
+                rng, steps = step, 2
+        else:
+            if step <= 0.0:
+                if steps <= 1:
+                    steps = 2
+                step = rng / (steps - 1)
+    if rng <= 0.0 or step <= 0.0 or steps <= 0:
+        steps, rng, step = 1, 0.0, 0.0
+    return steps, rng, step
+
+
+def _phi_steps(phisteps: int, osc: float, phistep: float):
+    """C's phi auto rule (§2.5)."""
+    if phisteps < 0:
+        if osc < 0.0:
+            if phistep <= 0.0:
+                phisteps, osc, phistep = 1, 0.0, 0.0
+            else:
+                osc, phisteps = phistep, 2
+        else:
+            if phistep <= 0.0:
+                phisteps, phistep = 2, osc / 2.0
+            else:
+                phisteps = math.ceil(osc / phistep)
+    else:
+        if phisteps == 0:
+            phisteps = 1
+        if osc < 0.0:
+            if phistep <= 0.0:
+                osc = 1.0 / RTD
+                phistep = osc / phisteps
+            else:
+                osc, phisteps = phistep, 2
+        else:
+            if phistep < 0.0:
+                phistep = osc / phisteps
+    return phisteps, osc, phistep
+
+
+def _thick_steps(thicksteps: int, thick: float):
+    """C's detector-layer auto rule (§2.5; the layer step has no flag)."""
+    step = -1.0
+    if thicksteps <= 0:
+        if thick < 0.0:
+            thicksteps, thick, step = 1, 0.0, 0.0
+        else:
+            thicksteps = 2
+            step = thick / thicksteps
+    else:
+        if thick < 0.0:
+            thick = 0.5e-6
+            step = thick / thicksteps
+        else:
+            if thicksteps <= 1:
+                thicksteps = 2
+            step = thick / (thicksteps - 1)
+    if thick <= 0.0 or step <= 0.0 or thicksteps <= 0:
+        thicksteps, thick, step = 1, 0.0, 0.0
+    return thicksteps, thick, step
+
+
+def _initial_state() -> SimpleNamespace:
+    """The C program's variables before parsing, in its internal units."""
+    nan = math.nan
+    return SimpleNamespace(
+        mat=None, cell=None, misset=None, misset_random=False, misset_seed=None,
+        Na=1, Nb=1, Nc=1, sample_x=0.0, sample_y=0.0, sample_z=0.0, shape="square", fudge=1.0,
+        mosaic_spread=-1.0, mosaic_domains=-1, mosaic_seed=12345678, hkl=None, default_F=0.0,
+        dump="Fdump.bin", interpolate=None,
+        wavelength=1e-10, fluence=DEFAULT_FLUENCE, flux=0.0, exposure=1.0, beamsize=1e-4,
+        dispersion=0.0, dispsteps=-1, hdivrange=-1.0, vdivrange=-1.0, hdivstep=-1.0, vdivstep=-1.0,
+        hdivsteps=-1, vdivsteps=-1, round_div=True, sourcefile=None, kahn=0.0, nopolar=False,
+        water=0.0, dmin=0.0,
+        distance=0.1, close_distance=nan, detsize_f=0.1024, detsize_s=0.1024, fpixels=0, spixels=0,
+        pixel=1e-4, Xbeam=nan, Ybeam=nan, Xclose=nan, Yclose=nan, ORGX=nan, ORGY=nan, pivot="beam",
+        convention="MOSFLM", vectors={}, twotheta=0.0, rotx=0.0, roty=0.0, rotz=0.0, curved=False,
+        point_pixel=False, mu=-1.0, thick=0.0, thicksteps=-1, oversample=-1, os_thick=False,
+        os_polar=False, os_omega=False, roi=None, mask=None, img=None,
+        phi0=0.0, osc=-1.0, phistep=-1.0, phisteps=-1,
+        floatfile="floatimage.bin", intfile="intimage.img", pgmfile="image.pgm", write_pgm=True,
+        noisefile="noiseimage.img", noise=True, scale=0.0, pgmscale=0.0, adc=40.0, seed=None,
+        progress=None, quiet=False, dtype="float64", device="cpu", max_memory_gb=2.0, help=False,
+        warnings=[],
+    )
+
+
+def apply_smv_header(st: SimpleNamespace, header: dict, width: int, height: int, is_mask: bool) -> None:
+    """Starting values from an -img/-mask SMV header (C §8.8: last substring match wins per key)."""
+    from .io.smv import header_value
+
+    st.fpixels, st.spixels = width, height
+    px = header_value(header, "PIXEL_SIZE")
+    if px is not None:
+        st.pixel = px / 1000.0
+    st.detsize_f = st.pixel * width
+    st.detsize_s = st.pixel * height
+    for key, attr, conv in (
+        ("DISTANCE", "distance", 1e-3), ("CLOSE_DISTANCE", "close_distance", 1e-3),
+        ("WAVELENGTH", "wavelength", 1e-10), ("BEAM_CENTER_X", "Xbeam", 1e-3),
+        ("ORGX", "ORGX", 1.0), ("ORGY", "ORGY", 1.0), ("PHI", "phi0", 1 / RTD), ("OSC_RANGE", "osc", 1 / RTD),
+    ):
+        v = header_value(header, key)
+        if v is not None:
+            setattr(st, attr, v * conv)
+    v = header_value(header, "BEAM_CENTER_Y")
+    if v is not None:
+        st.Ybeam = (st.detsize_s - v / 1000.0) if is_mask else v / 1000.0
+
+
+def _apply_event(st: SimpleNamespace, key: str, v) -> None:
+    """Replay one command-line event onto the state (C's handler semantics, exact-match flags)."""
+    mm = 1e-3
+    simple_m = {"xtal_size": None, "xtal_x": "sample_x", "xtal_y": "sample_y", "xtal_z": "sample_z"}
+    if key == "help":
+        st.help = True
+    elif key == "mat":
+        st.mat = v
+    elif key == "cell":
+        st.cell = v
+    elif key == "misset":
+        if v == "random":
+            st.misset_random, st.misset = True, None
+        else:
+            st.misset_random, st.misset = False, tuple(x / RTD for x in v)
+    elif key == "misset_seed":
+        st.misset_seed = v
+    elif key == "N":
+        st.Na = st.Nb = st.Nc = v
+    elif key in ("Na", "Nb", "Nc"):
+        setattr(st, key, v)
+    elif key in simple_m:
+        if key == "xtal_size":
+            st.sample_x = st.sample_y = st.sample_z = v * mm
+        else:
+            setattr(st, simple_m[key], v * mm)
+    elif key == "density":
+        st.warnings.append("density/MW flags have no effect (as in the C program)")
+    elif key.startswith("shape_"):
+        st.shape = key[6:]
+    elif key in ("fudge", "default_F", "hkl", "dump", "sourcefile", "exposure", "fluence", "flux", "adc",
+                 "scale", "pgmscale", "seed", "mosaic_domains", "mosaic_seed", "dispsteps", "hdivsteps",
+                 "vdivsteps", "oversample", "mask", "img", "dtype", "device", "max_memory_gb"):
+        setattr(st, key, v)
+    elif key == "mosaic":
+        st.mosaic_spread = v / RTD
+    elif key in ("interpolate", "nointerpolate"):
+        st.interpolate = key == "interpolate"
+    elif key == "lambda":
+        st.wavelength = v * 1e-10
+    elif key == "energy":
+        st.wavelength = (12398.42 / v) * 1e-10
+    elif key == "beamsize":
+        st.beamsize = v * mm
+    elif key == "dispersion":
+        st.dispersion = v / 100.0
+    elif key == "divergence":
+        st.hdivrange = st.vdivrange = v / 1000.0
+    elif key in ("hdivrange", "vdivrange", "hdivstep", "vdivstep"):
+        setattr(st, key, v / 1000.0)
+    elif key == "divsteps":
+        st.hdivsteps = st.vdivsteps = v
+    elif key in ("round_div", "square_div"):
+        st.round_div = key == "round_div"
+    elif key == "polar":
+        st.kahn, st.nopolar = v, False
+    elif key == "nopolar":
+        st.nopolar = True
+    elif key in ("beam_vector", "polar_vector", "fdet_vector", "sdet_vector", "odet_vector", "spindle_axis",
+                 "twotheta_axis", "pix0_vector"):
+        if key != "pix0_vector":
+            st.vectors[key] = v
+        st.convention = "CUSTOM"
+    elif key == "coherent":
+        st.warnings.append("-coherent has no effect (as in the C program)")
+    elif key == "water":
+        st.water = v * 1e-6
+    elif key == "distance":
+        st.distance, st.pivot = v * mm, "beam"
+    elif key == "close_distance":
+        st.close_distance, st.pivot = v * mm, "sample"
+    elif key == "detsize":
+        st.detsize_f = st.detsize_s = v * mm
+    elif key == "detsize_f":
+        st.detsize_f = v * mm
+    elif key == "detsize_s":
+        st.detsize_s = v * mm
+    elif key == "detpixels":
+        st.fpixels = st.spixels = v
+    elif key == "detpixels_f":
+        st.fpixels = v
+    elif key == "detpixels_s":
+        st.spixels = v
+    elif key == "pixel":
+        st.pixel = v * mm
+    elif key in ("Xbeam", "Ybeam"):
+        setattr(st, key, v * mm)
+        st.pivot = "beam"
+    elif key in ("Xclose", "Yclose"):
+        setattr(st, key, v * mm)
+        st.pivot = "sample"
+    elif key in ("ORGX", "ORGY"):
+        setattr(st, key, v)
+        st.pivot = "sample"
+    elif key == "pivot":
+        st.pivot = v
+    elif key.startswith("conv_"):
+        st.convention = key[5:].upper()
+    elif key == "twotheta":
+        st.twotheta, st.pivot = v / RTD, "sample"
+    elif key in ("detector_rotx", "detector_roty", "detector_rotz"):
+        setattr(st, "rot" + key[-1], v / RTD)
+    elif key == "curved_det":
+        st.curved = True
+    elif key == "point_pixel":
+        st.point_pixel = True
+    elif key == "detector_abs":
+        if v == "inf" or v == 0.0:
+            st.thick, st.mu = 0.0, 0.0
+        else:
+            st.mu = 1.0 / (v * 1e-6)
+    elif key == "detector_thick":
+        st.thick = v * 1e-6
+    elif key == "thicksteps":
+        st.thicksteps = v
+    elif key in ("oversample_thick", "oversample_polar", "oversample_omega"):
+        setattr(st, "os_" + key.split("_")[1], True)
+    elif key == "roi":
+        st.roi = v
+    elif key == "dmin":
+        st.dmin = v * 1e-10
+    elif key == "phi":
+        st.phi0 = v / RTD
+    elif key == "osc":
+        st.osc = v / RTD
+    elif key == "phistep":
+        st.phistep = v / RTD
+    elif key == "phisteps":
+        st.phisteps = v
+    elif key in ("floatfile", "intfile"):
+        setattr(st, key, v)
+    elif key == "pgmfile":
+        st.pgmfile, st.write_pgm = v, True
+    elif key == "noisefile":
+        st.noisefile, st.noise = v, True
+    elif key == "nonoise":
+        st.noise = False
+    elif key == "nopgm":
+        st.write_pgm = False
+    elif key == "pgmscale_on":
+        st.write_pgm = True
+    elif key in ("stol", "stolout", "printout", "printout_pixel"):
+        st.warnings.append(f"-{key} has no effect (as in the C program)")
+    elif key == "noprogress":
+        st.progress = False
+    elif key == "progress":
+        st.progress = True
+    elif key == "quiet":
+        st.quiet = True
+    else:  # pragma: no cover - flag table and handlers out of sync
+        raise AssertionError(f"no handler for {key}")
+    if key == "pgmscale":
+        st.write_pgm = True
+
+
+def build_config(events: list[tuple[str, object]], header_hook=None) -> SimConfig:
+    """Replay parsed events and apply C's defaults and auto-selection rules (§2, §3.1)."""
+    st = _initial_state()
+    if header_hook is not None:  # -mask then -img headers give starting values (C's pre-pass)
+        header_hook(st, events)
+    for key, value in events:
+        _apply_event(st, key, value)
+    if st.help:
+        raise UsageError("help")  # handled by the CLI before building a config
+
+    # Detector size and pixel counts (§2.1).
+    px = st.pixel
+    if px <= 0:
+        raise UsageError(f"-pixel: must be positive, got {px * 1000:g}")
+    if st.fpixels:
+        st.detsize_f = px * st.fpixels
+    if st.spixels:
+        st.detsize_s = px * st.spixels
+    fpixels = math.ceil(st.detsize_f / px - 0.5)
+    spixels = math.ceil(st.detsize_s / px - 0.5)
+    if fpixels <= 0 or spixels <= 0:
+        raise UsageError(f"detector has no pixels ({fpixels}x{spixels}); check -detpixels/-detsize/-pixel")
+
+    # Fluence (§2.2) and crystal clipping by the beam (§2.6).
+    fluence = st.fluence
+    if st.flux != 0.0 and st.exposure > 0.0 and st.beamsize >= 0:
+        fluence = st.flux * st.exposure / st.beamsize / st.beamsize
+    if st.beamsize >= 0:
+        st.sample_y = min(st.sample_y, st.beamsize)
+        st.sample_z = min(st.sample_z, st.beamsize)
+
+    # Beam centre defaults (§2.3) and convention block (§3.1).
+    nan = math.isnan
+    Fclose = (st.ORGX - 0.5) * px if not nan(st.ORGX) else st.detsize_f / 2.0
+    Sclose = (st.ORGY - 0.5) * px if not nan(st.ORGY) else st.detsize_s / 2.0
+    Xclose = Fclose if nan(st.Xclose) else st.Xclose
+    Yclose = Sclose if nan(st.Yclose) else st.Yclose
+    conv = st.convention
+    Xbeam, Ybeam = st.Xbeam, st.Ybeam
+    Df, Ds = st.detsize_f, st.detsize_s
+    if conv == "ADXV":
+        Xbeam = (Df + px) / 2.0 if nan(Xbeam) else Xbeam
+        Ybeam = (Ds - px) / 2.0 if nan(Ybeam) else Ybeam
+        Fbeam, Sbeam = Xbeam, Ds - Ybeam
+    elif conv in ("MOSFLM", "DENZO"):
+        Xbeam = (Ds + px) / 2.0 if nan(Xbeam) else Xbeam
+        Ybeam = (Df + px) / 2.0 if nan(Ybeam) else Ybeam
+        half = 0.5 * px if conv == "MOSFLM" else 0.0
+        Fbeam, Sbeam = Ybeam + half, Xbeam + half
+    else:  # XDS, DIALS, CUSTOM
+        Xbeam = Xclose if nan(Xbeam) else Xbeam
+        Ybeam = Yclose if nan(Ybeam) else Ybeam
+        Fbeam, Sbeam = Xbeam, Ybeam
+        if conv == "CUSTOM":
+            Fclose, Sclose = Xbeam, Ybeam
+    defaults = CONVENTIONS[conv]
+    vec = dict(zip(VECTOR_KEYS, defaults[:7]))
+    if conv == "CUSTOM":
+        vec.update(st.vectors)
+        pivot = st.pivot
+    else:
+        pivot = defaults[7]
+
+    # ROI (§2.4).
+    roi = list(st.roi) if st.roi is not None else [-1, -1, -1, -1]
+    roi = [
+        roi[0] if roi[0] >= 0 else 0, roi[1] if roi[1] >= 0 else fpixels,
+        roi[2] if roi[2] >= 0 else 0, roi[3] if roi[3] >= 0 else spixels,
+    ]
+
+    # Sampling grids (§2.5).
+    phisteps, osc, phistep = _phi_steps(st.phisteps, st.osc, st.phistep)
+    hsteps, hrange, hstep = _auto_steps(st.hdivsteps, st.hdivrange, st.hdivstep, 1.0)
+    vsteps, vrange, vstep = _auto_steps(st.vdivsteps, st.vdivrange, st.vdivstep, 1.0)
+    dsteps, disp, dstep = _auto_steps(st.dispsteps, st.dispersion, -1.0, 1.0)
+    thicksteps, thick, thickstep = _thick_steps(st.thicksteps, st.thick)
+    mu = st.mu
+    if thick > 0.0 and mu < 0.0:
+        mu = 1.0 / thick
+        st.warnings.append(f"setting detector attenuation depth to {mu:g} m (mu = 1/thickness, as in C)")
+    spread, domains = st.mosaic_spread, st.mosaic_domains
+    if domains <= 0:
+        if spread < 0.0:
+            domains, spread = 1, 0.0
+        elif spread == 0.0:
+            domains = 1
+        else:
+            st.warnings.append("finite mosaicity with no -mosaic_domains: using 10 mosaic domains")
+            domains = 10
+    else:
+        if spread < 0.0:
+            st.warnings.append("no mosaic spread specified: setting mosaic_domains = 1")
+            spread, domains = 0.0, 1
+        elif spread == 0.0:
+            domains = 1
+
+    # Interpolation auto rule (§2.7): decided on the raw N, before crystal size and clamping.
+    interp_auto = st.interpolate is None
+    interpolate = (min(st.Na, st.Nb, st.Nc) <= 2) if interp_auto else st.interpolate
+
+    # Required inputs (C prints its usage and exits 9; we say what is missing).
+    if st.mat is None and (st.cell is None or st.cell[0] == 0.0):
+        raise UsageError("no crystal given: use -mat A.mat or -cell a b c alpha beta gamma")
+    cell = None
+    if st.cell is not None:
+        c = list(st.cell)
+        a = c[0]
+        b = c[1] if len(c) > 1 and c[1] > 0 else a
+        cc = c[2] if len(c) > 2 and c[2] > 0 else a
+        angles = [(c[i] / RTD if len(c) > i and c[i] > 0 else math.pi / 2) for i in (3, 4, 5)]
+        cell = (a, b, cc, *angles)
+
+    beam = BeamConfig(
+        wavelength=st.wavelength, fluence=fluence, beam_vector=tuple(vec["beam_vector"]),
+        polar_vector=tuple(vec["polar_vector"]), kahn_factor=st.kahn, nopolar=st.nopolar,
+        hdiv_range=hrange, hdiv_step=hstep, hdiv_steps=hsteps, vdiv_range=vrange, vdiv_step=vstep,
+        vdiv_steps=vsteps, round_div=st.round_div, dispersion=disp, disp_step=dstep, disp_steps=dsteps,
+        sourcefile=st.sourcefile, water_size=st.water, dmin=st.dmin,
+    )
+    detector = DetectorConfig(
+        convention=conv, pivot=pivot, fpixels=fpixels, spixels=spixels, pixel_size=px, detsize_f=Df,
+        detsize_s=Ds, distance=st.distance,
+        close_distance=None if nan(st.close_distance) else st.close_distance,
+        xbeam=Xbeam, ybeam=Ybeam, xclose=Xclose, yclose=Yclose, fbeam=Fbeam, sbeam=Sbeam, fclose=Fclose,
+        sclose=Sclose, fdet_vector=tuple(vec["fdet_vector"]), sdet_vector=tuple(vec["sdet_vector"]),
+        odet_vector=tuple(vec["odet_vector"]), twotheta_axis=tuple(vec["twotheta_axis"]),
+        rot=(st.rotx, st.roty, st.rotz), twotheta=st.twotheta, curved=st.curved, point_pixel=st.point_pixel,
+        thickness=thick, thickstep=thickstep, thicksteps=thicksteps, mu=mu, roi=tuple(roi), mask=st.mask,
+    )
+    crystal = CrystalConfig(
+        mat=st.mat, cell=cell, misset=st.misset, misset_random=st.misset_random,
+        misset_seed=st.misset_seed if st.misset_seed is not None else _time_seed(),
+        Na=st.Na, Nb=st.Nb, Nc=st.Nc, sample_x=st.sample_x, sample_y=st.sample_y, sample_z=st.sample_z,
+        shape=st.shape, fudge=st.fudge, mosaic_spread=spread, mosaic_domains=domains,
+        mosaic_seed=st.mosaic_seed, hkl=st.hkl, default_F=st.default_F, dump=st.dump, interpolate=interpolate,
+        interpolate_auto=interp_auto, phi0=st.phi0, phistep=phistep, phisteps=phisteps, osc=osc,
+        spindle_axis=tuple(vec["spindle_axis"]),
+    )
+    sampling = SamplingConfig(oversample=st.oversample, oversample_thick=st.os_thick,
+                              oversample_polar=st.os_polar, oversample_omega=st.os_omega)
+    output = OutputConfig(
+        floatfile=st.floatfile, intfile=st.intfile, pgmfile=st.pgmfile if st.write_pgm else None,
+        noisefile=st.noisefile if st.noise else None, scale=st.scale, pgmscale=st.pgmscale, adc=st.adc,
+        seed=st.seed, progress=st.progress, quiet=st.quiet,
+    )
+    engine = EngineConfig(dtype=st.dtype, device=st.device, max_memory_gb=st.max_memory_gb)
+    return SimConfig(beam=beam, detector=detector, crystal=crystal, sampling=sampling, output=output,
+                     engine=engine, warnings=tuple(st.warnings))
+
+
+def _time_seed() -> int:
+    """C's default for time-based seeds (it stores -time())."""
+    import time
+
+    return int(time.time())

@@ -1,0 +1,269 @@
+"""The C program's single-dash command line: flag table, tokenizer and help text.
+
+``parse_argv`` turns argv into an ordered list of ``(key, value)`` events; ``config.build_config`` replays
+them in order so that "last one wins" and order-dependent interactions behave as in C. Unlike C we match
+flags exactly (no substring matching), and unknown flags, missing or non-numeric values are errors.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .checks import check_choice, check_float, check_int
+from .errors import UsageError
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One command-line flag: canonical key, accepted spellings, value kind, help group and text."""
+
+    key: str
+    names: tuple[str, ...]
+    kind: str  # none | float | int | str | file | vec3 | cell | misset | roi | pair | pivot | abs
+    group: str
+    help: str
+
+
+def _f(key, names, kind, group, help_):
+    return Flag(key, tuple(names.split()), kind, group, help_)
+
+
+FLAGS: tuple[Flag, ...] = (
+    # Crystal and structure factors
+    _f("mat", "-mat", "file", "Crystal", "MOSFLM A matrix (reciprocal vectors scaled by 1/lambda)"),
+    _f("cell", "-cell", "cell", "Crystal", "unit cell a b c alpha beta gamma (A, deg); missing b,c = a, angles = 90"),
+    _f("misset", "-misset", "misset", "Crystal", "fixed misset rotations rx ry rz (deg), or 'random'"),
+    _f("misset_seed", "-misset_seed", "int", "Crystal", "seed for -misset random (default: time)"),
+    _f("N", "-N", "int", "Crystal", "unit cells along a, b and c"),
+    _f("Na", "-Na", "int", "Crystal", "unit cells along a"),
+    _f("Nb", "-Nb", "int", "Crystal", "unit cells along b"),
+    _f("Nc", "-Nc", "int", "Crystal", "unit cells along c"),
+    _f("xtal_size", "-xtalsize -xtal_size -samplesize -sample_size", "float", "Crystal",
+       "crystal size along all axes (mm); overrides -N"),
+    _f("xtal_x", "-xtal_thick -xtal_x -sample_thick -sample_x", "float", "Crystal", "crystal size along a (mm)"),
+    _f("xtal_y", "-xtal_width -xtal_y -sample_width -sample_y -width", "float", "Crystal",
+       "crystal size along b (mm, clipped to -beamsize)"),
+    _f("xtal_z", "-xtal_height -xtal_heigh -xtal_z -sample_height -sample_heigh -sample_z -height -heigh", "float",
+       "Crystal", "crystal size along c (mm, clipped to -beamsize)"),
+    _f("density", "-density -sample_den -MW -molec", "float", "Crystal", "accepted for compatibility; no effect"),
+    _f("shape_square", "-square_xtal", "none", "Crystal", "parallelepiped crystal (default)"),
+    _f("shape_round", "-round_xtal", "none", "Crystal", "ellipsoidal crystal (sinc3 spots)"),
+    _f("shape_gauss", "-gauss_xtal", "none", "Crystal", "Gaussian spot profile"),
+    _f("shape_tophat", "-tophat_spots -binary_spots", "none", "Crystal", "top-hat spot profile"),
+    _f("fudge", "-fudge", "float", "Crystal", "spot-width fudge factor for round/gauss/tophat (default 1)"),
+    _f("mosaic", "-mosaic -mosaicity -mosaic_spread -mosaic_spr", "float", "Crystal", "mosaic spread (deg)"),
+    _f("mosaic_domains", "-mosaic_domains -mosaic_dom", "int", "Crystal", "number of mosaic domains (default 10)"),
+    _f("mosaic_seed", "-mosaic_seed", "int", "Crystal", "seed for mosaic domain orientations (default 12345678)"),
+    _f("hkl", "-hkl", "file", "Crystal", "structure factors: text file of h k l F"),
+    _f("default_F", "-default_F", "float", "Crystal", "F for reflections not in the table (default 0)"),
+    _f("dump", "-dump", "str", "Crystal", "structure-factor cache file (default Fdump.bin)"),
+    _f("interpolate", "-interpolate", "none", "Crystal", "force tricubic interpolation of F"),
+    _f("nointerpolate", "-nointerpolate", "none", "Crystal", "force nearest-neighbour F"),
+    # Beam and sources
+    _f("lambda", "-lambda -wave -wavelength", "float", "Beam", "wavelength (A, default 1)"),
+    _f("energy", "-energy", "float", "Beam", "photon energy (eV); sets the wavelength"),
+    _f("fluence", "-fluence", "float", "Beam", "fluence (photons/m^2, default 1/r_e^2)"),
+    _f("flux", "-flux", "float", "Beam", "flux (photons/s); fluence = flux*exposure/beamsize^2"),
+    _f("exposure", "-exposure", "float", "Beam", "exposure time (s, default 1)"),
+    _f("beamsize", "-beamsize", "float", "Beam", "beam size (mm, default 0.1); clips the crystal size"),
+    _f("dispersion", "-dispersion", "float", "Beam", "spectral width (%)"),
+    _f("dispsteps", "-dispsteps", "int", "Beam", "number of wavelengths"),
+    _f("divergence", "-divergence", "float", "Beam", "horizontal and vertical divergence range (mrad)"),
+    _f("hdivrange", "-hdivrange", "float", "Beam", "horizontal divergence range (mrad)"),
+    _f("vdivrange", "-vdivrange", "float", "Beam", "vertical divergence range (mrad)"),
+    _f("hdivstep", "-hdivstep", "float", "Beam", "horizontal divergence step (mrad)"),
+    _f("vdivstep", "-vdivstep", "float", "Beam", "vertical divergence step (mrad)"),
+    _f("hdivsteps", "-hdivsteps", "int", "Beam", "horizontal divergence points"),
+    _f("vdivsteps", "-vdivsteps", "int", "Beam", "vertical divergence points"),
+    _f("divsteps", "-divsteps", "int", "Beam", "divergence points on both axes"),
+    _f("round_div", "-round_div", "none", "Beam", "trim the divergence grid to an ellipse (default)"),
+    _f("square_div", "-square_div", "none", "Beam", "keep the whole divergence grid"),
+    _f("sourcefile", "-sourcefile", "file", "Beam", "source list: X Y Z weight lambda(m) per line"),
+    _f("polar", "-polar", "float", "Beam", "Kahn polarization factor (default 0 = unpolarized)"),
+    _f("nopolar", "-nopolar", "none", "Beam", "no polarization correction"),
+    _f("beam_vector", "-beam_vector", "vec3", "Beam", "beam direction (CUSTOM convention)"),
+    _f("polar_vector", "-polar_vector", "vec3", "Beam", "E-vector axis (CUSTOM convention)"),
+    _f("coherent", "-coherent", "none", "Beam", "accepted for compatibility; no effect"),
+    _f("water", "-water", "float", "Beam", "water background thickness (um)"),
+    # Detector
+    _f("distance", "-distance", "float", "Detector", "sample-detector distance along the beam (mm, default 100)"),
+    _f("close_distance", "-close_distance", "float", "Detector", "perpendicular sample-detector distance (mm)"),
+    _f("detsize", "-detsize", "float", "Detector", "detector size (mm, default 102.4)"),
+    _f("detsize_f", "-detsize_f -detsize_fast -detsize_x", "float", "Detector", "detector size along fast (mm)"),
+    _f("detsize_s", "-detsize_s -detsize_slow -detsize_y", "float", "Detector", "detector size along slow (mm)"),
+    _f("detpixels", "-detpixels", "int", "Detector", "pixels along both axes"),
+    _f("detpixels_f", "-detpixels_f -detpixels_x", "int", "Detector", "pixels along fast"),
+    _f("detpixels_s", "-detpixels_s -detpixels_y", "int", "Detector", "pixels along slow"),
+    _f("pixel", "-pixel", "float", "Detector", "pixel size (mm, default 0.1)"),
+    _f("Xbeam", "-Xbeam", "float", "Detector", "beam centre X (mm; meaning depends on the convention)"),
+    _f("Ybeam", "-Ybeam", "float", "Detector", "beam centre Y (mm)"),
+    _f("Xclose", "-Xclose", "float", "Detector", "near point X (mm)"),
+    _f("Yclose", "-Yclose", "float", "Detector", "near point Y (mm)"),
+    _f("ORGX", "-ORGX", "float", "Detector", "XDS origin X (pixels)"),
+    _f("ORGY", "-ORGY", "float", "Detector", "XDS origin Y (pixels)"),
+    _f("pivot", "-pivot", "pivot", "Detector", "detector pivot: beam or sample (CUSTOM only)"),
+    _f("conv_mosflm", "-mosflm", "none", "Detector", "MOSFLM convention (default)"),
+    _f("conv_denzo", "-denzo", "none", "Detector", "DENZO convention"),
+    _f("conv_adxv", "-adxv", "none", "Detector", "ADXV convention"),
+    _f("conv_xds", "-xds", "none", "Detector", "XDS convention"),
+    _f("conv_dials", "-dials", "none", "Detector", "DIALS convention"),
+    _f("fdet_vector", "-fdet_vector", "vec3", "Detector", "fast axis (CUSTOM)"),
+    _f("sdet_vector", "-sdet_vector", "vec3", "Detector", "slow axis (CUSTOM)"),
+    _f("odet_vector", "-odet_vector", "vec3", "Detector", "detector normal (CUSTOM)"),
+    _f("spindle_axis", "-spindle_axis", "vec3", "Detector", "rotation axis (CUSTOM)"),
+    _f("twotheta_axis", "-twotheta_axis", "vec3", "Detector", "two-theta axis (CUSTOM; not normalised, as in C)"),
+    _f("pix0_vector", "-pix0_vector", "vec3", "Detector", "selects CUSTOM; the value is ignored, as in C"),
+    _f("twotheta", "-twotheta", "float", "Detector", "detector two-theta swing (deg)"),
+    _f("detector_rotx", "-detector_rotx", "float", "Detector", "detector rotation about lab x (deg)"),
+    _f("detector_roty", "-detector_roty", "float", "Detector", "detector rotation about lab y (deg)"),
+    _f("detector_rotz", "-detector_rotz", "float", "Detector", "detector rotation about lab z (deg)"),
+    _f("curved_det", "-curved_det", "none", "Detector", "spherical detector"),
+    _f("point_pixel", "-point_pixel", "none", "Detector", "solid angle 1/R^2 (no pixel area or obliquity)"),
+    _f("detector_abs", "-detector_abs -detector_absorb", "abs", "Detector",
+       "sensor attenuation length (um), or inf/0 for none"),
+    _f("detector_thick", "-detector_thick", "float", "Detector", "sensor thickness (um)"),
+    _f("thicksteps", "-detector_thicksteps -thicksteps", "int", "Detector", "sensor layers"),
+    _f("oversample", "-oversample", "int", "Detector", "sub-pixels per side (default: automatic)"),
+    _f("oversample_thick", "-oversample_thick", "none", "Detector", "apply capture fraction per term (C quirk)"),
+    _f("oversample_polar", "-oversample_polar", "none", "Detector", "apply polarization per term (C quirk)"),
+    _f("oversample_omega", "-oversample_omega", "none", "Detector", "apply solid angle per term (C quirk)"),
+    _f("roi", "-roi", "roi", "Detector", "xmin xmax ymin ymax: inclusive pixel window"),
+    _f("mask", "-mask", "file", "Detector", "SMV mask: zero pixels are skipped; header sets geometry"),
+    _f("img", "-img", "file", "Detector", "SMV image whose header sets geometry"),
+    _f("dmin", "-dmin", "float", "Detector", "resolution cut-off (A)"),
+    # Rotation
+    _f("phi", "-phi", "float", "Rotation", "starting spindle angle (deg)"),
+    _f("osc", "-osc", "float", "Rotation", "oscillation range (deg)"),
+    _f("phistep", "-phistep", "float", "Rotation", "spindle step (deg)"),
+    _f("phisteps", "-phisteps", "int", "Rotation", "number of spindle steps"),
+    # Output
+    _f("floatfile", "-floatfile -floatimage", "str", "Output", "raw float32 image (default floatimage.bin)"),
+    _f("intfile", "-intfile -intimage", "str", "Output", "SMV integer image (default intimage.img)"),
+    _f("pgmfile", "-pgmfile -pgmimage", "str", "Output", "PGM preview (default image.pgm)"),
+    _f("noisefile", "-noisefile -noiseimage", "str", "Output", "SMV Poisson-noise image (default noiseimage.img)"),
+    _f("nonoise", "-nonoise", "none", "Output", "do not write a noise image"),
+    _f("nopgm", "-nopgm", "none", "Output", "do not write a PGM image"),
+    _f("scale", "-scale", "float", "Output", "int-image scale (default 55000/max)"),
+    _f("pgmscale", "-pgmscale", "float", "Output", "PGM scale (default 250/(5 rmsd))"),
+    _f("adc", "-adc", "float", "Output", "offset added to int and noise images (default 40)"),
+    _f("seed", "-seed", "int", "Output", "noise seed (default: time)"),
+    _f("stol", "-stol -4stol -Q", "file", "Output", "accepted for compatibility; no effect"),
+    _f("stolout", "-stolout", "str", "Output", "accepted for compatibility; never written"),
+    _f("printout", "-printout", "none", "Output", "accepted for compatibility; no effect"),
+    _f("printout_pixel", "-printout_pixel", "pair", "Output", "accepted for compatibility; no effect"),
+    _f("noprogress", "-noprogress", "none", "Output", "no progress bar"),
+    _f("progress", "-progress", "none", "Output", "show a progress bar (default for long renders)"),
+    # Ours
+    _f("dtype", "-dtype", "str", "Engine", "float64 (default) or float32"),
+    _f("device", "-device", "str", "Engine", "cpu (default), cuda or cuda:N"),
+    _f("max_memory_gb", "-max_memory_gb", "float", "Engine", "memory budget for one pixel chunk (GiB, default 2)"),
+    _f("quiet", "-quiet", "none", "Engine", "print only warnings and the end-of-run statistics"),
+)
+
+_BY_NAME = {name: flag for flag in FLAGS for name in flag.names}
+GROUP_ORDER = ("Crystal", "Beam", "Detector", "Rotation", "Output", "Engine")
+
+
+def _is_flag_like(token: str) -> bool:
+    """A token that starts a new flag rather than being a (possibly negative) number."""
+    if not token.startswith("-") or token == "-":
+        return False
+    try:
+        float(token)
+        return False
+    except ValueError:
+        return True
+
+
+def parse_argv(argv: list[str]) -> list[tuple[str, object]]:
+    """Tokenize argv into ordered (key, value) events; raise UsageError with one line on bad input."""
+    events: list[tuple[str, object]] = []
+    i = 0
+    n = len(argv)
+
+    def take(count: int, flag: str) -> list[str]:
+        nonlocal i
+        vals = argv[i + 1 : i + 1 + count]
+        if len(vals) < count or any(_is_flag_like(v) for v in vals):
+            raise UsageError(f"{flag}: expects {count} value{'s' if count > 1 else ''}")
+        i += count
+        return vals
+
+    while i < n:
+        token = argv[i]
+        if token in ("-h", "--help", "-help"):
+            events.append(("help", True))
+            i += 1
+            continue
+        flag = _BY_NAME.get(token)
+        if flag is None:
+            if not token.startswith("-"):
+                raise UsageError(f"unexpected argument {token!r} (values must follow their flag)")
+            raise UsageError(f"unknown flag {token} (see --help)")
+        kind = flag.kind
+        if kind == "none":
+            value: object = True
+        elif kind == "float":
+            value = check_float(token, take(1, token)[0])
+        elif kind == "int":
+            value = check_int(token, take(1, token)[0])
+        elif kind in ("str", "file"):
+            value = take(1, token)[0]
+        elif kind == "vec3":
+            value = tuple(check_float(token, v) for v in take(3, token))
+        elif kind == "pair":
+            value = tuple(check_int(token, v) for v in take(2, token))
+        elif kind == "roi":
+            value = tuple(check_int(token, v) for v in take(4, token))
+        elif kind == "cell":
+            vals = []
+            while len(vals) < 6 and i + 1 < n and not _is_flag_like(argv[i + 1]):
+                vals.append(check_float(token, argv[i + 1]))
+                i += 1
+            if not vals:
+                raise UsageError(f"{token}: expects 1 to 6 values (a [b c alpha beta gamma])")
+            value = tuple(vals)
+        elif kind == "misset":
+            if i + 1 < n and "rand" in argv[i + 1]:
+                value = "random"
+                i += 1
+            else:
+                value = tuple(check_float(token, v) for v in take(3, token))
+        elif kind == "pivot":
+            tok = take(1, token)[0]
+            value = "sample" if "sample" in tok else "beam" if "beam" in tok else None
+            if value is None:
+                raise UsageError(f"{token}: expected 'beam' or 'sample', got {tok!r}")
+        elif kind == "abs":
+            tok = take(1, token)[0]
+            value = "inf" if tok.lower() in ("inf", "infinity") else check_float(token, tok)
+        else:  # pragma: no cover - table error
+            raise AssertionError(kind)
+        if flag.key == "dtype":
+            check_choice(token, str(value), ("float32", "float64"))
+        events.append((flag.key, value))
+        i += 1
+    return events
+
+
+def help_text(prog: str = "nanobrag-torch") -> str:
+    """Our help text, grouped by topic."""
+    lines = [
+        f"usage: {prog} -mat A.mat|-cell a b c al be ga  -hkl P1.hkl|-default_F F  [options]",
+        "",
+        "PyTorch port of the nanoBragg diffraction simulator: the C program's single-dash flags,",
+        "the same output files. Units: mm for lengths, A for wavelength/cell/dmin, deg for angles.",
+    ]
+    for group in GROUP_ORDER:
+        lines += ["", f"{group}:"]
+        for flag in FLAGS:
+            if flag.group != group:
+                continue
+            arg = {
+                "none": "", "float": " X", "int": " N", "str": " FILE", "file": " FILE", "vec3": " X Y Z",
+                "pair": " F S", "roi": " XMIN XMAX YMIN YMAX", "cell": " a b c al be ga",
+                "misset": " RX RY RZ|random", "pivot": " beam|sample", "abs": " UM|inf",
+            }[flag.kind]
+            names = ", ".join(flag.names[:3])
+            lines.append(f"  {names + arg:<44s} {flag.help}")
+    lines += ["", "  -h, --help                                   show this help and exit"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,110 @@
+"""Structure factors: HKL text files and the C program's Fdump.bin cache."""
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..checks import check_readable_file
+from ..errors import InputError
+
+
+@dataclass
+class HKLTable:
+    """F on an integer grid; ``grid`` has shape (h_range+1, k_range+1, l_range+1) incl. C's zero padding."""
+
+    grid: np.ndarray
+    h_min: int
+    h_max: int
+    k_min: int
+    k_max: int
+    l_min: int
+    l_max: int
+    count: int  # C's "hkls": reflections read (or h_range*k_range*l_range from a dump)
+
+    @property
+    def mins(self) -> tuple[int, int, int]:
+        return self.h_min, self.k_min, self.l_min
+
+    @property
+    def maxs(self) -> tuple[int, int, int]:
+        return self.h_max, self.k_max, self.l_max
+
+
+def read_hkl(path: str | Path, default_F: float = 0.0, warn=None) -> HKLTable:
+    """Read 'h k l F' lines (C §4.5). Unlike C: '#' comments and blank lines are skipped, columns beyond
+    the fourth are ignored with one warning, and non-integer indices are an error."""
+    warn = warn or (lambda msg: print(f"WARNING: {msg}", file=sys.stderr))
+    p = check_readable_file("-hkl", str(path))
+    rows = []
+    extra_cols = 0
+    for lineno, raw in enumerate(p.read_text(errors="replace").splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = re.split(r"[\s,]+", line)
+        if len(parts) < 4:
+            raise InputError(f"-hkl: {path} line {lineno}: expected 'h k l F', got {raw.strip()!r}")
+        if len(parts) > 4:
+            extra_cols += 1
+        try:
+            hkl = [float(x) for x in parts[:3]]
+            F = float(parts[3])
+        except ValueError:
+            raise InputError(f"-hkl: {path} line {lineno}: not a number in {raw.strip()!r}") from None
+        if any(v != int(v) for v in hkl):
+            raise InputError(f"-hkl: {path} line {lineno}: Miller indices must be integers, got {raw.strip()!r}")
+        rows.append((int(hkl[0]), int(hkl[1]), int(hkl[2]), F))
+    if extra_cols:
+        warn(f"{path}: {extra_cols} lines have more than 4 columns; only h k l F are used")
+    if not rows:
+        raise InputError(f"-hkl: {path}: no reflections found")
+    arr = np.array(rows, dtype=np.float64)
+    idx = arr[:, :3].astype(np.int64)
+    mins = idx.min(axis=0)
+    maxs = idx.max(axis=0)
+    ranges = maxs - mins + 1
+    grid = np.zeros(tuple(int(r) + 1 for r in ranges), dtype=np.float64)
+    if default_F != 0.0:
+        grid[: ranges[0], : ranges[1], : ranges[2]] = default_F
+    rel = idx - mins
+    grid[rel[:, 0], rel[:, 1], rel[:, 2]] = arr[:, 3]  # duplicates: last wins (numpy assigns in order)
+    return HKLTable(grid, int(mins[0]), int(maxs[0]), int(mins[1]), int(maxs[1]), int(mins[2]), int(maxs[2]),
+                    count=len(rows))
+
+
+def write_fdump(path: str | Path, table: HKLTable) -> None:
+    """Write C's Fdump.bin: '%d %d %d %d %d %d\\n\\f' header then native float64 grid, l fastest."""
+    header = f"{table.h_min} {table.h_max} {table.k_min} {table.k_max} {table.l_min} {table.l_max}\n\f"
+    with open(path, "wb") as fh:
+        fh.write(header.encode("ascii"))
+        fh.write(np.ascontiguousarray(table.grid, dtype="<f8").tobytes())
+
+
+def read_fdump(path: str | Path) -> HKLTable:
+    """Read a C Fdump.bin. The header is parsed up to its form feed (C's scanf may misalign; we do not)."""
+    p = Path(path)
+    data = p.read_bytes()
+    ff = data.find(b"\f")
+    if ff < 0:
+        raise InputError(f"{path}: not an Fdump file (no header terminator)")
+    try:
+        vals = [int(x) for x in data[:ff].split()]
+    except ValueError:
+        raise InputError(f"{path}: malformed Fdump header") from None
+    if len(vals) != 6:
+        raise InputError(f"{path}: malformed Fdump header (expected 6 integers)")
+    h_min, h_max, k_min, k_max, l_min, l_max = vals
+    shape = (h_max - h_min + 2, k_max - k_min + 2, l_max - l_min + 2)
+    if min(shape) < 1:
+        raise InputError(f"{path}: malformed Fdump header (empty index range)")
+    n = shape[0] * shape[1] * shape[2]
+    body = data[ff + 1 :]
+    if len(body) < 8 * n:
+        raise InputError(f"{path}: truncated Fdump file ({len(body)} bytes of data, expected {8 * n})")
+    grid = np.frombuffer(body[: 8 * n], dtype="<f8").reshape(shape).copy()
+    count = (shape[0] - 1) * (shape[1] - 1) * (shape[2] - 1)
+    return HKLTable(grid, h_min, h_max, k_min, k_max, l_min, l_max, count=count)

@@ -1,0 +1,31 @@
+"""MOSFLM orientation matrix (-mat)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..checks import check_readable_file
+from ..errors import InputError
+
+
+def read_mat(path: str | Path) -> tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]]:
+    """The first nine numbers as rows x,y,z with columns a*,b*,c* (C §4.1); returns (a*, b*, c*) unscaled."""
+    p = check_readable_file("-mat", str(path))
+    values: list[float] = []
+    for token in p.read_text(errors="replace").split():
+        if len(values) == 9:
+            break
+        try:
+            values.append(float(token))
+        except ValueError:
+            raise InputError(f"-mat: {path}: expected 9 numbers, found {token!r} after {len(values)}") from None
+    if len(values) < 9:
+        raise InputError(f"-mat: {path}: expected 9 numbers, found {len(values)}")
+    n = values
+    return (n[0], n[3], n[6]), (n[1], n[4], n[7]), (n[2], n[5], n[8])
+
+
+def write_mat(path: str | Path, a_star, b_star, c_star) -> None:
+    """Write a MOSFLM-style matrix: three lines, each the x, y or z components of a*, b*, c*."""
+    rows = [[a_star[i], b_star[i], c_star[i]] for i in range(3)]
+    text = "".join(" ".join(f"{v:14.8f}" for v in row) + "\n" for row in rows)
+    Path(path).write_text(text)

@@ -1,0 +1,86 @@
+"""SMV images: the header the C program writes and reads, and uint16 pixel data."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ..checks import check_readable_file
+from ..errors import InputError
+
+HEADER_BYTES = 512
+
+
+def format_header(fields: list[tuple[str, str]]) -> bytes:
+    """'{' + 'KEY=VALUE;' lines + '}' + form feed, padded with spaces to 512 bytes (never truncated, as C)."""
+    lines = ["{", "HEADER_BYTES=512;", "DIM=2;", f"BYTE_ORDER={'little_endian' if sys.byteorder == 'little' else 'big_endian'};",
+             "TYPE=unsigned_short;"]
+    for key, value in fields:
+        lines.append(f"{key}={value}" if key == "DIALS_ORIGIN" else f"{key}={value};")
+    text = ("\n".join(lines) + "\n}\f").encode("ascii")
+    if len(text) < HEADER_BYTES:
+        text += b" " * (HEADER_BYTES - len(text))
+    return text
+
+
+def write_smv(path: str | Path, pixels: np.ndarray, fields: list[tuple[str, str]]) -> None:
+    """Write an SMV file: header (see ``format_header``) then native-endian uint16 [slow][fast]."""
+    data = np.ascontiguousarray(pixels, dtype=np.uint16)
+    with open(path, "wb") as fh:
+        fh.write(format_header(fields))
+        fh.write(data.tobytes())
+
+
+def parse_header(text: str) -> dict[str, str]:
+    """KEY=VALUE pairs of an SMV header (the last occurrence of a key wins)."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip().rstrip(";")
+        if "=" in line:
+            key, value = line.split("=", 1)
+            out[key.strip()] = value.strip()
+    return out
+
+
+def header_value(header: dict[str, str] | str, key: str) -> float | None:
+    """C's ValueOf(): the number after the LAST occurrence of ``key=`` as a substring of the header text
+    (so 'DISTANCE' also matches 'CLOSE_DISTANCE=' when that comes later, as in C)."""
+    text = header if isinstance(header, str) else header["__text__"]
+    pos = text.rfind(key + "=")
+    if pos < 0:
+        return None
+    rest = text[pos + len(key) + 1 :]
+    num = ""
+    for ch in rest:
+        if ch in "0123456789+-.eE":
+            num += ch
+        else:
+            break
+    try:
+        return float(num)
+    except ValueError:
+        return None
+
+
+def read_smv(path: str | Path, flag: str) -> tuple[dict[str, str], np.ndarray]:
+    """Read an SMV file named by ``flag``: (header dict incl. '__text__', uint16 image [slow][fast])."""
+    p = check_readable_file(flag, str(path))
+    data = p.read_bytes()
+    if not data.startswith(b"{\nHEADER_BYT"):
+        raise InputError(f"{flag}: {path}: not an SMV image (no '{{ HEADER_BYTES' header)")
+    end = data.find(b"}")
+    text = data[: end if end > 0 else HEADER_BYTES].decode("ascii", errors="replace")
+    header = parse_header(text)
+    header["__text__"] = text
+    try:
+        hbytes = int(float(header.get("HEADER_BYTES", "512")))
+        width = int(float(header["SIZE1"]))
+        height = int(float(header["SIZE2"]))
+    except (KeyError, ValueError):
+        raise InputError(f"{flag}: {path}: SMV header lacks HEADER_BYTES/SIZE1/SIZE2") from None
+    need = hbytes + 2 * width * height
+    if len(data) < need or width <= 0 or height <= 0:
+        raise InputError(f"{flag}: {path}: truncated SMV image ({len(data)} bytes, expected {need})")
+    img = np.frombuffer(data[hbytes:need], dtype=np.uint16).reshape(height, width).copy()
+    return header, img

@@ -1,0 +1,46 @@
+"""Source list (-sourcefile): X Y Z weight lambda per line."""
+from __future__ import annotations
+
+import math
+import re
+import sys
+from pathlib import Path
+
+from ..checks import check_readable_file
+from ..errors import InputError
+
+_DELIMS = re.compile(r"[ \t,;:!]+")
+
+
+def read_sourcefile(path: str | Path, warn=None) -> list[tuple[float, float, float, float, float]]:
+    """Rows of (X, Y, Z, weight, lambda) with NaN for missing columns (C §5.1).
+
+    Differences from C, by design: '#' comment lines and blank lines are skipped (one warning naming the
+    lines), CRLF and a missing final newline end a line normally, and a non-numeric token is an error.
+    """
+    warn = warn or (lambda msg: print(f"WARNING: {msg}", file=sys.stderr))
+    p = check_readable_file("-sourcefile", str(path))
+    rows = []
+    comments = []
+    for lineno, raw in enumerate(p.read_text(errors="replace").splitlines(), start=1):
+        line = raw.strip(" \t,;:!\r\n")
+        if not line:
+            continue
+        if line.startswith("#"):
+            comments.append(lineno)
+            continue
+        tokens = [t for t in _DELIMS.split(line) if t]
+        vals = []
+        for t in tokens[:5]:
+            try:
+                vals.append(float(t))
+            except ValueError:
+                raise InputError(f"-sourcefile: {path} line {lineno}: not a number: {t!r}") from None
+        vals += [math.nan] * (5 - len(vals))
+        rows.append(tuple(vals))
+    if comments:
+        warn(f"{path}: skipped comment lines {', '.join(map(str, comments))} "
+             "(the C program reads them as extra sources at the origin with zero wavelength)")
+    if not rows:
+        raise InputError(f"-sourcefile: {path}: no sources found")
+    return rows
