@@ -1,0 +1,353 @@
+"""Parity matrix: every case of a golden-format corpus against our simulator, in one worst-first report.
+
+    python -m tools.parity_matrix [--corpus DIR] [--live [--c-bin PATH]] [--select IDS_OR_TAGS ...]
+                                  [--exclude TAGS ...] [--dtype float64|float32] [--device cpu|cuda]
+                                  [-j N] [--outdir DIR] [--py-cmd CMD] [--timeout S] [--no-images]
+
+Writes ``reports/parity/<UTC STAMP>/`` (or ``--outdir``): ``matrix.json``, ``index.md``, a self-contained
+``index.html`` (thumbnails embedded) and ``cases/<id>.png`` (C / PyTorch / difference) plus
+``cases/<id>_profile.png`` (line profiles through the worst pixel). Exit status: 0 when every case passes,
+1 when any case misses, 2 on a usage error. Running and judging a case is ``tools.corpus``; pictures are
+``tools.compare_images``; numbers are ``tools.metrics`` against ``tools.thresholds``.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import io
+import json
+import math
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from datetime import datetime, timezone
+from pathlib import Path
+
+from tools import thresholds as th
+from tools.corpus import REPO_ROOT, CaseResult, default_corpus_dir, default_py_cmd, evaluate_case, load_corpus, \
+    select_cases
+
+# Memory one worker may need: the simulator's default chunk budget (-max_memory_gb 2) plus interpreter,
+# torch and the comparison images.
+WORKER_MEMORY_GB = 3.0
+THUMB_WIDTH = 540
+
+
+# ------------------------------------------------------------------------------------------ planning
+def utc_stamp(now: datetime | None = None) -> str:
+    return (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
+
+
+def available_memory_gb() -> float | None:
+    """MemAvailable from /proc/meminfo in GiB (None where unknown)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return None
+
+
+def bounded_workers(requested: int, n_cases: int, cores: int | None = None, mem_gb: float | None = None) -> int:
+    """Workers actually used: at most ``requested``, the cores, the cases, and what memory allows."""
+    cores = cores or os.cpu_count() or 1
+    n = max(1, min(int(requested), cores, max(n_cases, 1)))
+    if mem_gb is not None:
+        n = min(n, max(1, int(mem_gb // WORKER_MEMORY_GB)))
+    return n
+
+
+def sort_key(r: dict):
+    """Worst first: failed before passed, then by score (inf first), then id."""
+    score = math.inf if r.get("score_is_inf") else (r.get("score") or 0.0)
+    return (r["passed"], -score, r["id"])
+
+
+def feature_counts(results: list[dict]) -> list[dict]:
+    """Per feature tag: cases, passed, failed; most failures first."""
+    table: dict[str, dict] = {}
+    for r in results:
+        for tag in r["features"]:
+            row = table.setdefault(tag, {"feature": tag, "cases": 0, "passed": 0, "failed": 0})
+            row["cases"] += 1
+            row["passed" if r["passed"] else "failed"] += 1
+    return sorted(table.values(), key=lambda row: (-row["failed"], -row["cases"], row["feature"]))
+
+
+# ------------------------------------------------------------------------------------------ one case
+def _failed_result(case, reason: str, dtype, device) -> dict:
+    return {"id": case.id, "summary": case.summary, "features": list(case.features), "expect_error": case.is_error,
+            "verdict": "fail", "passed": False, "reasons": [reason], "score": None, "score_is_inf": True,
+            "outputs": [], "py_wall_s": None, "c_wall_s": case.wall_s, "c_wall_s_source": "recorded",
+            "py_run": None, "c_run": None, "dtype": dtype, "device": device, "images": {}}
+
+
+def run_one(corpus_root: str, case_id: str, opts: dict) -> dict:
+    """Evaluate one case and draw its pictures; a JSON-able dict. Runs in a worker process."""
+    corpus = load_corpus(corpus_root)
+    case = next(c for c in corpus.cases if c.id == case_id)
+    try:
+        res: CaseResult = evaluate_case(
+            corpus, case, dtype=opts["dtype"], device=opts["device"], py_cmd=opts["py_cmd"],
+            timeout=opts["timeout"], c_bin=opts["c_bin"], threads=opts["threads"], keep_images=opts["images"])
+        out = res.to_json()
+        out["images"] = _draw(res, Path(opts["outdir"])) if opts["images"] else {}
+    except Exception as e:  # a harness bug on one case must not stop the others
+        out = _failed_result(case, f"harness error: {type(e).__name__}: {e}", opts["dtype"], opts["device"])
+    return out
+
+
+def _draw(res: CaseResult, outdir: Path) -> dict:
+    """PNG of C / PyTorch / difference and a line-profile PNG when both float images exist."""
+    if not res.images or res.images[1] is None:
+        return {}
+    from tools.compare_images import write_compare_png, write_profile_png
+
+    c, py = res.images
+    verdict = "PASS" if res.passed else "FAIL"
+    rel = {}
+    try:
+        p = write_compare_png(c, py, outdir / "cases" / f"{res.id}.png", title=f"{res.id} [{verdict}]")
+        rel["compare"] = str(p.relative_to(outdir))
+        if c.shape == py.shape and c.size > 1:
+            p = write_profile_png(c, py, outdir / "cases" / f"{res.id}_profile.png", title=f"{res.id}: line profiles")
+            rel["profile"] = str(p.relative_to(outdir))
+    except Exception as e:  # a picture that cannot be drawn is noted, the verdict stands
+        rel["error"] = f"{type(e).__name__}: {e}"
+    return rel
+
+
+# ------------------------------------------------------------------------------------------ reports
+def _fmt(x, spec=".3g") -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float) and math.isinf(x):
+        return "inf"
+    return format(x, spec)
+
+
+def _float_metrics(r: dict) -> dict:
+    for o in r["outputs"]:
+        if o["kind"] == "floatfile":
+            return o["metrics"]
+    return {}
+
+
+def _score_text(r: dict) -> str:
+    return "inf" if r.get("score_is_inf") else _fmt(r.get("score"))
+
+
+def write_index_md(path: Path, meta: dict, summary: dict, features: list[dict], results: list[dict]) -> None:
+    lines = [f"# Parity matrix {meta['stamp']}", "",
+             f"{summary['passed']}/{summary['cases']} cases pass ({summary['failed']} fail); dtype {meta['dtype']}, "
+             f"device {meta['device'] or 'default'}, reference {'live C: ' + str(meta['c_bin']) if meta['live'] else 'recorded'}"
+             f", corpus `{meta['corpus']}`.", "",
+             "Score = worst observed/allowed ratio over the thresholds (> 1 fails; inf: crash, wrong exit status, "
+             "missing file or header mismatch).", "",
+             "## Per feature", "", "| feature | cases | passed | failed |", "| --- | --- | --- | --- |"]
+    lines += [f"| {f['feature']} | {f['cases']} | {f['passed']} | {f['failed']} |" for f in features]
+    lines += ["", "## Cases (worst first)", "",
+              "| case | verdict | score | r | sum ratio | max\\|d\\|/max(C) | PyTorch s | C s | reasons |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in results:
+        m = _float_metrics(r)
+        img = r.get("images", {}).get("compare")
+        name = f"[{r['id']}]({img})" if img else r["id"]
+        reasons = "; ".join(r["reasons"]).replace("|", "\\|")
+        lines.append(f"| {name} | {r['verdict']} | {_score_text(r)} | {_fmt(m.get('correlation'), '.9f')} | "
+                     f"{_fmt(m.get('sum_ratio'), '.8f')} | {_fmt(m.get('max_abs_diff_rel'))} | "
+                     f"{_fmt(r.get('py_wall_s'), '.2f')} | {_fmt(r.get('c_wall_s'), '.3f')} | {reasons} |")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _thumb_data_uri(png: Path) -> str | None:
+    try:
+        from PIL import Image
+
+        with Image.open(png) as im:
+            im = im.convert("RGB")
+            if im.width > THUMB_WIDTH:
+                im = im.resize((THUMB_WIDTH, round(im.height * THUMB_WIDTH / im.width)))
+            buf = io.BytesIO()
+            im.save(buf, format="PNG", optimize=True)
+        return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    except Exception:
+        return None
+
+
+_CSS = """body{font-family:sans-serif;margin:1.5em;color:#222}table{border-collapse:collapse;margin-bottom:1.5em}
+td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px;vertical-align:top}th{background:#f0f0f0}
+tr.fail td.v{background:#f8d0d0;font-weight:bold}tr.pass td.v{background:#d6f0d6}
+.reasons{max-width:34em;font-size:12px}img.thumb{display:block;max-width:540px}.num{text-align:right}
+.summary{font-size:16px;margin:0.5em 0 1em}"""
+
+
+def write_index_html(path: Path, meta: dict, summary: dict, features: list[dict], results: list[dict]) -> None:
+    outdir = path.parent
+    e = html.escape
+    ref = f"live C ({e(str(meta['c_bin']))})" if meta["live"] else "recorded C outputs"
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Parity matrix {e(meta['stamp'])}</title>",
+             f"<style>{_CSS}</style></head><body>", f"<h1>Parity matrix {e(meta['stamp'])}</h1>",
+             f"<p class='summary'><b>{summary['passed']}/{summary['cases']}</b> cases pass, "
+             f"<b>{summary['failed']}</b> fail. dtype {e(meta['dtype'])}, device {e(str(meta['device'] or 'default'))}, "
+             f"reference: {ref}; corpus <code>{e(meta['corpus'])}</code>; {meta['workers']} worker(s), "
+             f"{meta['wall_s']:.1f} s.</p>",
+             "<p>Score = worst observed/allowed ratio over the thresholds (&gt; 1 fails; inf: crash, wrong exit "
+             "status, missing file or header mismatch). Thresholds: "
+             f"<code>{e(json.dumps(meta['thresholds']))}</code></p>",
+             "<h2>Per feature</h2><table><tr><th>feature</th><th>cases</th><th>passed</th><th>failed</th></tr>"]
+    for f in features:
+        cls = "fail" if f["failed"] else "pass"
+        parts.append(f"<tr class='{cls}'><td>{e(f['feature'])}</td><td class='num'>{f['cases']}</td>"
+                     f"<td class='num'>{f['passed']}</td><td class='num v'>{f['failed']}</td></tr>")
+    parts.append("</table><h2>Cases, worst first</h2><table><tr><th>case</th><th>verdict</th><th>score</th>"
+                 "<th>r</th><th>sum ratio</th><th>max|d|/max(C)</th><th>PyTorch s</th><th>C s</th>"
+                 "<th>reasons</th><th>C / PyTorch / PyTorch&minus;C</th></tr>")
+    for r in results:
+        m = _float_metrics(r)
+        imgs = r.get("images", {})
+        cell = ""
+        if imgs.get("compare"):
+            uri = _thumb_data_uri(outdir / imgs["compare"])
+            if uri:
+                cell += f"<a href='{e(imgs['compare'])}'><img class='thumb' src='{uri}' alt='{e(r['id'])}'></a>"
+            if imgs.get("profile"):
+                cell += f"<a href='{e(imgs['profile'])}'>line profiles</a>"
+        reasons = "<br>".join(e(x) for x in r["reasons"]) or ""
+        run = r.get("py_run") or {}
+        if not r["passed"] and run.get("stderr"):
+            tail = "\n".join(run["stderr"].strip().splitlines()[-6:])
+            reasons += f"<details><summary>stderr</summary><pre>{e(tail)}</pre></details>"
+        parts.append(
+            f"<tr class='{'pass' if r['passed'] else 'fail'}'><td><b>{e(r['id'])}</b><br><small>{e(r['summary'])}"
+            f"<br>{e(', '.join(r['features']))}</small></td><td class='v'>{r['verdict'].upper()}</td>"
+            f"<td class='num'>{_score_text(r)}</td><td class='num'>{_fmt(m.get('correlation'), '.9f')}</td>"
+            f"<td class='num'>{_fmt(m.get('sum_ratio'), '.8f')}</td><td class='num'>{_fmt(m.get('max_abs_diff_rel'))}</td>"
+            f"<td class='num'>{_fmt(r.get('py_wall_s'), '.2f')}</td><td class='num'>{_fmt(r.get('c_wall_s'), '.3f')}</td>"
+            f"<td class='reasons'>{reasons}</td><td>{cell}</td></tr>")
+    parts.append("</table></body></html>")
+    path.write_text("\n".join(parts))
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+# ------------------------------------------------------------------------------------------ driver
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m tools.parity_matrix", description=__doc__.split("\n\n")[0])
+    p.add_argument("--corpus", default=None, help="corpus directory (default $NB_GOLDEN_DIR or ../shared/golden)")
+    p.add_argument("--live", action="store_true", help="re-run the C program for every case (binary: --c-bin or $NB_C_BIN)")
+    p.add_argument("--c-bin", default=None, help="C nanoBragg executable for --live (default $NB_C_BIN)")
+    p.add_argument("--select", nargs="+", action="extend", default=None, metavar="ID_OR_TAG",
+                   help="case ids or feature tags (comma lists allowed); default: every case")
+    p.add_argument("--exclude", nargs="+", action="extend", default=None, metavar="TAG",
+                   help="drop cases carrying any of these feature tags")
+    p.add_argument("--dtype", choices=sorted(th.FLOAT_IMAGE), default="float64")
+    p.add_argument("--device", choices=["cpu", "cuda"], default=None, help="passed as -device (default: not passed)")
+    p.add_argument("-j", "--jobs", type=int, default=1, help="parallel cases (bounded by cores and memory)")
+    p.add_argument("--outdir", default=None, help="bundle directory (default reports/parity/<UTC STAMP>/)")
+    p.add_argument("--py-cmd", default=None,
+                   help="command running our simulator (default $NB_PY_CMD or 'python -m nanobrag_torch')")
+    p.add_argument("--timeout", type=float, default=900.0, help="seconds per run before it counts as failed")
+    p.add_argument("--no-images", action="store_true", help="skip the PNGs (faster)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.jobs < 1:
+        print("parity_matrix: -j must be >= 1", file=sys.stderr)
+        return 2
+    corpus_dir = Path(args.corpus) if args.corpus else default_corpus_dir()
+    try:
+        corpus = load_corpus(corpus_dir)
+        cases = select_cases(corpus.cases, args.select, exclude_tags=args.exclude or ())
+    except (FileNotFoundError, ValueError) as e:
+        print(f"parity_matrix: {e}", file=sys.stderr)
+        return 2
+    if not cases:
+        print("parity_matrix: the selection leaves no case to run", file=sys.stderr)
+        return 2
+    c_bin = None
+    if args.live:
+        from tools.cbin import resolve_c_binary
+
+        found = resolve_c_binary(args.c_bin)
+        if not found.ok:
+            print(f"parity_matrix: --live: {found.problem}", file=sys.stderr)
+            return 2
+        c_bin = str(found.path)
+    stamp = utc_stamp()
+    outdir = Path(args.outdir) if args.outdir else REPO_ROOT / "reports" / "parity" / stamp
+    outdir.mkdir(parents=True, exist_ok=True)
+    py_cmd = shlex.split(args.py_cmd) if args.py_cmd else default_py_cmd()
+    cores = os.cpu_count() or 1
+    workers = bounded_workers(args.jobs, len(cases), cores, available_memory_gb())
+    opts = {"dtype": args.dtype, "device": args.device, "py_cmd": py_cmd, "timeout": args.timeout, "c_bin": c_bin,
+            "threads": max(1, cores // workers) if workers > 1 else None, "images": not args.no_images,
+            "outdir": str(outdir)}
+
+    from tqdm import tqdm
+
+    t0 = time.perf_counter()
+    results = []
+    bar = tqdm(total=len(cases), desc="parity", unit="case", disable=args.no_progress, file=sys.stderr)
+    if workers == 1:
+        for case in cases:
+            bar.set_postfix_str(case.id)
+            results.append(run_one(str(corpus.root), case.id, opts))
+            bar.update(1)
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futs = {pool.submit(run_one, str(corpus.root), c.id, opts): c for c in cases}
+            for fut in as_completed(futs):
+                case = futs[fut]
+                try:
+                    results.append(fut.result())
+                except Exception as e:  # a dead worker process: record, keep going
+                    results.append(_failed_result(case, f"harness error: {type(e).__name__}: {e}",
+                                                  args.dtype, args.device))
+                bar.set_postfix_str(case.id)
+                bar.update(1)
+    bar.close()
+    wall = time.perf_counter() - t0
+
+    results.sort(key=sort_key)
+    summary = {"cases": len(results), "passed": sum(r["passed"] for r in results),
+               "failed": sum(not r["passed"] for r in results)}
+    features = feature_counts(results)
+    meta = {"stamp": stamp, "corpus": str(corpus.root.resolve()), "corpus_reference": corpus.reference,
+            "live": bool(args.live), "c_bin": c_bin, "dtype": args.dtype, "device": args.device,
+            "py_cmd": py_cmd, "select": args.select, "exclude": args.exclude, "jobs_requested": args.jobs,
+            "workers": workers, "threads_per_run": opts["threads"], "timeout_s": args.timeout, "wall_s": wall,
+            "thresholds": {"float_image": th.for_dtype(args.dtype).as_dict(),
+                           "smv_max_pixel_diff": th.smv_max_pixel_diff(args.dtype),
+                           "pgm_max_pixel_diff": th.pgm_max_pixel_diff(args.dtype),
+                           "pgm_scale_rtol": th.pgm_scale_rtol(args.dtype)},
+            "git_commit": _git_commit(), "host": {"platform": platform.platform(), "cpus": cores,
+                                                   "python": sys.version.split()[0]}}
+    (outdir / "matrix.json").write_text(json.dumps(
+        {"meta": meta, "summary": summary, "features": features, "cases": results}, indent=1, default=str) + "\n")
+    write_index_md(outdir / "index.md", meta, summary, features, results)
+    write_index_html(outdir / "index.html", meta, summary, features, results)
+    worst = next((r for r in results if not r["passed"]), None)
+    print(f"parity matrix: {summary['passed']}/{summary['cases']} cases pass"
+          + (f"; worst: {worst['id']} ({'; '.join(worst['reasons'])[:200]})" if worst else "")
+          + f"\nreport: {outdir / 'index.html'}")
+    return 0 if summary["failed"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
