@@ -1,0 +1,116 @@
+"""invoke tasks: thin wrappers over the nox sessions and tools/ (docs/development/testing_strategy.md).
+
+    invoke phase-d                  # one Phase D evidence bundle, ledger Attempt, plan ticks on PASS
+    invoke phase-d --dry-run        # print every command it would run; creates nothing
+    invoke tests / lint / metrics --outdir D / ledger / parity-matrix ...
+"""
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+from invoke import Exit, task
+
+ROOT = Path(__file__).resolve().parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tools import phase_d as pd
+from tools.case_config import ConfigError, load_case
+from tools.cbin import resolve_c_binary
+
+
+def _run(c, argv) -> tuple[int, str]:
+    """Run one command at the repo root, output shown live; never raises on a non-zero exit."""
+    with c.cd(str(ROOT)):
+        r = c.run(shlex.join(str(a) for a in argv), warn=True, pty=False)
+    return r.exited, (r.stdout or "") + (r.stderr or "")
+
+
+def _step_argv(step: str, outdir, python=None) -> list[str]:
+    return dict(pd.chain_commands(outdir, python))[step]
+
+
+@task(help={
+    "c_bin": "C nanoBragg binary (default: $NB_C_BIN, then nanoBragg on PATH); without one the run ends BLOCKED",
+    "python": "run the steps with this interpreter instead of the nox sessions (it needs torch and this package)",
+    "config": "case file (default: configs/phase_d_source_weights.toml)",
+    "dry_run": "print the commands that would run; create nothing",
+})
+def phase_d(c, c_bin=None, python=None, config=None, dry_run=False):
+    """Phase D evidence: fresh UTC-stamped bundle, collect → parity → C CLI → PyTorch CLI → env → metrics →
+    summary → ledger. Exits 0 only for a PASS; otherwise the bundle holds blocking.md."""
+    try:
+        cfg = load_case(config)
+    except ConfigError as exc:
+        raise Exit(f"error: {exc}", code=2)
+    outdir = pd.new_outdir(cfg)
+    if dry_run:
+        print("\n".join(pd.describe(cfg, outdir, resolve_c_binary(c_bin), python)))
+        return
+    flags = [f"--c-bin {c_bin}" if c_bin else "", f"--python {python}" if python else "",
+             f"--config {config}" if config else ""]
+    invocation = " ".join(["invoke phase-d", *[f for f in flags if f]])
+    try:
+        pd.init_bundle(outdir, config, c_bin, invocation=invocation)
+    except pd.BundleError as exc:
+        raise Exit(f"error: {exc}", code=2)
+    code = pd.run_chain(outdir, pd.chain_commands(outdir, python), lambda argv: _run(c, argv))
+    raise Exit(f"Phase D {'PASS' if code == 0 else 'BLOCKED'}: {outdir}", code=code)
+
+
+@task(help={"outdir": "bundle directory", "python": "interpreter instead of nox"})
+def metrics(c, outdir, python=None):
+    """Metrics and gate for an existing bundle (metrics.json, compare.png)."""
+    code, _ = _run(c, _step_argv("metrics", outdir, python))
+    raise Exit(code=code)
+
+
+@task(help={"outdir": "record this bundle: summary.md, ledger Attempt, plan ticks on a clean PASS",
+            "item": "item to show when no --outdir is given", "python": "interpreter instead of nox"})
+def ledger(c, outdir=None, item="SOURCE-WEIGHT-001", python=None):
+    """Show an item's status and Attempts in docs/fix_plan.md, or record a bundle there (--outdir)."""
+    if outdir:
+        code, _ = _run(c, _step_argv("report", outdir, python))
+    else:
+        code, _ = _run(c, [sys.executable, "-m", "tools.ledger", "show", item])
+    raise Exit(code=code)
+
+
+@task(help={"config": "case file"})
+def phase_d_check(c, config=None):
+    """Exit 0 iff a PASS Phase D bundle exists for the current code (for downstream tasks, e.g. profiling)."""
+    try:
+        print(pd.passing_bundle_for_code(config))
+    except (pd.BundleError, ConfigError) as exc:
+        raise Exit(f"error: {exc}", code=1)
+
+
+@task(help={"args": "extra pytest arguments, e.g. \"-k ledger\""})
+def tests(c, args=""):
+    """The full test suite, as CI runs it (nox -s tests)."""
+    code, _ = _run(c, ["nox", "-s", "tests", *(["--", *shlex.split(args)] if args else [])])
+    raise Exit(code=code)
+
+
+@task
+def lint(c):
+    """ruff check (nox -s lint)."""
+    code, _ = _run(c, ["nox", "-s", "lint"])
+    raise Exit(code=code)
+
+
+@task(help={"corpus": "golden corpus directory", "live": "run the C binary live", "select": "case selection",
+            "dtype": "float32|float64", "device": "cpu|cuda", "jobs": "parallel jobs", "outdir": "report directory"})
+def parity_matrix(c, corpus=None, live=False, select=None, dtype=None, device=None, jobs=None, outdir=None):
+    """C-vs-PyTorch parity matrix (nox -s parity_matrix -- ...; flags pass through to tools.parity_matrix)."""
+    argv = ["nox", "-s", "parity_matrix", "--"]
+    for flag, value in (("--corpus", corpus), ("--select", select), ("--dtype", dtype), ("--device", device),
+                        ("-j", jobs), ("--outdir", outdir)):
+        if value is not None:
+            argv += [flag, str(value)]
+    if live:
+        argv.append("--live")
+    code, _ = _run(c, argv)
+    raise Exit(code=code)
