@@ -93,7 +93,8 @@ def _step(session: nox.Session, step: str) -> None:
 def tests(session: nox.Session) -> None:
     """Full test suite (what CI runs): pytest -q [ARGS]; NB_GOLDEN_DIR defaults to ../shared/golden."""
     python = _venv_python(session)
-    _install(session, python, "test")
+    # "pipeline" too: the tests of tools/ need matplotlib, invoke and nox (tasks.py and noxfile.py are tested).
+    _install(session, python, "test,pipeline")
     golden = _golden_dir()
     if not Path(golden).is_dir():
         session.warn(f"golden corpus not found at {golden}: golden-corpus tests will skip (set NB_GOLDEN_DIR)")

@@ -1,0 +1,70 @@
+"""The bundle command log (tools.cmdlog): one line per command, `UTC time<TAB>exit code<TAB>command`."""
+from __future__ import annotations
+
+import re
+import sys
+
+import pytest
+
+from tools import cmdlog
+
+ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+
+
+def test_line_format_and_round_trip(tmp_path):
+    # Two commands give two lines of exactly three tab-separated fields, read back unchanged.
+    log = tmp_path / "commands.txt"
+    first = cmdlog.log_command(log, 0, "pytest --collect-only -q", "2025-11-26T10:00:00Z")
+    cmdlog.log_command(log, 9, "nanoBragg -mat A.mat")
+    assert first == "2025-11-26T10:00:00Z\t0\tpytest --collect-only -q"
+    lines = log.read_text().splitlines()
+    assert len(lines) == 2 and all(line.count("\t") == 2 for line in lines)
+    back = cmdlog.read_commands(log)
+    assert [(c.exit_code, c.command) for c in back] == [(0, "pytest --collect-only -q"), (9, "nanoBragg -mat A.mat")]
+    assert ISO_UTC.match(back[1].started)
+
+
+def test_format_command_is_a_reproducible_shell_line(tmp_path):
+    # Working directory relative to the root as `cd DIR &&`, env overrides as VAR=value, arguments quoted.
+    line = cmdlog.format_command(["prog", "a b", "-x"], cwd=tmp_path / "run", env={"NB_C_BIN": "/opt/nb"},
+                                 root=tmp_path)
+    assert line == "cd run && NB_C_BIN=/opt/nb prog 'a b' -x"
+    assert cmdlog.format_command(["prog"], cwd=tmp_path, root=tmp_path) == "prog"  # the root itself: no cd
+
+
+def test_a_logged_command_is_always_one_line(tmp_path):
+    # Newlines/tabs inside arguments are escaped by format_command; log_command refuses raw ones.
+    line = cmdlog.format_command(["echo", "two\nlines\tand tab"])
+    assert "\n" not in line and "\t" not in line
+    with pytest.raises(ValueError):
+        cmdlog.log_command(tmp_path / "c.txt", 0, "two\nlines")
+
+
+def test_malformed_log_line_names_its_number(tmp_path):
+    log = tmp_path / "commands.txt"
+    log.write_text("2025-11-26T10:00:00Z\t0\tok\nbroken line\n")
+    with pytest.raises(ValueError, match=":2:"):
+        cmdlog.read_commands(log)
+
+
+def test_run_logged_records_exit_code_and_output(tmp_path):
+    # The child prints and exits 3: the log has 3, the output file has the text, the tail too.
+    log, out = tmp_path / "commands.txt", tmp_path / "out.log"
+    res = cmdlog.run_logged([sys.executable, "-c", "import sys; print('hello'); sys.exit(3)"], log,
+                            output_path=out, env={"EXTRA": "1"})
+    assert res.exit_code == 3 and "hello" in out.read_text() and res.tail == "hello"
+    (entry,) = cmdlog.read_commands(log)
+    assert entry.exit_code == 3 and entry.command.startswith("EXTRA=1 ")
+
+
+def test_run_logged_missing_program_is_127_and_timeout_is_124(tmp_path):
+    log = tmp_path / "commands.txt"
+    assert cmdlog.run_logged([str(tmp_path / "no-such-program")], log).exit_code == cmdlog.EXIT_NOT_FOUND == 127
+    slow = cmdlog.run_logged([sys.executable, "-c", "import time; time.sleep(10)"], log, timeout_s=0.5)
+    assert slow.exit_code == cmdlog.EXIT_TIMEOUT == 124 and "timeout" in slow.tail
+    assert [c.exit_code for c in cmdlog.read_commands(log)] == [127, 124]
+
+
+def test_tail_drops_c_progress_lines():
+    # C prints "NN% done" progress lines; they carry no information for a blocking report.
+    assert cmdlog.tail_text("start\n 10% done\n 20% done\nERROR: x\n") == "start\nERROR: x"
