@@ -17,6 +17,8 @@ from matplotlib.colors import LogNorm, Normalize, SymLogNorm  # noqa: E402
 
 # Use a log colour scale for an intensity panel when its positive values span more than this factor.
 LOG_DYNAMIC_RANGE = 100.0
+# Circle the differing pixels in the difference panel when there are at most this many.
+SPARSE_MARKERS = 200
 
 
 def _intensity_norm(img: np.ndarray):
@@ -88,7 +90,12 @@ def write_compare_png(c_img: np.ndarray, py_img: np.ndarray, path, title: str | 
         im = ax.imshow(_masked(diff), cmap=dmap, norm=dnorm, origin="upper", interpolation="nearest")
         finite = diff[np.isfinite(diff)]
         m = float(np.abs(finite).max()) if finite.size else float("nan")
-        ax.set_title(f"PyTorch - C ({dkind})  max|d| {m:.3g}")
+        nz = np.argwhere(np.isfinite(diff) & (diff != 0))
+        ax.set_title(f"PyTorch - C ({dkind})  max|d| {m:.3g}, {len(nz)} px")
+        if 0 < len(nz) <= SPARSE_MARKERS:  # a few differing pixels vanish when drawn small: circle them
+            ax.scatter(nz[:, 1], nz[:, 0], s=60, facecolors="none", edgecolors="k", linewidths=0.8)
+            ax.set_xlim(-0.5, diff.shape[1] - 0.5)
+            ax.set_ylim(diff.shape[0] - 0.5, -0.5)
         fig.colorbar(im, ax=ax, shrink=0.8)
     else:
         ax.text(0.5, 0.5, f"shape mismatch\nC {c.shape}\nPyTorch {py.shape}", ha="center", va="center",
