@@ -213,7 +213,7 @@ def test_timeout_is_a_failure_not_a_hang(corpus):
 
 
 def test_run_is_hermetic_and_appends_our_flags(tmp_path):
-    # The run dir holds exactly the case's inputs; argv is the case's plus '-dtype float32 -device cpu'.
+    # The run dir (created by the harness) holds exactly the case's inputs; argv is the case's plus '-dtype float32 -device cpu'.
     root = tmp_path / "c"
     root.mkdir()
     (root / "inputs").mkdir()
@@ -222,7 +222,6 @@ def test_run_is_hermetic_and_appends_our_flags(tmp_path):
     case = make_case(root, "h", ["-hkl", "x.hkl", "-detpixels", "4"], features=["hkl"], inputs=["x.hkl"],
                      exit_code=9)
     corpus = load_corpus(make_corpus(root, [case]))
-    (tmp_path / "work").mkdir()
     probe = [sys.executable, "-c", "import os, sys; print(sorted(os.listdir('.'))); print(sys.argv[1:])"]
     run = run_py_case(corpus, corpus.cases[0], tmp_path / "work", dtype="float32", device="cpu", py_cmd=probe)
     assert run.exit_code == 0
@@ -247,3 +246,15 @@ def test_live_mode_compares_against_the_rerun(corpus, tmp_path):
 def test_pattern_max_is_one():
     # The synthetic spot peaks at 0.01 + 0.99 = 1 at the centre; other tests' ratios rely on it.
     assert float(pattern(16).max()) == pytest.approx(1.0) and pattern(16).argmax() == 8 * 16 + 8
+
+
+def test_missing_corpus_input_fails_the_case_without_running(tmp_path):
+    # A case naming an input the corpus lacks cannot be run hermetically: it fails (score inf), nothing runs.
+    root = tmp_path / "c"
+    root.mkdir()
+    case = make_case(root, "needs_hkl", ["-detpixels", "4", "-floatfile", "f.bin"], features=["x"],
+                     inputs=["absent.hkl"])
+    corpus = load_corpus(make_corpus(root, [case]))
+    r = evaluate_case(corpus, corpus.cases[0], py_cmd=fake_sim_cmd())
+    assert not r.passed and math.isinf(r.score) and r.py_run is None
+    assert r.reasons == [f"input(s) ['absent.hkl'] missing from {root / 'inputs'}"]

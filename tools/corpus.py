@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from tools import thresholds as th
+from tools.hermetic import prepare_run_dir
 from tools.metrics import compare_images, read_float_image, verdict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -195,13 +196,13 @@ def default_py_cmd() -> list[str]:
     return shlex.split(env) if env else [sys.executable, "-m", "nanobrag_torch"]
 
 
-def stage_inputs(corpus: Corpus, case: Case, workdir: Path) -> None:
-    """Copy ``inputs/<name>`` for every name the case lists into ``workdir`` (and nothing else)."""
-    for name in case.inputs:
-        src = corpus.input_path(name)
-        if not src.is_file():
-            raise FileNotFoundError(f"case {case.id}: input {src} missing from the corpus")
-        shutil.copy2(src, workdir / name)
+def stage_inputs(corpus: Corpus, case: Case, workdir: Path) -> list[dict]:
+    """Create the fresh ``workdir`` (it must not exist) holding a copy of ``inputs/<name>`` for every name
+    the case lists, and nothing else; return the copies' names and checksums (tools.hermetic)."""
+    missing = [n for n in case.inputs if not corpus.input_path(n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"case {case.id}: input(s) {missing} missing from {corpus.root / 'inputs'}")
+    return prepare_run_dir(workdir, [corpus.input_path(n) for n in case.inputs])
 
 
 def run_in_dir(cmd: list[str], workdir: Path, *, timeout: float, env: dict | None = None) -> RunResult:
@@ -239,7 +240,7 @@ def py_env(threads: int | None = None) -> dict:
 def run_py_case(corpus: Corpus, case: Case, workdir: Path, *, dtype: str | None = "float64",
                 device: str | None = None, py_cmd: list[str] | None = None, timeout: float = 600.0,
                 threads: int | None = None) -> RunResult:
-    """Run our simulator on ``case`` in the (empty) ``workdir``: inputs staged, exact argv + our flags."""
+    """Run our simulator on ``case`` in the fresh ``workdir`` (created here): inputs staged, exact argv + our flags."""
     stage_inputs(corpus, case, workdir)
     cmd = list(py_cmd or default_py_cmd()) + list(case.argv)
     if dtype:
@@ -250,7 +251,7 @@ def run_py_case(corpus: Corpus, case: Case, workdir: Path, *, dtype: str | None 
 
 
 def run_c_case(corpus: Corpus, case: Case, workdir: Path, c_bin: str | Path, *, timeout: float = 600.0) -> RunResult:
-    """Re-run the C program on ``case`` in the (empty) ``workdir`` with the corpus's recorded environment."""
+    """Re-run the C program on ``case`` in the fresh ``workdir`` (created here) with the corpus's recorded env."""
     stage_inputs(corpus, case, workdir)
     env = {"OMP_NUM_THREADS": "2"}
     env.update(corpus.c_env)
@@ -596,11 +597,13 @@ def evaluate_case(corpus: Corpus, case: Case, *, dtype: str = "float64", device:
     c_run = None
     with tempfile.TemporaryDirectory(prefix=f"nb_{case.id}_", dir=workroot) as tmp:
         py_dir, c_dir = Path(tmp) / "py", Path(tmp) / "c"
-        py_dir.mkdir()
         expect_error = case.is_error
         ref_dir, ref_outputs = corpus.ref_dir(case), None
+        missing = [n for n in case.inputs if not corpus.input_path(n).is_file()]
+        if missing:
+            reasons.append(f"input(s) {missing} missing from {corpus.root / 'inputs'}")
+            c_bin = None
         if c_bin is not None:
-            c_dir.mkdir()
             c_run = run_c_case(corpus, case, c_dir, c_bin, timeout=timeout)
             expect_error = c_run.timed_out or c_run.exit_code != 0
             if expect_error != case.is_error:
@@ -609,12 +612,8 @@ def evaluate_case(corpus: Corpus, case: Case, *, dtype: str = "float64", device:
             ref_outputs = {k: v for k, v in case.outputs.items() if (c_dir / v).is_file()}
             for k in sorted(set(case.outputs) - set(ref_outputs)):
                 reasons.append(f"live C did not write {case.outputs[k]} ({k})")
-        try:
-            run = run_py_case(corpus, case, py_dir, dtype=dtype, device=device, py_cmd=py_cmd,
-                              timeout=timeout, threads=threads)
-        except FileNotFoundError as e:
-            run = None
-            reasons.append(str(e))
+        run = None if missing else run_py_case(corpus, case, py_dir, dtype=dtype, device=device, py_cmd=py_cmd,
+                                               timeout=timeout, threads=threads)
         if run is not None:
             if expect_error:
                 reasons += _judge_error_case(run)
