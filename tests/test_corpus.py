@@ -258,3 +258,24 @@ def test_missing_corpus_input_fails_the_case_without_running(tmp_path):
     r = evaluate_case(corpus, corpus.cases[0], py_cmd=fake_sim_cmd())
     assert not r.passed and math.isinf(r.score) and r.py_run is None
     assert r.reasons == [f"input(s) ['absent.hkl'] missing from {root / 'inputs'}"]
+
+
+def test_float32_smv_gate_follows_the_float_gate(tmp_path):
+    # float32 may move the float image by 1e-2 * max(C); autoscale maps max(C) to 55000 counts, so the
+    # float32 SMV gate is 1 + ceil(0.01 * 55000) = 551 counts (float64 stays at 1).
+    assert th.smv_max_pixel_diff("float32") == 551
+    c = np.full((2, 2), 1000, dtype=np.uint16)
+    _, reasons, score = compare_smv(*_smv_pair(tmp_path, c, c + 551), "intfile", "float32")
+    assert reasons == [] and score == 1.0
+    _, reasons, _ = compare_smv(*_smv_pair(tmp_path, c, c + 552), "intfile", "float32")
+    assert reasons == ["intfile: 4 pixels differ by more than 551 (max 552 at [0, 0])"]
+
+
+def test_smv_header_last_digit_tolerated_in_float32_only(tmp_path):
+    # '7.0181' vs '7.01809' (1.4e-6 relative, C's 6 significant digits) is a float32 geometry rounding:
+    # accepted at the float32 header tolerance 1e-5, refused at the float64 one, 1e-6.
+    c = np.zeros((2, 2), dtype=np.uint16)
+    pair = _smv_pair(tmp_path, c, c, [("ADXV_CENTER_Y", "7.0181")], [("ADXV_CENTER_Y", "7.01809")])
+    assert compare_smv(*pair, "intfile", "float32")[1] == []
+    assert compare_smv(*pair, "intfile", "float64")[1] == [
+        "intfile: header values differ: ADXV_CENTER_Y: C '7.0181' vs '7.01809'"]

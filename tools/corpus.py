@@ -406,7 +406,7 @@ def compare_smv(ref: Path, ours: Path, kind: str, dtype: str) -> tuple[dict, lis
         reasons.append(f"{kind}: header key order differs from C")
     dp, diffs = dict(hp), []
     for k, v in hc:
-        if k in dp and not _values_match(v, dp[k], th.SMV_HEADER_RTOL):
+        if k in dp and not _values_match(v, dp[k], th.smv_header_rtol(dtype)):
             diffs.append(f"{k}: C {v!r} vs {dp[k]!r}")
     if diffs:
         reasons.append(f"{kind}: header values differ: " + "; ".join(diffs[:6]) + (" ..." if len(diffs) > 6 else ""))

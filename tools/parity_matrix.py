@@ -334,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
             "workers": workers, "threads_per_run": opts["threads"], "timeout_s": args.timeout, "wall_s": wall,
             "thresholds": {"float_image": th.for_dtype(args.dtype).as_dict(),
                            "smv_max_pixel_diff": th.smv_max_pixel_diff(args.dtype),
+                           "smv_header_rtol": th.smv_header_rtol(args.dtype),
                            "pgm_max_pixel_diff": th.pgm_max_pixel_diff(args.dtype),
                            "pgm_scale_rtol": th.pgm_scale_rtol(args.dtype)},
             "git_commit": _git_commit(), "host": {"platform": platform.platform(), "cpus": cores,
