@@ -544,7 +544,8 @@ def run_chain(outdir, commands, runner=subprocess_runner, root=REPO) -> int:
 def describe(cfg: CaseConfig, outdir, c: CBinary, python=None, nox=("nox",)) -> list[str]:
     """The dry-run text: every command the chain would run and, under each, the commands it runs."""
     py = python or "python"
-    c_prog = str(c.path) if c.ok else f"<missing C binary: {c.problem}>"
+    c_prog = str(c.path) if c.ok else "<missing C binary>"
+    outdir = Path(_rel(outdir))  # shown relative to the repository root, where the commands run
     run_c = outdir / "cli" / "c_run"
     run_py = outdir / "cli" / "py_run"
     inner = {
