@@ -429,6 +429,8 @@ def step_report(b: Bundle) -> int:
     if verdict == BLOCKED and not b.blocks():
         missing = [s["step"] for s in b.steps() if s["status"] != "ok" and s["step"] in STEPS]
         b.record("incomplete", "blocked", f"steps not run or not passed: {', '.join(missing)}")
+    # The summary exists even if the ledger update below fails; it is rewritten at the end.
+    ledger.atomic_write(b.p("summary.md"), bundle_report.render_summary(b))
     ledger_path = cfg.resolve(cfg.ledger, b.root)
     bundle_rel = _rel(b.outdir, b.root) + "/"
     when = b.run["created"]
