@@ -18,6 +18,7 @@ import html
 import io
 import json
 import math
+import multiprocessing
 import os
 import platform
 import shlex
@@ -310,8 +311,11 @@ def main(argv: list[str] | None = None) -> int:
             results.append(run_one(str(corpus.root), case.id, opts))
             bar.update(1)
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            futs = {pool.submit(run_one, str(corpus.root), c.id, opts): c for c in cases}
+        # spawn: no fork of a process holding threads (tqdm's monitor); workers import run_one by module name
+        from tools.parity_matrix import run_one as worker
+
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futs = {pool.submit(worker, str(corpus.root), c.id, opts): c for c in cases}
             for fut in as_completed(futs):
                 case = futs[fut]
                 try:
