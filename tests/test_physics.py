@@ -358,7 +358,6 @@ class TestNearestAndRange:
 # centre of a spot. Each test compares float32 with float64 evaluated on the SAME float32 input, so only the
 # function's own rounding is measured. strict=True: when a fix lands these XPASS and fail, so the marker
 # must be removed then.
-@pytest.mark.xfail(strict=True, reason="float32 sinc3 cancels catastrophically near 0 (7% off at x=1e-3)")
 def test_sinc3_float32_accurate_near_zero():
     # sinc3(1e-3) = 1 - 1e-7 (series); float32 closed form gives 1.0729.
     x32 = torch.tensor([1e-4, 1e-3, 3e-3, 1e-2], dtype=torch.float32)
@@ -366,11 +365,6 @@ def test_sinc3_float32_accurate_near_zero():
     assert torch.allclose(P.sinc3(x32).double(), ref, rtol=1e-5, atol=0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="float32 sincg(pi h, N) near integer h: sin(N pi h) and sin(pi h) "
-    "round independently (5% off at h = 20 + 1e-5); reducing h - round(h) first fixes it",
-)
 def test_square_lattice_factor_float32_accurate_near_integer_h():
     # A spot centre: h within 1e-4..1e-5 of an integer, N = 5.
     # k = l = 0 contribute exactly 5 each, so the expected values are ~ +-125.

@@ -86,7 +86,7 @@ def render_chunk(pos: torch.Tensor, inp: KernelInputs, s: KernelSettings,
     Svec = (d[..., None, :] - inc) / lam[:, None]  # (P, T, S, NS, 3)
     if s.dmin > 0:
         stol = 0.5 * torch.linalg.vector_norm(Svec, dim=-1)
-        culled = (stol > 0) & (s.dmin > 0.5 / torch.where(stol > 0, stol, torch.ones_like(stol)))
+        culled = (stol > 0) & (s.dmin > 0.5 / torch.where(stol > 0, stol, 1.0))
     else:
         culled = torch.zeros(Svec.shape[:-1], dtype=torch.bool, device=pos.device)
     if s.nopolar:
@@ -127,7 +127,7 @@ def render_chunk(pos: torch.Tensor, inp: KernelInputs, s: KernelSettings,
         F_cell = F_near
         interp_next = interp_enabled
 
-    term = torch.where(evaluated, F_cell * F_cell * F_latt * F_latt, torch.zeros_like(F_latt))
+    term = torch.where(evaluated, F_cell * F_cell * F_latt * F_latt, 0.0)
 
     # Accumulation (§6.10).
     any_os = s.oversample_thick or s.oversample_polar or s.oversample_omega
@@ -140,7 +140,7 @@ def render_chunk(pos: torch.Tensor, inp: KernelInputs, s: KernelSettings,
             f = f * polar[..., None]
         if s.oversample_omega:
             f = f * omega[..., None, None]
-        f = torch.where(evaluated, f, torch.ones_like(f)).reshape(P, -1)
+        f = torch.where(evaluated, f, 1.0).reshape(P, -1)
         tail = torch.flip(torch.cumprod(torch.flip(f, [1]), dim=1), [1])  # prod_{m >= n} f_m
         I = inp.I_bg * tail[:, 0] + (term.reshape(P, -1) * tail).sum(1)
     else:

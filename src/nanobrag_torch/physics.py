@@ -10,24 +10,40 @@ GAUSS_WIDTH = 0.63
 TOPHAT_RADIUS_SQR = 0.3969
 
 
-def _safe(x: torch.Tensor, bad: torch.Tensor) -> torch.Tensor:
-    """x with ``bad`` entries replaced by 1 (the double-where trick keeps gradients finite)."""
-    return torch.where(bad, torch.ones_like(x), x)
-
-
 def sincg(x: torch.Tensor, n) -> torch.Tensor:
     """C sincg(x, N) = sin(N x)/sin(x), and N at x == 0 (grating function of N cells)."""
-    n = torch.as_tensor(n, dtype=x.dtype, device=x.device)
-    zero = x == 0
-    xs = _safe(x, zero)
-    return torch.where(zero, n * torch.ones_like(x), torch.sin(n * xs) / torch.sin(xs))
+    den = torch.sin(x)
+    zero = den == 0  # only at x == 0 in floating point (sin(k*pi) is never exactly 0 for k != 0)
+    return torch.where(zero, n, torch.sin(n * x) / torch.where(zero, 1.0, den))
 
 
 def sinc3(x: torch.Tensor) -> torch.Tensor:
-    """C sinc3(x) = 3 (sin x / x - cos x) / x^2, and 1 at x == 0 (Fourier transform of a sphere)."""
+    """C sinc3(x) = 3 (sin x / x - cos x) / x^2, and 1 at x == 0 (Fourier transform of a sphere).
+
+    float64 evaluates C's closed form (bit parity); lower precisions use the Taylor series for |x| < 0.5,
+    where the closed form cancels catastrophically.
+    """
     zero = x == 0
-    xs = _safe(x, zero)
-    return torch.where(zero, torch.ones_like(x), 3.0 * (torch.sin(xs) / xs - torch.cos(xs)) / (xs * xs))
+    xs = torch.where(zero, 1.0, x)
+    closed = torch.where(zero, 1.0, 3.0 * (torch.sin(xs) / xs - torch.cos(xs)) / (xs * xs))
+    if x.dtype == torch.float64:
+        return closed
+    x2 = x * x
+    series = 1.0 - x2 / 10.0 * (1.0 - x2 / 28.0 * (1.0 - x2 / 54.0 * (1.0 - x2 / 88.0)))
+    return torch.where(x.abs() < 0.5, series, closed)
+
+
+def sincg_reduced(h: torch.Tensor, n) -> torch.Tensor:
+    """sincg(pi h, N) from the offset d = h - round(h): (-1)^(h0 (N-1)) sin(N pi d)/sin(pi d).
+
+    Mathematically C's sincg; numerically stable near integer h (used below float64 precision).
+    """
+    h0 = torch.round(h)
+    x = math.pi * (h - h0)
+    den = torch.sin(x)
+    zero = den == 0
+    r = torch.where(zero, n, torch.sin(n * x) / torch.where(zero, 1.0, den))
+    return (1.0 - 2.0 * torch.remainder(h0 * (n - 1), 2.0)) * r
 
 
 def nearest_index(h: torch.Tensor) -> torch.Tensor:
@@ -36,12 +52,19 @@ def nearest_index(h: torch.Tensor) -> torch.Tensor:
 
 
 def lattice_factor_square(hkl: torch.Tensor, N: tuple[int, int, int]) -> torch.Tensor:
-    """Parallelepiped F_latt = prod sincg(pi h_i, N_i) over axes with N_i > 1 (C SQUARE shape)."""
-    out = torch.ones_like(hkl[..., 0])
-    for i, n in enumerate(N):
-        if n > 1:
-            out = out * sincg(math.pi * hkl[..., i], n)
-    return out
+    """Parallelepiped F_latt = prod sincg(pi h_i, N_i) over axes with N_i > 1 (C SQUARE shape).
+
+    float64 evaluates sin(N pi h)/sin(pi h) as C does; lower precisions use the reduced form.
+    """
+    axes = [i for i, n in enumerate(N) if n > 1]
+    if not axes:
+        return torch.ones_like(hkl[..., 0])
+    if len(axes) < 3:
+        hkl = hkl[..., axes]
+    n = torch.as_tensor([N[i] for i in axes], dtype=hkl.dtype, device=hkl.device)
+    if hkl.dtype == torch.float64:
+        return sincg(math.pi * hkl, n).prod(-1)  # C's evaluation, for bit parity
+    return sincg_reduced(hkl, n).prod(-1)
 
 
 def lattice_factor_round(hkl: torch.Tensor, N: tuple[int, int, int], fudge: float) -> torch.Tensor:
@@ -50,9 +73,8 @@ def lattice_factor_round(hkl: torch.Tensor, N: tuple[int, int, int], fudge: floa
     Nt = torch.as_tensor(N, dtype=hkl.dtype, device=hkl.device)
     hrad_sqr = (d * d * Nt * Nt).sum(-1)
     r2 = hrad_sqr * fudge
-    zero = r2 == 0
-    x = math.pi * torch.sqrt(_safe(r2, zero))
-    x = torch.where(zero, torch.zeros_like(x), x)
+    zero = r2 == 0  # double where: sqrt has no finite derivative at 0
+    x = torch.where(zero, 0.0, math.pi * torch.sqrt(torch.where(zero, 1.0, r2)))
     return N[0] * N[1] * N[2] * ROUND_XTAL_SCALE * sinc3(x)
 
 
@@ -86,9 +108,11 @@ def polarization_factor(incident: torch.Tensor, diffracted: torch.Tensor, axis: 
     if kahn == 0.0:
         return 0.5 * (1.0 + cos2t_sqr)
     B = torch.cross(axis.expand_as(incident), incident, dim=-1)
-    B = B / _safe(torch.linalg.vector_norm(B, dim=-1, keepdim=True), torch.linalg.vector_norm(B, dim=-1, keepdim=True) == 0)
+    nB = torch.linalg.vector_norm(B, dim=-1, keepdim=True)
+    B = B / torch.where(nB == 0, 1.0, nB)  # C unitize(): a zero vector stays zero
     E = torch.cross(incident, B, dim=-1)
-    E = E / _safe(torch.linalg.vector_norm(E, dim=-1, keepdim=True), torch.linalg.vector_norm(E, dim=-1, keepdim=True) == 0)
+    nE = torch.linalg.vector_norm(E, dim=-1, keepdim=True)
+    E = E / torch.where(nE == 0, 1.0, nE)
     psi = -torch.atan2((diffracted * B).sum(-1), (diffracted * E).sum(-1))
     return 0.5 * (1.0 + cos2t_sqr - kahn * torch.cos(2.0 * psi) * sin2t_sqr)
 
@@ -112,15 +136,16 @@ def lagrange_weights(t: torch.Tensor) -> torch.Tensor:
 def structure_factor_nearest(hkl0: torch.Tensor, grid: torch.Tensor, mins, maxs, default_F: float,
                              has_table: bool) -> torch.Tensor:
     """F at the nearest indices (h0,k0,l0): grid value inside [min, max] per axis, else default_F (C)."""
-    shape0 = hkl0.shape[:-1]
     if not has_table:
-        return torch.full(shape0, default_F, dtype=grid.dtype, device=grid.device)
-    lo = torch.as_tensor(mins, dtype=hkl0.dtype, device=hkl0.device)
-    hi = torch.as_tensor(maxs, dtype=hkl0.dtype, device=hkl0.device)
-    inside = ((hkl0 >= lo) & (hkl0 <= hi)).all(-1)  # NaN indices are outside
-    idx = torch.where(inside[..., None], hkl0 - lo, torch.zeros_like(hkl0)).long()
-    F = grid[idx[..., 0], idx[..., 1], idx[..., 2]]
-    return torch.where(inside, F, torch.full_like(F, default_F))
+        return torch.full(hkl0.shape[:-1], default_F, dtype=grid.dtype, device=grid.device)
+    rel = hkl0 - torch.as_tensor(mins, dtype=hkl0.dtype, device=hkl0.device)
+    span = torch.as_tensor([mx - mn for mn, mx in zip(mins, maxs)], dtype=hkl0.dtype, device=hkl0.device)
+    inside = ((rel >= 0) & (rel <= span)).all(-1)  # NaN indices are outside
+    K, L = grid.shape[1], grid.shape[2]
+    strides = torch.as_tensor([K * L, L, 1], dtype=hkl0.dtype, device=hkl0.device)
+    flat = torch.where(inside, rel @ strides, 0.0).long()
+    F = grid.reshape(-1)[flat]
+    return torch.where(inside, F, default_F)
 
 
 def interpolation_in_range(hkl: torch.Tensor, mins, maxs) -> torch.Tensor:
@@ -142,10 +167,9 @@ def structure_factor_tricubic(hkl: torch.Tensor, grid: torch.Tensor, mins, ok: t
     w = lagrange_weights(t)  # (..., 3 axes, 4)
     start = torch.where(ok[..., None], base - 1 - lo, torch.zeros_like(base)).long()  # (..., 3)
     offs = torch.arange(4, device=hkl.device)
-    hi_idx = torch.tensor(grid.shape, device=hkl.device) - 1
-    ih = (start[..., 0:1] + offs).clamp(0, int(hi_idx[0]))  # (..., 4)
-    ik = (start[..., 1:2] + offs).clamp(0, int(hi_idx[1]))
-    il = (start[..., 2:3] + offs).clamp(0, int(hi_idx[2]))
+    ih = (start[..., 0:1] + offs).clamp(0, grid.shape[0] - 1)  # (..., 4)
+    ik = (start[..., 1:2] + offs).clamp(0, grid.shape[1] - 1)
+    il = (start[..., 2:3] + offs).clamp(0, grid.shape[2] - 1)
     block = grid[ih[..., :, None, None], ik[..., None, :, None], il[..., None, None, :]]  # (..., 4, 4, 4)
     return torch.einsum("...a,...b,...c,...abc->...", w[..., 0, :], w[..., 1, :], w[..., 2, :], block)
 

@@ -25,6 +25,8 @@ from .sources import build_sources
 # Rough bytes of intermediates per evaluation (pixel x layer x sub-pixel x source x phi x domain).
 _BYTES_PER_EVAL = 8 * 48
 _BYTES_PER_EVAL_INTERP = 8 * (48 + 3 * 64 + 64)
+# Evaluations per chunk on the CPU: intermediates of a few MB stay in cache and in malloc's reused heap.
+_CPU_CHUNK_EVALS = 1 << 18
 
 
 def torch_dtype(name: str) -> torch.dtype:
@@ -224,7 +226,10 @@ class Simulator:
         if self.dtype == torch.float32:
             per //= 2
         budget = self.config.engine.max_memory_gb * 2**30
-        return int(max(1, min(dc.fpixels * dc.spixels, budget // max(1, evals * per))))
+        n = budget // max(1, evals * per)
+        if self.device.type == "cpu":
+            n = min(n, _CPU_CHUNK_EVALS // max(1, evals))
+        return int(max(1, min(dc.fpixels * dc.spixels, n)))
 
     def run(self, progress: bool | None = None) -> torch.Tensor:
         """Render the image: (spixels, fpixels) tensor in the engine dtype (0 outside ROI/mask)."""
