@@ -258,6 +258,24 @@ def test_commented_fixture_runs_and_is_flagged(case, monkeypatch):
     assert "[x] D" not in (case.tmp / "plan.md").read_text()
 
 
+def test_input_flags_are_reported_even_when_the_run_stops_early(case, monkeypatch):
+    # The inputs are checked before anything runs, so a run blocked at the parity test still names the
+    # '#' lines as a likely cause.
+    monkeypatch.setenv("FAKE_PARITY", "skip")
+    src = "reports/2025-11-source-weights/phase_a/20251009T071821Z/fixtures/two_sources.txt"
+    code, b = run_inprocess(case(source=src), case.fake, monkeypatch)
+    assert code == 1 and [h["code"] for h in b.run["preflight"]["hazards"]] == ["source_comments"]
+    assert "## Input flags (a likely cause)" in b.p("blocking.md").read_text()
+    assert "⚠ two_sources.txt has '#' lines [1, 2]" in b.p("summary.md").read_text()
+
+
+def test_a_missing_input_refuses_the_case(case):
+    cfg = case(source="reports/no-such-fixture.txt")
+    with pytest.raises(phase_d.BundleError, match="does not exist"):
+        phase_d.init_bundle(case.tmp / "bundles" / "X", cfg, case.fake)
+    assert not (case.tmp / "bundles").exists()
+
+
 def test_a_step_command_that_dies_before_recording_is_recorded_by_the_chain(case, monkeypatch):
     # e.g. `nox -s cli_c` failing to build its environment: the chain records the command and its output.
     def runner(argv):

@@ -61,6 +61,13 @@ def render_blocking(b) -> str:
         lines += ["## No C binary", "", b.c.problem.split(";")[0] + ".", "",
                   (f"How to unblock: {C_BIN_HOW_TO}. Then run `invoke phase-d` again (it takes a new stamp). "
                   "Every PyTorch step of this bundle ran; the C-dependent steps below did not."), ""]
+    from tools.phase_d import all_hazards
+
+    hazards = all_hazards(b)
+    if hazards:
+        lines += ["## Input flags (a likely cause)", "",
+                  "The case's inputs make C's result differ from what the case intends:", "",
+                  *[f"- ⚠ {h}" for h in hazards], ""]
     for s in b.blocks():
         lines += [f"## {s['step']} ({STEP_TITLES.get(s['step'], s['step'])}): {s['status']}", "",
                   f"- Reason: {s['reason']}"]
@@ -139,7 +146,8 @@ def render_summary(b) -> str:
             lines[-1] += f"; the program reported {rep}x{rep} sub-pixels"
     lines += ["", "## Input flags", ""]
     if hazards:
-        lines += ["These inputs make C's result differ from what the case intends (the run still completed):", ""]
+        lines += [("These inputs make C's result differ from what the case intends; a flagged run is never "
+                  "clean evidence (the plan is not ticked):"), ""]
         lines += [f"- ⚠ {h}" for h in hazards]
     else:
         lines.append("None: no Fdump.bin in the run directories, no `#` lines in source/HKL files, "

@@ -138,6 +138,20 @@ def check_case(cfg: CaseConfig, root=REPO) -> None:
         raise BundleError(f"{_rel(plan, root)}: {exc}") from None
 
 
+def preflight_check(cfg: CaseConfig, root=REPO) -> dict:
+    """Stage the inputs in a scratch directory and flag what would change C's result (before any run),
+    so that a run stopped early still reports its input flags. A missing input refuses the case."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="phase_d_preflight_") as tmp:
+        try:
+            inputs = hermetic.prepare_run_dir(Path(tmp) / "run", [cfg.resolve(p, root) for p in cfg.inputs])
+        except (OSError, ValueError) as exc:
+            raise BundleError(f"{_rel(cfg.path, root)}: {exc}") from None
+        hazards = hermetic.scan_hazards(cfg.c_argv("nanoBragg"), Path(tmp) / "run")
+    return {"inputs": inputs, "hazards": hermetic.hazards_as_dicts(hazards)}
+
+
 def new_outdir(cfg: CaseConfig, root=REPO, stamp: str | None = None) -> Path:
     return cfg.resolve(cfg.bundle_root, root) / (stamp or cmdlog.utc_stamp())
 
@@ -154,6 +168,7 @@ def init_bundle(outdir, config=None, c_bin=None, root=REPO, fresh=True, invocati
         raise BundleError(f"{outdir} already exists; a bundle is never reused (take a new stamp)")
     if (outdir / "run.json").exists():
         raise BundleError(f"{outdir} already holds a bundle")
+    preflight = preflight_check(cfg, root)
     outdir.mkdir(parents=True, exist_ok=not fresh)
     c = resolve_c_binary(c_bin)
     run = {
@@ -164,6 +179,7 @@ def init_bundle(outdir, config=None, c_bin=None, root=REPO, fresh=True, invocati
         "created": cmdlog.utc_now(),
         "invocation": invocation,
         "c_binary": {"path": str(c.path) if c.path else None, "source": c.source, "problem": c.problem},
+        "preflight": preflight,
     }
     write_json(outdir / "run.json", run)
     return Bundle(outdir, root)
@@ -408,11 +424,14 @@ def final_verdict(b: Bundle) -> str:
 
 
 def all_hazards(b: Bundle) -> list[str]:
+    """Input flags of the case (checked before the run) and of the CLI runs that happened."""
     msgs = []
+    found = list((b.run.get("preflight") or {}).get("hazards", []))
     for w in ("c", "py"):
-        for h in read_json(b.p("cli", f"{w}_run.json"), {}).get("hazards", []):
-            if h["message"] not in msgs:
-                msgs.append(h["message"])
+        found += read_json(b.p("cli", f"{w}_run.json"), {}).get("hazards", [])
+    for h in found:
+        if h["message"] not in msgs:
+            msgs.append(h["message"])
     return msgs
 
 
