@@ -36,8 +36,8 @@ def compare_images(c: np.ndarray, py: np.ndarray) -> dict:
         sum_ratio = 1.0 if sum_py == 0.0 else math.inf
     if cf.size > 1 and cf.std() > 0 and pf.std() > 0:
         corr = float(np.corrcoef(cf, pf)[0, 1])
-    elif cf.size and np.array_equal(cf, pf):
-        corr = 1.0  # identical constant images: perfectly correlated by definition
+    elif np.array_equal(cf, pf) and np.array_equal(np.isnan(c), np.isnan(py)):
+        corr = 1.0  # identical constant (or identically all-NaN) images: perfectly correlated by definition
     else:
         corr = float("nan")
     diff = np.abs(py - c)

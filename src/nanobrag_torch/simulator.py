@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,7 @@ from .io.sourcefile import read_sourcefile
 from .physics import water_background
 from .sources import build_sources
 
+SETUP_DTYPE = torch.float64  # geometry, crystal and sources are set up in double, as in C
 # Rough bytes of intermediates per evaluation (pixel x layer x sub-pixel x source x phi x domain).
 _BYTES_PER_EVAL = 8 * 48
 _BYTES_PER_EVAL_INTERP = 8 * (48 + 3 * 64 + 64)
@@ -78,8 +79,8 @@ class Simulator:
         self._setup()
 
     # ------------------------------------------------------------------ setup
-    def _t(self, x) -> torch.Tensor:
-        return torch.as_tensor(x, dtype=self.dtype, device=self.device)
+    def _t(self, x, dtype: torch.dtype | None = None) -> torch.Tensor:
+        return torch.as_tensor(x, dtype=dtype or self.dtype, device=self.device)
 
     def _setup(self) -> None:
         cfg = self.config
@@ -104,14 +105,14 @@ class Simulator:
 
         # Crystal (C §4).
         if cc.cell is not None:
-            a_star, b_star, c_star, V = reciprocal_from_cell(cc.cell, self.dtype, self.device)
+            a_star, b_star, c_star, V = reciprocal_from_cell(cc.cell, SETUP_DTYPE, self.device)
             cell_lv = (cc.cell[0], cc.cell[1], cc.cell[2], V)
         else:
             cell_lv = None
         if cc.mat is not None:
             mat = read_mat(self.workdir / cc.mat if not os.path.isabs(cc.mat) else cc.mat)
             scale = 1e-10 / bc.wavelength
-            a_star, b_star, c_star = (self._t(v) * scale for v in mat)
+            a_star, b_star, c_star = (self._t(v, SETUP_DTYPE) * scale for v in mat)
         misset = cc.misset
         if cc.misset_random:
             from .rng import random_misset
@@ -122,14 +123,14 @@ class Simulator:
             self.info.misset_angles_deg = tuple(math.degrees(x) for x in angles)
         else:
             self._rng = None
-        self.crystal = build_crystal((a_star, b_star, c_star), bc.wavelength, misset, cell_lv, self.dtype, self.device)
+        self.crystal = build_crystal((a_star, b_star, c_star), bc.wavelength, misset, cell_lv, SETUP_DTYPE, self.device)
         if not all(math.isfinite(float(x)) for x in torch.cat((self.crystal.a0, self.crystal.b0, self.crystal.c0))):
             raise InputError("the crystal cell is degenerate (zero volume): check -mat/-cell")
         N = crystal_counts(self.crystal, cc.Na, cc.Nb, cc.Nc, cc.sample_x, cc.sample_y, cc.sample_z)
         self.info.N = N
 
         # Detector (C §3).
-        self.detector = build_detector(dc, bc.beam_vector, self.dtype, self.device)
+        self.detector = build_detector(dc, bc.beam_vector, SETUP_DTYPE, self.device)
         if self.detector.odet_regenerated:
             warn("odet_vector is not a unit vector: using fdet x sdet (as the C program does)")
 
@@ -151,7 +152,7 @@ class Simulator:
         rows = None
         if bc.sourcefile is not None:
             rows = read_sourcefile(self.workdir / bc.sourcefile if not os.path.isabs(bc.sourcefile) else bc.sourcefile, warn)
-        self.sources = build_sources(bc, rows, self.dtype, self.device)
+        self.sources = build_sources(bc, rows, SETUP_DTYPE, self.device)
 
         # Mosaic domains (§7.4): always drawn (C consumes the stream), used when the spread is > 0.
         umats = None
@@ -160,10 +161,15 @@ class Simulator:
 
             if self._rng is None:
                 self._rng = _new_rng()
-            umats = self._t(mosaic_umats(cc.mosaic_spread, cc.mosaic_domains, cc.mosaic_seed, self._rng))
-        phis = self._t([cc.phi0 + cc.phistep * k for k in range(cc.phisteps)])
-        spindle = unitize(self._t(cc.spindle_axis))
-        self.orientations = orientation_stack(self.crystal, spindle, phis, umats)
+            umats = self._t(mosaic_umats(cc.mosaic_spread, cc.mosaic_domains, cc.mosaic_seed, self._rng), SETUP_DTYPE)
+        phis = self._t([cc.phi0 + cc.phistep * k for k in range(cc.phisteps)], SETUP_DTYPE)
+        spindle = unitize(self._t(cc.spindle_axis, SETUP_DTYPE))
+        self.orientations = orientation_stack(self.crystal, spindle, phis, umats).to(self.dtype)
+        # Setup ran in float64 (as C does) so that integer decisions (N, oversampling) do not depend on
+        # -dtype; the render uses the engine dtype.
+        self.crystal = _cast(self.crystal, self.dtype)
+        self.detector = _cast(self.detector, self.dtype)
+        self.sources = _cast(self.sources, self.dtype)
 
         # Mask (§8.8).
         self.mask = None
@@ -263,6 +269,13 @@ class Simulator:
             self.info.messages.append("WARNING: out of range for three point interpolation: "
                                       "nearest-neighbour F used from there on (as the C program does)")
         return image.reshape(dc.spixels, dc.fpixels)
+
+
+def _cast(obj, dtype: torch.dtype):
+    """A copy of a dataclass of tensors with every floating tensor field cast to ``dtype``."""
+    changes = {f.name: getattr(obj, f.name).to(dtype) for f in fields(obj)
+               if isinstance(getattr(obj, f.name), torch.Tensor) and getattr(obj, f.name).is_floating_point()}
+    return replace(obj, **changes)
 
 
 def _new_rng():
