@@ -68,3 +68,27 @@ def test_run_logged_missing_program_is_127_and_timeout_is_124(tmp_path):
 def test_tail_drops_c_progress_lines():
     # C prints "NN% done" progress lines; they carry no information for a blocking report.
     assert cmdlog.tail_text("start\n 10% done\n 20% done\nERROR: x\n") == "start\nERROR: x"
+
+
+def test_git_state_ignores_files_the_pipeline_writes(tmp_path):
+    # A modified ledger (written by the pipeline) does not make the code "dirty"; a modified source does.
+    import subprocess
+
+    from tools.envcapture import git_state
+
+    def git(*a):
+        subprocess.run(["git", *a], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    git("config", "user.email", "t@t")
+    git("config", "user.name", "t")
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "fix_plan.md").write_text("a\n")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", ".")
+    git("commit", "-q", "-m", "c")
+    (tmp_path / "docs" / "fix_plan.md").write_text("b\n")
+    state = git_state(tmp_path, ignore_prefix=("docs/fix_plan.md",))
+    assert state["dirty"] is False and len(state["sha"]) == 40
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert git_state(tmp_path, ignore_prefix=("docs/fix_plan.md",)) == {**state, "dirty": True, "changed": ["code.py"]}

@@ -22,18 +22,23 @@ def _git(repo, *args) -> str | None:
         out = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return out.stdout.strip() if out.returncode == 0 else None
+    # Only trailing newlines: porcelain status lines start with a meaningful space (" M path").
+    return out.stdout.rstrip("\n") if out.returncode == 0 else None
 
 
-def git_state(repo, ignore_prefix: str | None = None) -> dict:
-    """HEAD SHA and whether tracked files differ from it (``ignore_prefix``: a path to leave out)."""
+def git_state(repo, ignore_prefix=None) -> dict:
+    """HEAD SHA and whether tracked files differ from it.
+
+    ``ignore_prefix``: a path prefix, or a tuple of them, to leave out (files the pipeline itself writes:
+    the bundle, the ledger, the plan).
+    """
     sha = _git(repo, "rev-parse", "HEAD")
     status = _git(repo, "status", "--porcelain", "--untracked-files=no")
     changed = []
     if status:
         for line in status.splitlines():
             path = line[3:]
-            if ignore_prefix and path.startswith(ignore_prefix):
+            if ignore_prefix and path.startswith(ignore_prefix):  # str.startswith takes a tuple too
                 continue
             changed.append(path)
     return {"sha": sha, "dirty": bool(changed) if status is not None else None, "changed": changed[:50]}
@@ -47,7 +52,7 @@ def c_binary_info(c_bin, banner: str | None = None) -> dict:
     return {"path": str(p), "sha256": sha256_file(p) if p.is_file() else None, "banner": banner}
 
 
-def capture(repo, c_bin=None, c_banner: str | None = None, ignore_prefix: str | None = None) -> dict:
+def capture(repo, c_bin=None, c_banner: str | None = None, ignore_prefix=None) -> dict:
     """The env.json record. Imports torch and numpy of the running interpreter (the one the CLI used)."""
     info = {
         "python": sys.version.split()[0],

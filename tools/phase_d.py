@@ -367,8 +367,10 @@ def c_banner(b: Bundle) -> str | None:
 def step_env(b: Bundle) -> int:
     from tools import envcapture
 
-    info = envcapture.capture(b.root, b.c.path if b.c.ok else None, c_banner(b),
-                              ignore_prefix=_rel(b.outdir, b.root))
+    # The bundle, ledger and plan are written by the pipeline itself: not "uncommitted code".
+    own = tuple(_rel(p, b.root) for p in (b.outdir, b.cfg.resolve(b.cfg.ledger, b.root),
+                                          b.cfg.resolve(b.cfg.plan, b.root)))
+    info = envcapture.capture(b.root, b.c.path if b.c.ok else None, c_banner(b), ignore_prefix=own)
     info["c_binary"]["resolved_from"] = b.c.source
     info["c_binary"]["problem"] = b.c.problem
     write_json(b.p("env.json"), info)
