@@ -8,7 +8,7 @@ docs/development/testing_strategy.md).
 Environments: `tests` and `lint` have their own reused virtualenvs; the evidence sessions share one,
 .nox/pipeline-env, so that every step of a bundle runs on the same interpreter and torch. torch is always
 installed first and pinned (TORCH_PIN) so no install can pull another torch (e.g. a CUDA build); set
-NB_TORCH_INDEX_URL to a CPU wheel index (https://download.pytorch.org/whl/cpu) on a machine without a local
+NB_TORCH_INDEX_URL to a CPU-only torch wheel index on a machine without a local
 CPU wheel. Installs are skipped while pyproject.toml and the pins are unchanged, so a second run is fast.
 """
 from __future__ import annotations

@@ -15,8 +15,8 @@ ENV_VAR = "NB_C_BIN"
 PROGRAM = "nanoBragg"
 
 HOW_TO = (
-    f"point {ENV_VAR} at a C nanoBragg executable (export {ENV_VAR}=/path/to/nanoBragg, or pass --c-bin); "
-    "build one from https://github.com/bl831/nanoBragg with: gcc -O2 -fopenmp -o nanoBragg nanoBragg.c -lm"
+    f"point {ENV_VAR} at a C nanoBragg executable (export {ENV_VAR}=/path/to/nanoBragg, or pass --c-bin): "
+    "the upstream program bl831/nanoBragg, built outside this repository"
 )
 
 
