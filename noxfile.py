@@ -159,3 +159,10 @@ def parity_matrix(session: nox.Session) -> None:
     python = _pipeline_python(session)
     session.run(python, "-m", "tools.parity_matrix", *session.posargs, env={"NB_GOLDEN_DIR": _golden_dir()},
                 external=True)
+
+
+@nox.session(venv_backend="none", default=False)
+def bench(session: nox.Session) -> None:
+    """Benchmarks vs the C program ($NB_C_BIN): python -m tools.bench [ARGS] -> reports/bench/<STAMP>/."""
+    python = _pipeline_python(session)
+    session.run(python, "-m", "tools.bench", *session.posargs, external=True)

@@ -44,7 +44,7 @@ def phase_d(c, c_bin=None, python=None, config=None, dry_run=False):
     try:
         cfg = load_case(config)
     except ConfigError as exc:
-        raise Exit(f"error: {exc}", code=2)
+        raise Exit(f"error: {exc}", code=2) from None
     outdir = pd.new_outdir(cfg)
     if dry_run:
         print("\n".join(pd.describe(cfg, outdir, resolve_c_binary(c_bin), python)))
@@ -55,7 +55,7 @@ def phase_d(c, c_bin=None, python=None, config=None, dry_run=False):
     try:
         pd.init_bundle(outdir, config, c_bin, invocation=invocation)
     except pd.BundleError as exc:
-        raise Exit(f"error: {exc}", code=2)
+        raise Exit(f"error: {exc}", code=2) from None
     code = pd.run_chain(outdir, pd.chain_commands(outdir, python), lambda argv: _run(c, argv))
     raise Exit(f"Phase D {'PASS' if code == 0 else 'BLOCKED'}: {outdir}", code=code)
 
@@ -84,7 +84,7 @@ def phase_d_check(c, config=None):
     try:
         print(pd.passing_bundle_for_code(config))
     except (pd.BundleError, ConfigError) as exc:
-        raise Exit(f"error: {exc}", code=1)
+        raise Exit(f"error: {exc}", code=1) from None
 
 
 @task(help={"args": "extra pytest arguments, e.g. \"-k ledger\""})
@@ -112,5 +112,22 @@ def parity_matrix(c, corpus=None, live=False, select=None, dtype=None, device=No
             argv += [flag, str(value)]
     if live:
         argv.append("--live")
+    code, _ = _run(c, argv)
+    raise Exit(code=code)
+
+
+@task(help={"select": "case ids (space-separated)", "slow": "include cases marked slow (4096x4096)",
+            "c_bin": "C nanoBragg binary (default: $NB_C_BIN)", "outdir": "report directory"})
+def bench(c, select=None, slow=False, c_bin=None, outdir=None):
+    """Benchmarks of our CLI vs the C program on the same cores (configs/bench.toml) -> reports/bench/<STAMP>/."""
+    argv = ["nox", "-s", "bench", "--"]
+    if select:
+        argv += ["--select", *select.split()]
+    if slow:
+        argv.append("--slow")
+    if c_bin:
+        argv += ["--c-bin", c_bin]
+    if outdir:
+        argv += ["--outdir", outdir]
     code, _ = _run(c, argv)
     raise Exit(code=code)

@@ -213,7 +213,8 @@ def test_timeout_is_a_failure_not_a_hang(corpus):
 
 
 def test_run_is_hermetic_and_appends_our_flags(tmp_path):
-    # The run dir (created by the harness) holds exactly the case's inputs; argv is the case's plus '-dtype float32 -device cpu'.
+    # The run dir (created by the harness) holds exactly the case's inputs;
+    # argv is the case's plus '-dtype float32 -device cpu'.
     root = tmp_path / "c"
     root.mkdir()
     (root / "inputs").mkdir()

@@ -62,7 +62,8 @@ def test_interpolation_shutoff_is_in_raster_order(tmp_path):
 def test_oversample_factors_follow_the_running_sum(tmp_path):
     # -oversample_omega/-oversample_polar multiply the RUNNING sum after every term (C §6.10):
     # I_n = (I_{n-1} + t_n) * f_n. Check the kernel's closed form against that loop for a few pixels.
-    argv = CUBIC + " -default_F 10 -oversample 2 -phi 3 -osc 1 -phisteps 3 -oversample_omega -oversample_polar -polar 0.5"
+    argv = (CUBIC + " -default_F 10 -oversample 2 -phi 3 -osc 1 -phisteps 3"
+            " -oversample_omega -oversample_polar -polar 0.5")
     sim = _sim(argv, tmp_path)
     settings, inputs = sim.kernel_settings(), sim.kernel_inputs()
     dc = sim.config.detector

@@ -10,7 +10,6 @@ import math
 import os
 import shlex
 import stat
-import sys
 
 import pytest
 

@@ -74,7 +74,8 @@ min_correlation = 0.5
 
 def test_extends_merges_tables_and_replaces_lists(tmp_path):
     _write(tmp_path / "base.toml", BASE)
-    child = _write(tmp_path / "child.toml", 'extends = "base.toml"\n[run]\ninputs = ["z"]\n[gate]\nmax_sum_ratio_dev = 0.1\n')
+    child = _write(tmp_path / "child.toml",
+                   'extends = "base.toml"\n[run]\ninputs = ["z"]\n[gate]\nmax_sum_ratio_dev = 0.1\n')
     cfg = load_case(child)
     assert cfg.inputs == ("z",)  # list replaced
     assert cfg.argv == ("-floatfile", "{floatfile}", "-N", "1")  # other keys of [run] inherited

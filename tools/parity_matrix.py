@@ -147,7 +147,8 @@ def _score_text(r: dict) -> str:
 def write_index_md(path: Path, meta: dict, summary: dict, features: list[dict], results: list[dict]) -> None:
     lines = [f"# Parity matrix {meta['stamp']}", "",
              f"{summary['passed']}/{summary['cases']} cases pass ({summary['failed']} fail); dtype {meta['dtype']}, "
-             f"device {meta['device'] or 'default'}, reference {'live C: ' + str(meta['c_bin']) if meta['live'] else 'recorded'}"
+             f"device {meta['device'] or 'default'}, reference "
+             f"{'live C: ' + str(meta['c_bin']) if meta['live'] else 'recorded'}"
              f", corpus `{meta['corpus']}`.", "",
              "Score = worst observed/allowed ratio over the thresholds (> 1 fails; inf: crash, wrong exit status, "
              "missing file or header mismatch).", "",
@@ -196,7 +197,8 @@ def write_index_html(path: Path, meta: dict, summary: dict, features: list[dict]
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Parity matrix {e(meta['stamp'])}</title>",
              f"<style>{_CSS}</style></head><body>", f"<h1>Parity matrix {e(meta['stamp'])}</h1>",
              f"<p class='summary'><b>{summary['passed']}/{summary['cases']}</b> cases pass, "
-             f"<b>{summary['failed']}</b> fail. dtype {e(meta['dtype'])}, device {e(str(meta['device'] or 'default'))}, "
+             f"<b>{summary['failed']}</b> fail. dtype {e(meta['dtype'])}, "
+             f"device {e(str(meta['device'] or 'default'))}, "
              f"reference: {ref}; corpus <code>{e(meta['corpus'])}</code>; {meta['workers']} worker(s), "
              f"{meta['wall_s']:.1f} s.</p>",
              "<p>Score = worst observed/allowed ratio over the thresholds (&gt; 1 fails; inf: crash, wrong exit "
@@ -229,8 +231,10 @@ def write_index_html(path: Path, meta: dict, summary: dict, features: list[dict]
             f"<tr class='{'pass' if r['passed'] else 'fail'}'><td><b>{e(r['id'])}</b><br><small>{e(r['summary'])}"
             f"<br>{e(', '.join(r['features']))}</small></td><td class='v'>{r['verdict'].upper()}</td>"
             f"<td class='num'>{_score_text(r)}</td><td class='num'>{_fmt(m.get('correlation'), '.9f')}</td>"
-            f"<td class='num'>{_fmt(m.get('sum_ratio'), '.8f')}</td><td class='num'>{_fmt(m.get('max_abs_diff_rel'))}</td>"
-            f"<td class='num'>{_fmt(r.get('py_wall_s'), '.2f')}</td><td class='num'>{_fmt(r.get('c_wall_s'), '.3f')}</td>"
+            f"<td class='num'>{_fmt(m.get('sum_ratio'), '.8f')}</td>"
+            f"<td class='num'>{_fmt(m.get('max_abs_diff_rel'))}</td>"
+            f"<td class='num'>{_fmt(r.get('py_wall_s'), '.2f')}</td>"
+            f"<td class='num'>{_fmt(r.get('c_wall_s'), '.3f')}</td>"
             f"<td class='reasons'>{reasons}</td><td>{cell}</td></tr>")
     parts.append("</table></body></html>")
     path.write_text("\n".join(parts))
@@ -248,7 +252,8 @@ def _git_commit() -> str | None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m tools.parity_matrix", description=__doc__.split("\n\n")[0])
     p.add_argument("--corpus", default=None, help="corpus directory (default $NB_GOLDEN_DIR or ../shared/golden)")
-    p.add_argument("--live", action="store_true", help="re-run the C program for every case (binary: --c-bin or $NB_C_BIN)")
+    p.add_argument("--live", action="store_true",
+                   help="re-run the C program for every case (binary: --c-bin or $NB_C_BIN)")
     p.add_argument("--c-bin", default=None, help="C nanoBragg executable for --live (default $NB_C_BIN)")
     p.add_argument("--select", nargs="+", action="extend", default=None, metavar="ID_OR_TAG",
                    help="case ids or feature tags (comma lists allowed); default: every case")

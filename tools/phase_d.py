@@ -663,7 +663,8 @@ def main(argv=None) -> int:
         if args.dry_run:
             print("\n".join(describe(cfg, outdir, resolve_c_binary(args.c_bin), python=sys.executable)))
             return 0
-        init_bundle(outdir, args.config, args.c_bin, invocation=shlex.join(["python", "-m", "tools.phase_d", *sys.argv[1:]]))
+        invocation = shlex.join(["python", "-m", "tools.phase_d", *sys.argv[1:]])
+        init_bundle(outdir, args.config, args.c_bin, invocation=invocation)
         return run_chain(outdir, chain_commands(outdir, python=sys.executable))
     except (BundleError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -55,7 +55,7 @@ def for_dtype(dtype: str) -> Thresholds:
     try:
         return FLOAT_IMAGE[dtype]
     except KeyError:
-        raise ValueError(f"no parity thresholds for dtype {dtype!r}; expected one of {sorted(FLOAT_IMAGE)}")
+        raise ValueError(f"no parity thresholds for dtype {dtype!r}; expected one of {sorted(FLOAT_IMAGE)}") from None
 
 
 def _per_dtype(table: dict, dtype: str, what: str):

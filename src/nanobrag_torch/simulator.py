@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-import os
 import sys
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -12,7 +11,7 @@ import torch
 
 from . import kernel
 from .config import AVOGADRO, R_E_SQR, WATER_F, SimConfig
-from .crystal import build_crystal, cell_parameters, crystal_counts, orientation_stack, reciprocal_from_cell
+from .crystal import build_crystal, crystal_counts, orientation_stack, reciprocal_from_cell
 from .errors import InputError, UsageError
 from .geometry import build_detector, pixel_positions, unitize
 from .io.hkl import HKLTable, read_fdump, read_hkl
@@ -91,7 +90,7 @@ class Simulator:
         # Structure factors (C §4.5).
         table = None
         if cc.hkl is not None:
-            table = read_hkl(self.workdir / cc.hkl if not os.path.isabs(cc.hkl) else cc.hkl, cc.default_F, warn)
+            table = read_hkl(self.workdir / cc.hkl , cc.default_F, warn)
         else:
             dump = self.workdir / cc.dump
             if dump.is_file():
@@ -110,7 +109,7 @@ class Simulator:
         else:
             cell_lv = None
         if cc.mat is not None:
-            mat = read_mat(self.workdir / cc.mat if not os.path.isabs(cc.mat) else cc.mat)
+            mat = read_mat(self.workdir / cc.mat )
             scale = 1e-10 / bc.wavelength
             a_star, b_star, c_star = (self._t(v, SETUP_DTYPE) * scale for v in mat)
         misset = cc.misset
@@ -151,7 +150,7 @@ class Simulator:
         # Sources (§5).
         rows = None
         if bc.sourcefile is not None:
-            rows = read_sourcefile(self.workdir / bc.sourcefile if not os.path.isabs(bc.sourcefile) else bc.sourcefile, warn)
+            rows = read_sourcefile(self.workdir / bc.sourcefile, warn)
         self.sources = build_sources(bc, rows, SETUP_DTYPE, self.device)
 
         # Mosaic domains (§7.4): always drawn (C consumes the stream), used when the spread is > 0.
@@ -174,7 +173,7 @@ class Simulator:
         # Mask (§8.8).
         self.mask = None
         if dc.mask is not None:
-            _, m = read_smv(self.workdir / dc.mask if not os.path.isabs(dc.mask) else dc.mask, "-mask")
+            _, m = read_smv(self.workdir / dc.mask, "-mask")
             if m.shape != (dc.spixels, dc.fpixels):
                 raise InputError(f"-mask: {dc.mask}: {m.shape[1]}x{m.shape[0]} pixels, detector is "
                                  f"{dc.fpixels}x{dc.spixels}")

@@ -14,8 +14,8 @@ HEADER_BYTES = 512
 
 def format_header(fields: list[tuple[str, str]]) -> bytes:
     """'{' + 'KEY=VALUE;' lines + '}' + form feed, padded with spaces to 512 bytes (never truncated, as C)."""
-    lines = ["{", "HEADER_BYTES=512;", "DIM=2;", f"BYTE_ORDER={'little_endian' if sys.byteorder == 'little' else 'big_endian'};",
-             "TYPE=unsigned_short;"]
+    order = "little_endian" if sys.byteorder == "little" else "big_endian"
+    lines = ["{", "HEADER_BYTES=512;", "DIM=2;", f"BYTE_ORDER={order};", "TYPE=unsigned_short;"]
     for key, value in fields:
         lines.append(f"{key}={value}" if key == "DIALS_ORIGIN" else f"{key}={value};")
     text = ("\n".join(lines) + "\n}\f").encode("ascii")
