@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from nanobrag_torch.io.mat import format_mat, read_mat, write_mat
+
 DECIMALS = 8  # digits after the point, as in MOSFLM-style matrix files
 
 
@@ -40,12 +42,13 @@ def reciprocal_basis(real: np.ndarray) -> np.ndarray:
 
 
 def rotation_xyz(rx, ry, rz) -> np.ndarray:
-    """Rotation about x by rx, then y by ry, then z by rz (degrees): R = Rz Ry Rx."""
-    x, y, z = (math.radians(v) for v in (rx, ry, rz))
-    Rx = np.array([[1, 0, 0], [0, math.cos(x), -math.sin(x)], [0, math.sin(x), math.cos(x)]])
-    Ry = np.array([[math.cos(y), 0, math.sin(y)], [0, 1, 0], [-math.sin(y), 0, math.cos(y)]])
-    Rz = np.array([[math.cos(z), -math.sin(z), 0], [math.sin(z), math.cos(z), 0], [0, 0, 1]])
-    return Rz @ Ry @ Rx
+    """Rotation about x by rx, then y by ry, then z by rz (degrees): R = Rz Ry Rx (the simulator's rotate_xyz)."""
+    import torch
+
+    from nanobrag_torch.geometry import rotate_xyz
+
+    basis = torch.eye(3, dtype=torch.float64)
+    return rotate_xyz(basis, *(math.radians(v) for v in (rx, ry, rz))).numpy().T
 
 
 def a_matrix(cell, wavelength, misset=(0.0, 0.0, 0.0)) -> np.ndarray:
@@ -55,21 +58,18 @@ def a_matrix(cell, wavelength, misset=(0.0, 0.0, 0.0)) -> np.ndarray:
 
 
 def format_a_matrix(A: np.ndarray) -> str:
-    return "".join(" ".join(f"{v:.{DECIMALS}f}" for v in row) + "\n" for row in np.asarray(A))
+    A = np.asarray(A)
+    return format_mat(A[:, 0], A[:, 1], A[:, 2], DECIMALS)
 
 
 def write_a_matrix(path, A: np.ndarray) -> Path:
-    path = Path(path)
-    path.write_text(format_a_matrix(A), encoding="ascii")
-    return path
+    A = np.asarray(A)
+    return write_mat(path, A[:, 0], A[:, 1], A[:, 2])
 
 
 def read_a_matrix(path) -> np.ndarray:
-    """The first nine numbers of the file, as C reads them (rows x, y, z)."""
-    nums = [float(t) for t in Path(path).read_text().split()[:9]]
-    if len(nums) != 9:
-        raise ValueError(f"{path}: fewer than 9 numbers")
-    return np.array(nums).reshape(3, 3)
+    """The first nine numbers of the file, as C reads them (rows x, y, z); the simulator's reader."""
+    return np.array(read_mat(path)).T
 
 
 def cell_from_a_matrix(A: np.ndarray, wavelength) -> tuple[float, ...]:

@@ -24,8 +24,14 @@ def read_mat(path: str | Path) -> tuple[tuple[float, ...], tuple[float, ...], tu
     return (n[0], n[3], n[6]), (n[1], n[4], n[7]), (n[2], n[5], n[8])
 
 
-def write_mat(path: str | Path, a_star, b_star, c_star) -> None:
-    """Write a MOSFLM-style matrix: three lines, each the x, y or z components of a*, b*, c*."""
+def format_mat(a_star, b_star, c_star, decimals: int = 8) -> str:
+    """A MOSFLM-style matrix as text: three lines, the x, y and z components of a*, b*, c*."""
     rows = [[a_star[i], b_star[i], c_star[i]] for i in range(3)]
-    text = "".join(" ".join(f"{v:14.8f}" for v in row) + "\n" for row in rows)
-    Path(path).write_text(text)
+    return "".join(" ".join(f"{float(v):.{decimals}f}" for v in row) + "\n" for row in rows)
+
+
+def write_mat(path: str | Path, a_star, b_star, c_star) -> Path:
+    """Write a MOSFLM-style matrix file (see ``format_mat``)."""
+    path = Path(path)
+    path.write_text(format_mat(a_star, b_star, c_star), encoding="ascii")
+    return path
