@@ -127,7 +127,10 @@ def render_chunk(pos: torch.Tensor, inp: KernelInputs, s: KernelSettings,
         F_cell = F_near
         interp_next = interp_enabled
 
-    term = torch.where(evaluated, F_cell * F_cell * F_latt * F_latt, 0.0)
+    term = F_cell * F_cell * F_latt * F_latt
+    if s.dmin > 0 or s.interpolate or s.water:
+        # culled sources add nothing; so do F_latt == 0 terms without water (already 0 unless F is not finite)
+        term = torch.where(evaluated, term, 0.0)
 
     # Accumulation (§6.10).
     any_os = s.oversample_thick or s.oversample_polar or s.oversample_omega

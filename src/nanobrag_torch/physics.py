@@ -135,17 +135,21 @@ def lagrange_weights(t: torch.Tensor) -> torch.Tensor:
 
 def structure_factor_nearest(hkl0: torch.Tensor, grid: torch.Tensor, mins, maxs, default_F: float,
                              has_table: bool) -> torch.Tensor:
-    """F at the nearest indices (h0,k0,l0): grid value inside [min, max] per axis, else default_F (C)."""
+    """F at the nearest indices (h0,k0,l0): grid value inside [min, max] per axis, else default_F (C).
+
+    Implemented as one gather from the table padded by a default_F border, with indices clamped onto it.
+    """
     if not has_table:
         return torch.full(hkl0.shape[:-1], default_F, dtype=grid.dtype, device=grid.device)
+    span = [mx - mn for mn, mx in zip(mins, maxs)]
+    side = max(span) + 3  # a cube with a default_F border at least one cell wide on every side
+    padded = torch.full((side, side, side), default_F, dtype=grid.dtype, device=grid.device)
+    padded[1 : span[0] + 2, 1 : span[1] + 2, 1 : span[2] + 2] = grid[: span[0] + 1, : span[1] + 1, : span[2] + 1]
     rel = hkl0 - torch.as_tensor(mins, dtype=hkl0.dtype, device=hkl0.device)
-    span = torch.as_tensor([mx - mn for mn, mx in zip(mins, maxs)], dtype=hkl0.dtype, device=hkl0.device)
-    inside = ((rel >= 0) & (rel <= span)).all(-1)  # NaN indices are outside
-    K, L = grid.shape[1], grid.shape[2]
-    strides = torch.as_tensor([K * L, L, 1], dtype=hkl0.dtype, device=hkl0.device)
-    flat = torch.where(inside, rel @ strides, 0.0).long()
-    F = grid.reshape(-1)[flat]
-    return torch.where(inside, F, default_F)
+    # outside the table -> the border; NaN (an undefined index, as C treats it) -> the border too
+    idx = torch.nan_to_num(rel, nan=-1.0).clamp_(-1.0, side - 2.0) + 1.0
+    strides = torch.as_tensor([side * side, side, 1], dtype=hkl0.dtype, device=hkl0.device)
+    return padded.reshape(-1)[(idx @ strides).long()]
 
 
 def interpolation_in_range(hkl: torch.Tensor, mins, maxs) -> torch.Tensor:
