@@ -5,9 +5,8 @@ and every output file it lists is compared (tools.corpus; thresholds in tools.th
 nothing here names a case id, so any directory in the same format works. Skips when the corpus is absent.
 
 * ``test_golden_case``: cases without RNG-dependent features, float64 — must pass.
-* ``test_golden_case_rng_dependent``: cases tagged mosaic_domains / misset_random / noise, float64. They need
-  C's random-number generators (a separate issue); they run like the others and are kept apart so their
-  status is visible in the report.
+* ``test_golden_case_rng_dependent``: cases tagged mosaic_domains / misset_random / noise, float64. They
+  depend on C's random-number streams (nanobrag_torch.rng) and are kept apart so their status is visible.
 * ``test_golden_case_float32``: the three smallest deterministic image cases again in float32.
 """
 from __future__ import annotations
