@@ -39,27 +39,35 @@ def roi_mask(shape: tuple[int, int], roi: tuple[int, int, int, int]) -> np.ndarr
     return (f >= xmin) & (f <= xmax) & (s >= ymin) & (s <= ymax)
 
 
+def _select(a: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """a[mask] as a flat array, without a copy when the mask selects everything."""
+    return a.reshape(-1) if mask.all() else a[mask]
+
+
 def summarize(image32: np.ndarray, rendered: np.ndarray, in_roi: np.ndarray, pixel_size: float,
               oversample: int) -> ImageStats:
-    """Statistics as C computes them: mean/rms over rendered pixels, rmsd over all ROI pixels."""
-    v = image32.astype(np.float64)
-    vals = v[rendered]
+    """Statistics as C computes them: mean/rms over rendered pixels, rmsd over all ROI pixels (double sums)."""
+    vals = _select(image32, rendered).astype(np.float64)
     n = int(vals.size)
     with np.errstate(invalid="ignore"):
-        total, sumsqr = float(vals.sum()), float((vals * vals).sum())
+        total, sumsqr = float(vals.sum()), float(np.dot(vals, vals))
     mean = total / (n if n > 0 else 1)
     rms = math.sqrt(sumsqr / ((n if n > 1 else 2) - 1)) if not math.isnan(sumsqr) else math.nan
-    roi_vals = v[in_roi]
-    nr = int(roi_vals.size)
     with np.errstate(invalid="ignore"):
-        dev = float(((roi_vals - mean) ** 2).sum())
+        dev_v = _select(image32, in_roi).astype(np.float64) - mean
+        dev = float(np.dot(dev_v, dev_v))
+    nr = int(dev_v.size)
     rmsd = math.sqrt(dev / ((nr if nr > 1 else 2) - 1)) if not math.isnan(dev) else math.nan
     # max_I: strict '>' from 0 in raster order over rendered pixels; NaN never wins
-    masked = np.where(rendered & ~np.isnan(v), v, -np.inf).reshape(-1)
-    imax = int(np.argmax(masked)) if masked.size else 0
+    flat = image32.reshape(-1)
+    if rendered.all() and not np.isnan(total):
+        candidates = flat
+    else:
+        candidates = np.where(rendered.reshape(-1) & ~np.isnan(flat), flat, -np.inf)
+    imax = int(np.argmax(candidates)) if candidates.size else 0
     max_I, mx, my = 0.0, 0.0, 0.0
-    if masked.size and masked[imax] > 0:
-        max_I = float(masked[imax])
+    if candidates.size and candidates[imax] > 0:
+        max_I = float(candidates[imax])
         s, f = divmod(imax, image32.shape[1])
         sub = pixel_size / oversample
         mx = sub * (f * oversample + oversample - 1) + sub / 2.0
