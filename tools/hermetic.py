@@ -147,7 +147,3 @@ def reported(stdout_text: str) -> dict:
 
 def hazards_as_dicts(hazards) -> list[dict]:
     return [asdict(h) for h in hazards]
-
-
-def write_json(path, data) -> None:
-    Path(path).write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
