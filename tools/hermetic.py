@@ -3,7 +3,6 @@ inputs which would change C's result silently (see docs/c-reference.md 2.10, 4.1
 """
 from __future__ import annotations
 
-import json
 import re
 import shutil
 from dataclasses import asdict, dataclass
