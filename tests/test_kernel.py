@@ -124,3 +124,12 @@ def test_rendered_pixels_respect_roi_and_mask(tmp_path):
     inside[3:5, 2:6] = True
     assert (img[~inside] == 0).all()
     assert (img[inside] > 0).all()
+
+
+def test_oversample_thick_without_thickness_is_all_zero(tmp_path):
+    # C recomputes the capture fraction per term under -oversample_thick even when the sensor has no
+    # thickness: exp(0) - exp(0) = 0 multiplies every running sum, so the image is exactly zero (§6.10).
+    img = _sim(CUBIC + " -default_F 10 -oversample 1 -oversample_thick", tmp_path).run(progress=False)
+    assert torch.count_nonzero(img) == 0
+    plain = _sim(CUBIC + " -default_F 10 -oversample 1", tmp_path).run(progress=False)
+    assert torch.count_nonzero(plain) > 0, "without the flag the same render is not empty"

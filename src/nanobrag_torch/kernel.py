@@ -72,7 +72,9 @@ def render_chunk(pos: torch.Tensor, inp: KernelInputs, s: KernelSettings,
         omega = 1.0 / (R * R)
     else:
         omega = s.pixel_size * s.pixel_size / (R * R) * inp.close_distance / R
-    if s.thick:
+    if s.thick or s.oversample_thick:
+        # C recomputes the capture fraction per sub-pixel under -oversample_thick even with no thickness:
+        # exp(0) - exp(0) = 0, so that combination renders an all-zero image (c-reference §6.10)
         rho = (d * inp.odet).sum(-1)
         k = torch.arange(T, dtype=pos.dtype, device=pos.device)[None, :, None]
         depth = s.thickstep * s.mu / rho
