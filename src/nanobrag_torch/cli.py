@@ -143,8 +143,7 @@ def _noise_image(image32, in_roi, config, sim, out) -> bytes:
     oc = config.output
     seed = oc.seed if oc.seed is not None else int(time.time())
     vals = image32[in_roi]
-    rng = getattr(sim, "_rng", None)
-    noise, photons, overloads = poisson_noise(vals, seed, oc.adc, rng)
+    noise, photons, overloads = poisson_noise(vals, seed, oc.adc, sim.rng)
     full = np.zeros(image32.shape, dtype=np.uint16)
     full[in_roi] = noise
     out(f"{photons:.0f} photons on noise image ({overloads} overloads)")

@@ -19,6 +19,7 @@ from .io.mat import read_mat
 from .io.smv import read_smv
 from .io.sourcefile import read_sourcefile
 from .physics import water_background
+from .rng import CRandom, mosaic_umats, random_misset
 from .sources import build_sources
 
 SETUP_DTYPE = torch.float64  # geometry, crystal and sources are set up in double, as in C
@@ -90,7 +91,7 @@ class Simulator:
         # Structure factors (C §4.5).
         table = None
         if cc.hkl is not None:
-            table = read_hkl(self.workdir / cc.hkl , cc.default_F, warn)
+            table = read_hkl(self.workdir / cc.hkl, cc.default_F, warn)
         else:
             dump = self.workdir / cc.dump
             if dump.is_file():
@@ -109,19 +110,15 @@ class Simulator:
         else:
             cell_lv = None
         if cc.mat is not None:
-            mat = read_mat(self.workdir / cc.mat )
+            mat = read_mat(self.workdir / cc.mat)
             scale = 1e-10 / bc.wavelength
             a_star, b_star, c_star = (self._t(v, SETUP_DTYPE) * scale for v in mat)
+        # One C random state for the whole run, consumed in C's order: misset, mosaic domains, noise (§7.6).
+        self.rng = CRandom()
         misset = cc.misset
         if cc.misset_random:
-            from .rng import random_misset
-
-            self._rng = _new_rng()
-            _, angles = random_misset(cc.misset_seed, self._rng)
-            misset = angles
-            self.info.misset_angles_deg = tuple(math.degrees(x) for x in angles)
-        else:
-            self._rng = None
+            _, misset = random_misset(cc.misset_seed, self.rng)
+            self.info.misset_angles_deg = tuple(math.degrees(x) for x in misset)
         self.crystal = build_crystal((a_star, b_star, c_star), bc.wavelength, misset, cell_lv, SETUP_DTYPE, self.device)
         if not all(math.isfinite(float(x)) for x in torch.cat((self.crystal.a0, self.crystal.b0, self.crystal.c0))):
             raise InputError("the crystal cell is degenerate (zero volume): check -mat/-cell")
@@ -153,14 +150,10 @@ class Simulator:
             rows = read_sourcefile(self.workdir / bc.sourcefile, warn)
         self.sources = build_sources(bc, rows, SETUP_DTYPE, self.device)
 
-        # Mosaic domains (§7.4): always drawn (C consumes the stream), used when the spread is > 0.
-        umats = None
-        if cc.mosaic_spread > 0.0:
-            from .rng import mosaic_umats
-
-            if self._rng is None:
-                self._rng = _new_rng()
-            umats = self._t(mosaic_umats(cc.mosaic_spread, cc.mosaic_domains, cc.mosaic_seed, self._rng), SETUP_DTYPE)
+        # Mosaic domains (§7.4): always drawn (C consumes the stream), used only when the spread is > 0.
+        umats = self._t(mosaic_umats(cc.mosaic_spread, cc.mosaic_domains, cc.mosaic_seed, self.rng), SETUP_DTYPE)
+        if cc.mosaic_spread <= 0.0:
+            umats = None
         phis = self._t([cc.phi0 + cc.phistep * k for k in range(cc.phisteps)], SETUP_DTYPE)
         spindle = unitize(self._t(cc.spindle_axis, SETUP_DTYPE))
         self.orientations = orientation_stack(self.crystal, spindle, phis, umats).to(self.dtype)
@@ -275,12 +268,6 @@ def _cast(obj, dtype: torch.dtype):
     changes = {f.name: getattr(obj, f.name).to(dtype) for f in fields(obj)
                if isinstance(getattr(obj, f.name), torch.Tensor) and getattr(obj, f.name).is_floating_point()}
     return replace(obj, **changes)
-
-
-def _new_rng():
-    from .rng import CRandom
-
-    return CRandom()
 
 
 def _progress(total: int, progress: bool | None):
