@@ -411,15 +411,21 @@ def compare_smv(ref: Path, ours: Path, kind: str, dtype: str) -> tuple[dict, lis
     if diffs:
         reasons.append(f"{kind}: header values differ: " + "; ".join(diffs[:6]) + (" ..." if len(diffs) > 6 else ""))
     metrics = {"header_value_diffs": len(diffs)}
-    allowed = th.smv_max_pixel_diff(dtype)
+    if px_c.shape == px_p.shape:
+        metrics.update(sum_c=int(px_c.sum(dtype=np.int64)), sum_py=int(px_p.sum(dtype=np.int64)))
+    return _judge_pixels(kind, px_c, px_p, th.smv_max_pixel_diff(dtype), metrics, reasons)
+
+
+def _judge_pixels(kind: str, px_c: np.ndarray, px_p: np.ndarray, allowed: int, metrics: dict,
+                  reasons: list[str]) -> tuple[dict, list[str], float]:
+    """Integer images (SMV, PGM): pixels within ``allowed`` counts; header ``reasons`` make the score inf."""
     if px_c.shape != px_p.shape:
         reasons.append(f"{kind}: image {px_p.shape[0]}x{px_p.shape[1]}, C {px_c.shape[0]}x{px_c.shape[1]}")
         return metrics, reasons, math.inf
     d = np.abs(px_p.astype(np.int64) - px_c.astype(np.int64))
     mx = int(d.max()) if d.size else 0
     metrics.update(max_pixel_diff=mx, pixels_differing=int((d > 0).sum()),
-                   pixels_over_limit=int((d > allowed).sum()), sum_c=int(px_c.sum(dtype=np.int64)),
-                   sum_py=int(px_p.sum(dtype=np.int64)))
+                   pixels_over_limit=int((d > allowed).sum()))
     if mx > allowed:
         s, f = np.unravel_index(int(np.argmax(d)), d.shape)
         reasons.append(f"{kind}: {metrics['pixels_over_limit']} pixels differ by more than {allowed} "
@@ -454,19 +460,7 @@ def compare_pgm(ref: Path, ours: Path, dtype: str) -> tuple[dict, list[str], flo
                 reasons.append(f"pgmfile: pixels scaled by {sp:g}, C {sc:g} (rel tol {rtol:g})")
         elif lc != lp:
             reasons.append(f"pgmfile: header line {lp!r}, C {lc!r}")
-    allowed = th.pgm_max_pixel_diff(dtype)
-    if px_c.shape != px_p.shape:
-        reasons.append(f"pgmfile: image {px_p.shape}, C {px_c.shape}")
-        return metrics, reasons, math.inf
-    d = np.abs(px_p.astype(np.int16) - px_c.astype(np.int16))
-    mx = int(d.max()) if d.size else 0
-    metrics.update(max_pixel_diff=mx, pixels_differing=int((d > 0).sum()), pixels_over_limit=int((d > allowed).sum()))
-    if mx > allowed:
-        reasons.append(f"pgmfile: {metrics['pixels_over_limit']} pixels differ by more than {allowed} (max {mx})")
-    score = _ratio(mx, allowed)
-    if reasons and score <= 1.0:
-        score = math.inf
-    return metrics, reasons, score
+    return _judge_pixels("pgmfile", px_c, px_p, th.pgm_max_pixel_diff(dtype), metrics, reasons)
 
 
 def compare_fdump(ref: Path, ours: Path) -> tuple[dict, list[str], float]:

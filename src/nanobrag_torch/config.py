@@ -309,7 +309,6 @@ def apply_smv_header(st: SimpleNamespace, header: dict, width: int, height: int,
 def _apply_event(st: SimpleNamespace, key: str, v) -> None:
     """Replay one command-line event onto the state (C's handler semantics, exact-match flags)."""
     mm = 1e-3
-    simple_m = {"xtal_size": None, "xtal_x": "sample_x", "xtal_y": "sample_y", "xtal_z": "sample_z"}
     if key == "help":
         st.help = True
     elif key == "mat":
@@ -327,11 +326,10 @@ def _apply_event(st: SimpleNamespace, key: str, v) -> None:
         st.Na = st.Nb = st.Nc = v
     elif key in ("Na", "Nb", "Nc"):
         setattr(st, key, v)
-    elif key in simple_m:
-        if key == "xtal_size":
-            st.sample_x = st.sample_y = st.sample_z = v * mm
-        else:
-            setattr(st, simple_m[key], v * mm)
+    elif key == "xtal_size":
+        st.sample_x = st.sample_y = st.sample_z = v * mm
+    elif key in ("xtal_x", "xtal_y", "xtal_z"):
+        setattr(st, "sample_" + key[-1], v * mm)
     elif key == "density":
         st.warnings.append("density/MW flags have no effect (as in the C program)")
     elif key.startswith("shape_"):
@@ -445,8 +443,6 @@ def _apply_event(st: SimpleNamespace, key: str, v) -> None:
         st.noise = False
     elif key == "nopgm":
         st.write_pgm = False
-    elif key == "pgmscale_on":
-        st.write_pgm = True
     elif key in ("stol", "stolout", "printout", "printout_pixel"):
         st.warnings.append(f"-{key} has no effect (as in the C program)")
     elif key == "noprogress":
