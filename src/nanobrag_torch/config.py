@@ -258,7 +258,7 @@ def _thick_steps(thicksteps: int, thick: float):
     return thicksteps, thick, step
 
 
-def _initial_state() -> SimpleNamespace:
+def initial_state() -> SimpleNamespace:
     """The C program's variables before parsing, in its internal units."""
     nan = math.nan
     return SimpleNamespace(
@@ -306,168 +306,156 @@ def apply_smv_header(st: SimpleNamespace, header: dict, width: int, height: int,
         st.Ybeam = (st.detsize_s - v / 1000.0) if is_mask else v / 1000.0
 
 
-def _apply_event(st: SimpleNamespace, key: str, v) -> None:
-    """Replay one command-line event onto the state (C's handler semantics, exact-match flags)."""
-    mm = 1e-3
-    if key == "help":
-        st.help = True
-    elif key == "mat":
-        st.mat = v
-    elif key == "cell":
-        st.cell = v
+MM = 1e-3
+UM = 1e-6
+
+# Flags whose value is stored as given (after a unit factor), optionally with other state set alongside:
+#   key -> (state attributes the value goes to, unit factor, {other attribute: value})
+# C's handler for each of these only stores the (converted) value; e.g. -distance also selects the beam
+# pivot and -close_distance the sample pivot.
+_STORE: dict[str, tuple[tuple[str, ...], float | None, dict]] = {
+    "mat": (("mat",), None, {}),
+    "cell": (("cell",), None, {}),
+    "misset_seed": (("misset_seed",), None, {}),
+    "N": (("Na", "Nb", "Nc"), None, {}),
+    "Na": (("Na",), None, {}), "Nb": (("Nb",), None, {}), "Nc": (("Nc",), None, {}),
+    "xtal_size": (("sample_x", "sample_y", "sample_z"), MM, {}),
+    "xtal_x": (("sample_x",), MM, {}), "xtal_y": (("sample_y",), MM, {}), "xtal_z": (("sample_z",), MM, {}),
+    "mosaic": (("mosaic_spread",), 1 / RTD, {}),
+    "lambda": (("wavelength",), 1e-10, {}),
+    "beamsize": (("beamsize",), MM, {}),
+    "dispersion": (("dispersion",), 0.01, {}),
+    "divergence": (("hdivrange", "vdivrange"), MM, {}),
+    "hdivrange": (("hdivrange",), MM, {}), "vdivrange": (("vdivrange",), MM, {}),
+    "hdivstep": (("hdivstep",), MM, {}), "vdivstep": (("vdivstep",), MM, {}),
+    "divsteps": (("hdivsteps", "vdivsteps"), None, {}),
+    "polar": (("kahn",), None, {"nopolar": False}),
+    "water": (("water",), UM, {}),
+    "distance": (("distance",), MM, {"pivot": "beam"}),
+    "close_distance": (("close_distance",), MM, {"pivot": "sample"}),
+    "detsize": (("detsize_f", "detsize_s"), MM, {}),
+    "detsize_f": (("detsize_f",), MM, {}), "detsize_s": (("detsize_s",), MM, {}),
+    "detpixels": (("fpixels", "spixels"), None, {}),
+    "detpixels_f": (("fpixels",), None, {}), "detpixels_s": (("spixels",), None, {}),
+    "pixel": (("pixel",), MM, {}),
+    "Xbeam": (("Xbeam",), MM, {"pivot": "beam"}), "Ybeam": (("Ybeam",), MM, {"pivot": "beam"}),
+    "Xclose": (("Xclose",), MM, {"pivot": "sample"}), "Yclose": (("Yclose",), MM, {"pivot": "sample"}),
+    "ORGX": (("ORGX",), None, {"pivot": "sample"}), "ORGY": (("ORGY",), None, {"pivot": "sample"}),
+    "pivot": (("pivot",), None, {}),
+    "twotheta": (("twotheta",), 1 / RTD, {"pivot": "sample"}),
+    "detector_rotx": (("rotx",), 1 / RTD, {}), "detector_roty": (("roty",), 1 / RTD, {}),
+    "detector_rotz": (("rotz",), 1 / RTD, {}),
+    "detector_thick": (("thick",), UM, {}),
+    "thicksteps": (("thicksteps",), None, {}),
+    "roi": (("roi",), None, {}),
+    "dmin": (("dmin",), 1e-10, {}),
+    "phi": (("phi0",), 1 / RTD, {}),
+    "osc": (("osc",), 1 / RTD, {}),
+    "phistep": (("phistep",), 1 / RTD, {}),
+    "phisteps": (("phisteps",), None, {}),
+    "pgmfile": (("pgmfile",), None, {"write_pgm": True}),
+    "noisefile": (("noisefile",), None, {"noise": True}),
+    "pgmscale": (("pgmscale",), None, {"write_pgm": True}),
+    "help": (("help",), None, {}),
+}
+# Flags whose value is stored under the flag's own name, unconverted.
+for _key in ("fudge", "default_F", "hkl", "dump", "sourcefile", "exposure", "fluence", "flux", "adc", "scale",
+             "seed", "mosaic_domains", "mosaic_seed", "dispsteps", "hdivsteps", "vdivsteps", "oversample",
+             "mask", "img", "dtype", "device", "max_memory_gb", "floatfile", "intfile"):
+    _STORE[_key] = ((_key,), None, {})
+# Switches (no value): key -> {attribute: value}.
+_SWITCH: dict[str, dict] = {
+    "shape_square": {"shape": "square"}, "shape_round": {"shape": "round"},
+    "shape_gauss": {"shape": "gauss"}, "shape_tophat": {"shape": "tophat"},
+    "interpolate": {"interpolate": True}, "nointerpolate": {"interpolate": False},
+    "round_div": {"round_div": True}, "square_div": {"round_div": False},
+    "nopolar": {"nopolar": True},
+    "curved_det": {"curved": True}, "point_pixel": {"point_pixel": True},
+    "oversample_thick": {"os_thick": True}, "oversample_polar": {"os_polar": True},
+    "oversample_omega": {"os_omega": True},
+    "nonoise": {"noise": False}, "nopgm": {"write_pgm": False},
+    "noprogress": {"progress": False}, "progress": {"progress": True}, "quiet": {"quiet": True},
+    **{f"conv_{c.lower()}": {"convention": c} for c in ("MOSFLM", "DENZO", "ADXV", "XDS", "DIALS")},
+}
+# Accepted, stored nowhere, with one warning (C reads them and they change nothing in the image).
+_NO_EFFECT = {
+    "density": "density/MW flags have no effect (as in the C program)",
+    "coherent": "-coherent has no effect (as in the C program)",
+    **{k: f"-{k} has no effect (as in the C program)" for k in ("stol", "stolout", "printout", "printout_pixel")},
+}
+_CUSTOM_VECTORS = ("beam_vector", "polar_vector", "fdet_vector", "sdet_vector", "odet_vector", "spindle_axis",
+                   "twotheta_axis")
+
+
+def _on_misset(st: SimpleNamespace, v) -> None:
+    """-misset rx ry rz (deg) fixes the orientation; -misset random draws it from -misset_seed."""
+    if v == "random":
+        st.misset_random, st.misset = True, None
+    else:
+        st.misset_random, st.misset = False, tuple(x / RTD for x in v)
+
+
+def _on_energy(st: SimpleNamespace, v) -> None:
+    """-energy eV sets the wavelength through C's constant hc = 12398.42 eV A."""
+    st.wavelength = (12398.42 / v) * 1e-10
+
+
+def _on_vector(st: SimpleNamespace, key: str, v) -> None:
+    """Any explicit lab vector selects the CUSTOM convention; -pix0_vector's value itself is ignored, as in C."""
+    if key != "pix0_vector":
+        st.vectors[key] = v
+    st.convention = "CUSTOM"
+
+
+def _on_detector_abs(st: SimpleNamespace, v) -> None:
+    """-detector_abs um: attenuation length; 'inf' or 0 turns the sensor model off (thickness 0, mu 0)."""
+    if v == "inf" or v == 0.0:
+        st.thick, st.mu = 0.0, 0.0
+    else:
+        st.mu = 1.0 / (v * UM)
+
+
+def apply_event(st: SimpleNamespace, key: str, v) -> None:
+    """Replay one command-line event onto the state with C's handler semantics (exact-match flags).
+
+    Most flags only store their converted value (``_STORE``) or set a switch (``_SWITCH``); the few with
+    more logic have a named handler above.
+    """
+    if key in _STORE:
+        attrs, factor, extra = _STORE[key]
+        for attr in attrs:
+            setattr(st, attr, v * factor if factor is not None else v)
+        for attr, value in extra.items():
+            setattr(st, attr, value)
+    elif key in _SWITCH:
+        for attr, value in _SWITCH[key].items():
+            setattr(st, attr, value)
+    elif key in _NO_EFFECT:
+        st.warnings.append(_NO_EFFECT[key])
     elif key == "misset":
-        if v == "random":
-            st.misset_random, st.misset = True, None
-        else:
-            st.misset_random, st.misset = False, tuple(x / RTD for x in v)
-    elif key == "misset_seed":
-        st.misset_seed = v
-    elif key == "N":
-        st.Na = st.Nb = st.Nc = v
-    elif key in ("Na", "Nb", "Nc"):
-        setattr(st, key, v)
-    elif key == "xtal_size":
-        st.sample_x = st.sample_y = st.sample_z = v * mm
-    elif key in ("xtal_x", "xtal_y", "xtal_z"):
-        setattr(st, "sample_" + key[-1], v * mm)
-    elif key == "density":
-        st.warnings.append("density/MW flags have no effect (as in the C program)")
-    elif key.startswith("shape_"):
-        st.shape = key[6:]
-    elif key in ("fudge", "default_F", "hkl", "dump", "sourcefile", "exposure", "fluence", "flux", "adc",
-                 "scale", "pgmscale", "seed", "mosaic_domains", "mosaic_seed", "dispsteps", "hdivsteps",
-                 "vdivsteps", "oversample", "mask", "img", "dtype", "device", "max_memory_gb"):
-        setattr(st, key, v)
-    elif key == "mosaic":
-        st.mosaic_spread = v / RTD
-    elif key in ("interpolate", "nointerpolate"):
-        st.interpolate = key == "interpolate"
-    elif key == "lambda":
-        st.wavelength = v * 1e-10
+        _on_misset(st, v)
     elif key == "energy":
-        st.wavelength = (12398.42 / v) * 1e-10
-    elif key == "beamsize":
-        st.beamsize = v * mm
-    elif key == "dispersion":
-        st.dispersion = v / 100.0
-    elif key == "divergence":
-        st.hdivrange = st.vdivrange = v / 1000.0
-    elif key in ("hdivrange", "vdivrange", "hdivstep", "vdivstep"):
-        setattr(st, key, v / 1000.0)
-    elif key == "divsteps":
-        st.hdivsteps = st.vdivsteps = v
-    elif key in ("round_div", "square_div"):
-        st.round_div = key == "round_div"
-    elif key == "polar":
-        st.kahn, st.nopolar = v, False
-    elif key == "nopolar":
-        st.nopolar = True
-    elif key in ("beam_vector", "polar_vector", "fdet_vector", "sdet_vector", "odet_vector", "spindle_axis",
-                 "twotheta_axis", "pix0_vector"):
-        if key != "pix0_vector":
-            st.vectors[key] = v
-        st.convention = "CUSTOM"
-    elif key == "coherent":
-        st.warnings.append("-coherent has no effect (as in the C program)")
-    elif key == "water":
-        st.water = v * 1e-6
-    elif key == "distance":
-        st.distance, st.pivot = v * mm, "beam"
-    elif key == "close_distance":
-        st.close_distance, st.pivot = v * mm, "sample"
-    elif key == "detsize":
-        st.detsize_f = st.detsize_s = v * mm
-    elif key == "detsize_f":
-        st.detsize_f = v * mm
-    elif key == "detsize_s":
-        st.detsize_s = v * mm
-    elif key == "detpixels":
-        st.fpixels = st.spixels = v
-    elif key == "detpixels_f":
-        st.fpixels = v
-    elif key == "detpixels_s":
-        st.spixels = v
-    elif key == "pixel":
-        st.pixel = v * mm
-    elif key in ("Xbeam", "Ybeam"):
-        setattr(st, key, v * mm)
-        st.pivot = "beam"
-    elif key in ("Xclose", "Yclose"):
-        setattr(st, key, v * mm)
-        st.pivot = "sample"
-    elif key in ("ORGX", "ORGY"):
-        setattr(st, key, v)
-        st.pivot = "sample"
-    elif key == "pivot":
-        st.pivot = v
-    elif key.startswith("conv_"):
-        st.convention = key[5:].upper()
-    elif key == "twotheta":
-        st.twotheta, st.pivot = v / RTD, "sample"
-    elif key in ("detector_rotx", "detector_roty", "detector_rotz"):
-        setattr(st, "rot" + key[-1], v / RTD)
-    elif key == "curved_det":
-        st.curved = True
-    elif key == "point_pixel":
-        st.point_pixel = True
+        _on_energy(st, v)
+    elif key in _CUSTOM_VECTORS or key == "pix0_vector":
+        _on_vector(st, key, v)
     elif key == "detector_abs":
-        if v == "inf" or v == 0.0:
-            st.thick, st.mu = 0.0, 0.0
-        else:
-            st.mu = 1.0 / (v * 1e-6)
-    elif key == "detector_thick":
-        st.thick = v * 1e-6
-    elif key == "thicksteps":
-        st.thicksteps = v
-    elif key in ("oversample_thick", "oversample_polar", "oversample_omega"):
-        setattr(st, "os_" + key.split("_")[1], True)
-    elif key == "roi":
-        st.roi = v
-    elif key == "dmin":
-        st.dmin = v * 1e-10
-    elif key == "phi":
-        st.phi0 = v / RTD
-    elif key == "osc":
-        st.osc = v / RTD
-    elif key == "phistep":
-        st.phistep = v / RTD
-    elif key == "phisteps":
-        st.phisteps = v
-    elif key in ("floatfile", "intfile"):
-        setattr(st, key, v)
-    elif key == "pgmfile":
-        st.pgmfile, st.write_pgm = v, True
-    elif key == "noisefile":
-        st.noisefile, st.noise = v, True
-    elif key == "nonoise":
-        st.noise = False
-    elif key == "nopgm":
-        st.write_pgm = False
-    elif key in ("stol", "stolout", "printout", "printout_pixel"):
-        st.warnings.append(f"-{key} has no effect (as in the C program)")
-    elif key == "noprogress":
-        st.progress = False
-    elif key == "progress":
-        st.progress = True
-    elif key == "quiet":
-        st.quiet = True
+        _on_detector_abs(st, v)
     else:  # pragma: no cover - flag table and handlers out of sync
         raise AssertionError(f"no handler for {key}")
-    if key == "pgmscale":
-        st.write_pgm = True
 
 
-def build_config(events: list[tuple[str, object]], header_hook=None) -> SimConfig:
-    """Replay parsed events and apply C's defaults and auto-selection rules (§2, §3.1)."""
-    st = _initial_state()
-    if header_hook is not None:  # -mask then -img headers give starting values (C's pre-pass)
+def state_from_events(events: list[tuple[str, object]], header_hook=None) -> SimpleNamespace:
+    """C's variables after its pre-pass (-mask/-img headers, via ``header_hook``) and every flag, in order."""
+    st = initial_state()
+    if header_hook is not None:
         header_hook(st, events)
     for key, value in events:
-        _apply_event(st, key, value)
-    if st.help:
-        raise UsageError("help")  # handled by the CLI before building a config
+        apply_event(st, key, value)
+    return st
 
-    # Detector size and pixel counts (§2.1).
+
+def detector_pixels(st: SimpleNamespace) -> tuple[int, int]:
+    """C's detector size rule: pixel counts override sizes; counts = ceil(size/pixel - 0.5); size = px*count."""
     px = st.pixel
     if px <= 0:
         raise UsageError(f"-pixel: must be positive, got {px * 1000:g}")
@@ -479,17 +467,24 @@ def build_config(events: list[tuple[str, object]], header_hook=None) -> SimConfi
     spixels = math.ceil(st.detsize_s / px - 0.5)
     if fpixels <= 0 or spixels <= 0:
         raise UsageError(f"detector has no pixels ({fpixels}x{spixels}); check -detpixels/-detsize/-pixel")
+    return fpixels, spixels
 
-    # Fluence (§2.2) and crystal clipping by the beam (§2.6).
-    fluence = st.fluence
+
+def fluence_from_flux(st: SimpleNamespace) -> float:
+    """C: a non-zero -flux with a positive exposure gives fluence = flux*exposure/beamsize^2, else -fluence."""
     if st.flux != 0.0 and st.exposure > 0.0 and st.beamsize >= 0:
-        fluence = st.flux * st.exposure / st.beamsize / st.beamsize
-    if st.beamsize >= 0:
-        st.sample_y = min(st.sample_y, st.beamsize)
-        st.sample_z = min(st.sample_z, st.beamsize)
+        return st.flux * st.exposure / st.beamsize / st.beamsize
+    return st.fluence
 
-    # Beam centre defaults (§2.3) and convention block (§3.1).
+
+def beam_centre(st: SimpleNamespace) -> dict:
+    """Convention defaults of C for the beam centre and near point, and the convention's lab vectors/pivot.
+
+    MOSFLM/DENZO swap X/Y onto slow/fast (MOSFLM adds half a pixel), ADXV flips Y, XDS/DIALS/CUSTOM take
+    X/Y as fast/slow; CUSTOM also places the near point at the beam centre and keeps the -pivot given.
+    """
     nan = math.isnan
+    px = st.pixel
     Fclose = (st.ORGX - 0.5) * px if not nan(st.ORGX) else st.detsize_f / 2.0
     Sclose = (st.ORGY - 0.5) * px if not nan(st.ORGY) else st.detsize_s / 2.0
     Xclose = Fclose if nan(st.Xclose) else st.Xclose
@@ -519,91 +514,133 @@ def build_config(events: list[tuple[str, object]], header_hook=None) -> SimConfi
         pivot = st.pivot
     else:
         pivot = defaults[7]
+    return dict(xbeam=Xbeam, ybeam=Ybeam, xclose=Xclose, yclose=Yclose, fbeam=Fbeam, sbeam=Sbeam,
+                fclose=Fclose, sclose=Sclose, vectors=vec, pivot=pivot)
 
-    # ROI (§2.4).
-    roi = list(st.roi) if st.roi is not None else [-1, -1, -1, -1]
-    roi = [
-        roi[0] if roi[0] >= 0 else 0, roi[1] if roi[1] >= 0 else fpixels,
-        roi[2] if roi[2] >= 0 else 0, roi[3] if roi[3] >= 0 else spixels,
-    ]
 
-    # Sampling grids (§2.5).
-    phisteps, osc, phistep = _phi_steps(st.phisteps, st.osc, st.phistep)
-    hsteps, hrange, hstep = _auto_steps(st.hdivsteps, st.hdivrange, st.hdivstep, 1.0)
-    vsteps, vrange, vstep = _auto_steps(st.vdivsteps, st.vdivrange, st.vdivstep, 1.0)
-    dsteps, disp, dstep = _auto_steps(st.dispsteps, st.dispersion, -1.0, 1.0)
-    thicksteps, thick, thickstep = _thick_steps(st.thicksteps, st.thick)
+def roi_window(roi, fpixels: int, spixels: int) -> tuple[int, int, int, int]:
+    """C's -roi: negative (unset) bounds become the detector edges; the window is inclusive."""
+    r = list(roi) if roi is not None else [-1, -1, -1, -1]
+    return (r[0] if r[0] >= 0 else 0, r[1] if r[1] >= 0 else fpixels,
+            r[2] if r[2] >= 0 else 0, r[3] if r[3] >= 0 else spixels)
+
+
+def mosaic_rule(st: SimpleNamespace) -> tuple[float, int]:
+    """C's mosaic auto rule: (spread rad, domains); a spread without a count gets 10 domains, no spread 1."""
+    spread, domains = st.mosaic_spread, st.mosaic_domains
+    if domains <= 0:
+        if spread < 0.0:
+            return 0.0, 1
+        if spread == 0.0:
+            return spread, 1
+        st.warnings.append("finite mosaicity with no -mosaic_domains: using 10 mosaic domains")
+        return spread, 10
+    if spread < 0.0:
+        st.warnings.append("no mosaic spread specified: setting mosaic_domains = 1")
+        return 0.0, 1
+    return spread, (1 if spread == 0.0 else domains)
+
+
+def detector_attenuation(st: SimpleNamespace, thick: float) -> float:
+    """C: a sensor thickness with no -detector_abs uses mu = 1/thickness."""
     mu = st.mu
     if thick > 0.0 and mu < 0.0:
         mu = 1.0 / thick
         st.warnings.append(f"setting detector attenuation depth to {mu:g} m (mu = 1/thickness, as in C)")
-    spread, domains = st.mosaic_spread, st.mosaic_domains
-    if domains <= 0:
-        if spread < 0.0:
-            domains, spread = 1, 0.0
-        elif spread == 0.0:
-            domains = 1
-        else:
-            st.warnings.append("finite mosaicity with no -mosaic_domains: using 10 mosaic domains")
-            domains = 10
-    else:
-        if spread < 0.0:
-            st.warnings.append("no mosaic spread specified: setting mosaic_domains = 1")
-            spread, domains = 0.0, 1
-        elif spread == 0.0:
-            domains = 1
+    return mu
 
-    # Interpolation auto rule (§2.7): decided on the raw N, before crystal size and clamping.
-    interp_auto = st.interpolate is None
-    interpolate = (min(st.Na, st.Nb, st.Nc) <= 2) if interp_auto else st.interpolate
 
-    # Required inputs (C prints its usage and exits 9; we say what is missing).
-    if st.mat is None and (st.cell is None or st.cell[0] == 0.0):
-        raise UsageError("no crystal given: use -mat A.mat or -cell a b c alpha beta gamma")
-    cell = None
-    if st.cell is not None:
-        c = list(st.cell)
-        a = c[0]
-        b = c[1] if len(c) > 1 and c[1] > 0 else a
-        cc = c[2] if len(c) > 2 and c[2] > 0 else a
-        angles = [(c[i] / RTD if len(c) > i and c[i] > 0 else math.pi / 2) for i in (3, 4, 5)]
-        cell = (a, b, cc, *angles)
+def cell_rule(cell) -> tuple[float, ...] | None:
+    """-cell a [b c al be ga]: missing or non-positive b, c default to a, angles to 90 degrees (rad out)."""
+    if cell is None:
+        return None
+    c = list(cell)
+    a = c[0]
+    b = c[1] if len(c) > 1 and c[1] > 0 else a
+    cc = c[2] if len(c) > 2 and c[2] > 0 else a
+    angles = [(c[i] / RTD if len(c) > i and c[i] > 0 else math.pi / 2) for i in (3, 4, 5)]
+    return (a, b, cc, *angles)
 
-    beam = BeamConfig(
-        wavelength=st.wavelength, fluence=fluence, beam_vector=tuple(vec["beam_vector"]),
+
+def beam_config(st: SimpleNamespace, vec: dict) -> BeamConfig:
+    """The beam: wavelength, fluence, divergence and dispersion grids after C's auto rules."""
+    hsteps, hrange, hstep = _auto_steps(st.hdivsteps, st.hdivrange, st.hdivstep, 1.0)
+    vsteps, vrange, vstep = _auto_steps(st.vdivsteps, st.vdivrange, st.vdivstep, 1.0)
+    dsteps, disp, dstep = _auto_steps(st.dispsteps, st.dispersion, -1.0, 1.0)
+    return BeamConfig(
+        wavelength=st.wavelength, fluence=fluence_from_flux(st), beam_vector=tuple(vec["beam_vector"]),
         polar_vector=tuple(vec["polar_vector"]), kahn_factor=st.kahn, nopolar=st.nopolar,
         hdiv_range=hrange, hdiv_step=hstep, hdiv_steps=hsteps, vdiv_range=vrange, vdiv_step=vstep,
         vdiv_steps=vsteps, round_div=st.round_div, dispersion=disp, disp_step=dstep, disp_steps=dsteps,
         sourcefile=st.sourcefile, water_size=st.water, dmin=st.dmin,
     )
-    detector = DetectorConfig(
-        convention=conv, pivot=pivot, fpixels=fpixels, spixels=spixels, pixel_size=px, detsize_f=Df,
-        detsize_s=Ds, distance=st.distance,
-        close_distance=None if nan(st.close_distance) else st.close_distance,
-        xbeam=Xbeam, ybeam=Ybeam, xclose=Xclose, yclose=Yclose, fbeam=Fbeam, sbeam=Sbeam, fclose=Fclose,
-        sclose=Sclose, fdet_vector=tuple(vec["fdet_vector"]), sdet_vector=tuple(vec["sdet_vector"]),
-        odet_vector=tuple(vec["odet_vector"]), twotheta_axis=tuple(vec["twotheta_axis"]),
-        rot=(st.rotx, st.roty, st.rotz), twotheta=st.twotheta, curved=st.curved, point_pixel=st.point_pixel,
-        thickness=thick, thickstep=thickstep, thicksteps=thicksteps, mu=mu, roi=tuple(roi), mask=st.mask,
+
+
+def detector_config(st: SimpleNamespace) -> DetectorConfig:
+    """The detector: pixel counts, beam centre per convention, pivot, vectors, sensor layers and ROI."""
+    fpixels, spixels = detector_pixels(st)
+    bc = beam_centre(st)
+    vec = bc["vectors"]
+    thicksteps, thick, thickstep = _thick_steps(st.thicksteps, st.thick)
+    return DetectorConfig(
+        convention=st.convention, pivot=bc["pivot"], fpixels=fpixels, spixels=spixels, pixel_size=st.pixel,
+        detsize_f=st.detsize_f, detsize_s=st.detsize_s, distance=st.distance,
+        close_distance=None if math.isnan(st.close_distance) else st.close_distance,
+        xbeam=bc["xbeam"], ybeam=bc["ybeam"], xclose=bc["xclose"], yclose=bc["yclose"], fbeam=bc["fbeam"],
+        sbeam=bc["sbeam"], fclose=bc["fclose"], sclose=bc["sclose"], fdet_vector=tuple(vec["fdet_vector"]),
+        sdet_vector=tuple(vec["sdet_vector"]), odet_vector=tuple(vec["odet_vector"]),
+        twotheta_axis=tuple(vec["twotheta_axis"]), rot=(st.rotx, st.roty, st.rotz), twotheta=st.twotheta,
+        curved=st.curved, point_pixel=st.point_pixel, thickness=thick, thickstep=thickstep,
+        thicksteps=thicksteps, mu=detector_attenuation(st, thick), roi=roi_window(st.roi, fpixels, spixels),
+        mask=st.mask,
     )
-    crystal = CrystalConfig(
-        mat=st.mat, cell=cell, misset=st.misset, misset_random=st.misset_random,
+
+
+def crystal_config(st: SimpleNamespace, vec: dict) -> CrystalConfig:
+    """The crystal: cell or matrix, orientation, size, spot shape, mosaic domains, F source, phi sweep."""
+    if st.mat is None and (st.cell is None or st.cell[0] == 0.0):
+        raise UsageError("no crystal given: use -mat A.mat or -cell a b c alpha beta gamma")
+    # Interpolation auto rule: decided on the raw N (before crystal size and clamping), as in C.
+    interp_auto = st.interpolate is None
+    interpolate = (min(st.Na, st.Nb, st.Nc) <= 2) if interp_auto else st.interpolate
+    phisteps, osc, phistep = _phi_steps(st.phisteps, st.osc, st.phistep)
+    spread, domains = mosaic_rule(st)
+    sample_y, sample_z = st.sample_y, st.sample_z
+    if st.beamsize >= 0:  # C: the beam clips the crystal's width and height
+        sample_y, sample_z = min(sample_y, st.beamsize), min(sample_z, st.beamsize)
+    return CrystalConfig(
+        mat=st.mat, cell=cell_rule(st.cell), misset=st.misset, misset_random=st.misset_random,
         misset_seed=st.misset_seed if st.misset_seed is not None else _time_seed(),
-        Na=st.Na, Nb=st.Nb, Nc=st.Nc, sample_x=st.sample_x, sample_y=st.sample_y, sample_z=st.sample_z,
+        Na=st.Na, Nb=st.Nb, Nc=st.Nc, sample_x=st.sample_x, sample_y=sample_y, sample_z=sample_z,
         shape=st.shape, fudge=st.fudge, mosaic_spread=spread, mosaic_domains=domains,
         mosaic_seed=st.mosaic_seed, hkl=st.hkl, default_F=st.default_F, dump=st.dump, interpolate=interpolate,
         interpolate_auto=interp_auto, phi0=st.phi0, phistep=phistep, phisteps=phisteps, osc=osc,
         spindle_axis=tuple(vec["spindle_axis"]),
     )
-    sampling = SamplingConfig(oversample=st.oversample, oversample_thick=st.os_thick,
-                              oversample_polar=st.os_polar, oversample_omega=st.os_omega)
-    output = OutputConfig(
+
+
+def output_config(st: SimpleNamespace) -> OutputConfig:
+    """Output names (C's defaults), image scales, ADC offset, noise seed and reporting switches."""
+    return OutputConfig(
         floatfile=st.floatfile, intfile=st.intfile, pgmfile=st.pgmfile if st.write_pgm else None,
         noisefile=st.noisefile if st.noise else None, scale=st.scale, pgmscale=st.pgmscale, adc=st.adc,
         seed=st.seed, progress=st.progress, quiet=st.quiet,
     )
+
+
+def build_config(events: list[tuple[str, object]], header_hook=None) -> SimConfig:
+    """Replay parsed events and apply C's defaults and auto-selection rules, section by section."""
+    st = state_from_events(events, header_hook)
+    if st.help:
+        raise UsageError("help")  # handled by the CLI before building a config
+    detector = detector_config(st)
+    vec = beam_centre(st)["vectors"]
+    beam = beam_config(st, vec)
+    crystal = crystal_config(st, vec)
+    sampling = SamplingConfig(oversample=st.oversample, oversample_thick=st.os_thick,
+                              oversample_polar=st.os_polar, oversample_omega=st.os_omega)
     engine = EngineConfig(dtype=st.dtype, device=st.device, max_memory_gb=st.max_memory_gb)
-    return SimConfig(beam=beam, detector=detector, crystal=crystal, sampling=sampling, output=output,
+    return SimConfig(beam=beam, detector=detector, crystal=crystal, sampling=sampling, output=output_config(st),
                      engine=engine, warnings=tuple(st.warnings))
 
 
