@@ -255,10 +255,10 @@ def test_hkl_run_writes_fdump(renders):
 
 
 def test_python_api_matches_cli(renders, tmp_path):
-    # nanobrag_torch.config_from_argv(argv) + Simulator(config).run() is what the CLI runs: identical
+    # nanobrag_torch.config_from_argv(argv) + load_model + render is what the CLI runs: identical
     # float32 image.
     config = nanobrag_torch.config_from_argv(RENDER)
-    image = nanobrag_torch.Simulator(config, workdir=tmp_path).run()
+    image = nanobrag_torch.render(nanobrag_torch.load_model(config, workdir=tmp_path))
     assert tuple(image.shape) == (32, 32)
     cli = floats(_ok(renders["default"]) / "floatimage.bin")
     assert np.array_equal(image.detach().cpu().numpy().astype(np.float32), cli)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from nanobrag_torch import Simulator, config_from_argv
+from nanobrag_torch import config_from_argv, load_model
 from nanobrag_torch.crystal import (
     build_crystal,
     cell_parameters,
@@ -21,6 +21,7 @@ from nanobrag_torch.crystal import (
     reciprocal_from_cell,
 )
 from nanobrag_torch.geometry import DBL_MIN, rotate_xyz
+from nanobrag_torch.renderer import crystal_geometry
 
 F64 = torch.float64
 RAD = math.pi / 180
@@ -130,7 +131,7 @@ class TestMatrixFile:
         cfg = config_from_argv(
             ["-mat", "test.mat", "-lambda", str(lam), "-default_F", "1", "-detpixels", "8"]
         )
-        return Simulator(cfg, workdir=tmp_path)
+        return load_model(cfg, workdir=tmp_path)
 
     def test_rotated_orthorhombic_cell(self, tmp_path):
         # A 50 x 60 x 70 cell rotated by R(0.3, -0.2, 1.1), lambda 1.5 A: the matrix scaled by 1/lambda gives
@@ -138,7 +139,7 @@ class TestMatrixFile:
         R = rotate_xyz(torch.eye(3, dtype=F64), 0.3, -0.2, 1.1).T  # columns: rotated x, y, z unit vectors
         real = (R @ torch.diag(torch.tensor([50.0, 60.0, 70.0], dtype=F64))).T.numpy()  # rows a, b, c
         self.write_mat(tmp_path / "test.mat", real, 1.5)
-        cr = self.sim(tmp_path, 1.5).crystal
+        cr = crystal_geometry(self.sim(tmp_path, 1.5))
         got = torch.stack((cr.a0, cr.b0, cr.c0)) * 1e10
         assert torch.allclose(got, torch.from_numpy(real), atol=1e-9)
 
@@ -147,7 +148,7 @@ class TestMatrixFile:
         # the -mat path has no special z component.
         real = textbook_real(70, 80, 90, 75, 85, 95)
         self.write_mat(tmp_path / "test.mat", real, 0.9)
-        cr = self.sim(tmp_path, 0.9).crystal
+        cr = crystal_geometry(self.sim(tmp_path, 0.9))
         params, _ = cell_parameters(cr)
         assert params == pytest.approx([70, 80, 90, 75, 85, 95], rel=1e-9)
 

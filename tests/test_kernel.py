@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from nanobrag_torch import Simulator, config_from_argv, kernel
+from nanobrag_torch import config_from_argv, kernel, load_model, render, render_details
+from nanobrag_torch import renderer as render_module
 from nanobrag_torch.geometry import pixel_positions
+from nanobrag_torch.renderer import prepare
 
 CUBIC = "-cell 100 100 100 90 90 90 -lambda 1 -distance 100 -pixel 0.1 -detpixels 24 -N 3"
 # N=2 turns tricubic interpolation on (auto rule). With the beam near pixel (0,0), |h| grows along the raster:
@@ -17,11 +19,15 @@ SHUTOFF = (CUBIC.replace("-N 3", "-N 2").replace("-detpixels 24", "-detpixels 32
            + " -Xbeam 0.3 -Ybeam 0.3 -hkl t.hkl -default_F 3 -oversample 1")
 
 
-def _sim(argv: str, tmp_path: Path, **engine) -> Simulator:
+def _model(argv: str, tmp_path: Path, **engine):
     cfg = config_from_argv(argv.split())
     if engine:
         cfg = cfg.with_engine(**engine)
-    return Simulator(cfg, workdir=tmp_path)
+    return load_model(cfg, workdir=tmp_path)
+
+
+def _render(argv: str, tmp_path: Path, **engine) -> torch.Tensor:
+    return render(_model(argv, tmp_path, **engine), kernel="torch")
 
 
 def _small_hkl(path: Path, lo: int, hi: int) -> None:
@@ -34,15 +40,14 @@ def test_chunk_size_does_not_change_the_image(tmp_path, monkeypatch):
     # Chunks are an implementation detail: 1-pixel chunks and one whole-image chunk must agree exactly,
     # including C's global tricubic shut-off, which must carry from chunk to chunk in raster order.
     _small_hkl(tmp_path / "t.hkl", -4, 4)
-    argv = SHUTOFF
-    sim = _sim(argv, tmp_path)
-    assert sim.info.interpolate, "auto rule: N <= 2 turns tricubic interpolation on"
-    whole = sim.run(progress=False)
-    monkeypatch.setattr(Simulator, "chunk_pixels", lambda self: 7)
-    chunked = sim.run(progress=False)
-    assert torch.equal(whole, chunked)
-    msgs = " ".join(sim.info.messages)
-    assert "out of range" in msgs, "the table is too small for every pixel, so interpolation must switch off"
+    model = _model(SHUTOFF, tmp_path)
+    assert model.structure_factors.interpolate, "auto rule: N <= 2 turns tricubic interpolation on"
+    whole = render_details(model, kernel="torch")
+    monkeypatch.setattr(render_module, "chunk_pixels", lambda *a: (7, False))
+    chunked = render_details(model, kernel="torch")
+    assert torch.equal(whole.image, chunked.image)
+    assert bool(whole.interpolation_disabled) and bool(chunked.interpolation_disabled), \
+        "the table is too small for every pixel, so interpolation must switch off"
 
 
 def test_interpolation_shutoff_is_in_raster_order(tmp_path):
@@ -50,8 +55,8 @@ def test_interpolation_shutoff_is_in_raster_order(tmp_path):
     # Reference: rendering with interpolation forced off must equal the image from the shut-off point on.
     _small_hkl(tmp_path / "t.hkl", -4, 4)
     base = SHUTOFF
-    auto = _sim(base, tmp_path).run(progress=False).reshape(-1)
-    near = _sim(base + " -nointerpolate", tmp_path).run(progress=False).reshape(-1)
+    auto = _render(base, tmp_path).reshape(-1)
+    near = _render(base + " -nointerpolate", tmp_path).reshape(-1)
     differ = torch.nonzero(auto != near).reshape(-1)
     assert differ.numel() > 0, "some pixels before the shut-off must be interpolated"
     last_interp = int(differ.max())
@@ -64,13 +69,17 @@ def test_oversample_factors_follow_the_running_sum(tmp_path):
     # I_n = (I_{n-1} + t_n) * f_n. Check the kernel's closed form against that loop for a few pixels.
     argv = (CUBIC + " -default_F 10 -oversample 2 -phi 3 -osc 1 -phisteps 3"
             " -oversample_omega -oversample_polar -polar 0.5")
-    sim = _sim(argv, tmp_path)
-    settings, inputs = sim.kernel_settings(), sim.kernel_inputs()
-    dc = sim.config.detector
+    model = _model(argv, tmp_path)
+    prep = prepare(model)
+    settings, inputs = prep.settings, prep.inputs
+    px = float(model.detector.pixel_size)
     idx = torch.tensor([0, 5, 100, 300])
-    pos = pixel_positions(sim.detector, idx % dc.fpixels, idx // dc.fpixels, dc.pixel_size, 2, 0.0, 1, False)
-    got, _, _ = kernel.render_chunk(pos, inputs, settings, torch.ones((), dtype=torch.bool))
+    pos = pixel_positions(prep.detector, idx % 24, idx // 24, px, 2, 0.0, 1, False)
+    got, _, _ = kernel.render_chunk(pos, inputs, settings, torch.ones(1, dtype=torch.bool))
+    got = got[0]
     from nanobrag_torch import physics
+
+    N = torch.tensor([3.0, 3.0, 3.0], dtype=torch.float64)
 
     for p in range(pos.shape[0]):
         I = 0.0
@@ -78,13 +87,13 @@ def test_oversample_factors_follow_the_running_sum(tmp_path):
             P = pos[p, 0, s]
             R = torch.linalg.vector_norm(P)
             d = P / R
-            omega = dc.pixel_size ** 2 / R ** 2 * inputs.close_distance / R
+            omega = px ** 2 / R ** 2 * inputs.close_distance / R
             inc = inputs.incident[0]
             S = (d - inc) / inputs.wavelengths[0]
             polar = physics.polarization_factor(inc, d, inputs.polar_axis, 0.5)
-            for k in range(inputs.orientations.shape[0]):
-                hkl = inputs.orientations[k] @ S
-                t = 10.0 ** 2 * physics.lattice_factor_square(hkl[None], (3, 3, 3))[0] ** 2
+            for k in range(inputs.orientations.shape[1]):
+                hkl = inputs.orientations[0, k] @ S
+                t = 10.0 ** 2 * physics.lattice_factor_square(hkl[None], N)[0] ** 2
                 I = (I + t) * polar * omega
         assert float(got[p]) == pytest.approx(float(inputs.scale * I), rel=1e-12)
 
@@ -93,14 +102,13 @@ def test_oversample_factors_follow_the_running_sum(tmp_path):
 def test_render_is_differentiable(tmp_path, shape):
     # Gradients w.r.t. the crystal orientation and the pixel positions exist and are finite for every
     # spot shape (the singular points sincg(0), sinc3(0), sqrt(0) use double-where formulations).
-    sim = _sim(CUBIC + f" -default_F 10 -oversample 1 -{shape}", tmp_path)
-    settings, inputs = sim.kernel_settings(), sim.kernel_inputs()
-    dc = sim.config.detector
-    idx = torch.arange(dc.fpixels * dc.spixels)
-    pos = pixel_positions(sim.detector, idx % dc.fpixels, idx // dc.fpixels, dc.pixel_size, 1, 0.0, 1, False)
+    prep = prepare(_model(CUBIC + f" -default_F 10 -oversample 1 -{shape}", tmp_path))
+    settings, inputs = prep.settings, prep.inputs
+    idx = torch.arange(24 * 24)
+    pos = pixel_positions(prep.detector, idx % 24, idx // 24, 1e-4, 1, 0.0, 1, False)
     pos = pos.clone().requires_grad_(True)
     inputs.orientations = inputs.orientations.clone().requires_grad_(True)
-    img, _, _ = kernel.render_chunk(pos, inputs, settings, torch.ones((), dtype=torch.bool))
+    img, _, _ = kernel.render_chunk(pos, inputs, settings, torch.ones(1, dtype=torch.bool))
     img.sum().backward()
     assert torch.isfinite(inputs.orientations.grad).all()
     assert torch.isfinite(pos.grad).all()
@@ -110,8 +118,8 @@ def test_render_is_differentiable(tmp_path, shape):
 def test_float32_and_float64_share_the_code_path(tmp_path):
     # Same config, two dtypes: the float32 image is within float32 parity of the float64 one and is float32.
     argv = CUBIC + " -default_F 10 -oversample 1"
-    img64 = _sim(argv, tmp_path).run(progress=False)
-    img32 = _sim(argv, tmp_path, dtype="float32").run(progress=False)
+    img64 = _render(argv, tmp_path)
+    img32 = _render(argv, tmp_path, dtype="float32")
     assert img32.dtype == torch.float32 and img64.dtype == torch.float64
     rel = float((img32.double() - img64).abs().max() / img64.abs().max())
     assert rel < 1e-4, rel
@@ -119,7 +127,7 @@ def test_float32_and_float64_share_the_code_path(tmp_path):
 
 def test_rendered_pixels_respect_roi_and_mask(tmp_path):
     # Pixels outside the ROI are 0 and are not rendered (C §2.4); the ROI is inclusive on both ends.
-    img = _sim(CUBIC + " -default_F 10 -oversample 1 -roi 2 5 3 4", tmp_path).run(progress=False).numpy()
+    img = _render(CUBIC + " -default_F 10 -oversample 1 -roi 2 5 3 4", tmp_path).numpy()
     inside = np.zeros_like(img, dtype=bool)
     inside[3:5, 2:6] = True
     assert (img[~inside] == 0).all()
@@ -129,7 +137,7 @@ def test_rendered_pixels_respect_roi_and_mask(tmp_path):
 def test_oversample_thick_without_thickness_is_all_zero(tmp_path):
     # C recomputes the capture fraction per term under -oversample_thick even when the sensor has no
     # thickness: exp(0) - exp(0) = 0 multiplies every running sum, so the image is exactly zero (§6.10).
-    img = _sim(CUBIC + " -default_F 10 -oversample 1 -oversample_thick", tmp_path).run(progress=False)
+    img = _render(CUBIC + " -default_F 10 -oversample 1 -oversample_thick", tmp_path)
     assert torch.count_nonzero(img) == 0
-    plain = _sim(CUBIC + " -default_F 10 -oversample 1", tmp_path).run(progress=False)
+    plain = _render(CUBIC + " -default_F 10 -oversample 1", tmp_path)
     assert torch.count_nonzero(plain) > 0, "without the flag the same render is not empty"

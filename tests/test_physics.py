@@ -319,19 +319,25 @@ class TestNearestAndRange:
         # grid index = hkl - mins; (h,k,l) = (-4,-3,-5) is the first cell, (4,3,5) is [8, 6, 10].
         grid = self.grid()
         hkl0 = t([[-4.0, -3.0, -5.0], [4.0, 3.0, 5.0], [0.0, 0.0, 0.0]])
-        out = P.structure_factor_nearest(hkl0, grid, MINS, MAXS, 7.0, True)
+        out = P.structure_factor_nearest(hkl0, P.pad_structure_factors(grid, MINS, MAXS, 7.0), MINS)
         assert out.tolist() == [float(grid[0, 0, 0]), float(grid[8, 6, 10]), float(grid[4, 3, 5])]
 
     def test_out_of_range_and_nan_give_default_F(self):
         # Outside [min, max] on any axis -> default_F (the padding slab at max+1 is never read);
         # NaN indices (C: INT_MIN) are outside too.
         hkl0 = t([[5.0, 0.0, 0.0], [0.0, -4.0, 0.0], [0.0, 0.0, 6.0], [math.nan, 0.0, 0.0]])
-        out = P.structure_factor_nearest(hkl0, self.grid(), MINS, MAXS, 7.0, True)
+        out = P.structure_factor_nearest(hkl0, P.pad_structure_factors(self.grid(), MINS, MAXS, 7.0), MINS)
         assert out.tolist() == [7.0] * 4
 
-    def test_no_table_gives_default_F_everywhere(self):
-        out = P.structure_factor_nearest(t([[0.0, 0.0, 0.0]]), self.grid(), MINS, MAXS, 3.5, False)
-        assert out.tolist() == [3.5]
+    def test_padded_table_is_the_grid_inside_a_default_border(self):
+        # The cube has side max(span) + 3 = 13 (spans 8, 6, 10): the grid's [min..max] block sits at offset 1,
+        # every other cell holds default_F (the C padding slab at max+1 is not copied).
+        padded = P.pad_structure_factors(self.grid(), MINS, MAXS, 3.5)
+        assert padded.shape == (13, 13, 13)
+        assert torch.equal(padded[1:10, 1:8, 1:12], self.grid()[:9, :7, :11])
+        inside = torch.zeros(13, 13, 13, dtype=torch.bool)
+        inside[1:10, 1:8, 1:12] = True
+        assert (padded[~inside] == 3.5).all()
 
     def test_interpolation_range_boundaries(self):
         # C: out of range if h - h_min + 3 > h_range or h - 2 < h_min, i.e. in range for

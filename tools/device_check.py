@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nanobrag_torch import Simulator, config_from_argv
+from nanobrag_torch import config_from_argv, load_model, render as nb_render
 from tools.metrics import compare_images, verdict
 from tools.thresholds import for_dtype
 
@@ -63,11 +63,11 @@ def write_inputs(d: Path) -> None:
 
 def render(argv: str, device: str, dtype: str, workdir: Path, mem: float) -> tuple[np.ndarray, float]:
     cfg = config_from_argv(argv.split() + ["-device", device, "-dtype", dtype, "-max_memory_gb", str(mem)])
-    sim = Simulator(cfg, workdir=workdir)
+    model = load_model(cfg, workdir=workdir)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     t0 = time.perf_counter()
-    img = sim.run(progress=False)
+    img = nb_render(model, kernel="torch", max_memory_gb=mem, progress=False)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     dt = time.perf_counter() - t0

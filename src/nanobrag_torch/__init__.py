@@ -1,9 +1,18 @@
-"""nanobrag-torch: a vectorized, differentiable PyTorch port of the nanoBragg diffraction simulator."""
+"""nanobrag-torch: a vectorized, differentiable PyTorch port of the nanoBragg diffraction simulator.
+
+    config = nb.config_from_argv("-cell 100 100 100 90 90 90 -default_F 100 -N 5".split())
+    model = nb.load_model(config)          # reads the files the config names -> tensors
+    image = nb.render(model)               # pure; differentiable in the model's continuous parameters
+    nb.write_c_outputs(image, model, nb.outputs_from_config(config))   # C's files
+"""
 __version__ = "0.1.0"
 
 from .config import SimConfig, build_config  # noqa: E402
 from .flags import parse_argv  # noqa: E402
-from .simulator import Simulator  # noqa: E402
+from .io.outputs import Outputs, outputs_from_config, write_c_outputs  # noqa: E402
+from .load import build_model, load_model, read_inputs  # noqa: E402
+from .model import Beam, Crystal, Detector, Model, Sampling, StructureFactors  # noqa: E402
+from .renderer import RenderResult, render, render_details  # noqa: E402
 
 
 def config_from_argv(argv: list[str]) -> SimConfig:
@@ -11,4 +20,6 @@ def config_from_argv(argv: list[str]) -> SimConfig:
     return build_config(parse_argv(list(argv)))
 
 
-__all__ = ["Simulator", "SimConfig", "build_config", "config_from_argv", "parse_argv", "__version__"]
+__all__ = ["SimConfig", "build_config", "config_from_argv", "parse_argv", "load_model", "build_model",
+           "read_inputs", "render", "render_details", "RenderResult", "Model", "Crystal", "Detector", "Beam",
+           "StructureFactors", "Sampling", "Outputs", "outputs_from_config", "write_c_outputs", "__version__"]

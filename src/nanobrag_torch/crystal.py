@@ -22,9 +22,17 @@ class CrystalGeometry:
     volume: torch.Tensor
 
 
-def reciprocal_from_cell(cell, dtype, device):
-    """C's -cell construction (§4.2), incl. its non-textbook c* z component; returns (a*, b*, c*, V)."""
-    a, b, c, al, be, ga = (torch.as_tensor(x, dtype=dtype, device=device) for x in cell)
+def reciprocal_from_cell(cell, dtype=None, device=None):
+    """C's -cell construction, incl. its non-textbook c* z component; returns (a*, b*, c*, V).
+
+    ``cell``: (a, b, c, alpha, beta, gamma) in A and rad — six numbers or a (..., 6) tensor (a batch of
+    cells gives (..., 3) vectors and (...) volumes). A zero volume becomes DBL_MIN, as in C.
+    """
+    if isinstance(cell, torch.Tensor):
+        cell = cell if dtype is None else cell.to(dtype)
+        a, b, c, al, be, ga = cell.unbind(-1)
+    else:
+        a, b, c, al, be, ga = (torch.as_tensor(x, dtype=dtype, device=device) for x in cell)
     s = (al + be + ga) / 2
     skew = torch.abs(torch.sin(s) * torch.sin(s - al) * torch.sin(s - be) * torch.sin(s - ga))
     V = 2.0 * a * b * c * torch.sqrt(skew)
@@ -40,31 +48,38 @@ def reciprocal_from_cell(cell, dtype, device):
     one = torch.ones_like(cos_as)
     cos_as, cos_bs, cos_gs = (torch.where(x * x > 1.0, one, x) for x in (cos_as, cos_bs, cos_gs))
     zero = torch.zeros_like(ast)
-    a_star = torch.stack((ast, zero, zero))
-    b_star = torch.stack((bst * cos_gs, bst * sin_gs, zero))
+    a_star = torch.stack((ast, zero, zero), dim=-1)
+    b_star = torch.stack((bst * cos_gs, bst * sin_gs, zero), dim=-1)
     c_star = torch.stack((cst * cos_bs, cst * (cos_as - cos_bs * cos_gs) / sin_gs,
-                          cst * V / (a * b * c * sin_gs)))
+                          cst * V / (a * b * c * sin_gs)), dim=-1)
     return a_star, b_star, c_star, V
 
 
 def _rescale(v: torch.Tensor, length) -> torch.Tensor:
     """C vector_rescale(): v scaled to the given length."""
-    return v * (length / torch.linalg.vector_norm(v))
+    return v * (length / torch.linalg.vector_norm(v, dim=-1))[..., None]
 
 
-def build_crystal(reciprocal, wavelength: float | None, misset, cell_lengths_volume, dtype, device) -> CrystalGeometry:
-    """Misset the reciprocal vectors and regenerate real/reciprocal space exactly as C (§4.3-§4.4).
+def build_crystal(reciprocal, wavelength: float | None, misset, cell_lengths_volume, dtype=None,
+                  device=None) -> CrystalGeometry:
+    """Misset the reciprocal vectors and regenerate real/reciprocal space exactly as C does.
 
-    ``reciprocal``: (a*, b*, c*) in 1/A (already divided by lambda for a MOSFLM matrix).
-    ``cell_lengths_volume``: (a, b, c, V) from -cell, imposed on the result (None for -mat only).
+    ``reciprocal``: (a*, b*, c*) in 1/A (already divided by lambda for a MOSFLM matrix), each (..., 3).
+    ``misset``: (rx, ry, rz) rad, a (..., 3) tensor, or None. ``cell_lengths_volume``: (a, b, c, V) from
+    -cell, imposed on the result (None for -mat only). C applies the misset to a*, b*, c*, derives the real
+    vectors from cross products and the volume, rescales them to the -cell lengths, then re-derives a*, b*, c*.
     """
     a_star, b_star, c_star = (torch.as_tensor(v, dtype=dtype, device=device) for v in reciprocal)
     if misset is not None:
-        a_star, b_star, c_star = (rotate_xyz(v, *misset) for v in (a_star, b_star, c_star))
+        if isinstance(misset, torch.Tensor):
+            rx, ry, rz = misset.unbind(-1)
+        else:
+            rx, ry, rz = misset
+        a_star, b_star, c_star = (rotate_xyz(v, rx, ry, rz) for v in (a_star, b_star, c_star))
     axb = torch.cross(a_star, b_star, dim=-1)
     bxc = torch.cross(b_star, c_star, dim=-1)
     cxa = torch.cross(c_star, a_star, dim=-1)
-    V_star = (a_star * bxc).sum()
+    V_star = (a_star * bxc).sum(-1)
     if cell_lengths_volume is not None:
         la, lb, lc, V = cell_lengths_volume
         bxc = _rescale(bxc, la / V)
@@ -72,12 +87,13 @@ def build_crystal(reciprocal, wavelength: float | None, misset, cell_lengths_vol
         axb = _rescale(axb, lc / V)
         V_star = 1.0 / V
     V_cell = 1.0 / V_star
-    a = bxc * V_cell
-    b = cxa * V_cell
-    c = axb * V_cell
-    a_star = torch.cross(b, c, dim=-1) * V_star
-    b_star = torch.cross(c, a, dim=-1) * V_star
-    c_star = torch.cross(a, b, dim=-1) * V_star
+    a = bxc * V_cell[..., None] if isinstance(V_cell, torch.Tensor) else bxc * V_cell
+    b = cxa * V_cell[..., None] if isinstance(V_cell, torch.Tensor) else cxa * V_cell
+    c = axb * V_cell[..., None] if isinstance(V_cell, torch.Tensor) else axb * V_cell
+    Vs = V_star[..., None] if isinstance(V_star, torch.Tensor) else V_star
+    a_star = torch.cross(b, c, dim=-1) * Vs
+    b_star = torch.cross(c, a, dim=-1) * Vs
+    c_star = torch.cross(a, b, dim=-1) * Vs
     return CrystalGeometry(a0=a * 1e-10, b0=b * 1e-10, c0=c * 1e-10, a_star=a_star, b_star=b_star,
                            c_star=c_star, volume=V_cell)
 
@@ -107,15 +123,38 @@ def crystal_counts(cr: CrystalGeometry, Na: int, Nb: int, Nc: int, sample_x: flo
 
 def orientation_stack(cr: CrystalGeometry, spindle: torch.Tensor, phis: torch.Tensor,
                       umats: torch.Tensor | None) -> torch.Tensor:
-    """Real-space cell vectors for every (phi step, mosaic domain): (NPHI*NMOS, 3, 3), rows a, b, c (m).
+    """Real-space cell vectors for every (phi step, mosaic domain): (..., NPHI*NMOS, 3, 3), rows a, b, c (m).
 
-    Phi rotation about the spindle first, then the mosaic matrix (C §6.5, §6.7); at phi = 0 no rotation
-    is applied (the C program reuses a stale rotation there; we do not - see README).
+    Phi rotation about the spindle first, then the mosaic matrix, domain index fastest, as in C's loops;
+    at phi = 0 no rotation is applied (the C program reuses a stale rotation there; we do not - see README).
+    A leading batch axis of the crystal vectors carries through.
     """
-    abc = torch.stack((cr.a0, cr.b0, cr.c0))  # (3 vectors, 3)
-    rot = rotate_axis(abc[None, :, :], spindle, phis[:, None])  # (NPHI, 3, 3)
+    abc = torch.stack((cr.a0, cr.b0, cr.c0), dim=-2)  # (..., 3 vectors, 3)
+    rot = rotate_axis(abc[..., None, :, :], spindle, phis[:, None])  # (..., NPHI, 3, 3)
     if umats is not None:
-        rot = torch.einsum("mij,pvj->pmvi", umats, rot)  # (NPHI, NMOS, 3, 3)
+        rot = torch.einsum("mij,...pvj->...pmvi", umats, rot)  # (..., NPHI, NMOS, 3, 3)
     else:
-        rot = rot[:, None]
-    return rot.reshape(-1, 3, 3)
+        rot = rot[..., None, :, :]
+    return rot.reshape(*rot.shape[:-4], -1, 3, 3)
+
+
+def mosaic_umats_from_draws(axes: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+    """Rotation matrices (D, 3, 3) about unit ``axes`` (D, 3) by ``angles`` (D,), in the component form of
+    C's mosaic_rotation_umat (cos/sin of the angle and products of the axis components)."""
+    v1, v2, v3 = axes.unbind(-1)
+    t1 = torch.cos(angles)
+    t2 = 1.0 - t1
+    t8 = torch.sin(angles)
+    t6 = t2 * v1
+    t7 = t6 * v2
+    t9 = t8 * v3
+    t11 = t6 * v3
+    t12 = t8 * v2
+    t19 = t2 * v2 * v3
+    t20 = t8 * v1
+    rows = (
+        (t1 + t2 * (v1 * v1), t7 - t9, t11 + t12),
+        (t7 + t9, t1 + t2 * (v2 * v2), t19 - t20),
+        (t11 - t12, t19 + t20, t1 + t2 * (v3 * v3)),
+    )
+    return torch.stack([torch.stack(r, dim=-1) for r in rows], dim=-2)

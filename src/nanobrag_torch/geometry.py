@@ -1,7 +1,7 @@
 """Detector geometry: rotations, conventions, detector placement and pixel positions (C §3)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import torch
 
@@ -59,38 +59,60 @@ class DetectorGeometry:
     odet_regenerated: bool
 
 
-def build_detector(cfg: DetectorConfig, beam_vector, dtype: torch.dtype, device) -> DetectorGeometry:
-    """Place the detector exactly as C does (§3.2-§3.5): vector clean-up, rotations, pivot, re-derivation."""
-    t = lambda x: torch.as_tensor(x, dtype=dtype, device=device)  # noqa: E731
-    beam = unitize(t(beam_vector))
-    fdet = unitize(t(cfg.fdet_vector))
-    sdet = unitize(t(cfg.sdet_vector))
-    o_raw = t(cfg.odet_vector)
+def beam_offsets(convention: str, beam_center: torch.Tensor, pixel_size, detsize_s: float):
+    """(Fbeam, Sbeam) in m from the convention's (Xbeam, Ybeam): MOSFLM swaps them onto slow/fast and adds
+    half a pixel, DENZO swaps them, ADXV flips Y about the detector height, the others take them as is."""
+    X, Y = beam_center.unbind(-1)
+    if convention == "ADXV":
+        return X, detsize_s - Y
+    if convention == "MOSFLM":
+        return Y + 0.5 * pixel_size, X + 0.5 * pixel_size
+    if convention == "DENZO":
+        return Y, X
+    return X, Y
+
+
+def place_detector(det, beam_vector: torch.Tensor) -> DetectorGeometry:
+    """Place a ``model.Detector`` exactly as C does: vector clean-up, rotations, pivot, re-derivation.
+
+    C normalises the beam and detector axes, replaces a non-unit odet by unit(f x s), rotates the axes about
+    lab x, y, z and then about the (never normalised) two-theta axis, puts pix0 (outer corner of pixel 0,0)
+    from the near point (sample pivot, before rotating) or from the beam centre (beam pivot, after), and
+    re-derives the beam centre, near point and distances from pix0.
+    """
+    beam = unitize(beam_vector)
+    fdet = unitize(det.fdet)
+    sdet = unitize(det.sdet)
+    o_raw = det.odet
     odet = unitize(o_raw)
-    regenerated = float(torch.linalg.vector_norm(o_raw)) != 1.0
-    if regenerated:  # C: a non-unit odet_vector is replaced by unit(f x s)
+    regenerated = float(torch.linalg.vector_norm(o_raw.detach())) != 1.0
+    if regenerated:
         odet = unitize(torch.cross(fdet, sdet, dim=-1))
-    axis = t(cfg.twotheta_axis)  # never normalised, as in C
-    rx, ry, rz = cfg.rot
-    two_theta = cfg.twotheta
+    axis = det.twotheta_axis
+    rx, ry, rz = det.rotations.unbind(-1)
+    two_theta = det.twotheta
+    px = det.pixel_size
 
     ratio = (beam * rotate_xyz(odet, rx, ry, rz)).sum()
     ratio = torch.where(ratio == 0, torch.full_like(ratio, DBL_MIN), ratio)
-    distance = t(cfg.distance)
-    if cfg.close_distance is None:
+    distance = det.distance
+    if det.close_distance is None:
         close_distance = torch.abs(ratio * distance)
     else:
-        close_distance = t(cfg.close_distance)
+        close_distance = det.close_distance
     distance = close_distance / ratio
 
-    if cfg.pivot == "sample":
-        pix0 = -cfg.fclose * fdet - cfg.sclose * sdet + close_distance * odet
+    if det.pivot == "sample":
+        near = det.beam_center if det.convention == "CUSTOM" else det.near_point
+        fclose0, sclose0 = near.unbind(-1)
+        pix0 = -fclose0 * fdet - sclose0 * sdet + close_distance * odet
         pix0 = rotate_axis(rotate_xyz(pix0, rx, ry, rz), axis, two_theta)
     fdet = rotate_axis(rotate_xyz(fdet, rx, ry, rz), axis, two_theta)
     sdet = rotate_axis(rotate_xyz(sdet, rx, ry, rz), axis, two_theta)
     odet = rotate_axis(rotate_xyz(odet, rx, ry, rz), axis, two_theta)
-    if cfg.pivot == "beam":
-        pix0 = -cfg.fbeam * fdet - cfg.sbeam * sdet + distance * beam
+    if det.pivot == "beam":
+        fbeam0, sbeam0 = beam_offsets(det.convention, det.beam_center, px, det.detsize_s)
+        pix0 = -fbeam0 * fdet - sbeam0 * sdet + distance * beam
 
     fclose = -(pix0 * fdet).sum()
     sclose = -(pix0 * sdet).sum()
@@ -99,13 +121,24 @@ def build_detector(cfg: DetectorConfig, beam_vector, dtype: torch.dtype, device)
     fbeam = (fdet * w).sum()
     sbeam = (sdet * w).sum()
     distance = close_distance / ratio
-    px = cfg.pixel_size
     dials = 1000.0 * torch.stack((pix0[2], pix0[1], -pix0[0]))
     return DetectorGeometry(
         fdet=fdet, sdet=sdet, odet=odet, beam=beam, pix0=pix0, close_distance=close_distance,
         distance=distance, fbeam=fbeam, sbeam=sbeam, fclose=fclose, sclose=sclose,
         orgx=fclose / px + 0.5, orgy=sclose / px + 0.5, dials_origin=dials, odet_regenerated=regenerated,
     )
+
+
+def build_detector(cfg: DetectorConfig, beam_vector, dtype: torch.dtype, device) -> DetectorGeometry:
+    """Place the detector a ``DetectorConfig`` describes (see ``place_detector``)."""
+    from .model import detector_from_config
+
+    det = detector_from_config(cfg, device)
+    geom = place_detector(det, torch.as_tensor(beam_vector, dtype=det.pixel_size.dtype, device=device))
+    if dtype != geom.pix0.dtype:
+        geom = replace(geom, **{f.name: getattr(geom, f.name).to(dtype) for f in fields(geom)
+                                if isinstance(getattr(geom, f.name), torch.Tensor)})
+    return geom
 
 
 def pixel_positions(geom: DetectorGeometry, fpix: torch.Tensor, spix: torch.Tensor, pixel_size: float,

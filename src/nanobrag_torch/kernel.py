@@ -1,8 +1,13 @@
-"""The render kernel: one batched function over (pixels x layers x sub-pixels x sources x phi x mosaic).
+"""The eager render kernel: one batched function over (pixels x layers x sub-pixels x sources x crystals x
+phi steps x mosaic domains).
 
-This is the only hot path. It has no Python loop over pixels, sources, phi steps or domains, no host
-synchronisation, and no data-dependent Python control flow: every branch is on static settings in
-``KernelSettings``. The simulator calls it on chunks of pixels in raster order.
+This is the reference path, the GPU path and the autograd path. It has no Python loop over pixels, sources,
+phi steps, domains or crystals, no host synchronisation, and no data-dependent Python control flow: every
+branch is on static settings in ``KernelSettings``. ``render`` calls it on chunks of pixels in raster order.
+
+Scalars in ``KernelInputs`` are 0-dim float64 tensors: like Python floats they enter every product in the
+render precision after one rounding of their double value (what the C program's double setup gives), and
+they may carry gradients. Per-crystal scalars of a batch are (B, 1) tensors in the render precision.
 """
 from __future__ import annotations
 
@@ -15,77 +20,124 @@ from . import physics
 
 @dataclass(frozen=True)
 class KernelSettings:
-    """Static (hashable) settings: they select code paths, never depend on data."""
+    """Static (hashable) settings: they select code paths and sizes, never depend on pixel data."""
 
     shape: str  # square | round | gauss | tophat
-    N: tuple[int, int, int]
-    fudge: float
-    kahn: float
+    lattice_axes: tuple[int, ...]  # square shape: axes with N > 1 (C skips the others)
+    c_form: bool  # N integral: C's sin(N x)/sin(x) evaluation (else the smooth form)
+    kahn: bool  # a Kahn factor is applied (non-zero or differentiated)
     nopolar: bool
     point_pixel: bool
-    pixel_size: float
     thick: bool  # detector thickness modelled (capture fraction)
-    thickstep: float
-    mu: float
     dmin: float  # m; 0 = off
     water: bool  # a water background is present (terms with F_latt == 0 still count)
     interpolate: bool  # tricubic F requested (subject to the run-time shut-off)
     has_table: bool
-    default_F: float
     hkl_mins: tuple[int, int, int]
     hkl_maxs: tuple[int, int, int]
     oversample_thick: bool
     oversample_polar: bool
     oversample_omega: bool
+    weighted: bool = False  # per-source weights other than 1
+    batch: int = 1  # crystals rendered together (leading axis of the orientations)
 
 
 @dataclass
 class KernelInputs:
-    """Tensors shared by every chunk (all on one device, one dtype)."""
+    """Tensors shared by every chunk (one device; vectors in the render dtype, scalars 0-dim float64)."""
 
     odet: torch.Tensor  # (3,)
     close_distance: torch.Tensor  # ()
     incident: torch.Tensor  # (NS, 3) unit incident directions
     wavelengths: torch.Tensor  # (NS,) m
-    orientations: torch.Tensor  # (K, 3, 3) rows a, b, c (m) per phi step x mosaic domain
-    recip: torch.Tensor  # (3, 3) rows a*, b*, c* (1/A), static
+    weights: torch.Tensor  # (NS,)
+    orientations: torch.Tensor  # (B, K, 3, 3) rows a, b, c (m) per crystal, phi step x mosaic domain
+    recip: torch.Tensor  # (3, 3) rows a*, b*, c* (1/A), or (B, 1, 3, 3) for a batch
     polar_axis: torch.Tensor  # (3,)
-    F_grid: torch.Tensor  # (h_range+1, k_range+1, l_range+1)
+    F_grid: torch.Tensor  # (h_range+1, k_range+1, l_range+1) for tricubic interpolation
+    F_padded: torch.Tensor  # the table inside its default_F border (physics.pad_structure_factors)
+    default_F: torch.Tensor  # ()
+    N: torch.Tensor  # (3,) or (B, 1, 3), render dtype
+    shape_scale: torch.Tensor  # round: Na Nb Nc 0.7236; gauss/tophat: Na Nb Nc — () or (B, 1)
+    n2: torch.Tensor  # (Na Nb Nc)^2 — () or (B, 1)
+    fudge: torch.Tensor  # ()
+    kahn: torch.Tensor  # ()
+    pixel_area: torch.Tensor  # () pixel_size^2
+    thick_mu: torch.Tensor  # () layer step x attenuation (1/m x m)
     I_bg: torch.Tensor  # () water background start value
-    scale: torch.Tensor  # () r_e^2 fluence / steps
+    scale: torch.Tensor  # () or (B, 1): r_e^2 fluence / steps x crystal scale
+
+
+def _lattice_factor(hkl: torch.Tensor, inp: KernelInputs, s: KernelSettings) -> torch.Tensor:
+    """C's F_latt for the crystal shape."""
+    if s.shape == "square":
+        return physics.lattice_factor_square(hkl, inp.N, s.lattice_axes, s.c_form)
+    if s.shape == "round":
+        return physics.lattice_factor_round(hkl, inp.N, inp.fudge, inp.shape_scale)
+    if s.shape == "gauss":
+        return physics.lattice_factor_gauss(hkl, inp.recip, inp.N, inp.fudge, inp.n2, inp.shape_scale)
+    return physics.lattice_factor_tophat(hkl, inp.recip, inp.N, inp.fudge, inp.n2, inp.shape_scale)
+
+
+def _structure_factor(hkl, evaluated, inp: KernelInputs, s: KernelSettings, interp_enabled):
+    """F per term, with C's global tricubic shut-off: the first out-of-range lookup in loop order (pixel,
+    layer, sub-pixel, source, phi, domain) switches tricubic off for it and everything after it, per crystal.
+
+    Returns (F (…, B, K), interpolation still enabled after this chunk (B,)).
+    """
+    if s.has_table:
+        F_near = physics.structure_factor_nearest(physics.nearest_index(hkl), inp.F_padded, s.hkl_mins)
+    else:
+        F_near = inp.default_F.to(hkl.dtype).expand(hkl.shape[:-1])
+    if not s.interpolate:
+        return F_near, interp_enabled
+    in_range = physics.interpolation_in_range(hkl, s.hkl_mins, s.hkl_maxs)
+    oor = (evaluated & ~in_range).movedim(-2, 0)  # (B, P, T, S, NS, K): C's loop order per crystal
+    B = oor.shape[0]
+    oor = oor.reshape(B, -1)
+    n = oor.shape[1]
+    hit = oor.any(1)
+    first = torch.where(hit, torch.argmax(oor.to(torch.uint8), dim=1), torch.full_like(hit, n, dtype=torch.long))
+    order = torch.arange(n, device=hkl.device)
+    use = (order[None, :] < first[:, None]) & interp_enabled[:, None]
+    use = use.reshape(B, *in_range.shape[:-2], in_range.shape[-1]).movedim(0, -2)
+    F_tri = physics.structure_factor_tricubic(hkl, inp.F_grid, s.hkl_mins, use)
+    return torch.where(use, F_tri, F_near), interp_enabled & ~hit
 
 
 def render_chunk(pos: torch.Tensor, inp: KernelInputs, s: KernelSettings,
                  interp_enabled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Render pixels whose sub-pixel positions are ``pos`` (P, T, S, 3), in raster order.
 
-    Returns (values (P,), omega_sum per pixel (P,), interpolation still enabled after this chunk ()).
-    ``interp_enabled`` is the C program's global tricubic flag, carried from chunk to chunk: the first
-    out-of-range lookup (in raster/loop order) switches tricubic interpolation off for everything after it.
+    Returns (values (B, P), omega_sum per pixel (P,), interpolation still enabled after this chunk (B,)).
+    ``interp_enabled`` (B,) is the C program's global tricubic flag of each crystal, carried chunk to chunk.
+    The solid angle, capture fraction and polarization are C's per-pixel quirks: without the -oversample_*
+    flags C multiplies the summed intensity by the LAST layer's capture fraction of the first sub-pixel, the
+    polarization of the first evaluation that survives the dmin cut, and the first sub-pixel's solid angle.
     """
     P, T, S, _ = pos.shape
+    B = s.batch
     R = torch.linalg.vector_norm(pos, dim=-1)  # (P, T, S)
     d = pos / R[..., None]
 
-    # Solid angle (C §6.2) and capture fraction (§6.3) per sub-pixel.
+    # Solid angle and capture fraction per sub-pixel.
     if s.point_pixel:
         omega = 1.0 / (R * R)
     else:
-        omega = s.pixel_size * s.pixel_size / (R * R) * inp.close_distance / R
+        omega = inp.pixel_area / (R * R) * inp.close_distance / R
     if s.thick or s.oversample_thick:
         # C recomputes the capture fraction per sub-pixel under -oversample_thick even with no thickness:
-        # exp(0) - exp(0) = 0, so that combination renders an all-zero image (c-reference §6.10)
+        # exp(0) - exp(0) = 0, so that combination renders an all-zero image
         rho = (d * inp.odet).sum(-1)
         k = torch.arange(T, dtype=pos.dtype, device=pos.device)[None, :, None]
-        depth = s.thickstep * s.mu / rho
+        depth = inp.thick_mu / rho
         capture = torch.exp(-k * depth) - torch.exp(-(k + 1) * depth)
     else:
         capture = torch.ones_like(R)
 
-    # Scattering vectors per source (§6.4).
+    # Scattering vectors per source; dmin cut; polarization.
     inc = inp.incident  # (NS, 3)
-    lam = inp.wavelengths
-    Svec = (d[..., None, :] - inc) / lam[:, None]  # (P, T, S, NS, 3)
+    Svec = (d[..., None, :] - inc) / inp.wavelengths[:, None]  # (P, T, S, NS, 3)
     if s.dmin > 0:
         stol = 0.5 * torch.linalg.vector_norm(Svec, dim=-1)
         culled = (stol > 0) & (s.dmin > 0.5 / torch.where(stol > 0, stol, 1.0))
@@ -94,64 +146,44 @@ def render_chunk(pos: torch.Tensor, inp: KernelInputs, s: KernelSettings,
     if s.nopolar:
         polar = torch.ones_like(culled, dtype=pos.dtype)
     else:
-        polar = physics.polarization_factor(inc, d[..., None, :], inp.polar_axis, s.kahn)  # (P, T, S, NS)
+        polar = physics.polarization_factor(inc, d[..., None, :], inp.polar_axis, inp.kahn, s.kahn)
 
-    # Miller indices for every phi step x mosaic domain (§6.7).
-    hkl = torch.einsum("kvj,ptsnj->ptsnkv", inp.orientations, Svec)  # (P, T, S, NS, K, 3)
+    # Miller indices for every crystal x phi step x mosaic domain.
+    Kb = inp.orientations.shape[-3]
+    hkl = torch.einsum("kvj,ptsnj->ptsnkv", inp.orientations.reshape(-1, 3, 3), Svec)
+    hkl = hkl.reshape(P, T, S, Svec.shape[3], B, Kb, 3)
 
-    # Lattice factor (§6.8).
-    if s.shape == "square":
-        F_latt = physics.lattice_factor_square(hkl, s.N)
-    elif s.shape == "round":
-        F_latt = physics.lattice_factor_round(hkl, s.N, s.fudge)
-    elif s.shape == "gauss":
-        F_latt = physics.lattice_factor_gauss(hkl, inp.recip, s.N, s.fudge)
-    else:
-        F_latt = physics.lattice_factor_tophat(hkl, inp.recip, s.N, s.fudge)
-    evaluated = ~culled[..., None]
+    F_latt = _lattice_factor(hkl, inp, s)  # (P, T, S, NS, B, K)
+    evaluated = ~culled[..., None, None]
     if not s.water:
         evaluated = evaluated & (F_latt != 0)
-
-    # Structure factor (§6.9), with C's global tricubic shut-off in raster order.
-    hkl0 = physics.nearest_index(hkl)
-    F_near = physics.structure_factor_nearest(hkl0, inp.F_grid, s.hkl_mins, s.hkl_maxs, s.default_F, s.has_table)
-    if s.interpolate:
-        in_range = physics.interpolation_in_range(hkl, s.hkl_mins, s.hkl_maxs)
-        oor = (evaluated & ~in_range).reshape(-1)
-        n = oor.numel()
-        order = torch.arange(n, device=pos.device)
-        first = torch.where(oor.any(), torch.argmax(oor.to(torch.uint8)), torch.full((), n, device=pos.device))
-        use_interp = ((order < first) & interp_enabled).reshape(in_range.shape)
-        F_tri = physics.structure_factor_tricubic(hkl, inp.F_grid, s.hkl_mins, use_interp)
-        F_cell = torch.where(use_interp, F_tri, F_near)
-        interp_next = interp_enabled & ~oor.any()
-    else:
-        F_cell = F_near
-        interp_next = interp_enabled
+    F_cell, interp_next = _structure_factor(hkl, evaluated, inp, s, interp_enabled)
 
     term = F_cell * F_cell * F_latt * F_latt
+    if s.weighted:
+        term = term * inp.weights[:, None, None]
     if s.dmin > 0 or s.interpolate or s.water:
         # culled sources add nothing; so do F_latt == 0 terms without water (already 0 unless F is not finite)
         term = torch.where(evaluated, term, 0.0)
 
-    # Accumulation (§6.10).
-    any_os = s.oversample_thick or s.oversample_polar or s.oversample_omega
-    if any_os:
+    # Accumulation per crystal, in C's loop order.
+    flat = lambda t: t.movedim(4, 0).reshape(B, P, -1)  # noqa: E731
+    if s.oversample_thick or s.oversample_polar or s.oversample_omega:
         # C multiplies the running sum after every evaluated term: I_n = (I_{n-1} + t_n) f_n.
         f = torch.ones_like(term)
         if s.oversample_thick:
-            f = f * capture[..., None, None]
+            f = f * capture[..., None, None, None]
         if s.oversample_polar:
-            f = f * polar[..., None]
+            f = f * polar[..., None, None]
         if s.oversample_omega:
-            f = f * omega[..., None, None]
-        f = torch.where(evaluated, f, 1.0).reshape(P, -1)
-        tail = torch.flip(torch.cumprod(torch.flip(f, [1]), dim=1), [1])  # prod_{m >= n} f_m
-        I = inp.I_bg * tail[:, 0] + (term.reshape(P, -1) * tail).sum(1)
+            f = f * omega[..., None, None, None]
+        f = flat(torch.where(evaluated, f, 1.0))
+        tail = torch.flip(torch.cumprod(torch.flip(f, [2]), dim=2), [2])  # prod_{m >= n} f_m
+        I = inp.I_bg * tail[..., 0] + (flat(term) * tail).sum(2)
     else:
-        I = inp.I_bg + term.reshape(P, -1).sum(1)
+        I = inp.I_bg + flat(term).sum(2)
 
-    value = inp.scale * I
+    value = inp.scale * I  # (B, P)
     if not s.oversample_thick:
         value = value * capture[:, -1, 0]  # capture of the LAST layer, first sub-pixel
     if not s.oversample_polar:

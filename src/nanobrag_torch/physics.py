@@ -10,11 +10,43 @@ GAUSS_WIDTH = 0.63
 TOPHAT_RADIUS_SQR = 0.3969
 
 
+def _needs_grad(*tensors) -> bool:
+    """True when autograd is recording and any of ``tensors`` requires a gradient."""
+    return torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in tensors)
+
+
+def value_with_grad_of(value: torch.Tensor, surrogate: torch.Tensor) -> torch.Tensor:
+    """``value`` bit for bit, differentiated as ``surrogate`` (the same function, written to be smooth).
+
+    ``value.detach() + (surrogate - surrogate.detach())``: the bracket is exactly 0 for a finite surrogate,
+    so the value keeps C's arithmetic while the derivative comes from a form without 0/0.
+    """
+    return value.detach() + (surrogate - surrogate.detach())
+
+
 def sincg(x: torch.Tensor, n) -> torch.Tensor:
     """C sincg(x, N) = sin(N x)/sin(x), and N at x == 0 (grating function of N cells)."""
     den = torch.sin(x)
     zero = den == 0  # only at x == 0 in floating point (sin(k*pi) is never exactly 0 for k != 0)
     return torch.where(zero, n, torch.sin(n * x) / torch.where(zero, 1.0, den))
+
+
+def grating_smooth(h: torch.Tensor, n) -> torch.Tensor:
+    """sin(N pi h)/sin(pi h) from d = h - round(h), with a series where |N pi d| < 1e-2: finite derivatives.
+
+    The sign (-1)^(round(h)(N-1)) is taken at the detached N, so N may vary continuously: the peak shape of
+    every reflection is sin(N pi d)/sin(pi d), which is C's function wherever N is an integer.
+    """
+    h0 = torch.round(h.detach())
+    x = math.pi * (h - h0)
+    n = torch.as_tensor(n, dtype=h.dtype, device=h.device)
+    sign = 1.0 - 2.0 * torch.remainder(h0 * (n.detach() - 1), 2.0)
+    small = (n.detach() * x.detach()).abs() < 1e-2
+    xs = torch.where(small, torch.ones_like(x), x)
+    closed = torch.sin(n * xs) / torch.sin(xs)
+    x2, n2 = x * x, n * n
+    series = n * (1.0 - (n2 - 1.0) * x2 / 6.0 * (1.0 - (3.0 * n2 - 7.0) * x2 / 60.0))
+    return sign * torch.where(small, series, closed)
 
 
 def sinc3(x: torch.Tensor) -> torch.Tensor:
@@ -31,6 +63,16 @@ def sinc3(x: torch.Tensor) -> torch.Tensor:
     x2 = x * x
     series = 1.0 - x2 / 10.0 * (1.0 - x2 / 28.0 * (1.0 - x2 / 54.0 * (1.0 - x2 / 88.0)))
     return torch.where(x.abs() < 0.5, series, closed)
+
+
+def sinc3_of_square(u: torch.Tensor) -> torch.Tensor:
+    """sinc3(sqrt(u)) as a function of u = x^2: a series in u below 0.25, so u = 0 has a finite derivative."""
+    small = u.detach() < 0.25
+    us = torch.where(small, torch.ones_like(u), u)
+    x = torch.sqrt(us)
+    closed = 3.0 * (torch.sin(x) / x - torch.cos(x)) / us
+    series = 1.0 - u / 10.0 * (1.0 - u / 28.0 * (1.0 - u / 54.0 * (1.0 - u / 88.0 * (1.0 - u / 130.0))))
+    return torch.where(small, series, closed)
 
 
 def sincg_reduced(h: torch.Tensor, n) -> torch.Tensor:
@@ -51,61 +93,105 @@ def nearest_index(h: torch.Tensor) -> torch.Tensor:
     return torch.ceil(h - 0.5)
 
 
-def lattice_factor_square(hkl: torch.Tensor, N: tuple[int, int, int]) -> torch.Tensor:
-    """Parallelepiped F_latt = prod sincg(pi h_i, N_i) over axes with N_i > 1 (C SQUARE shape).
+def _cells(N, like: torch.Tensor) -> torch.Tensor:
+    """N (three cell counts, a tuple or a (..., 3) tensor) as a tensor next to ``like``."""
+    return N if isinstance(N, torch.Tensor) else torch.as_tensor(N, dtype=like.dtype, device=like.device)
 
-    float64 evaluates sin(N pi h)/sin(pi h) as C does; lower precisions use the reduced form.
+
+def lattice_factor_square(hkl: torch.Tensor, N, axes=None, c_form: bool = True) -> torch.Tensor:
+    """Parallelepiped F_latt = prod sincg(pi h_i, N_i) over ``axes`` (C SQUARE shape; C skips N_i = 1 axes,
+    the default for ``axes``).
+
+    ``N`` (..., 3) broadcasts against ``hkl`` (..., 3). float64 with integer N (``c_form``) evaluates
+    sin(N pi h)/sin(pi h) as C does; otherwise the reduced form. Derivatives always come from
+    ``grating_smooth`` (finite at integer h and continuous in N).
     """
-    axes = [i for i, n in enumerate(N) if n > 1]
+    N = _cells(N, hkl)
+    if axes is None:
+        axes = tuple(i for i in range(3) if bool((N[..., i] > 1).any()))
     if not axes:
         return torch.ones_like(hkl[..., 0])
     if len(axes) < 3:
-        hkl = hkl[..., axes]
-    n = torch.as_tensor([N[i] for i in axes], dtype=hkl.dtype, device=hkl.device)
-    if hkl.dtype == torch.float64:
-        return sincg(math.pi * hkl, n).prod(-1)  # C's evaluation, for bit parity
-    return sincg_reduced(hkl, n).prod(-1)
+        hkl = hkl[..., list(axes)]
+        N = N[..., list(axes)]
+    if hkl.dtype == torch.float64 and c_form:
+        value = sincg(math.pi * hkl, N).prod(-1)  # C's evaluation, for bit parity
+    elif c_form:
+        value = sincg_reduced(hkl, N).prod(-1)
+    else:  # non-integer N: the smooth form is the definition
+        return grating_smooth(hkl, N).prod(-1)
+    if _needs_grad(hkl, N):
+        return value_with_grad_of(value, grating_smooth(hkl, N).prod(-1))
+    return value
 
 
-def lattice_factor_round(hkl: torch.Tensor, N: tuple[int, int, int], fudge: float) -> torch.Tensor:
-    """Ellipsoidal F_latt = Na Nb Nc 0.7236 sinc3(pi sqrt(hrad^2 fudge)) (C ROUND shape)."""
+def lattice_factor_round(hkl: torch.Tensor, N, fudge, scale=None) -> torch.Tensor:
+    """Ellipsoidal F_latt = Na Nb Nc 0.7236 sinc3(pi sqrt(hrad^2 fudge)) (C ROUND shape); ``scale``: the
+    prefactor Na Nb Nc 0.7236 when already computed (in double, as C)."""
+    N = _cells(N, hkl)
+    if scale is None:
+        scale = N.prod(-1) * ROUND_XTAL_SCALE
     d = hkl - nearest_index(hkl)
-    Nt = torch.as_tensor(N, dtype=hkl.dtype, device=hkl.device)
-    hrad_sqr = (d * d * Nt * Nt).sum(-1)
+    hrad_sqr = (d * d * N * N).sum(-1)
     r2 = hrad_sqr * fudge
     zero = r2 == 0  # double where: sqrt has no finite derivative at 0
     x = torch.where(zero, 0.0, math.pi * torch.sqrt(torch.where(zero, 1.0, r2)))
-    return N[0] * N[1] * N[2] * ROUND_XTAL_SCALE * sinc3(x)
+    value = scale * sinc3(x)
+    if _needs_grad(hkl, N, scale, fudge):
+        return value_with_grad_of(value, scale * sinc3_of_square(math.pi * math.pi * r2))
+    return value
 
 
-def reciprocal_distance_sqr(hkl: torch.Tensor, recip: torch.Tensor, N: tuple[int, int, int]) -> torch.Tensor:
-    """|(h-h0)a* + (k-k0)b* + (l-l0)c*|^2 Na^2 Nb^2 Nc^2 with the static a*,b*,c* in 1/A (rows of recip)."""
+def reciprocal_distance_sqr(hkl: torch.Tensor, recip: torch.Tensor, n2) -> torch.Tensor:
+    """|(h-h0)a* + (k-k0)b* + (l-l0)c*|^2 Na^2 Nb^2 Nc^2, a*,b*,c* (1/A) the rows of ``recip``.
+
+    ``recip`` is (3, 3) or, for a batch of crystals, (B, 1, 3, 3) against hkl (..., B, K, 3); ``n2`` is
+    (Na Nb Nc)^2 (computed once in double, as C), broadcasting like hkl[..., 0].
+    """
     d = hkl - nearest_index(hkl)
-    dx = d @ recip  # (..., 3)
-    n2 = float(N[0] * N[0] * N[1] * N[1] * N[2] * N[2])
+    if recip.dim() == 2:
+        dx = d @ recip
+    else:
+        dx = (d.unsqueeze(-2) @ recip).squeeze(-2)
     return (dx * dx).sum(-1) * n2
 
 
-def lattice_factor_gauss(hkl, recip, N, fudge) -> torch.Tensor:
+def _n2_nprod(N, like, n2, nprod):
+    if n2 is None or nprod is None:
+        nprod = _cells(N, like).prod(-1) if not isinstance(N, tuple) else float(N[0] * N[1] * N[2])
+        n2 = nprod * nprod
+    return n2, nprod
+
+
+def lattice_factor_gauss(hkl, recip, N, fudge, n2=None, nprod=None) -> torch.Tensor:
     """Gaussian F_latt = Na Nb Nc exp(-(r*^2/0.63) fudge) (C GAUSS shape)."""
-    r2 = reciprocal_distance_sqr(hkl, recip, N)
-    return N[0] * N[1] * N[2] * torch.exp(-(r2 / GAUSS_WIDTH * fudge))
+    n2, nprod = _n2_nprod(N, hkl, n2, nprod)
+    r2 = reciprocal_distance_sqr(hkl, recip, n2)
+    return nprod * torch.exp(-(r2 / GAUSS_WIDTH * fudge))
 
 
-def lattice_factor_tophat(hkl, recip, N, fudge) -> torch.Tensor:
+def lattice_factor_tophat(hkl, recip, N, fudge, n2=None, nprod=None) -> torch.Tensor:
     """Top-hat F_latt = Na Nb Nc inside r*^2 fudge < 0.3969, else 0 (C TOPHAT shape)."""
-    r2 = reciprocal_distance_sqr(hkl, recip, N)
-    return torch.where(r2 * fudge < TOPHAT_RADIUS_SQR, torch.full_like(r2, float(N[0] * N[1] * N[2])),
-                       torch.zeros_like(r2))
+    n2, nprod = _n2_nprod(N, hkl, n2, nprod)
+    r2 = reciprocal_distance_sqr(hkl, recip, n2)
+    inside = r2 * fudge < TOPHAT_RADIUS_SQR
+    return torch.where(inside, nprod * torch.ones_like(r2), torch.zeros_like(r2))
 
 
 def polarization_factor(incident: torch.Tensor, diffracted: torch.Tensor, axis: torch.Tensor,
-                        kahn: float) -> torch.Tensor:
-    """C polarization_factor(): 1/2 (1 + cos^2 2t - K cos(2 psi) sin^2 2t) for unit incident/diffracted."""
+                        kahn, with_kahn: bool | None = None) -> torch.Tensor:
+    """C polarization_factor(): 1/2 (1 + cos^2 2t - K cos(2 psi) sin^2 2t) for unit incident/diffracted.
+
+    ``with_kahn=False`` is the K = 0 shortcut (the default for a Python 0). The value keeps C's atan2 form;
+    its derivative comes from the equal algebraic form K ((d.E)^2 - (d.B)^2) = K cos(2 psi) sin^2 2t, which
+    has no singularity at the on-beam pixel (atan2(0, 0)).
+    """
     cos2t = (incident * diffracted).sum(-1)
     cos2t_sqr = cos2t * cos2t
     sin2t_sqr = 1.0 - cos2t_sqr
-    if kahn == 0.0:
+    if with_kahn is None:
+        with_kahn = isinstance(kahn, torch.Tensor) or kahn != 0.0
+    if not with_kahn:
         return 0.5 * (1.0 + cos2t_sqr)
     B = torch.cross(axis.expand_as(incident), incident, dim=-1)
     nB = torch.linalg.vector_norm(B, dim=-1, keepdim=True)
@@ -113,8 +199,14 @@ def polarization_factor(incident: torch.Tensor, diffracted: torch.Tensor, axis: 
     E = torch.cross(incident, B, dim=-1)
     nE = torch.linalg.vector_norm(E, dim=-1, keepdim=True)
     E = E / torch.where(nE == 0, 1.0, nE)
-    psi = -torch.atan2((diffracted * B).sum(-1), (diffracted * E).sum(-1))
-    return 0.5 * (1.0 + cos2t_sqr - kahn * torch.cos(2.0 * psi) * sin2t_sqr)
+    y, x = (diffracted * B).sum(-1), (diffracted * E).sum(-1)
+    psi = -torch.atan2(y, x)
+    value = 0.5 * (1.0 + cos2t_sqr - kahn * torch.cos(2.0 * psi) * sin2t_sqr)
+    if not _needs_grad(incident, diffracted, axis, kahn):
+        return value
+    degenerate = (nB == 0)[..., 0] | (nE == 0)[..., 0]  # C: psi = atan2(0, 0) = 0, so cos(2 psi) = 1
+    aniso = torch.where(degenerate, sin2t_sqr, x * x - y * y)
+    return value_with_grad_of(value, 0.5 * (1.0 + cos2t_sqr - kahn * aniso))
 
 
 _LAGRANGE_DENOM = (-6.0, 2.0, -2.0, 6.0)  # prod_{b != a} (x_a - x_b) for nodes -1, 0, 1, 2
@@ -133,20 +225,24 @@ def lagrange_weights(t: torch.Tensor) -> torch.Tensor:
     return torch.stack(ws, dim=-1)
 
 
-def structure_factor_nearest(hkl0: torch.Tensor, grid: torch.Tensor, mins, maxs, default_F: float,
-                             has_table: bool) -> torch.Tensor:
-    """F at the nearest indices (h0,k0,l0): grid value inside [min, max] per axis, else default_F (C).
-
-    Implemented as one gather from the table padded by a default_F border, with indices clamped onto it.
-    """
-    if not has_table:
-        return torch.full(hkl0.shape[:-1], default_F, dtype=grid.dtype, device=grid.device)
+def pad_structure_factors(grid: torch.Tensor, mins, maxs, default_F) -> torch.Tensor:
+    """The F table [min..max] per axis inside a default_F border one cell wide or more: a cube of side
+    max(span) + 3, so that every nearest-index lookup is one gather (C: default_F outside the table)."""
     span = [mx - mn for mn, mx in zip(mins, maxs)]
-    side = max(span) + 3  # a cube with a default_F border at least one cell wide on every side
-    padded = torch.full((side, side, side), default_F, dtype=grid.dtype, device=grid.device)
-    padded[1 : span[0] + 2, 1 : span[1] + 2, 1 : span[2] + 2] = grid[: span[0] + 1, : span[1] + 1, : span[2] + 1]
+    side = max(span) + 3
+    inner = grid[: span[0] + 1, : span[1] + 1, : span[2] + 1]
+    pads = (1, side - span[2] - 2, 1, side - span[1] - 2, 1, side - span[0] - 2)
+    body = torch.nn.functional.pad(inner, pads)
+    inside = torch.nn.functional.pad(torch.ones_like(inner), pads) > 0
+    default_F = torch.as_tensor(default_F, dtype=grid.dtype, device=grid.device)
+    return torch.where(inside, body, default_F)
+
+
+def structure_factor_nearest(hkl0: torch.Tensor, padded: torch.Tensor, mins) -> torch.Tensor:
+    """F at the nearest indices (h0,k0,l0) from ``pad_structure_factors``' cube: the table value inside
+    [min, max] per axis, default_F outside it and for NaN indices (as C treats an undefined index)."""
+    side = padded.shape[0]
     rel = hkl0 - torch.as_tensor(mins, dtype=hkl0.dtype, device=hkl0.device)
-    # outside the table -> the border; NaN (an undefined index, as C treats it) -> the border too
     idx = torch.nan_to_num(rel, nan=-1.0).clamp_(-1.0, side - 2.0) + 1.0
     strides = torch.as_tensor([side * side, side, 1], dtype=hkl0.dtype, device=hkl0.device)
     return padded.reshape(-1)[(idx @ strides).long()]

@@ -230,8 +230,8 @@ class CRandom:
         return em
 
     # -- mosaic / misset rotation --------------------------------------------------------------
-    def mosaic_rotation_umat(self, mosaicity: float, seed: Seed) -> np.ndarray:
-        """Random rotation matrix (row-major 3x3 float64) from three ran1 draws (section 7.4)."""
+    def mosaic_axis_angle(self, mosaicity: float, seed: Seed) -> tuple[tuple[float, float, float], float]:
+        """Three ran1 draws -> (unit rotation axis, rotation angle) of C's mosaic_rotation_umat."""
         m = np.float32(mosaicity)  # the C parameter is `float mosaicity`
         r1 = 2.0 * self.ran1(seed) - 1.0
         r2 = 2.0 * self.ran1(seed) - 1.0
@@ -241,48 +241,74 @@ class CRandom:
         # numpy's float32 *scalar* power calls the platform powf (its array path may not).
         with np.errstate(all="ignore"):
             rot = float(m * (np.float32(1.0 - r3 * r3) ** _THIRD_F))
-        v1 = xyrad * math.sin(math.pi * r1)
-        v2 = xyrad * math.cos(math.pi * r1)
-        v3 = r2
-        t1 = math.cos(rot)
-        t2 = 1.0 - t1
-        t3 = v1 * v1
-        t6 = t2 * v1
-        t7 = t6 * v2
-        t8 = math.sin(rot)
-        t9 = t8 * v3
-        t11 = t6 * v3
-        t12 = t8 * v2
-        t15 = v2 * v2
-        t19 = t2 * v2 * v3
-        t20 = t8 * v1
-        t24 = v3 * v3
-        return np.array(
-            [
-                [t1 + t2 * t3, t7 - t9, t11 + t12],
-                [t7 + t9, t1 + t2 * t15, t19 - t20],
-                [t11 - t12, t19 + t20, t1 + t2 * t24],
-            ],
-            dtype=np.float64,
-        )
+        return (xyrad * math.sin(math.pi * r1), xyrad * math.cos(math.pi * r1), r2), rot
+
+    def mosaic_rotation_umat(self, mosaicity: float, seed: Seed) -> np.ndarray:
+        """Random rotation matrix (row-major 3x3 float64) from three ran1 draws (section 7.4)."""
+        return umat_from_axis_angle(*self.mosaic_axis_angle(mosaicity, seed))
 
 
-# --- module-level helpers ---------------------------------------------------------------------
-def mosaic_umats(spread_rad: float, domains: int, seed: int, rng: CRandom | None = None) -> np.ndarray:
-    """C's mosaic domain loop: (domains, 3, 3) rotation matrices.
+def umat_from_axis_angle(axis: tuple[float, float, float], rot: float) -> np.ndarray:
+    """C's rotation matrix about a unit axis by ``rot`` in its component form (double precision)."""
+    v1, v2, v3 = axis
+    t1 = math.cos(rot)
+    t2 = 1.0 - t1
+    t3 = v1 * v1
+    t6 = t2 * v1
+    t7 = t6 * v2
+    t8 = math.sin(rot)
+    t9 = t8 * v3
+    t11 = t6 * v3
+    t12 = t8 * v2
+    t15 = v2 * v2
+    t19 = t2 * v2 * v3
+    t20 = t8 * v1
+    t24 = v3 * v3
+    return np.array(
+        [
+            [t1 + t2 * t3, t7 - t9, t11 + t12],
+            [t7 + t9, t1 + t2 * t15, t19 - t20],
+            [t11 - t12, t19 + t20, t1 + t2 * t24],
+        ],
+        dtype=np.float64,
+    )
 
-    The seed variable starts at ``-seed`` (C stores -mosaic_seed; default 12345678). One generator
-    call (3 draws) per domain, then domain 0 is overwritten by the identity (its draws are still
-    consumed). C always makes at least one call, so ``domains < 1`` is treated as 1.
+
+@dataclass
+class MosaicDraws:
+    """C's mosaic domains: unit axes (D, 3), angles (D,) rad drawn at ``spread``, and the matrices C uses
+    (domain 0 is the identity; its draws are consumed all the same)."""
+
+    axes: np.ndarray
+    angles: np.ndarray
+    umats: np.ndarray
+    spread: float
+
+
+def mosaic_draws(spread_rad: float, domains: int, seed: int, rng: CRandom | None = None) -> MosaicDraws:
+    """C's mosaic domain loop: one generator call (3 draws) per domain, seed variable starting at -seed.
+
+    C always makes at least one call, so ``domains < 1`` is treated as 1; domain 0 is then overwritten
+    by the identity (axis and angle 0 here).
     """
     rng = CRandom() if rng is None else rng
     s = Seed(-int(seed))
     n = max(1, int(domains))
-    out = np.empty((n, 3, 3), dtype=np.float64)
+    axes = np.zeros((n, 3), dtype=np.float64)
+    angles = np.zeros(n, dtype=np.float64)
+    umats = np.empty((n, 3, 3), dtype=np.float64)
     for i in range(n):
-        out[i] = rng.mosaic_rotation_umat(spread_rad, s)
-    out[0] = np.eye(3)
-    return out
+        axis, rot = rng.mosaic_axis_angle(spread_rad, s)
+        axes[i], angles[i] = axis, rot
+        umats[i] = umat_from_axis_angle(axis, rot)
+    axes[0], angles[0], umats[0] = (1.0, 0.0, 0.0), 0.0, np.eye(3)
+    return MosaicDraws(axes, angles, umats, float(spread_rad))
+
+
+# --- module-level helpers ---------------------------------------------------------------------
+def mosaic_umats(spread_rad: float, domains: int, seed: int, rng: CRandom | None = None) -> np.ndarray:
+    """C's mosaic domain matrices (domains, 3, 3): ``mosaic_draws(...).umats``."""
+    return mosaic_draws(spread_rad, domains, seed, rng).umats
 
 
 def _normalise_rows(u: list[list[float]]) -> None:

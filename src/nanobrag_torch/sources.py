@@ -16,7 +16,6 @@ class Sources:
 
     directions: torch.Tensor
     wavelengths: torch.Tensor
-    raw: list[tuple[float, float, float, float, float]]  # X Y Z weight lambda as C prints them
 
     @property
     def count(self) -> int:
@@ -43,34 +42,39 @@ def divergence_grid(beam: BeamConfig) -> list[tuple[float, float]]:
     return pts
 
 
-def build_sources(beam: BeamConfig, file_rows, dtype, device) -> Sources:
-    """Sources from file rows (NaN = missing column) or from the divergence/dispersion grid."""
+def file_sources(beam: BeamConfig, file_rows, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(unit directions (NS, 3), wavelengths (NS,) with NaN for "lambda0") from source-file rows.
+
+    Missing columns take C's defaults: a position 10 m up-beam, weight 1 (read, never used), lambda0.
+    """
+    b = unitize(torch.as_tensor(beam.beam_vector, dtype=dtype, device=device))
+    pos = []
+    for X, Y, Z, _w, _lam in file_rows:
+        pos.append([-SOURCE_DISTANCE * float(b[i]) if math.isnan(v) else v for i, v in enumerate((X, Y, Z))])
+    lams = torch.as_tensor([r[4] for r in file_rows], dtype=dtype, device=device)
+    return unitize(torch.as_tensor(pos, dtype=dtype, device=device)), lams
+
+
+def grid_sources(beam: BeamConfig, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(unit directions (NS, 3), wavelength factors (NS,)) of C's divergence x dispersion loops: every
+    kept (hdiv, vdiv) point (h outer, v inner) times every wavelength lambda0 (1 + k step - dispersion/2)."""
     t = lambda x: torch.as_tensor(x, dtype=dtype, device=device)  # noqa: E731
     b = unitize(t(beam.beam_vector))
-    if file_rows:
-        raw = []
-        for X, Y, Z, w, lam in file_rows:
-            X = -SOURCE_DISTANCE * float(b[0]) if math.isnan(X) else X
-            Y = -SOURCE_DISTANCE * float(b[1]) if math.isnan(Y) else Y
-            Z = -SOURCE_DISTANCE * float(b[2]) if math.isnan(Z) else Z
-            w = 1.0 if math.isnan(w) else w
-            lam = beam.wavelength if math.isnan(lam) else lam
-            raw.append((X, Y, Z, w, lam))
-        pos = t([[r[0], r[1], r[2]] for r in raw])
-        lams = t([r[4] for r in raw])
-        return Sources(unitize(pos), lams, raw)
     e = unitize(t(beam.polar_vector))
     v = unitize(torch.cross(b, e, dim=-1))
     pts = divergence_grid(beam)
-    lambdas = [beam.wavelength * (1.0 + beam.disp_step * k - beam.dispersion / 2.0) for k in range(beam.disp_steps)]
-    dirs, lams, raw = [], [], []
-    weight = 1.0 / (len(pts) * len(lambdas)) if pts else 0.0
-    for hdiv, vdiv in pts:
-        vec = rotate_axis(rotate_axis(-SOURCE_DISTANCE * b, e, vdiv), v, hdiv)
-        for lam in lambdas:
-            dirs.append(vec)
-            lams.append(lam)
-            raw.append((float(vec[0]), float(vec[1]), float(vec[2]), weight, lam))
-    if not dirs:
+    if not pts:
         raise ValueError("the divergence grid kept no source points")
-    return Sources(unitize(torch.stack(dirs)), t(lams), raw)
+    factors = [1.0 + beam.disp_step * k - beam.dispersion / 2.0 for k in range(beam.disp_steps)]
+    dirs = [rotate_axis(rotate_axis(-SOURCE_DISTANCE * b, e, vdiv), v, hdiv) for hdiv, vdiv in pts]
+    dirs = torch.stack(dirs).repeat_interleave(len(factors), dim=0)
+    return unitize(dirs), t(factors * len(pts))
+
+
+def build_sources(beam: BeamConfig, file_rows, dtype, device) -> Sources:
+    """Sources from file rows (NaN = missing column) or from the divergence/dispersion grid."""
+    if file_rows:
+        dirs, lams = file_sources(beam, file_rows, dtype, device)
+        return Sources(dirs, torch.where(torch.isnan(lams), beam.wavelength, lams))
+    dirs, factors = grid_sources(beam, dtype, device)
+    return Sources(dirs, beam.wavelength * factors)

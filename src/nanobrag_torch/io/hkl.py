@@ -24,6 +24,7 @@ class HKLTable:
     l_min: int
     l_max: int
     count: int  # C's "hkls": reflections read (or h_range*k_range*l_range from a dump)
+    missing: np.ndarray | None = None  # in-range cells the file did not list (they hold default_F); None: unknown
 
     @property
     def mins(self) -> tuple[int, int, int]:
@@ -72,8 +73,11 @@ def read_hkl(path: str | Path, default_F: float = 0.0, warn=None) -> HKLTable:
         grid[: ranges[0], : ranges[1], : ranges[2]] = default_F
     rel = idx - mins
     grid[rel[:, 0], rel[:, 1], rel[:, 2]] = arr[:, 3]  # duplicates: last wins (numpy assigns in order)
+    missing = np.zeros(grid.shape, dtype=bool)
+    missing[: ranges[0], : ranges[1], : ranges[2]] = True
+    missing[rel[:, 0], rel[:, 1], rel[:, 2]] = False
     return HKLTable(grid, int(mins[0]), int(maxs[0]), int(mins[1]), int(maxs[1]), int(mins[2]), int(maxs[2]),
-                    count=len(rows))
+                    count=len(rows), missing=missing)
 
 
 def write_fdump(path: str | Path, table: HKLTable) -> None:

@@ -1,6 +1,7 @@
 """SMV images: the header the C program writes and reads, and uint16 pixel data."""
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -22,6 +23,33 @@ def format_header(fields: list[tuple[str, str]]) -> bytes:
     if len(text) < HEADER_BYTES:
         text += b" " * (HEADER_BYTES - len(text))
     return text
+
+
+def nanobragg_header(model, geometry) -> list[tuple[str, str]]:
+    """The header values nanoBragg writes into its SMV images (lengths in mm, angles in degrees, %g).
+
+    ``model`` is a ``model.Model`` and ``geometry`` its placed detector (``geometry.place_detector``): the
+    beam centre in every convention's meaning, the DIALS origin, XDS ORGX/ORGY and the rotation start/range.
+    """
+    det, g = model.detector, geometry
+    f = lambda x: f"{float(x):g}"  # noqa: E731
+    px = float(det.pixel_size)
+    xbeam, ybeam = (float(v) for v in det.beam_center)
+    deg = 180.0 / math.pi
+    return [
+        ("SIZE1", str(det.fpixels)), ("SIZE2", str(det.spixels)), ("PIXEL_SIZE", f(px * 1000)),
+        ("DISTANCE", f(g.distance * 1000)), ("WAVELENGTH", f(model.beam.wavelength * 1e10)),
+        ("BEAM_CENTER_X", f(xbeam * 1000)), ("BEAM_CENTER_Y", f(ybeam * 1000)),
+        ("ADXV_CENTER_X", f(g.fbeam * 1000)), ("ADXV_CENTER_Y", f((det.detsize_s - float(g.sbeam)) * 1000)),
+        ("MOSFLM_CENTER_X", f((float(g.sbeam) - 0.5 * px) * 1000)),
+        ("MOSFLM_CENTER_Y", f((float(g.fbeam) - 0.5 * px) * 1000)),
+        ("DENZO_X_BEAM", f(g.sbeam * 1000)), ("DENZO_Y_BEAM", f(g.fbeam * 1000)),
+        ("DIALS_ORIGIN", ",".join(f"{float(x):g}" for x in g.dials_origin)),
+        ("XDS_ORGX", f(g.orgx)), ("XDS_ORGY", f(g.orgy)), ("CLOSE_DISTANCE", f(g.close_distance * 1000)),
+        ("PHI", f(float(model.crystal.phi0) * deg)), ("OSC_START", f(float(model.crystal.phi0) * deg)),
+        ("OSC_RANGE", f(model.crystal.osc * deg)), ("TWOTHETA", f(float(det.twotheta) * deg)),
+        ("DETECTOR_SN", "000"), ("BEAMLINE", "fake"),
+    ]
 
 
 def write_smv(path: str | Path, pixels: np.ndarray, fields: list[tuple[str, str]]) -> None:

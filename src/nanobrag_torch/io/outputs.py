@@ -1,0 +1,120 @@
+"""The C program's output files from a rendered image, written all-or-nothing.
+
+``write_c_outputs`` is what the CLI does after the render and what a Python user calls to get the same
+files: the raw float image, the SMV integer image with nanoBragg's header, the PGM preview, the Poisson
+noise image (C's generator, C's draw order) and the Fdump.bin cache, plus C's end-of-run lines.
+``write_atomically`` is the one place files are written: temporary names next to the targets, renamed
+only when every file was written, removed on any failure or interruption.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..stats import ImageStats, int_image, int_scale, pgm_image, pgm_scale, roi_mask, summarize
+from .hkl import write_fdump
+from .images import write_float_image, write_pgm
+from .smv import format_header, nanobragg_header
+
+
+def write_atomically(files: list[tuple[str | Path, bytes | None, object]]) -> None:
+    """Write ``(path, bytes, None)`` or ``(path, None, writer(tmp_path))`` entries: every file under a
+    temporary name first, then all renamed; on any failure (or Ctrl-C) the temporaries are removed and no
+    target is touched. An OSError becomes one ``InputError`` line naming the file."""
+    done: list[tuple[str, str]] = []
+    name = None
+    try:
+        for name, data, writer in files:
+            tmp = f"{name}.part{os.getpid()}"
+            done.append((tmp, str(name)))
+            if data is not None:
+                with open(tmp, "wb") as fh:
+                    fh.write(data)
+            else:
+                writer(tmp)
+    except BaseException as exc:
+        for tmp, _ in done:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise InputError(f"cannot write {exc.filename or name}: {exc.strerror or exc}") from None
+        raise
+    for tmp, target in done:
+        os.replace(tmp, target)
+
+
+@dataclass
+class Outputs:
+    """File names of C's outputs (None: not written) and the image scaling options (C's flags)."""
+
+    floatfile: str | None = "floatimage.bin"
+    intfile: str | None = "intimage.img"
+    pgmfile: str | None = "image.pgm"
+    noisefile: str | None = "noiseimage.img"
+    dumpfile: str | None = None  # Fdump.bin: written when the structure factors came from an HKL file
+    scale: float = 0.0  # -scale (0: 55000 / max_I)
+    pgmscale: float = 0.0  # -pgmscale (0: 250 / (5 rmsd))
+    adc: float = 40.0
+    seed: int | None = None  # noise seed (None: time-based, as C)
+
+
+def outputs_from_config(config) -> Outputs:
+    """The outputs a ``SimConfig`` asks for (Fdump.bin whenever -hkl was read, as C)."""
+    oc = config.output
+    return Outputs(floatfile=oc.floatfile, intfile=oc.intfile, pgmfile=oc.pgmfile, noisefile=oc.noisefile,
+                   dumpfile=config.crystal.dump if config.crystal.hkl is not None else None, scale=oc.scale,
+                   pgmscale=oc.pgmscale, adc=oc.adc, seed=oc.seed)
+
+
+def noise_image(image32: np.ndarray, in_roi: np.ndarray, seed: int, adc: float, rng=None):
+    """C's Poisson noise image (ROI pixels in raster order, one seed stream): (uint16 image, photons,
+    overloads). ``rng`` continues C's random state (after the misset and mosaic draws of the same run)."""
+    from ..rng import poisson_noise
+
+    noise, photons, overloads = poisson_noise(image32[in_roi], seed, adc, rng)
+    full = np.zeros(image32.shape, dtype=np.uint16)
+    full[in_roi] = noise
+    return full, photons, overloads
+
+
+def write_c_outputs(image, model, outputs: Outputs, out=print) -> ImageStats:
+    """Write C's files for ``image`` (spixels, fpixels) rendered from ``model``; print C's end-of-run lines
+    through ``out``. Returns the image statistics. Nothing is written unless every file can be."""
+    from ..geometry import place_detector
+
+    image32 = image.detach().to("cpu").numpy().astype(np.float32) if hasattr(image, "detach") else \
+        np.asarray(image, dtype=np.float32)
+    det = model.detector
+    in_roi = roi_mask(det.shape, det.roi if det.roi is not None else (0, det.fpixels, 0, det.spixels))
+    rendered = det.rendered_mask().cpu().numpy()
+    st = summarize(image32, rendered, in_roi, float(det.pixel_size), model.sampling.oversample)
+    files: list = []
+    if outputs.floatfile is not None:
+        files.append((outputs.floatfile, None, lambda p: write_float_image(p, image32)))
+    for line in st.lines():
+        out(line)
+    iscale = int_scale(outputs.scale, st.max_I)
+    out(f"intfile_scale = {iscale:g}")
+    header = format_header(nanobragg_header(model, place_detector(det, model.beam.beam_vector)))
+    if outputs.intfile is not None:
+        files.append((outputs.intfile, header + int_image(image32, in_roi, iscale, outputs.adc).tobytes(), None))
+    if outputs.pgmfile is not None:
+        pscale = pgm_scale(outputs.pgmscale, st.rmsd, iscale)
+        out(f"pgm_scale = {pscale:g}")
+        pgm = pgm_image(image32, in_roi, pscale)
+        files.append((outputs.pgmfile, None, lambda p: write_pgm(p, pgm, pscale)))
+    if outputs.noisefile is not None:
+        seed = outputs.seed if outputs.seed is not None else int(time.time())
+        rng = getattr(model.info, "rng", None)
+        noise, photons, overloads = noise_image(image32, in_roi, seed, outputs.adc, rng)
+        out(f"{photons:.0f} photons on noise image ({overloads} overloads)")
+        files.append((outputs.noisefile, header + noise.tobytes(), None))
+    table = getattr(model.info, "hkl_table", None)
+    if outputs.dumpfile is not None and table is not None:
+        files.append((outputs.dumpfile, None, lambda p: write_fdump(p, table)))
+    write_atomically(files)
+    return st

@@ -1,0 +1,198 @@
+"""Config -> model: read the files a ``SimConfig`` names (``read_inputs``) and build the tensors
+(``build_model``). ``load_model`` does both. Everything that decides a count (N from the crystal size, the
+automatic oversampling, the mosaic draws) happens here, once, exactly where the C program decides it.
+"""
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import SimConfig
+from .crystal import crystal_counts
+from .errors import InputError, UsageError
+from .io.hkl import HKLTable, read_fdump, read_hkl
+from .io.mat import read_mat
+from .io.smv import read_smv
+from .io.sourcefile import read_sourcefile
+from .model import (SETUP_DTYPE, Beam, Crystal, Model, Sampling, StructureFactors, detector_from_config)
+from .rng import CRandom, mosaic_draws, random_misset
+from .sources import file_sources, grid_sources
+
+
+@dataclass
+class Inputs:
+    """What the input files hold: structure factors, MOSFLM matrix rows, source rows, detector mask."""
+
+    hkl: HKLTable | None = None
+    hkl_from_dump: bool = False
+    matrix: tuple | None = None  # (a*, b*, c*) as written (lambda-scaled), see io.mat.read_mat
+    source_rows: list | None = None
+    mask: np.ndarray | None = None
+
+
+@dataclass
+class LoadInfo:
+    """What loading decided, for the report, the SMV header and the noise image."""
+
+    N: tuple[int, int, int] = (1, 1, 1)
+    oversample: int = 1
+    misset_angles_deg: tuple[float, float, float] | None = None
+    hkl_table: HKLTable | None = None
+    hkl_from_dump: bool = False
+    rng: CRandom = field(default_factory=CRandom)  # C's random state after the misset and mosaic draws
+    messages: list[str] = field(default_factory=list)
+
+
+def _warn(msg: str) -> None:
+    print(f"WARNING: {msg}", file=sys.stderr)
+
+
+def read_inputs(config: SimConfig, workdir: str | Path = ".", warn=_warn, log=None) -> Inputs:
+    """Read every file ``config`` names (relative to ``workdir``); raise one-line errors for bad files.
+
+    Structure factors come from -hkl, else from a dump file (Fdump.bin) left in the working directory by an
+    earlier -hkl run, as in C; with neither and no -default_F there is nothing to render.
+    """
+    log = log or (lambda msg: None)
+    wd = Path(workdir)
+    cc, dc, bc = config.crystal, config.detector, config.beam
+    out = Inputs()
+    if cc.hkl is not None:
+        out.hkl = read_hkl(wd / cc.hkl, cc.default_F, warn)
+    elif (wd / cc.dump).is_file():
+        out.hkl, out.hkl_from_dump = read_fdump(wd / cc.dump), True
+        log(f"reading Fs from {cc.dump}")
+    elif cc.default_F == 0.0:
+        raise UsageError("no structure factors: give -hkl FILE or -default_F F "
+                         f"(or keep a {cc.dump} from an earlier run in the working directory)")
+    if cc.mat is not None:
+        out.matrix = read_mat(wd / cc.mat)
+    if bc.sourcefile is not None:
+        out.source_rows = read_sourcefile(wd / bc.sourcefile, warn)
+    if dc.mask is not None:
+        _, m = read_smv(wd / dc.mask, "-mask")
+        if m.shape != (dc.spixels, dc.fpixels):
+            raise InputError(f"-mask: {dc.mask}: {m.shape[1]}x{m.shape[0]} pixels, detector is "
+                             f"{dc.fpixels}x{dc.spixels}")
+        out.mask = m
+    return out
+
+
+def _t(x, device) -> torch.Tensor:
+    return torch.as_tensor(x, dtype=SETUP_DTYPE, device=device)
+
+
+def _crystal(config: SimConfig, inputs: Inputs, info: LoadInfo, device) -> Crystal:
+    """The crystal tensors; C's random state is consumed in its order (misset, then mosaic domains)."""
+    cc, bc = config.crystal, config.beam
+    matrix = None
+    if inputs.matrix is not None:  # the file holds a*/lambda etc.: divide by the -lambda given, as C
+        matrix = _t(inputs.matrix, device) * (1e-10 / bc.wavelength)
+    misset = cc.misset
+    if cc.misset_random:
+        _, misset = random_misset(cc.misset_seed, info.rng)
+        info.misset_angles_deg = tuple(math.degrees(x) for x in misset)
+    draws = mosaic_draws(cc.mosaic_spread, cc.mosaic_domains, cc.mosaic_seed, info.rng)  # always drawn, as C
+    mosaic = cc.mosaic_spread > 0.0
+    return Crystal(
+        cell=None if cc.cell is None else _t(cc.cell, device), matrix=matrix,
+        misset=_t(misset if misset is not None else (0.0, 0.0, 0.0), device),
+        N=_t((cc.Na, cc.Nb, cc.Nc), device), shape=cc.shape, fudge=_t(cc.fudge, device), scale=_t(1.0, device),
+        mosaic_spread=_t(cc.mosaic_spread, device), mosaic_reference_spread=draws.spread if mosaic else 0.0,
+        mosaic_axes=_t(draws.axes, device) if mosaic else None,
+        mosaic_angles=_t(draws.angles, device) if mosaic else None,
+        mosaic_umats=_t(draws.umats, device) if mosaic else None,
+        phi0=_t(cc.phi0, device), phistep=_t(cc.phistep, device), phisteps=cc.phisteps,
+        spindle_axis=_t(cc.spindle_axis, device), osc=cc.osc,
+    )
+
+
+def _beam(config: SimConfig, inputs: Inputs, device) -> Beam:
+    """The beam tensors: source-file sources (wavelength NaN = lambda0) or C's divergence/dispersion grid."""
+    bc = config.beam
+    if inputs.source_rows:
+        dirs, lams = file_sources(bc, inputs.source_rows, SETUP_DTYPE, device)
+        factors = torch.ones_like(lams)
+    else:
+        dirs, factors = grid_sources(bc, SETUP_DTYPE, device)
+        lams = None
+    return Beam(
+        wavelength=_t(bc.wavelength, device), source_directions=dirs, source_wavelengths=lams,
+        dispersion_factors=factors, source_weights=torch.ones_like(factors), beam_vector=_t(bc.beam_vector, device),
+        polar_vector=_t(bc.polar_vector, device), kahn=_t(bc.kahn_factor, device), nopolar=bc.nopolar,
+        fluence=_t(bc.fluence, device), water_size=_t(bc.water_size, device), dmin=bc.dmin,
+    )
+
+
+def _structure_factors(config: SimConfig, table: HKLTable | None, device) -> StructureFactors:
+    """F table (or none) and C's interpolation decision: the auto rule's choice, off without a table."""
+    cc = config.crystal
+    if table is None:
+        return StructureFactors(table=None, default_F=_t(cc.default_F, device))
+    return StructureFactors(
+        table=_t(table.grid, device), default_F=_t(cc.default_F, device), mins=table.mins, maxs=table.maxs,
+        missing=None if table.missing is None else torch.as_tensor(table.missing, device=device),
+        interpolate=bool(cc.interpolate and table.count > 0),
+    )
+
+
+def oversample_rule(crystal_size: float, wavelength: float, distance: float, pixel: float) -> int:
+    """C's automatic oversampling: ceil(3 x crystal size / reciprocal pixel size), at least 1, where the
+    reciprocal pixel size is lambda x distance / pixel (the real-space size one pixel resolves)."""
+    return max(1, math.ceil(3.0 * crystal_size / (wavelength * distance / pixel)))
+
+
+def build_model(config: SimConfig, inputs: Inputs, log=None, warn=_warn) -> Model:
+    """The model of ``config`` with the contents of its files; ``model.info`` says what was decided."""
+    from .geometry import place_detector
+    from .renderer import crystal_geometry
+
+    log = log or (lambda msg: None)
+    dev = torch.device(config.engine.device)
+    cc, dc, bc = config.crystal, config.detector, config.beam
+    info = LoadInfo(hkl_table=inputs.hkl, hkl_from_dump=inputs.hkl_from_dump)
+    crystal = _crystal(config, inputs, info, dev)
+    mask = None if inputs.mask is None else torch.as_tensor(inputs.mask != 0, device=dev)
+    detector = detector_from_config(dc, dev, mask)
+    beam = _beam(config, inputs, dev)
+    model = Model(crystal=crystal, detector=detector, beam=beam,
+                  structure_factors=_structure_factors(config, inputs.hkl, dev),
+                  dtype={"float32": torch.float32, "float64": torch.float64}[config.engine.dtype])
+
+    cr = crystal_geometry(model)
+    if not all(math.isfinite(float(x)) for x in torch.cat((cr.a0, cr.b0, cr.c0))):
+        raise InputError("the crystal cell is degenerate (zero volume): check -mat/-cell")
+    N = crystal_counts(cr, cc.Na, cc.Nb, cc.Nc, cc.sample_x, cc.sample_y, cc.sample_z)
+    info.N = N
+    model.crystal.N = _t(N, dev)
+
+    geom = place_detector(detector, beam.beam_vector)
+    if geom.odet_regenerated:
+        warn("odet_vector is not a unit vector: using fdet x sdet (as the C program does)")
+    xtal = max(float(torch.linalg.vector_norm(v)) * n for v, n in ((cr.a0, N[0]), (cr.b0, N[1]), (cr.c0, N[2])))
+    recommended = oversample_rule(xtal, bc.wavelength, float(geom.distance), dc.pixel_size)
+    os_ = config.sampling.oversample
+    if os_ <= 0:
+        os_ = recommended
+        log(f"auto-selected {os_}-fold oversampling")
+    elif os_ < recommended:
+        recip_px = bc.wavelength * float(geom.distance) / dc.pixel_size
+        log(f"note: -oversample {recommended} is recommended: C's rule is ceil(3 x crystal size / reciprocal "
+            f"pixel size) = ceil(3 x {xtal * 1e10:g} A / {recip_px * 1e10:g} A), where the reciprocal pixel "
+            "size is wavelength x distance / pixel")
+    info.oversample = os_
+    sc = config.sampling
+    model.sampling = Sampling(oversample=os_, oversample_thick=sc.oversample_thick,
+                              oversample_polar=sc.oversample_polar, oversample_omega=sc.oversample_omega)
+    model.info = info
+    return model
+
+
+def load_model(config: SimConfig, workdir: str | Path = ".", log=None, warn=_warn) -> Model:
+    """``build_model(config, read_inputs(config, workdir))``: the model of a C command line."""
+    return build_model(config, read_inputs(config, workdir, warn, log), log, warn)

@@ -1,0 +1,277 @@
+"""``render(model)``: the model's tensors -> a float image. Pure: no file is read or written here.
+
+The derived geometry (placed detector, crystal vectors per phi step and mosaic domain, source list) is
+computed from the model's parameters in float64, as the C program sets up in double, and the kernel runs in
+``model.dtype``; every step is differentiable in the model's continuous parameters. Pixels are rendered in
+chunks sized by a memory budget; with gradients, chunks are recomputed in the backward pass when keeping
+them all would exceed the budget, so the backward fits the same budget as the forward.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import torch
+from torch.utils.checkpoint import checkpoint as _checkpoint
+
+from . import kernel as K
+from . import physics
+from .config import R_E_SQR
+from .crystal import CrystalGeometry, build_crystal, mosaic_umats_from_draws, orientation_stack, reciprocal_from_cell
+from .errors import UsageError
+from .geometry import DetectorGeometry, pixel_positions, place_detector, unitize
+from .model import SETUP_DTYPE, Model, check_discrete
+
+AVOGADRO = 6.02214179e23
+WATER_F = 2.57
+# Rough bytes of intermediates per evaluation (pixel x layer x sub-pixel x source x crystal x phi x domain).
+_BYTES_PER_EVAL = 8 * 48
+_BYTES_PER_EVAL_INTERP = 8 * (48 + 3 * 64 + 64)
+_BYTES_PER_EVAL_GRAD = 8 * 160  # what autograd keeps for the backward, per evaluation
+# Evaluations per chunk on the CPU: intermediates of a few MB stay in cache and in malloc's reused heap.
+_CPU_CHUNK_EVALS = 1 << 18
+KERNELS = ("auto", "torch", "numba")
+
+
+@dataclass
+class RenderResult:
+    """A render: ``image`` (spixels, fpixels) — or (B, spixels, fpixels) for a batch of crystals — in the
+    model's dtype (0 outside the ROI/mask), the summed solid angle of the rendered pixels (C's report, before
+    division by ``steps``), whether C's tricubic shut-off happened (per crystal), and the kernel used."""
+
+    image: torch.Tensor
+    omega_sum: float
+    interpolation_disabled: torch.Tensor
+    kernel: str
+
+
+@dataclass
+class Prepared:
+    """The derived geometry and kernel arguments of a model (see ``prepare``)."""
+
+    detector: DetectorGeometry  # placed, in the render dtype
+    crystal: CrystalGeometry  # float64
+    inputs: K.KernelInputs
+    settings: K.KernelSettings
+
+
+def _needs_grad(model: Model) -> bool:
+    if not torch.is_grad_enabled():
+        return False
+    parts = (model.crystal, model.detector, model.beam, model.structure_factors)
+    return any(isinstance(v, torch.Tensor) and v.requires_grad for p in parts for v in vars(p).values())
+
+
+def _f64(x, device) -> torch.Tensor:
+    return torch.as_tensor(x, dtype=SETUP_DTYPE, device=device)
+
+
+def crystal_geometry(model: Model) -> CrystalGeometry:
+    """Real and reciprocal vectors after the misset, as C derives them from -cell and/or -mat (float64)."""
+    c = model.crystal
+    dev = model.device
+    cell_lv = None
+    if c.cell is not None:
+        cell = _f64(c.cell, dev)
+        a_star, b_star, c_star, V = reciprocal_from_cell(cell)
+        cell_lv = (cell[..., 0], cell[..., 1], cell[..., 2], V)
+    if c.matrix is not None:
+        a_star, b_star, c_star = _f64(c.matrix, dev).unbind(-2)
+    elif c.cell is None:
+        raise UsageError("the crystal needs a cell or a reciprocal matrix")
+    misset = _f64(c.misset, dev)
+    if not (misset.requires_grad or bool((misset != 0).any())):
+        misset = None  # C applies no misset rotation at all
+    return build_crystal((a_star, b_star, c_star), None, misset, cell_lv)
+
+
+def mosaic_matrices(model: Model) -> torch.Tensor | None:
+    """(D, 3, 3) mosaic domain rotations: C's matrices at the drawn spread; other spreads scale the angles."""
+    c = model.crystal
+    if c.mosaic_umats is None:
+        return None
+    dev = model.device
+    spread = _f64(c.mosaic_spread, dev)
+    ref = c.mosaic_reference_spread
+    umats = _f64(c.mosaic_umats, dev)
+    axes, angles = _f64(c.mosaic_axes, dev), _f64(c.mosaic_angles, dev)
+    if ref > 0 and float(spread.detach()) == ref:
+        if spread.requires_grad and torch.is_grad_enabled():
+            return physics.value_with_grad_of(umats, mosaic_umats_from_draws(axes, angles * (spread / ref)))
+        return umats
+    if ref <= 0:
+        raise UsageError("mosaic domains drawn at zero spread cannot be rescaled; draw them at a finite spread")
+    return mosaic_umats_from_draws(axes, angles * (spread / ref))
+
+
+def orientations(model: Model, cr: CrystalGeometry) -> torch.Tensor:
+    """(B, K, 3, 3) real-space vectors per crystal, phi step and mosaic domain (B = 1 for one crystal)."""
+    c = model.crystal
+    dev = model.device
+    phis = _f64(c.phi0, dev) + _f64(c.phistep, dev) * torch.arange(c.phisteps, dtype=SETUP_DTYPE, device=dev)
+    spindle = unitize(_f64(c.spindle_axis, dev))
+    o = orientation_stack(cr, spindle, phis, mosaic_matrices(model))
+    return o.reshape(-1, *o.shape[-3:]) if o.dim() > 3 else o[None]
+
+
+def _water_background(water_size, fluence) -> torch.Tensor:
+    """C's I_bg = F_bg^2 r_e^2 fluence (w^3 1e6 N_A / 18) (it carries r_e^2 fluence twice, as in C).
+
+    The value is computed in Python doubles exactly as C's expression; gradients from the same formula.
+    """
+    def formula(w, f):
+        return WATER_F * WATER_F * R_E_SQR * f * (w ** 3 * 1e6 * AVOGADRO / 18.0)
+
+    value = torch.as_tensor(formula(float(water_size), float(fluence)), dtype=SETUP_DTYPE,
+                            device=water_size.device)
+    if (water_size.requires_grad or fluence.requires_grad) and torch.is_grad_enabled():
+        return physics.value_with_grad_of(value, formula(water_size, fluence))
+    return value
+
+
+def prepare(model: Model) -> Prepared:
+    """Derived geometry and kernel arguments for ``model`` (float64 setup, vectors cast to the render dtype)."""
+    check_discrete(model)
+    dtype, dev = model.dtype, model.device
+    cr = crystal_geometry(model)
+    orient = orientations(model, cr)  # (B, K, 3, 3)
+    B = orient.shape[0]
+    c, det, beam, sf = model.crystal, model.detector, model.beam, model.structure_factors
+    g = place_detector(det, _f64(beam.beam_vector, dev))
+    g_render = DetectorGeometry(**{k: (v.to(dtype) if isinstance(v, torch.Tensor) else v) for k, v in vars(g).items()})
+
+    N = _f64(c.N, dev).expand(*orient.shape[:-3], 3) if B > 1 else _f64(c.N, dev).reshape(3)
+    nprod = N.prod(-1)
+    shape_scale = nprod * physics.ROUND_XTAL_SCALE if c.shape == "round" else nprod
+    n2 = nprod * nprod
+    scale = R_E_SQR * _f64(beam.fluence, dev) / model.steps * _f64(c.scale, dev)
+    recip = torch.stack((cr.a_star, cr.b_star, cr.c_star), dim=-2)
+    if B > 1:  # per-crystal values in the render dtype, broadcasting as (B, 1)
+        N_k = N[:, None, :].to(dtype)
+        shape_scale, n2 = shape_scale[:, None].to(dtype), n2[:, None].to(dtype)
+        scale = scale.expand(B)[:, None].to(dtype)
+        recip = recip.expand(B, 3, 3)[:, None].to(dtype)
+    else:
+        N_k = N.to(dtype)
+        scale = scale.reshape(())
+        recip = recip.reshape(3, 3).to(dtype)
+    n_integral = bool((N.detach() == torch.round(N.detach())).all())
+    N_grad = isinstance(c.N, torch.Tensor) and c.N.requires_grad
+    axes = tuple(range(3)) if N_grad else tuple(i for i in range(3) if bool((N.detach()[..., i] > 1).any()))
+
+    table = sf.effective_table()
+    if table is not None:
+        grid = _f64(table, dev)
+        padded = physics.pad_structure_factors(grid, sf.mins, sf.maxs, _f64(sf.default_F, dev)).to(dtype)
+        grid = grid.to(dtype)
+    else:
+        grid = padded = torch.zeros((1, 1, 1), dtype=dtype, device=dev)
+    weights = _f64(beam.source_weights, dev)
+    kahn = _f64(beam.kahn, dev)
+    thickstep = _f64(det.thickstep, dev)
+    inputs = K.KernelInputs(
+        odet=g_render.odet, close_distance=g.close_distance, incident=(-_f64(beam.source_directions, dev)).to(dtype),
+        wavelengths=beam.wavelengths().to(dtype), weights=weights.to(dtype), orientations=orient.to(dtype),
+        recip=recip, polar_axis=unitize(_f64(beam.polar_vector, dev)).to(dtype), F_grid=grid, F_padded=padded,
+        default_F=_f64(sf.default_F, dev), N=N_k, shape_scale=shape_scale, n2=n2, fudge=_f64(c.fudge, dev),
+        kahn=kahn, pixel_area=_f64(det.pixel_size, dev) ** 2, thick_mu=thickstep * _f64(det.mu, dev),
+        I_bg=_water_background(_f64(beam.water_size, dev), _f64(beam.fluence, dev)), scale=scale,
+    )
+    sm = model.sampling
+    settings = K.KernelSettings(
+        shape=c.shape, lattice_axes=axes, c_form=n_integral, kahn=kahn.requires_grad or float(kahn) != 0.0,
+        nopolar=beam.nopolar, point_pixel=det.point_pixel, thick=bool(float(det.thickness) > 0.0),
+        dmin=float(beam.dmin), water=bool(float(beam.water_size) != 0.0), interpolate=sf.interpolate,
+        has_table=table is not None, hkl_mins=tuple(sf.mins), hkl_maxs=tuple(sf.maxs),
+        oversample_thick=sm.oversample_thick, oversample_polar=sm.oversample_polar,
+        oversample_omega=sm.oversample_omega, weighted=weights.requires_grad or bool((weights != 1).any()),
+        batch=B,
+    )
+    return Prepared(detector=g_render, crystal=cr, inputs=inputs, settings=settings)
+
+
+def chunk_pixels(model: Model, prep: Prepared, max_memory_gb: float, grad: bool) -> tuple[int, bool]:
+    """(pixels per chunk, recompute chunks in the backward) from the memory budget."""
+    det = model.detector
+    evals = (det.thicksteps * model.sampling.oversample ** 2 * model.beam.sources
+             * prep.inputs.orientations.shape[0] * prep.inputs.orientations.shape[1])
+    per = _BYTES_PER_EVAL_INTERP if prep.settings.interpolate else _BYTES_PER_EVAL
+    if model.dtype == torch.float32:
+        per //= 2
+    budget = max_memory_gb * 2**30
+    n = budget // max(1, evals * per)
+    if model.device.type == "cpu":
+        n = min(n, _CPU_CHUNK_EVALS // max(1, evals))
+    pixels = det.fpixels * det.spixels
+    recompute = grad and pixels * evals * _BYTES_PER_EVAL_GRAD > budget
+    return int(max(1, min(pixels, n))), recompute
+
+
+def render_details(model: Model, *, kernel: str = "auto", max_memory_gb: float = 2.0,
+                   progress: bool | None = None) -> RenderResult:
+    """Render ``model``; see ``RenderResult``. ``kernel``: "auto" (the compiled CPU kernel when it is
+    available and no gradient is needed, else the eager one), "torch" (eager) or "numba"."""
+    if kernel not in KERNELS:
+        raise UsageError(f"-kernel: expected one of {', '.join(KERNELS)}, got {kernel!r}")
+    grad = _needs_grad(model)
+    if kernel == "numba":
+        raise UsageError("-kernel numba: the compiled CPU kernel is not available in this build")
+    prep = prepare(model)
+    det = model.detector
+    dev = model.device
+    B = prep.settings.batch
+    idx = torch.nonzero(det.rendered_mask().reshape(-1)).reshape(-1)
+    chunk, recompute = chunk_pixels(model, prep, max_memory_gb, grad)
+    sub = _f64(det.pixel_size, dev)
+    thickstep = _f64(det.thickstep, dev)
+    os_ = model.sampling.oversample
+
+    def one_chunk(sel, interp):
+        pos = pixel_positions(prep.detector, sel % det.fpixels, sel // det.fpixels, sub, os_, thickstep,
+                              det.thicksteps, det.curved)
+        return K.render_chunk(pos, prep.inputs, prep.settings, interp)
+
+    interp = torch.ones(B, dtype=torch.bool, device=dev)
+    omega_sum = torch.zeros((), dtype=model.dtype, device=dev)
+    starts = range(0, idx.numel(), chunk)
+    bar = _progress(len(starts), progress)
+    values = []
+    for start in starts:
+        sel = idx[start:start + chunk]
+        if recompute:
+            v, om, interp = _checkpoint(one_chunk, sel, interp, use_reentrant=False)
+        else:
+            v, om, interp = one_chunk(sel, interp)
+        values.append(v)
+        omega_sum = omega_sum + om.detach().sum()
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    image = torch.zeros(B, det.spixels * det.fpixels, dtype=model.dtype, device=dev)
+    if values:
+        image = image.index_copy(1, idx, torch.cat(values, dim=1))
+    image = image.reshape(B, det.spixels, det.fpixels)
+    if not model.crystal.batch_shape:
+        image, interp = image[0], interp[0]
+    return RenderResult(image=image, omega_sum=float(omega_sum), interpolation_disabled=~interp, kernel="torch")
+
+
+def render(model: Model, **kw) -> torch.Tensor:
+    """The float image of ``model``: (spixels, fpixels), or (B, spixels, fpixels) for a batch of crystals."""
+    return render_details(model, **kw).image
+
+
+def _progress(total: int, progress: bool | None):
+    """A tqdm bar on stderr: always when asked, never when refused, else only for renders over ~2 s."""
+    if progress is False or total <= 1:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover
+        return None
+    return tqdm(total=total, desc="rendering", unit="chunk", file=sys.stderr, delay=0 if progress else 2.0,
+                leave=False)
+
+
+__all__ = ["render", "render_details", "prepare", "RenderResult", "Prepared", "crystal_geometry"]
