@@ -241,6 +241,17 @@ class Model:
         os_ = self.sampling.oversample
         return self.beam.sources * self.crystal.mosaic_domains * self.crystal.phisteps * os_ * os_
 
+    def replace(self, **changes) -> Model:
+        """A copy with parameters replaced, named part__field: ``model.replace(crystal__cell=cell,
+        detector__distance=d)`` (the parts: crystal, detector, beam, structure_factors)."""
+        parts = {}
+        for key, value in changes.items():
+            part, sep, name = key.partition("__")
+            if not sep or part not in ("crystal", "detector", "beam", "structure_factors"):
+                raise TypeError(f"replace(): expected part__field (e.g. crystal__cell), got {key!r}")
+            parts.setdefault(part, {})[name] = value
+        return replace(self, **{part: replace(getattr(self, part), **kw) for part, kw in parts.items()})
+
     def to(self, device=None, dtype: torch.dtype | None = None) -> Model:
         """The same model on ``device`` and/or rendering in ``dtype``."""
         m = self

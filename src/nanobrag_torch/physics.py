@@ -34,13 +34,13 @@ def sincg(x: torch.Tensor, n) -> torch.Tensor:
 def grating_smooth(h: torch.Tensor, n) -> torch.Tensor:
     """sin(N pi h)/sin(pi h) from d = h - round(h), with a series where |N pi d| < 1e-2: finite derivatives.
 
-    The sign (-1)^(round(h)(N-1)) is taken at the detached N, so N may vary continuously: the peak shape of
+    The sign (-1)^(round(h)(N-1)) is taken at the nearest integer N, so N may vary continuously: the peak shape of
     every reflection is sin(N pi d)/sin(pi d), which is C's function wherever N is an integer.
     """
     h0 = torch.round(h.detach())
     x = math.pi * (h - h0)
     n = torch.as_tensor(n, dtype=h.dtype, device=h.device)
-    sign = 1.0 - 2.0 * torch.remainder(h0 * (n.detach() - 1), 2.0)
+    sign = 1.0 - 2.0 * torch.remainder(h0 * (torch.round(n.detach()) - 1), 2.0)
     small = (n.detach() * x.detach()).abs() < 1e-2
     xs = torch.where(small, torch.ones_like(x), x)
     closed = torch.sin(n * xs) / torch.sin(xs)

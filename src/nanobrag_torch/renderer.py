@@ -66,6 +66,11 @@ def _f64(x, device) -> torch.Tensor:
     return torch.as_tensor(x, dtype=SETUP_DTYPE, device=device)
 
 
+def _value(x) -> float:
+    """A scalar parameter's value (for decisions only; never a path for gradients)."""
+    return float(x.detach()) if isinstance(x, torch.Tensor) else float(x)
+
+
 def crystal_geometry(model: Model) -> CrystalGeometry:
     """Real and reciprocal vectors after the misset, as C derives them from -cell and/or -mat (float64)."""
     c = model.crystal
@@ -95,7 +100,7 @@ def mosaic_matrices(model: Model) -> torch.Tensor | None:
     ref = c.mosaic_reference_spread
     umats = _f64(c.mosaic_umats, dev)
     axes, angles = _f64(c.mosaic_axes, dev), _f64(c.mosaic_angles, dev)
-    if ref > 0 and float(spread.detach()) == ref:
+    if ref > 0 and _value(spread) == ref:
         if spread.requires_grad and torch.is_grad_enabled():
             return physics.value_with_grad_of(umats, mosaic_umats_from_draws(axes, angles * (spread / ref)))
         return umats
@@ -122,7 +127,7 @@ def _water_background(water_size, fluence) -> torch.Tensor:
     def formula(w, f):
         return WATER_F * WATER_F * R_E_SQR * f * (w ** 3 * 1e6 * AVOGADRO / 18.0)
 
-    value = torch.as_tensor(formula(float(water_size), float(fluence)), dtype=SETUP_DTYPE,
+    value = torch.as_tensor(formula(_value(water_size), _value(fluence)), dtype=SETUP_DTYPE,
                             device=water_size.device)
     if (water_size.requires_grad or fluence.requires_grad) and torch.is_grad_enabled():
         return physics.value_with_grad_of(value, formula(water_size, fluence))
@@ -170,7 +175,8 @@ def prepare(model: Model) -> Prepared:
     kahn = _f64(beam.kahn, dev)
     thickstep = _f64(det.thickstep, dev)
     inputs = K.KernelInputs(
-        odet=g_render.odet, close_distance=g.close_distance, incident=(-_f64(beam.source_directions, dev)).to(dtype),
+        odet=g_render.odet, close_distance=g.close_distance,
+        incident=(-unitize(_f64(beam.source_directions, dev))).to(dtype),
         wavelengths=beam.wavelengths().to(dtype), weights=weights.to(dtype), orientations=orient.to(dtype),
         recip=recip, polar_axis=unitize(_f64(beam.polar_vector, dev)).to(dtype), F_grid=grid, F_padded=padded,
         default_F=_f64(sf.default_F, dev), N=N_k, shape_scale=shape_scale, n2=n2, fudge=_f64(c.fudge, dev),
@@ -179,9 +185,9 @@ def prepare(model: Model) -> Prepared:
     )
     sm = model.sampling
     settings = K.KernelSettings(
-        shape=c.shape, lattice_axes=axes, c_form=n_integral, kahn=kahn.requires_grad or float(kahn) != 0.0,
-        nopolar=beam.nopolar, point_pixel=det.point_pixel, thick=bool(float(det.thickness) > 0.0),
-        dmin=float(beam.dmin), water=bool(float(beam.water_size) != 0.0), interpolate=sf.interpolate,
+        shape=c.shape, lattice_axes=axes, c_form=n_integral, kahn=kahn.requires_grad or _value(kahn) != 0.0,
+        nopolar=beam.nopolar, point_pixel=det.point_pixel, thick=_value(det.thickness) > 0.0,
+        dmin=_value(beam.dmin), water=_value(beam.water_size) != 0.0, interpolate=sf.interpolate,
         has_table=table is not None, hkl_mins=tuple(sf.mins), hkl_maxs=tuple(sf.maxs),
         oversample_thick=sm.oversample_thick, oversample_polar=sm.oversample_polar,
         oversample_omega=sm.oversample_omega, weighted=weights.requires_grad or bool((weights != 1).any()),
