@@ -1,9 +1,14 @@
-"""Human-readable parts of a Phase D bundle: summary.md, blocking.md and the ledger Attempt text."""
+"""What a person reads about a Phase D bundle: summary.md, blocking.md, the ledger Attempt and the one line
+printed at the end of a run (what happened and, for a block, what to do)."""
 from __future__ import annotations
+
+import os
 
 from tools import cmdlog
 from tools.cbin import ENV_VAR as C_BIN_ENV
 from tools.cbin import HOW_TO as C_BIN_HOW_TO
+from tools.evidence.bundle import BLOCKED, ENVIRONMENT, PASS, Bundle
+from tools.files import read_json, rel
 
 STEP_TITLES = {
     "collect": "pytest --collect-only", "parity": "parity test selector", "cli_c": "C CLI run",
@@ -12,9 +17,7 @@ STEP_TITLES = {
 }
 
 
-def _read_json(b, *parts):
-    from tools.phase_d import read_json
-
+def _read_json(b: Bundle, *parts):
     return read_json(b.p(*parts))
 
 
@@ -22,7 +25,7 @@ def _fmt(x, spec=".9g"):
     return "n/a" if x is None else format(x, spec)
 
 
-def _steps_table(b) -> list[str]:
+def _steps_table(b: Bundle) -> list[str]:
     rows = ["| step | status | exit | note |", "| --- | --- | --- | --- |"]
     for s in b.steps():
         note = str(s.get("reason", "")).replace("|", "\\|")
@@ -30,7 +33,7 @@ def _steps_table(b) -> list[str]:
     return rows
 
 
-def _commands(b) -> list[str]:
+def _commands(b: Bundle) -> list[str]:
     try:
         cmds = cmdlog.read_commands(b.commands)
     except ValueError as exc:
@@ -41,7 +44,7 @@ def _commands(b) -> list[str]:
 
 
 def _hint(step: dict) -> str | None:
-    if step["status"] == "missing_c":
+    if step["status"] == ENVIRONMENT:
         return None  # one "How to unblock" paragraph at the top
     if step["step"] == "parity" and "SKIPPED" in step.get("reason", ""):
         return (f"How to unblock: the selector only runs with NB_RUN_PARALLEL=1 and an existing {C_BIN_ENV}; "
@@ -52,18 +55,16 @@ def _hint(step: dict) -> str | None:
     return None
 
 
-def render_blocking(b) -> str:
+def render_blocking(b: Bundle) -> str:
     cfg = b.cfg
     lines = [f"# BLOCKED — [{cfg.item}] Phase D bundle {b.run['stamp']}", "",
              ("This bundle is **not** valid parity evidence: nothing downstream (performance work, closing the "
              "ledger item) may rely on it."), ""]
-    if any(s["status"] == "missing_c" for s in b.blocks()):
+    if any(s["status"] == ENVIRONMENT for s in b.blocks()):
         lines += ["## No C binary", "", b.c.problem.split(";")[0] + ".", "",
                   (f"How to unblock: {C_BIN_HOW_TO}. Then run `invoke phase-d` again (it takes a new stamp). "
                   "Every PyTorch step of this bundle ran; the C-dependent steps below did not."), ""]
-    from tools.phase_d import all_hazards
-
-    hazards = all_hazards(b)
+    hazards = b.hazards()
     if hazards:
         lines += ["## Input flags (a likely cause)", "",
                   "The case's inputs make C's result differ from what the case intends:", "",
@@ -102,15 +103,13 @@ def _metrics_table(m: dict) -> list[str]:
     ]
 
 
-def render_summary(b) -> str:
-    from tools.phase_d import BLOCKED, all_hazards, final_verdict
-
+def render_summary(b: Bundle) -> str:
     cfg = b.cfg
-    verdict = final_verdict(b)
+    verdict = b.verdict()
     m = _read_json(b, "metrics.json")
     env = _read_json(b, "env.json") or {}
     runs = {w: _read_json(b, "cli", f"{w}_run.json") for w in ("c", "py")}
-    hazards = all_hazards(b)
+    hazards = b.hazards()
     lines = [f"# [{cfg.item}] Phase D parity evidence — {b.run['stamp']}", "",
              f"**Verdict: {verdict}**" + (" — see [blocking.md](blocking.md)" if verdict == BLOCKED else ""), "",
              f"- Case: {cfg.title}",
@@ -177,11 +176,9 @@ def render_summary(b) -> str:
     return "\n".join(lines) + "\n"
 
 
-def attempt_body(b, verdict: str, m: dict | None, hazards: list[str]) -> list[str]:
+def attempt_body(b: Bundle, verdict: str, m: dict | None, hazards: list[str]) -> list[str]:
     """Bullet lines of the ledger Attempt for this bundle."""
-    from tools.phase_d import _rel
-
-    bundle = _rel(b.outdir, b.root) + "/"
+    bundle = rel(b.outdir, b.root) + "/"
     body = [f"Bundle: `{bundle}` ([summary]({_link(b, 'summary.md')}))", f"Config: `{b.run['config']}`"]
     if m:
         body.append(f"Metrics: correlation {m['correlation']:.9f}, sum_ratio {m['sum_ratio']:.9f}, "
@@ -199,14 +196,56 @@ def attempt_body(b, verdict: str, m: dict | None, hazards: list[str]) -> list[st
     except ValueError:
         cmds = []
     body.append("Commands (exit code), all in `commands.txt`:")
-    body += [f"  - `{c.command}` → {c.exit_code}" for c in cmds if " -m tools.phase_d " not in c.command
-             and " nox " not in f" {c.command}"]
+    body += [f"  - `{c.command}` → {c.exit_code}" for c in cmds if " -m tools.evidence.phase_d " not in c.command]
     return body
 
 
-def _link(b, name: str) -> str:
+def _link(b: Bundle, name: str) -> str:
     """Relative link from the ledger file to a bundle file."""
-    import os
-
     ledger_dir = b.cfg.resolve(b.cfg.ledger, b.root).parent
     return os.path.relpath(b.p(name), ledger_dir)
+
+
+def _short(text: str, limit: int = 160) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def attempt_result(b: Bundle, hazards: list[str]) -> str:
+    """The Attempt heading's result: PASS, PASS (flagged), BLOCKED (environment: ...) or BLOCKED."""
+    if b.verdict() == PASS:
+        return "PASS" + (" (flagged)" if hazards else "")
+    return "BLOCKED (environment: no C binary)" if b.blocked_by_environment() else "BLOCKED"
+
+
+def new_status(b: Bundle, hazards: list[str]):
+    """The item's new status line for Attempt #n (a function of n), or None to keep the status as it is.
+
+    A block by the environment says nothing about the code, so it keeps the item's last status (a done item
+    stays done); a PASS or a failed attempt rewrites it.
+    """
+    if b.blocked_by_environment():
+        return None
+    when, bundle = b.run["created"], rel(b.outdir, b.root) + "/"
+    if b.verdict() == PASS:
+        state = "in_progress" if hazards else "done"
+        return lambda n: (f"{state} — Phase D parity evidence {attempt_result(b, hazards)} (Attempt #{n}, "
+                          f"{when[:10]}, `{bundle}`)")
+    first = b.blocks()[0]
+    return lambda n: f"blocked — Phase D Attempt #{n} ({when[:10]}): {first['step']}: {_short(first['reason'])}"
+
+
+def outcome_line(b: Bundle) -> str:
+    """One line for the terminal: the verdict, the Attempt, and for a block what is missing and how to fix it."""
+    report = b.step("report") or {}
+    bundle = rel(b.outdir, b.root) + "/"
+    attempt = f"ledger [{b.cfg.item}] Attempt #{report['attempt']}" if report.get("attempt") else "no ledger Attempt"
+    if b.verdict() == PASS:
+        return f"Phase D PASS: {bundle} ({attempt}{', plan ticked' if report.get('plan_ticked') else ''})"
+    if b.blocked_by_environment():
+        return (f"Phase D BLOCKED by the environment, not by the code: {b.c.problem.split(';')[0]}. To provide it: "
+                f"build the C program (README, 'Getting the C reference'), `export {C_BIN_ENV}=/path/to/nanoBragg`"
+                f" and run `invoke phase-d` again. Every PyTorch step passed; {attempt} recorded, the item keeps "
+                f"its status; bundle {bundle}")
+    first = b.blocks()[0] if b.blocks() else {"step": "?", "reason": "see blocking.md"}
+    return (f"Phase D BLOCKED at {first['step']}: {_short(first['reason'])} ({attempt}; "
+            f"details in {bundle}blocking.md)")

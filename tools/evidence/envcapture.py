@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import os
 import platform
-import subprocess
 import sys
 from pathlib import Path
 
+from tools import cmdlog
 from tools.cbin import sha256_file
+from tools.files import rel
 
 # Environment variables that can change a result or its speed; recorded when set.
 RELEVANT_ENV = (
@@ -18,12 +19,9 @@ RELEVANT_ENV = (
 
 
 def _git(repo, *args) -> str | None:
-    try:
-        out = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=30, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
+    out = cmdlog.run(["git", *args], cwd=repo, timeout_s=30, merge_stderr=False)
     # Only trailing newlines: porcelain status lines start with a meaningful space (" M path").
-    return out.stdout.rstrip("\n") if out.returncode == 0 else None
+    return out.stdout.rstrip("\n") if out.exit_code == 0 else None
 
 
 def git_state(repo, ignore_prefix=None) -> dict:
@@ -52,11 +50,16 @@ def c_binary_info(c_bin, banner: str | None = None) -> dict:
     return {"path": str(p), "sha256": sha256_file(p) if p.is_file() else None, "banner": banner}
 
 
+def _env_value(value: str, repo) -> str:
+    """An environment value with every path inside the repository made repo-relative."""
+    return os.pathsep.join(rel(v, repo) if v.startswith("/") else v for v in value.split(os.pathsep))
+
+
 def capture(repo, c_bin=None, c_banner: str | None = None, ignore_prefix=None) -> dict:
     """The env.json record. Imports torch and numpy of the running interpreter (the one the CLI used)."""
     info = {
         "python": sys.version.split()[0],
-        "python_executable": sys.executable,
+        "python_executable": rel(sys.executable, repo),
         "platform": platform.platform(),
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
@@ -78,5 +81,5 @@ def capture(repo, c_bin=None, c_banner: str | None = None, ignore_prefix=None) -
         info.update(torch=None, torch_cuda=None, torch_threads=None, cuda_available=None)
     info["git"] = git_state(repo, ignore_prefix)
     info["c_binary"] = c_binary_info(c_bin, c_banner)
-    info["env"] = {k: os.environ[k] for k in RELEVANT_ENV if k in os.environ}
+    info["env"] = {k: _env_value(os.environ[k], repo) for k in RELEVANT_ENV if k in os.environ}
     return info

@@ -10,24 +10,21 @@ Ledger layout (one section per item)::
     - Bundle: `reports/.../phase_d/<STAMP>/`
     - ...
 
-``append_attempt`` adds the next ``#### Attempt #N`` at the end of the item's section and rewrites its
-status line; an unknown item id, or a bundle that already has an Attempt, is refused. Plan checklists
-hold lines ``- [ ] D1 — text``; ``tick_plan`` turns them into ``- [x] D1 — text — evidence: `<bundle>```.
-Every write goes to a temporary file in the same directory that then replaces the original (``os.replace``
-is atomic on POSIX), under an exclusive lock, so a crash or a concurrent run never leaves a torn file.
+:func:`record_attempt` adds the next ``#### Attempt #N`` at the end of the item's section, rewrites its
+status line (or keeps it, for a run blocked by its environment) and ticks plan items, all under one lock
+on the ledger's directory, so concurrent runs get distinct, consecutive numbers in file order; an unknown
+item id, or a bundle that already has an Attempt, is refused. Plan checklists hold lines
+``- [ ] D1 — text``; a tick turns them into ``- [x] D1 — text — evidence: `<bundle>```. Every write is
+atomic (``tools.files``).
 """
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import tempfile
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None
+from tools.files import atomic_write, locked
 
 ITEM_RE = re.compile(r"^## \[(?P<id>[^\]]+)\]")
 ATTEMPT_RE = re.compile(r"^#### Attempt #(?P<n>\d+)\b")
@@ -38,40 +35,6 @@ NO_ATTEMPTS = "(no attempts yet)"
 
 class LedgerError(ValueError):
     """The ledger or plan cannot be updated as asked; nothing was written."""
-
-
-def atomic_write(path, text: str) -> None:
-    """Replace ``path`` with ``text`` via a temporary file in the same directory (never a torn file)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-@contextlib.contextmanager
-def locked(path):
-    """Exclusive advisory lock for a read-modify-write of ``path``.
-
-    The lock is taken on the parent directory: its inode survives ``os.replace`` of the file (a lock on the
-    file itself would be on the old inode after the first replace), and no lock file is left behind.
-    """
-    if fcntl is None:  # pragma: no cover
-        yield
-        return
-    fd = os.open(Path(path).resolve().parent, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
 
 
 def item_ids(text: str) -> list[str]:
@@ -111,22 +74,25 @@ def render_attempt(n: int, when: str, result: str, body: list[str]) -> list[str]
     return [f"#### Attempt #{n} — {when} — {result}", *[b if b.startswith("  ") else f"- {b}" for b in body]]
 
 
-def add_attempt(text: str, item: str, when: str, result: str, body: list[str], status: str,
+StatusFor = Callable[[int], str] | None  # the new status line for Attempt #n, or None: keep the status
+
+
+def add_attempt(text: str, item: str, when: str, result: str, body: list[str], status: StatusFor | str,
                 bundle: str | None = None) -> tuple[str, int]:
-    """Pure function behind :func:`append_attempt`: return (new text, attempt number)."""
+    """Pure function behind :func:`record_attempt`: return (new text, attempt number)."""
     lines = text.splitlines()
     start, end = _section(lines, item)
     section = lines[start:end]
     if bundle is not None and any(f"`{bundle}`" in ln for ln in section):
         raise LedgerError(f"[{item}] already has an Attempt for bundle {bundle}")
     n = max((int(m.group("n")) for ln in section if (m := ATTEMPT_RE.match(ln))), default=0) + 1
-    # Status line: rewrite, or add right under the header.
-    status_line = f"- Status: {status}"
-    idx = next((i for i, ln in enumerate(section) if STATUS_RE.match(ln)), None)
-    if idx is None:
-        section.insert(1, status_line)
-    else:
-        section[idx] = status_line
+    new_status = status(n) if callable(status) else status
+    if new_status is not None:  # rewrite, or add right under the header
+        idx = next((i for i, ln in enumerate(section) if STATUS_RE.match(ln)), None)
+        if idx is None:
+            section.insert(1, f"- Status: {new_status}")
+        else:
+            section[idx] = f"- Status: {new_status}"
     section = [ln for ln in section if ln.strip() != NO_ATTEMPTS]
     while section and not section[-1].strip():
         section.pop()
@@ -137,21 +103,11 @@ def add_attempt(text: str, item: str, when: str, result: str, body: list[str], s
     return "\n".join(new).rstrip("\n") + "\n", n
 
 
-def append_attempt(path, item: str, when: str, result: str, body: list[str], status: str,
-                   bundle: str | None = None) -> int:
-    """Append the next Attempt under ``[item]`` in the ledger at ``path``; return its number."""
-    path = Path(path)
-    with locked(path):
-        new, n = add_attempt(path.read_text(encoding="utf-8"), item, when, result, body, status, bundle)
-        atomic_write(path, new)
-    return n
-
-
 _TICK_RE = r"^(?P<lead>\s*- \[)[ xX](?P<mid>\] {id}\b)(?P<text>.*?)(?: — evidence: `[^`]*`)?\s*$"
 
 
 def tick_items(text: str, ids, evidence: str) -> str:
-    """Pure function behind :func:`tick_plan`."""
+    """Tick checklist items ``ids`` with the evidence path; each must occur exactly once."""
     lines = text.splitlines()
     for item in ids:
         rx = re.compile(_TICK_RE.format(id=re.escape(item)))
@@ -167,18 +123,27 @@ def check_plan_items(text: str, ids) -> None:
     tick_items(text, ids, "check")  # raises LedgerError when an item is missing or duplicated
 
 
-def tick_plan(path, ids, evidence: str) -> None:
-    """Tick checklist items ``ids`` in the plan at ``path`` with the evidence path (atomic)."""
-    path = Path(path)
-    with locked(path):
-        atomic_write(path, tick_items(path.read_text(encoding="utf-8"), ids, evidence))
+def record_attempt(ledger_path, item: str, when: str, result: str, body: list[str], status: StatusFor | str,
+                   bundle: str | None = None, plan_path=None, plan_items=()) -> int:
+    """Append the next Attempt under ``[item]`` (and tick ``plan_items`` in ``plan_path`` with ``bundle``) in one
+    transaction under the ledger's lock; return the Attempt's number. Nothing is written when it fails."""
+    ledger_path = Path(ledger_path)
+    with locked(ledger_path):
+        new, n = add_attempt(ledger_path.read_text(encoding="utf-8"), item, when, result, body, status, bundle)
+        plan_text = None
+        if plan_items:
+            plan_text = tick_items(Path(plan_path).read_text(encoding="utf-8"), plan_items, bundle)
+        atomic_write(ledger_path, new)
+        if plan_text is not None:
+            atomic_write(plan_path, plan_text)
+    return n
 
 
 def main(argv=None) -> int:
-    """``python -m tools.ledger show|next ITEM [--ledger PATH]`` (appending is done by tools.phase_d)."""
+    """``python -m tools.evidence.ledger show|next ITEM [--ledger PATH]`` (appending is done by phase_d)."""
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m tools.ledger", description=main.__doc__)
+    ap = argparse.ArgumentParser(prog="python -m tools.evidence.ledger", description=main.__doc__)
     ap.add_argument("action", choices=["show", "next"])
     ap.add_argument("item")
     ap.add_argument("--ledger", default="docs/fix_plan.md")
@@ -191,7 +156,7 @@ def main(argv=None) -> int:
             print(f"[{args.item}] status: {item_status(text, args.item)}; attempts: "
                   f"{attempt_numbers(text, args.item) or 'none'}")
     except LedgerError as exc:
-        print(f"error: {exc}", file=__import__("sys").stderr)
+        print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
 

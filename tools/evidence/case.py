@@ -14,9 +14,9 @@ try:  # Python >= 3.11
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
+from tools import REPO
 from tools.thresholds import PHASE_D_GATE, Thresholds
 
-REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "configs" / "phase_d_source_weights.toml"
 
 _SCHEMA = {
