@@ -17,6 +17,11 @@ import logging
 import os
 from pathlib import Path
 
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
 import nox
 
 nox.options.sessions = ["tests", "lint"]
@@ -48,23 +53,33 @@ def _install_lock():
         yield
 
 
+def _installed_torch(session: nox.Session) -> str | None:
+    """The torch version in the environment, read from its metadata (no import), or None."""
+    out = session.run("python", "-c", "import importlib.metadata as m; print(m.version('torch'))", silent=True,
+                      success_codes=[0, 1], log=False)
+    last = out.strip().splitlines()[-1] if isinstance(out, str) and out.strip() else ""
+    return last if last[:1].isdigit() else None
+
+
 @nox.session(reuse_venv=True, default=False)
 def project(session: nox.Session) -> None:
     """The shared environment (.nox/project): torch==2.13.0 CPU first, then this package with [test,pipeline]."""
     index = os.environ.get("NB_TORCH_INDEX_URL")
     index_args = ["--extra-index-url", index] if index else []
+    build_requires = tomllib.loads(Path("pyproject.toml").read_text())["build-system"]["requires"]
     with _install_lock():
-        found = session.run("python", "-c", CHECK_TORCH, silent=True, success_codes=[0, 1], log=False)
-        last = found.strip().splitlines()[-1] if isinstance(found, str) and found.strip() else ""
-        have_torch = last.startswith("torch 2.13.0") and last.endswith(" cuda None")  # CHECK_TORCH's success line
-        if not have_torch or "NB_TORCH_SPEC" in os.environ:
+        have = _installed_torch(session)
+        fresh = have is None or have.split("+")[0] != TORCH_PIN.split("==")[-1] or "NB_TORCH_SPEC" in os.environ
+        if fresh:
             session.log(f"installing {TORCH_PIN} first (CPU build, ~200 MB once), so no later resolve can pull "
-                        "a CUDA build")
-            session.install(TORCH_PIN, *index_args, silent=False)
-        session.log("installing this package (editable) with its test and pipeline extras; torch stays pinned")
-        # -q when torch was already there: the refresh takes a few seconds and pip would list every package.
-        session.install(*(["-q"] if have_torch else []), TORCH_PIN, "-e", ".[test,pipeline]", *index_args,
-                        silent=False)
+                        "a CUDA build; with it the build backend, so later refreshes need no build environment")
+            session.install(TORCH_PIN, *build_requires, *index_args, silent=False)
+            session.log("installing this package (editable) with its test and pipeline extras; torch stays pinned")
+            session.install(TORCH_PIN, "-e", ".[test,pipeline]", *index_args, silent=False)
+        else:  # a reused environment: refresh the editable install (picks up pyproject.toml changes), quietly
+            session.log(f"torch {have} is installed; refreshing this package's editable install (pip -q)")
+            session.install("-q", "--no-build-isolation", TORCH_PIN, "-e", ".[test,pipeline]", *index_args,
+                            silent=False)
         if "NB_TORCH_SPEC" not in os.environ:
             session.run("python", "-c", CHECK_TORCH)
 

@@ -19,6 +19,7 @@ from tools.evidence import phase_d as pd
 from tools.evidence import report
 from tools.evidence.bundle import Bundle, BundleError
 from tools.evidence.case import ConfigError, load_case
+from tools.files import rel
 
 
 def _run(c, argv) -> int:
@@ -53,7 +54,7 @@ def phase_d(c, c_bin=None, python=None, config=None, dry_run=False):
         b = pd.create_bundle(config, c_bin, invocation=" ".join(["invoke phase-d", *[f for f in flags if f]]))
     except (BundleError, ConfigError) as exc:
         raise Exit(f"error: {exc}", code=2) from None
-    code = _run(c, _phase_d_argv(python, "run", "--outdir", str(b.outdir)))
+    code = _run(c, _phase_d_argv(python, "run", "--outdir", rel(b.outdir)))
     done = Bundle(b.outdir)
     # The last line on the terminal says what happened and, for a block, what is missing and how to provide it
     # (nox's own "failed" lines come before it).

@@ -156,11 +156,14 @@ def run_chain(outdir, commands, runner=None, root=REPO) -> int:
     """
     runner = runner or (lambda argv: _run_streamed(argv, root))
     code = 1
-    for step, argv in commands:
+    for i, (step, argv) in enumerate(commands, 1):
         b = Bundle(outdir, root)
         if step != "report" and b.hard_blocked():
             b.record(step, SKIPPED, f"not run: step {b.hard_blocked()['step']} blocked the run")
+            print(f"phase-d [{i}/{len(commands)}] {step}: skipped", flush=True)
             continue
+        if step != "report":
+            print(f"phase-d [{i}/{len(commands)}] {step}: {report.STEP_TITLES[step]} ...", flush=True)
         started = cmdlog.utc_now()
         res = runner(argv)
         cmdlog.log_command(b.commands, res.exit_code, cmdlog.format_command(argv, root=root), started)
@@ -171,6 +174,10 @@ def run_chain(outdir, commands, runner=None, root=REPO) -> int:
                 return res.exit_code
         if step == "report":
             code = res.exit_code
+        elif b.step(step):
+            entry = b.step(step)
+            print(f"phase-d [{i}/{len(commands)}] {step}: {entry['status']}"
+                  + (f" ({entry['reason']})" if entry["reason"] else ""), flush=True)
     return code
 
 

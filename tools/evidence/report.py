@@ -185,7 +185,10 @@ def attempt_body(b: Bundle, verdict: str, m: dict | None, hazards: list[str]) ->
                     f"max |Δ| {m['max_abs_diff']:.3g} at {m['max_abs_diff_pixel']}, sums C {m['sum_c']:.6g} / "
                     f"PyTorch {m['sum_py']:.6g} (gate r ≥ {m['thresholds']['min_correlation']}, "
                     f"|sum_ratio−1| ≤ {m['thresholds']['max_sum_ratio_dev']})")
-    if verdict != "PASS":
+    if b.blocked_by_environment():
+        body.append(f"Blocked by the environment: {b.c.problem.split(';')[0]}; steps "
+                    f"{', '.join(s['step'] for s in b.blocks())} not run, every PyTorch step passed")
+    elif verdict != PASS:
         for s in b.blocks():
             body.append(f"Blocked at {s['step']}: {s['reason']}")
     body.append("Flags: " + ("; ".join(hazards) if hazards else "none"))
