@@ -10,6 +10,7 @@ import pytest
 from tools import cmdlog
 
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+ISO_STAMP = re.compile(r"^\d{8}T\d{6}Z$")
 
 
 def test_line_format_and_round_trip(tmp_path):
@@ -91,6 +92,17 @@ def test_paths_inside_the_repository_are_logged_relative_to_where_the_command_ru
 def test_tail_drops_c_progress_lines():
     # C prints "NN% done" progress lines; they carry no information for a blocking report.
     assert cmdlog.tail_text("start\n 10% done\n 20% done\nERROR: x\n") == "start\nERROR: x"
+
+
+def test_fresh_dirs_are_never_shared(tmp_path):
+    # Two directories asked for in the same second get two stamps (the second waits for the next second);
+    # an explicit stamp that exists is refused.
+    from tools.files import fresh_dir
+
+    a, b = fresh_dir(tmp_path), fresh_dir(tmp_path)
+    assert a != b and a.is_dir() and b.is_dir() and ISO_STAMP.match(a.name) and ISO_STAMP.match(b.name)
+    with pytest.raises(FileExistsError):
+        fresh_dir(tmp_path, a.name)
 
 
 def test_git_state_ignores_files_the_pipeline_writes(tmp_path):
