@@ -294,32 +294,36 @@ def test_missing_c_binary_still_runs_every_pytorch_step(case, monkeypatch, capsy
     assert "does not exist" in last and "export NB_C_BIN=/path/to/nanoBragg" in last and "Attempt #1" in last
 
 
+def _after_a_pass(case):
+    """The tmp ledger and plan as a PASS Attempt #1 leaves them: the item done, the D items ticked."""
+    done = "done — Phase D parity evidence PASS (Attempt #1, 2026-01-01, `reports/x/S0/`)"
+    text = LEDGER.replace("- Status: open — Phase D parity evidence not captured yet", f"- Status: {done}")
+    (case.tmp / "fix_plan.md").write_text(text.replace("(no attempts yet)", "#### Attempt #1 — t — PASS\n- b"))
+    plan = ledger.tick_items(PLAN, ["D1", "D2", "D3", "D4", "D5"], "reports/x/S0/")
+    (case.tmp / "plan.md").write_text(plan)
+    return done, plan
+
+
 def test_an_environment_block_is_recorded_but_keeps_the_items_status(case, monkeypatch):
-    # Issue 10.1: a PASS, then a run without a C binary. The second run gets its Attempt (#2, marked as an
-    # environment block) but the item stays done with the PASS bundle as its evidence, and the plan keeps
-    # its ticks: a missing binary says nothing about the code.
-    cfg = case()
-    assert run_inprocess(cfg, case.fake, monkeypatch, stamp="S1")[0] == 0
-    text = (case.tmp / "fix_plan.md").read_text()
-    status_after_pass = ledger.item_status(text, "SOURCE-WEIGHT-001")
-    plan_after_pass = (case.tmp / "plan.md").read_text()
-    code, b = run_inprocess(cfg, case.tmp / "no-nanoBragg-here", monkeypatch, stamp="S2")
+    # Issue 10.1: after a PASS, a run without a C binary gets its Attempt (#2, marked as an environment
+    # block) but the item stays done with the PASS bundle as its evidence, and the plan keeps its ticks:
+    # a missing binary says nothing about the code.
+    done, plan = _after_a_pass(case)
+    code, b = run_inprocess(case(), case.tmp / "no-nanoBragg-here", monkeypatch, stamp="S2")
     assert code == 1
     text = (case.tmp / "fix_plan.md").read_text()
-    assert attempts(case) == [1, 2] and "#### Attempt #2 — " in text
-    assert "— BLOCKED (environment: no C binary)" in text.split("#### Attempt #2")[1].splitlines()[0]
-    assert ledger.item_status(text, "SOURCE-WEIGHT-001") == status_after_pass
-    assert status_after_pass.startswith("done — Phase D parity evidence PASS (Attempt #1")
-    assert (case.tmp / "plan.md").read_text() == plan_after_pass
+    assert attempts(case) == [1, 2]
+    assert text.split("#### Attempt #2 — ")[1].splitlines()[0].endswith("— BLOCKED (environment: no C binary)")
+    assert ledger.item_status(text, "SOURCE-WEIGHT-001") == done
+    assert (case.tmp / "plan.md").read_text() == plan
     assert b.step("report")["environment_block"] is True
 
 
 def test_a_real_failure_after_a_pass_does_change_the_status(case, monkeypatch):
     # The contrast to the environment block: a failing C run is a failed attempt and the status says so.
-    cfg = case()
-    assert run_inprocess(cfg, case.fake, monkeypatch, stamp="S1")[0] == 0
+    _after_a_pass(case)
     monkeypatch.setenv("FAKE_C", "exit3")
-    assert run_inprocess(cfg, case.fake, monkeypatch, stamp="S2")[0] == 1
+    assert run_inprocess(case(), case.fake, monkeypatch, stamp="S2")[0] == 1
     status = ledger.item_status((case.tmp / "fix_plan.md").read_text(), "SOURCE-WEIGHT-001")
     assert status.startswith("blocked — Phase D Attempt #2") and "cli_c" in status
 
