@@ -1,32 +1,38 @@
-"""nox sessions for nanobrag-torch: the test suite, lint, and the Phase D parity-evidence steps.
+"""nox sessions: the test suite, lint and the evidence jobs. `nox -l` lists them; a bare `nox` runs tests and lint.
 
-`nox -l` lists them; a bare `nox` runs `tests` and `lint`. The evidence steps take the bundle directory
-as their first positional argument or from $OUTDIR (`nox -s cli_c -- reports/.../phase_d/<STAMP>`), so
-the same sessions serve any bundle; `invoke phase-d` chains them (see tasks.py and
-docs/development/testing_strategy.md).
-
-Environments: `tests` and `lint` have their own reused virtualenvs; the evidence sessions share one,
-.nox/pipeline-env, so that every step of a bundle runs on the same interpreter and torch. torch is always
-installed first and pinned (TORCH_PIN) so no install can pull another torch (e.g. a CUDA build); set
-NB_TORCH_INDEX_URL to a CPU-only torch wheel index on a machine without a local
-CPU wheel. Installs are skipped while pyproject.toml and the pins are unchanged, so a second run is fast.
+One environment for everything that needs torch: the `project` session creates `.nox/project` (nox creates
+and reuses it) with torch==2.13.0 installed first, then this package with its `test` and `pipeline` extras
+(pyproject.toml, the one place dependencies are declared). `tests`, `phase_d`, `parity_matrix` and `bench`
+require `project` and run in that environment, so torch is installed once, not once per session; `lint` has
+its own small environment (ruff only). torch goes in first and pinned, the pin is repeated when the package is
+installed so no resolver can swap it for another build (e.g. CUDA), and the session fails unless the result
+is the CPU build; where pip finds no local CPU wheel, set NB_TORCH_INDEX_URL to a CPU-only torch wheel index.
+Arguments after `--` go to the job: `nox -s tests -- -k ledger`, `nox -s phase_d -- run --config FILE`.
 """
 from __future__ import annotations
 
-import hashlib
+import contextlib
+import fcntl
+import logging
 import os
-import sys
 from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 import nox
 
 nox.options.sessions = ["tests", "lint"]
 nox.options.error_on_external_run = True
+nox.options.default_venv_backend = "venv"
+# nox checks for uv whenever it sets up a session and logs "uv binary not found." each time; we use venv.
+logging.getLogger("nox").addFilter(lambda record: "uv binary not found" not in record.getMessage())
 
-ROOT = Path(__file__).resolve().parent
 TORCH_PIN = os.environ.get("NB_TORCH_SPEC", "torch==2.13.0")
-PIPELINE_VENV = ROOT / ".nox" / "pipeline-env"
-# Fail the install when the torch we got is not the pinned CPU build (unless NB_TORCH_SPEC overrides it).
+PROJECT_BIN = Path(".nox", "project", "bin")  # nox's location for the `project` session's environment
+# Fail unless the torch we got is the pinned CPU build (unless NB_TORCH_SPEC overrides the pin).
 CHECK_TORCH = (
     "import sys, torch; v = torch.__version__; cuda = torch.version.cuda; print('torch', v, 'cuda', cuda); "
     "sys.exit(0 if (v.split('+')[0] == '2.13.0' and cuda is None) else "
@@ -35,73 +41,63 @@ CHECK_TORCH = (
 
 
 def _golden_dir() -> str:
-    return os.environ.get("NB_GOLDEN_DIR") or str((ROOT.parent / "shared" / "golden").resolve())
+    return os.environ.get("NB_GOLDEN_DIR") or str(Path("..", "shared", "golden").resolve())
 
 
-def _install(session: nox.Session, python: str, extras: str) -> None:
-    """torch (pinned, first), then this package with ``extras``, into the venv of ``python``.
+@contextlib.contextmanager
+def _install_lock():
+    """Two runs started together (two `invoke phase-d`) must not run pip in one environment at once."""
+    Path(".nox").mkdir(exist_ok=True)
+    with open(Path(".nox", "project.lock"), "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
 
-    Skipped when the stamp in the venv matches pyproject.toml, the pin and the index.
-    """
+
+def _installed_torch(session: nox.Session) -> str | None:
+    """The torch version in the environment, read from its metadata (no import), or None."""
+    out = session.run("python", "-c", "import importlib.metadata as m; print(m.version('torch'))", silent=True,
+                      success_codes=[0, 1], log=False)
+    last = out.strip().splitlines()[-1] if isinstance(out, str) and out.strip() else ""
+    return last if last[:1].isdigit() else None
+
+
+@nox.session(reuse_venv=True, default=False)
+def project(session: nox.Session) -> None:
+    """The shared environment (.nox/project): torch==2.13.0 CPU first, then this package with [test,pipeline]."""
     index = os.environ.get("NB_TORCH_INDEX_URL")
     index_args = ["--extra-index-url", index] if index else []
-    key = hashlib.sha256(
-        "\0".join([(ROOT / "pyproject.toml").read_text(), TORCH_PIN, extras, index or ""]).encode()
-    ).hexdigest()
-    stamp = Path(python).parent.parent / ".nb-install-stamp"
-    if stamp.exists() and stamp.read_text() == key:
-        session.log(f"dependencies up to date ({stamp})")
-        return
-    pip = [python, "-m", "pip", "install", "--quiet"]
-    session.run(*pip, TORCH_PIN, *index_args, external=True)
-    # The pin is repeated so that resolving the extras can never replace torch.
-    session.run(*pip, TORCH_PIN, "-e", f".[{extras}]", *index_args, external=True)
-    if "NB_TORCH_SPEC" not in os.environ:
-        session.run(python, "-c", CHECK_TORCH, external=True)
-    stamp.write_text(key)
+    build_requires = tomllib.loads(Path("pyproject.toml").read_text())["build-system"]["requires"]
+    with _install_lock():
+        have = _installed_torch(session)
+        fresh = have is None or have.split("+")[0] != TORCH_PIN.split("==")[-1] or "NB_TORCH_SPEC" in os.environ
+        if fresh:
+            session.log(f"installing {TORCH_PIN} first (CPU build, ~200 MB once), so no later resolve can pull "
+                        "a CUDA build; with it the build backend, so later refreshes need no build environment")
+            session.install(TORCH_PIN, *build_requires, *index_args, silent=False)
+            session.log("installing this package (editable) with its test and pipeline extras; torch stays pinned")
+            session.install(TORCH_PIN, "-e", ".[test,pipeline]", *index_args, silent=False)
+        else:  # a reused environment: refresh the editable install (picks up pyproject.toml changes), quietly
+            session.log(f"torch {have} is installed; refreshing this package's editable install (pip -q)")
+            session.install("-q", "--no-build-isolation", TORCH_PIN, "-e", ".[test,pipeline]", *index_args,
+                            silent=False)
+        if "NB_TORCH_SPEC" not in os.environ:
+            session.run("python", "-c", CHECK_TORCH)
 
 
-def _venv_python(session: nox.Session) -> str:
-    return str(Path(session.bin) / "python")
+def _in_project(session: nox.Session, *args, **kwargs) -> None:
+    """Run ``python ARGS`` in the `project` environment."""
+    session.run(str(PROJECT_BIN / "python"), *args, external=True, **kwargs)
 
 
-def _pipeline_python(session: nox.Session) -> str:
-    """Python of the shared evidence venv (.nox/pipeline-env), created and filled on first use."""
-    python = PIPELINE_VENV / "bin" / "python"
-    if not python.exists():
-        session.run(sys.executable, "-m", "venv", str(PIPELINE_VENV), external=True)
-    _install(session, str(python), "test,pipeline")
-    return str(python)
-
-
-def _bundle_args(session: nox.Session) -> list[str]:
-    """``--outdir DIR`` from the first positional argument or $OUTDIR, plus any further arguments."""
-    args = list(session.posargs)
-    if args and not args[0].startswith("-"):
-        return ["--outdir", args[0], *args[1:]]
-    if os.environ.get("OUTDIR"):
-        return ["--outdir", os.environ["OUTDIR"], *args]
-    session.error("give the bundle directory: `nox -s <session> -- OUTDIR` or `OUTDIR=... nox -s <session>`")
-
-
-def _step(session: nox.Session, step: str) -> None:
-    python = _pipeline_python(session)
-    session.run(python, "-m", "tools.phase_d", step, *_bundle_args(session), external=True)
-
-
-@nox.session(reuse_venv=True)
+@nox.session(venv_backend="none", requires=["project"])
 def tests(session: nox.Session) -> None:
     """Full test suite (what CI runs): pytest -q [ARGS]; NB_GOLDEN_DIR defaults to ../shared/golden."""
-    python = _venv_python(session)
-    # "pipeline" too: the tests of tools/ need matplotlib, invoke and nox (tasks.py and noxfile.py are tested).
-    _install(session, python, "test,pipeline")
     golden = _golden_dir()
     if not Path(golden).is_dir():
         session.warn(f"golden corpus not found at {golden}: golden-corpus tests will skip (set NB_GOLDEN_DIR)")
     # With a selection in ARGS, "no tests collected" (exit 5) is an answer, not a failure.
-    codes = [0, 5] if session.posargs else [0]
-    session.run(python, "-m", "pytest", "-q", *session.posargs, env={"NB_GOLDEN_DIR": golden},
-                success_codes=codes, external=True)
+    _in_project(session, "-m", "pytest", "-q", *session.posargs, env={"NB_GOLDEN_DIR": golden},
+                success_codes=[0, 5] if session.posargs else [0])
 
 
 @nox.session(reuse_venv=True)
@@ -111,58 +107,19 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", *(session.posargs or ["."]))
 
 
-@nox.session(venv_backend="none", default=False)
-def collect(session: nox.Session) -> None:
-    """Phase D: pytest --collect-only -q into OUTDIR/pytest_collect.log."""
-    _step(session, "collect")
+@nox.session(venv_backend="none", requires=["project"], default=False)
+def phase_d(session: nox.Session) -> None:
+    """Phase D evidence bundle: python -m tools.evidence.phase_d [run|STEP --outdir DIR|check] (default: run)."""
+    _in_project(session, "-m", "tools.evidence.phase_d", *(session.posargs or ["run"]))
 
 
-@nox.session(venv_backend="none", default=False)
-def parity(session: nox.Session) -> None:
-    """Phase D: the parity selector with NB_RUN_PARALLEL=1, NB_C_BIN, KMP_DUPLICATE_LIB_OK=TRUE; skipped = invalid."""
-    _step(session, "parity")
-
-
-@nox.session(venv_backend="none", default=False)
-def cli_c(session: nox.Session) -> None:
-    """Phase D: the C binary (NB_C_BIN) on the case in a fresh OUTDIR/cli/c_run; writes cli/c_weight.bin."""
-    _step(session, "cli_c")
-
-
-@nox.session(venv_backend="none", default=False)
-def cli_py(session: nox.Session) -> None:
-    """Phase D: our CLI on the case in a fresh OUTDIR/cli/py_run; writes cli/py_weight.bin."""
-    _step(session, "cli_py")
-
-
-@nox.session(venv_backend="none", default=False)
-def env(session: nox.Session) -> None:
-    """Phase D: OUTDIR/env.json (versions, git, C binary) and torch_env.txt (torch.utils.collect_env)."""
-    _step(session, "env")
-
-
-@nox.session(venv_backend="none", default=False)
-def metrics(session: nox.Session) -> None:
-    """Phase D: OUTDIR/metrics.json and compare.png from the two float images; blocks below the gate."""
-    _step(session, "metrics")
-
-
-@nox.session(venv_backend="none", default=False)
-def report(session: nox.Session) -> None:
-    """Phase D: OUTDIR/summary.md (+ blocking.md), the ledger Attempt and, on a clean PASS, the plan ticks."""
-    _step(session, "report")
-
-
-@nox.session(venv_backend="none", default=False)
+@nox.session(venv_backend="none", requires=["project"], default=False)
 def parity_matrix(session: nox.Session) -> None:
     """C-vs-PyTorch parity matrix: python -m tools.parity_matrix [ARGS] (--corpus --live --select ...)."""
-    python = _pipeline_python(session)
-    session.run(python, "-m", "tools.parity_matrix", *session.posargs, env={"NB_GOLDEN_DIR": _golden_dir()},
-                external=True)
+    _in_project(session, "-m", "tools.parity_matrix", *session.posargs, env={"NB_GOLDEN_DIR": _golden_dir()})
 
 
-@nox.session(venv_backend="none", default=False)
+@nox.session(venv_backend="none", requires=["project"], default=False)
 def bench(session: nox.Session) -> None:
     """Benchmarks vs the C program ($NB_C_BIN): python -m tools.bench [ARGS] -> reports/bench/<STAMP>/."""
-    python = _pipeline_python(session)
-    session.run(python, "-m", "tools.bench", *session.posargs, external=True)
+    _in_project(session, "-m", "tools.bench", *session.posargs)

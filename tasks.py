@@ -1,110 +1,110 @@
-"""invoke tasks: thin wrappers over the nox sessions and tools/ (docs/development/testing_strategy.md).
+"""invoke tasks: each calls Python functions of tools/ or runs ONE nox session (docs/development/testing_strategy.md).
 
-    invoke phase-d                  # one Phase D evidence bundle, ledger Attempt, plan ticks on PASS
+    invoke phase-d                  # one Phase D evidence bundle, ledger Attempt, plan ticks on a clean PASS
     invoke phase-d --dry-run        # print every command it would run; creates nothing
-    invoke tests / lint / metrics --outdir D / ledger / parity-matrix ...
+    invoke tests / lint / metrics --outdir D / ledger / parity-matrix / bench ...
+
+nox owns the environments (noxfile.py); the functions called here use only the standard library.
 """
 from __future__ import annotations
 
 import shlex
-import sys
-from pathlib import Path
 
 from invoke import Exit, task
 
-ROOT = Path(__file__).resolve().parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from tools import phase_d as pd
-from tools.case_config import ConfigError, load_case
+from tools import REPO
 from tools.cbin import resolve_c_binary
+from tools.evidence import ledger as led
+from tools.evidence import phase_d as pd
+from tools.evidence import report
+from tools.evidence.bundle import Bundle, BundleError
+from tools.evidence.case import ConfigError, load_case
+from tools.files import rel
 
 
-def _run(c, argv) -> tuple[int, str]:
-    """Run one command at the repo root, output shown live; never raises on a non-zero exit."""
-    with c.cd(str(ROOT)):
-        r = c.run(shlex.join(str(a) for a in argv), warn=True, pty=False)
-    return r.exited, (r.stdout or "") + (r.stderr or "")
+def _run(c, argv) -> int:
+    """Run one command at the repository root, its output shown live; return its exit code."""
+    with c.cd(str(REPO)):
+        return c.run(shlex.join(str(a) for a in argv), warn=True, pty=False).exited
 
 
-def _step_argv(step: str, outdir, python=None) -> list[str]:
-    return dict(pd.chain_commands(outdir, python))[step]
+def _phase_d_argv(python, *args) -> list[str]:
+    """``nox -s phase_d -- ARGS``, or ``PYTHON -m tools.evidence.phase_d ARGS`` with ``--python``."""
+    if python:
+        return [python, "-m", pd.STEP_MODULE, *args]
+    return ["nox", "-s", "phase_d", "--", *args]
 
 
 @task(help={
     "c_bin": "C nanoBragg binary (default: $NB_C_BIN, then nanoBragg on PATH); without one the run ends BLOCKED",
-    "python": "run the steps with this interpreter instead of the nox sessions (it needs torch and this package)",
+    "python": "run the chain with this interpreter instead of nox (it needs torch and this package installed)",
     "config": "case file (default: configs/phase_d_source_weights.toml)",
     "dry_run": "print the commands that would run; create nothing",
 })
 def phase_d(c, c_bin=None, python=None, config=None, dry_run=False):
-    """Phase D evidence: fresh UTC-stamped bundle, collect → parity → C CLI → PyTorch CLI → env → metrics →
-    summary → ledger. Exits 0 only for a PASS; otherwise the bundle holds blocking.md."""
+    """Phase D parity evidence: a new UTC-stamped bundle, its seven steps, a ledger Attempt; exit 0 only for PASS."""
     try:
-        cfg = load_case(config)
-    except ConfigError as exc:
+        if dry_run:
+            cfg = load_case(config)
+            outdir = cfg.resolve(cfg.bundle_root) / "<UTC STAMP>"
+            print("\n".join(pd.describe(cfg, outdir, resolve_c_binary(c_bin), python)))
+            return
+        flags = [f"--c-bin {c_bin}" if c_bin else "", f"--python {python}" if python else "",
+                 f"--config {config}" if config else ""]
+        b = pd.create_bundle(config, c_bin, invocation=" ".join(["invoke phase-d", *[f for f in flags if f]]))
+    except (BundleError, ConfigError) as exc:
         raise Exit(f"error: {exc}", code=2) from None
-    outdir = pd.new_outdir(cfg)
-    if dry_run:
-        print("\n".join(pd.describe(cfg, outdir, resolve_c_binary(c_bin), python)))
-        return
-    flags = [f"--c-bin {c_bin}" if c_bin else "", f"--python {python}" if python else "",
-             f"--config {config}" if config else ""]
-    invocation = " ".join(["invoke phase-d", *[f for f in flags if f]])
-    try:
-        pd.init_bundle(outdir, config, c_bin, invocation=invocation)
-    except pd.BundleError as exc:
-        raise Exit(f"error: {exc}", code=2) from None
-    code = pd.run_chain(outdir, pd.chain_commands(outdir, python), lambda argv: _run(c, argv))
-    raise Exit(f"Phase D {'PASS' if code == 0 else 'BLOCKED'}: {outdir}", code=code)
+    code = _run(c, _phase_d_argv(python, "run", "--outdir", rel(b.outdir)))
+    done = Bundle(b.outdir)
+    # The last line on the terminal says what happened and, for a block, what is missing and how to provide it
+    # (nox's own "failed" lines come before it).
+    raise Exit(report.outcome_line(done), code=0 if code == 0 and done.verdict() == "PASS" else (code or 1))
 
 
 @task(help={"outdir": "bundle directory", "python": "interpreter instead of nox"})
 def metrics(c, outdir, python=None):
-    """Metrics and gate for an existing bundle (metrics.json, compare.png)."""
-    code, _ = _run(c, _step_argv("metrics", outdir, python))
-    raise Exit(code=code)
+    """Re-run the metrics step of an existing bundle (metrics.json, compare.png, the gate)."""
+    raise Exit(code=_run(c, _phase_d_argv(python, "metrics", "--outdir", outdir)))
 
 
 @task(help={"outdir": "record this bundle: summary.md, ledger Attempt, plan ticks on a clean PASS",
             "item": "item to show when no --outdir is given", "python": "interpreter instead of nox"})
 def ledger(c, outdir=None, item="SOURCE-WEIGHT-001", python=None):
-    """Show an item's status and Attempts in docs/fix_plan.md, or record a bundle there (--outdir)."""
+    """Show an item's status and Attempts in docs/fix_plan.md, or record a bundle there with --outdir."""
     if outdir:
-        code, _ = _run(c, _step_argv("report", outdir, python))
-    else:
-        code, _ = _run(c, [sys.executable, "-m", "tools.ledger", "show", item])
-    raise Exit(code=code)
+        raise Exit(code=_run(c, _phase_d_argv(python, "report", "--outdir", outdir)))
+    text = (REPO / "docs" / "fix_plan.md").read_text(encoding="utf-8")
+    try:
+        print(f"[{item}] status: {led.item_status(text, item)}; attempts: {led.attempt_numbers(text, item) or 'none'}")
+    except led.LedgerError as exc:
+        raise Exit(f"error: {exc}", code=1) from None
 
 
 @task(help={"config": "case file"})
 def phase_d_check(c, config=None):
-    """Exit 0 iff a PASS Phase D bundle exists for the current code (for downstream tasks, e.g. profiling)."""
+    """Exit 0 iff a PASS Phase D bundle exists for the committed code (for downstream tasks, e.g. profiling)."""
     try:
         print(pd.passing_bundle_for_code(config))
-    except (pd.BundleError, ConfigError) as exc:
+    except (BundleError, ConfigError) as exc:
         raise Exit(f"error: {exc}", code=1) from None
 
 
 @task(help={"args": "extra pytest arguments, e.g. \"-k ledger\""})
 def tests(c, args=""):
-    """The full test suite, as CI runs it (nox -s tests)."""
-    code, _ = _run(c, ["nox", "-s", "tests", *(["--", *shlex.split(args)] if args else [])])
-    raise Exit(code=code)
+    """The full test suite, exactly as CI runs it (nox -s tests)."""
+    raise Exit(code=_run(c, ["nox", "-s", "tests", *(["--", *shlex.split(args)] if args else [])]))
 
 
 @task
 def lint(c):
-    """ruff check (nox -s lint)."""
-    code, _ = _run(c, ["nox", "-s", "lint"])
-    raise Exit(code=code)
+    """ruff check over the repository (nox -s lint)."""
+    raise Exit(code=_run(c, ["nox", "-s", "lint"]))
 
 
 @task(help={"corpus": "golden corpus directory", "live": "run the C binary live", "select": "case selection",
             "dtype": "float32|float64", "device": "cpu|cuda", "jobs": "parallel jobs", "outdir": "report directory"})
 def parity_matrix(c, corpus=None, live=False, select=None, dtype=None, device=None, jobs=None, outdir=None):
-    """C-vs-PyTorch parity matrix (nox -s parity_matrix -- ...; flags pass through to tools.parity_matrix)."""
+    """C-vs-PyTorch parity matrix over a corpus, worst case first (nox -s parity_matrix)."""
     argv = ["nox", "-s", "parity_matrix", "--"]
     for flag, value in (("--corpus", corpus), ("--select", select), ("--dtype", dtype), ("--device", device),
                         ("-j", jobs), ("--outdir", outdir)):
@@ -112,14 +112,13 @@ def parity_matrix(c, corpus=None, live=False, select=None, dtype=None, device=No
             argv += [flag, str(value)]
     if live:
         argv.append("--live")
-    code, _ = _run(c, argv)
-    raise Exit(code=code)
+    raise Exit(code=_run(c, argv))
 
 
 @task(help={"select": "case ids (space-separated)", "slow": "include cases marked slow (4096x4096)",
             "c_bin": "C nanoBragg binary (default: $NB_C_BIN)", "outdir": "report directory"})
 def bench(c, select=None, slow=False, c_bin=None, outdir=None):
-    """Benchmarks of our CLI vs the C program on the same cores (configs/bench.toml) -> reports/bench/<STAMP>/."""
+    """Benchmarks of our CLI against the C program on the same cores (nox -s bench, configs/bench.toml)."""
     argv = ["nox", "-s", "bench", "--"]
     if select:
         argv += ["--select", *select.split()]
@@ -129,5 +128,4 @@ def bench(c, select=None, slow=False, c_bin=None, outdir=None):
         argv += ["--c-bin", c_bin]
     if outdir:
         argv += ["--outdir", outdir]
-    code, _ = _run(c, argv)
-    raise Exit(code=code)
+    raise Exit(code=_run(c, argv))

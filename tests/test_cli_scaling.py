@@ -1,7 +1,7 @@
 """Intensity scaling through the command line: [SOURCE-WEIGHT-001] weighted source normalization.
 
 C nanoBragg reads the weight column of a -sourcefile and never uses it: every source counts once and the
-image is divided by the number of sources (docs/c-reference.md 5.1, golden case sourcefile_weights). The
+image is divided by the number of sources (golden case sourcefile_weights). The
 case (argv, fixtures, gate) comes from the Phase D config, $NB_PHASE_D_CONFIG or
 configs/phase_d_source_weights.toml, so this test and `invoke phase-d` check the same thing.
 """
@@ -16,14 +16,13 @@ import numpy as np
 import pytest
 
 from tools import hermetic
-from tools.case_config import REPO, load_case
 from tools.cbin import resolve_c_binary
+from tools.evidence.case import load_case
 from tools.metrics import compare_images, read_float_image, verdict
 
 CASE = load_case(os.environ.get("NB_PHASE_D_CONFIG") or None)
 HAVE_CLI = importlib.util.find_spec("nanobrag_torch.__main__") is not None
-PY_ENV = {**os.environ, "KMP_DUPLICATE_LIB_OK": "TRUE",
-          "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO), os.environ.get("PYTHONPATH", "")])}
+PY_ENV = {**os.environ, "KMP_DUPLICATE_LIB_OK": "TRUE"}
 
 
 def _render(argv, run_dir, floatfile, shape, env=None):

@@ -13,7 +13,6 @@ import pytest
 import torch
 
 from nanobrag_torch import config_from_argv
-from nanobrag_torch.config import DEFAULT_FLUENCE, R_E_SQR
 from nanobrag_torch.errors import UsageError
 from nanobrag_torch.sources import build_sources, divergence_grid
 
@@ -220,9 +219,10 @@ def test_default_detector():
 
 # ------------------------------------------------------------------------------------------- fluence
 def test_default_fluence_is_inverse_r_e_squared():
-    # C's default fluence is 1/r_e^2, so r_e^2 * fluence = 1 with defaults.
-    assert cfg().beam.fluence == DEFAULT_FLUENCE
-    assert R_E_SQR * DEFAULT_FLUENCE == pytest.approx(1.0, rel=1e-14)
+    # C's default fluence is 1/r_e^2 with its literal r_e^2 = 7.94079248018965e-30 m^2 (r_e = 2.818 fm, the
+    # classical electron radius): 1.25932e29 photons/m^2.
+    assert cfg().beam.fluence == pytest.approx(1 / 7.94079248018965e-30, rel=1e-12)
+    assert cfg().beam.fluence == pytest.approx(1 / 2.8179403262e-15**2, rel=1e-6)  # CODATA r_e, C's digits
 
 
 def test_fluence_from_flux_exposure_beamsize():

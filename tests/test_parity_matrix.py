@@ -132,6 +132,26 @@ def test_usage_errors_exit_two(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
+def test_a_report_directory_is_never_reused(tmp_path, capsys):
+    # An --outdir that exists (an earlier report) is refused with exit 2 and left as it was.
+    corpus = standard_corpus(tmp_path / "corpus")
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "index.html").write_text("earlier report")
+    assert _run(corpus, old, "--no-images") == 2
+    assert "already exists" in capsys.readouterr().err
+    assert sorted(p.name for p in old.iterdir()) == ["index.html"]
+    assert (old / "index.html").read_text() == "earlier report"
+
+
+def test_the_time_columns_say_what_they_measure(bundle):
+    # Issue 10.9: ours is a whole process measured now, C's the corpus's recorded whole-process time.
+    _, out, _ = bundle
+    md = (out / "index.md").read_text()
+    assert "| ours, whole run s | C, whole run s (recorded) |" in md
+    assert "C's as recorded with the corpus (another run, maybe another machine)" in md
+
+
 def test_live_mode_uses_the_rerun_reference(tmp_path):
     # With a "C binary" that is the same fake renderer, sum_off (wrong only in its recorded reference)
     # passes, so all 3 cases pass and the exit status is 0.

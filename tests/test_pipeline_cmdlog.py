@@ -1,4 +1,5 @@
-"""The bundle command log (tools.cmdlog): one line per command, `UTC time<TAB>exit code<TAB>command`."""
+"""The one runner and the bundle command log (tools.cmdlog): one line per command,
+`UTC time<TAB>exit code<TAB>command`, written so that it replays from the repository root."""
 from __future__ import annotations
 
 import re
@@ -9,6 +10,7 @@ import pytest
 from tools import cmdlog
 
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+ISO_STAMP = re.compile(r"^\d{8}T\d{6}Z$")
 
 
 def test_line_format_and_round_trip(tmp_path):
@@ -47,22 +49,44 @@ def test_malformed_log_line_names_its_number(tmp_path):
         cmdlog.read_commands(log)
 
 
-def test_run_logged_records_exit_code_and_output(tmp_path):
-    # The child prints and exits 3: the log has 3, the output file has the text, the tail too.
+def test_run_records_exit_code_output_and_new_files(tmp_path):
+    # The child prints, writes a file and exits 3: the log has 3, the output file has the text, the tail
+    # too, and the new file is listed; the env override is part of the logged command.
     log, out = tmp_path / "commands.txt", tmp_path / "out.log"
-    res = cmdlog.run_logged([sys.executable, "-c", "import sys; print('hello'); sys.exit(3)"], log,
-                            output_path=out, env={"EXTRA": "1"})
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "old.txt").write_text("x")
+    res = cmdlog.run([sys.executable, "-c", "import sys; open('new.bin', 'w'); print('hello'); sys.exit(3)"],
+                     cwd=work, log_path=log, output_path=out, env={"EXTRA": "1"})
     assert res.exit_code == 3 and "hello" in out.read_text() and res.tail == "hello"
+    assert res.new_files == ["new.bin"]
     (entry,) = cmdlog.read_commands(log)
-    assert entry.exit_code == 3 and entry.command.startswith("EXTRA=1 ")
+    assert entry.exit_code == 3 and entry.command.startswith(f"cd {work} && EXTRA=1 ")
 
 
-def test_run_logged_missing_program_is_127_and_timeout_is_124(tmp_path):
+def test_run_keeps_stderr_apart_when_asked(tmp_path):
+    res = cmdlog.run([sys.executable, "-c", "import sys; print('out'); print('err', file=sys.stderr)"],
+                     merge_stderr=False)
+    assert (res.stdout, res.stderr) == ("out\n", "err\n")
+
+
+def test_missing_program_is_127_and_timeout_is_124_like_the_shell(tmp_path):
     log = tmp_path / "commands.txt"
-    assert cmdlog.run_logged([str(tmp_path / "no-such-program")], log).exit_code == cmdlog.EXIT_NOT_FOUND == 127
-    slow = cmdlog.run_logged([sys.executable, "-c", "import time; time.sleep(10)"], log, timeout_s=0.5)
-    assert slow.exit_code == cmdlog.EXIT_TIMEOUT == 124 and "timeout" in slow.tail
+    assert cmdlog.run([str(tmp_path / "no-such-program")], log_path=log).exit_code == 127
+    slow = cmdlog.run([sys.executable, "-c", "import time; time.sleep(10)"], log_path=log, timeout_s=0.5)
+    assert slow.exit_code == 124 and slow.timed_out and "timeout" in slow.tail
     assert [c.exit_code for c in cmdlog.read_commands(log)] == [127, 124]
+
+
+def test_paths_inside_the_repository_are_logged_relative_to_where_the_command_runs(tmp_path):
+    # A venv's python at <root>/.nox/project/bin/python, run from <root>/reports/b/run, is written as
+    # ../../../.nox/project/bin/python: no machine-specific checkout path, and it replays from the root.
+    root = tmp_path / "repo"
+    run_dir = root / "reports" / "b" / "run"
+    line = cmdlog.format_command([str(root / ".nox/project/bin/python"), "-m", "x", "/opt/nanoBragg"],
+                                 cwd=run_dir, root=root)
+    assert line == "cd reports/b/run && ../../../.nox/project/bin/python -m x /opt/nanoBragg"
+    assert cmdlog.format_command([str(root / "tools" / "a.py")], root=root) == "tools/a.py"
 
 
 def test_tail_drops_c_progress_lines():
@@ -70,11 +94,22 @@ def test_tail_drops_c_progress_lines():
     assert cmdlog.tail_text("start\n 10% done\n 20% done\nERROR: x\n") == "start\nERROR: x"
 
 
+def test_fresh_dirs_are_never_shared(tmp_path):
+    # Two directories asked for in the same second get two stamps (the second waits for the next second);
+    # an explicit stamp that exists is refused.
+    from tools.files import fresh_dir
+
+    a, b = fresh_dir(tmp_path), fresh_dir(tmp_path)
+    assert a != b and a.is_dir() and b.is_dir() and ISO_STAMP.match(a.name) and ISO_STAMP.match(b.name)
+    with pytest.raises(FileExistsError):
+        fresh_dir(tmp_path, a.name)
+
+
 def test_git_state_ignores_files_the_pipeline_writes(tmp_path):
     # A modified ledger (written by the pipeline) does not make the code "dirty"; a modified source does.
     import subprocess
 
-    from tools.envcapture import git_state
+    from tools.evidence.envcapture import git_state
 
     def git(*a):
         subprocess.run(["git", *a], cwd=tmp_path, check=True, capture_output=True)

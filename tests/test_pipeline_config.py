@@ -1,11 +1,11 @@
-"""Case configuration files (tools.case_config) and the checked-in Phase D cases."""
+"""Case configuration files (tools.evidence.case) and the checked-in Phase D cases."""
 from __future__ import annotations
 
 import pytest
 
-from tools import hermetic
-from tools.case_config import DEFAULT_CONFIG, REPO, ConfigError, load_case
-from tools.phase_d import check_case
+from tools import REPO, hermetic
+from tools.evidence.case import DEFAULT_CONFIG, ConfigError, load_case
+from tools.evidence.phase_d import check_case
 
 COMMENTED = REPO / "configs" / "phase_d_source_weights_commented.toml"
 

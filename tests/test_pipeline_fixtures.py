@@ -1,4 +1,4 @@
-"""Checked-in Phase A/D fixtures and the MOSFLM matrix writer that made A.mat (tools.mosflm_matrix)."""
+"""Checked-in Phase D fixtures (configs/fixtures/) and the MOSFLM matrix writer that made A.mat."""
 from __future__ import annotations
 
 import os
@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tools import REPO
 from tools import mosflm_matrix as mm
-from tools.case_config import REPO, load_case
+from tools.evidence.case import load_case
 
-FIXTURES = REPO / "reports/2025-11-source-weights/phase_a/20251009T071821Z/fixtures"
+FIXTURES = REPO / "configs" / "fixtures" / "source_weights"
 GOLDEN = Path(os.environ.get("NB_GOLDEN_DIR") or REPO.parent / "shared" / "golden")
 
 

@@ -26,7 +26,7 @@ def test_clean_command_has_no_hazard(tmp_path):
 
 
 def test_implicit_oversample_is_flagged(tmp_path):
-    # Without -oversample C picks the sub-pixel count from the spot size (c-reference 2.8).
+    # Without -oversample C picks the sub-pixel count from the spot size.
     d = _dir(tmp_path, A_mat="1 0 0 0 1 0 0 0 1\n")
     assert codes(["-mat", "A.mat", "-default_F", "100"], d) == ["oversample_implicit"]
 
@@ -56,7 +56,7 @@ def test_crlf_and_missing_final_newline_in_source_file(tmp_path):
 
 
 def test_missing_mat_is_flagged(tmp_path):
-    # C ignores an unreadable -mat silently and writes a NaN image with exit 0 (c-reference 4.1).
+    # C skips an unreadable -mat silently: an all-NaN image, exit 0 (golden record rec_missing_mat_nan_image).
     assert codes(BASE, _dir(tmp_path)) == ["mat_missing"]
 
 

@@ -10,9 +10,9 @@ import math
 import numpy as np
 import pytest
 
-from tools.case_config import load_case
+from tools.evidence.case import load_case
+from tools.evidence.steps import image_facts
 from tools.metrics import compare_images, verdict
-from tools.phase_d import image_facts
 
 GATE = load_case().gate
 

@@ -1,4 +1,4 @@
-"""The Phase D pipeline end to end with fake C and PyTorch programs (tools.phase_d, tasks.py, noxfile.py).
+"""The Phase D pipeline end to end with fake C and PyTorch programs (tools.evidence, tasks.py, noxfile.py).
 
 The fakes write a smooth 16x16 float image (or fail in a chosen way, set by $FAKE_C / $FAKE_PY), the parity
 "selector" is a tiny test file that checks the environment the pipeline must give it, and the ledger and
@@ -16,8 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from tools import cmdlog, ledger, phase_d
-from tools.case_config import DEFAULT_CONFIG, REPO, load_case
+from tools import REPO, cmdlog
+from tools.evidence import ledger, phase_d, steps
+from tools.evidence.bundle import Bundle, BundleError
+from tools.evidence.case import DEFAULT_CONFIG, load_case
+from tools.files import write_json
+
+COMMENTED_FIXTURE = "configs/fixtures/source_weights/two_sources.txt"
 
 FAKE = r'''
 import os, struct, sys
@@ -130,20 +135,28 @@ def case(tmp_path):
 
 def _stub_env(b):
     """Environment step without torch: the real one is exercised by test_pass_bundle_end_to_end."""
-    phase_d.write_json(b.p("env.json"), {"stub": True})
+    write_json(b.p("env.json"), {"stub": True})
     b.p("torch_env.txt").write_text("stub\n")
     b.record("env", "ok", "stubbed in tests")
     return 0
 
 
-def run_inprocess(cfg_path, c_bin, monkeypatch, stamp="S1", runner=None):
-    monkeypatch.setitem(phase_d.STEP_FUNCS, "env", _stub_env)
+def _result(argv, code, output=""):
+    return cmdlog.RunResult(list(argv), cmdlog.format_command(argv), None, code, output, "", 0.0)
+
+
+def in_process(argv):
+    """Run a chain command (``python -m tools.evidence.phase_d STEP --outdir DIR``) in this process."""
+    return _result(argv, phase_d.run_step(argv[3], argv[5]))
+
+
+def run_inprocess(cfg_path, c_bin, monkeypatch, stamp="S1", runner=in_process):
+    monkeypatch.setitem(steps.STEP_FUNCS, "env", _stub_env)
     cfg = load_case(cfg_path)
-    outdir = phase_d.new_outdir(cfg, stamp=stamp)
+    outdir = cfg.resolve(cfg.bundle_root) / stamp
     phase_d.init_bundle(outdir, cfg_path, c_bin)
-    runner = runner or (lambda argv: (phase_d.run_step(argv[3], argv[5]), ""))
     code = phase_d.run_chain(outdir, phase_d.chain_commands(outdir, python=sys.executable), runner)
-    return code, phase_d.Bundle(outdir)
+    return code, Bundle(outdir)
 
 
 def statuses(b):
@@ -158,7 +171,7 @@ def test_pass_bundle_end_to_end(case):
     # The real command line, every step a subprocess, the real environment capture: a complete PASS bundle.
     cfg = case()
     outdir = case.tmp / "bundles" / "S1"
-    proc = subprocess.run([sys.executable, "-m", "tools.phase_d", "run", "--config", str(cfg), "--c-bin",
+    proc = subprocess.run([sys.executable, "-m", "tools.evidence.phase_d", "run", "--config", str(cfg), "--c-bin",
                            str(case.fake), "--outdir", str(outdir)], cwd=REPO, capture_output=True, text=True,
                           timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -197,6 +210,30 @@ def test_pass_bundle_end_to_end(case):
     assert plan.count(f"— evidence: `{outdir}/`") == 5
 
 
+def test_two_runs_started_together_give_two_bundles_and_two_ordered_attempts(case):
+    # Issue 12.3: two `phase_d run` processes on one case at the same moment (the real command line, fake
+    # programs). Both take a stamp in the same second, so one must move to the next second's directory;
+    # both bundles are complete; the ledger gets Attempts #1 and #2, one per bundle, in file order, and
+    # the plan's evidence is the bundle of the later Attempt.
+    cfg = case()
+    cmd = [sys.executable, "-m", "tools.evidence.phase_d", "run", "--config", str(cfg), "--c-bin", str(case.fake)]
+    procs = [subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    bundles = sorted((case.tmp / "bundles").iterdir())
+    assert len(bundles) == 2 and bundles[0].name != bundles[1].name
+    for d in bundles:
+        assert all((d / name).is_file() for name in REQUIRED_FILES), d
+        assert Bundle(d).step("report")["verdict"] == "PASS"
+    text = (case.tmp / "fix_plan.md").read_text()
+    assert attempts(case) == [1, 2] and text.count("#### Attempt #") == 2
+    by_attempt = {Bundle(d).step("report")["attempt"]: d for d in bundles}
+    assert sorted(by_attempt) == [1, 2]
+    assert text.index(f"Bundle: `{by_attempt[1]}/`") < text.index(f"Bundle: `{by_attempt[2]}/`")
+    assert (case.tmp / "plan.md").read_text().count(f"`{by_attempt[2]}/`") == 5
+
+
 def test_second_run_is_a_new_bundle_and_attempt(case, monkeypatch):
     cfg = case()
     assert run_inprocess(cfg, case.fake, monkeypatch, stamp="S1")[0] == 0
@@ -204,7 +241,7 @@ def test_second_run_is_a_new_bundle_and_attempt(case, monkeypatch):
     assert code == 0 and attempts(case) == [1, 2]
     plan = (case.tmp / "plan.md").read_text()
     assert plan.count(f"`{b2.outdir}/`") == 5 and "/S1/" not in plan  # evidence points at the newest bundle
-    with pytest.raises(phase_d.BundleError, match="already exists"):  # a stamp is never reused
+    with pytest.raises(BundleError, match="already exists"):  # a stamp is never reused
         phase_d.init_bundle(b2.outdir, cfg, case.fake)
 
 
@@ -242,7 +279,7 @@ def test_invalid_c_image_blocks(case, monkeypatch, mode, reason):
     assert code == 1 and statuses(b)["cli_c"] == "blocked" and reason in b.step("cli_c")["reason"]
 
 
-def test_missing_c_binary_still_runs_every_pytorch_step(case, monkeypatch):
+def test_missing_c_binary_still_runs_every_pytorch_step(case, monkeypatch, capsys):
     code, b = run_inprocess(case(), case.tmp / "no-nanoBragg-here", monkeypatch)
     assert code == 1
     st = statuses(b)
@@ -251,7 +288,44 @@ def test_missing_c_binary_still_runs_every_pytorch_step(case, monkeypatch):
     assert b.p("cli", "py_weight.bin").stat().st_size == 16 * 16 * 4
     blocking = b.p("blocking.md").read_text()
     assert "## No C binary" in blocking and "export NB_C_BIN=/path/to/nanoBragg" in blocking
-    assert "— BLOCKED" in (case.tmp / "fix_plan.md").read_text()
+    # The terminal's last line names what is missing and how to provide it.
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("Phase D BLOCKED by the environment, not by the code: C binary")
+    assert "does not exist" in last and "export NB_C_BIN=/path/to/nanoBragg" in last and "Attempt #1" in last
+
+
+def _after_a_pass(case):
+    """The tmp ledger and plan as a PASS Attempt #1 leaves them: the item done, the D items ticked."""
+    done = "done — Phase D parity evidence PASS (Attempt #1, 2026-01-01, `reports/x/S0/`)"
+    text = LEDGER.replace("- Status: open — Phase D parity evidence not captured yet", f"- Status: {done}")
+    (case.tmp / "fix_plan.md").write_text(text.replace("(no attempts yet)", "#### Attempt #1 — t — PASS\n- b"))
+    plan = ledger.tick_items(PLAN, ["D1", "D2", "D3", "D4", "D5"], "reports/x/S0/")
+    (case.tmp / "plan.md").write_text(plan)
+    return done, plan
+
+
+def test_an_environment_block_is_recorded_but_keeps_the_items_status(case, monkeypatch):
+    # Issue 10.1: after a PASS, a run without a C binary gets its Attempt (#2, marked as an environment
+    # block) but the item stays done with the PASS bundle as its evidence, and the plan keeps its ticks:
+    # a missing binary says nothing about the code.
+    done, plan = _after_a_pass(case)
+    code, b = run_inprocess(case(), case.tmp / "no-nanoBragg-here", monkeypatch, stamp="S2")
+    assert code == 1
+    text = (case.tmp / "fix_plan.md").read_text()
+    assert attempts(case) == [1, 2]
+    assert text.split("#### Attempt #2 — ")[1].splitlines()[0].endswith("— BLOCKED (environment: no C binary)")
+    assert ledger.item_status(text, "SOURCE-WEIGHT-001") == done
+    assert (case.tmp / "plan.md").read_text() == plan
+    assert b.step("report")["environment_block"] is True
+
+
+def test_a_real_failure_after_a_pass_does_change_the_status(case, monkeypatch):
+    # The contrast to the environment block: a failing C run is a failed attempt and the status says so.
+    _after_a_pass(case)
+    monkeypatch.setenv("FAKE_C", "exit3")
+    assert run_inprocess(case(), case.fake, monkeypatch, stamp="S2")[0] == 1
+    status = ledger.item_status((case.tmp / "fix_plan.md").read_text(), "SOURCE-WEIGHT-001")
+    assert status.startswith("blocked — Phase D Attempt #2") and "cli_c" in status
 
 
 def test_gate_failure_is_recorded_as_an_anomaly(case, monkeypatch):
@@ -269,8 +343,7 @@ def test_gate_failure_is_recorded_as_an_anomaly(case, monkeypatch):
 def test_commented_fixture_runs_and_is_flagged(case, monkeypatch):
     # The fakes ignore the file, so the gate passes; the '#' lines are still flagged and the plan is not
     # ticked: a flagged run is not clean evidence.
-    src = "reports/2025-11-source-weights/phase_a/20251009T071821Z/fixtures/two_sources.txt"
-    code, b = run_inprocess(case(source=src), case.fake, monkeypatch)
+    code, b = run_inprocess(case(source=COMMENTED_FIXTURE), case.fake, monkeypatch)
     assert code == 0
     summary = b.p("summary.md").read_text()
     assert "⚠ two_sources.txt has '#' lines [1, 2]" in summary
@@ -283,16 +356,15 @@ def test_input_flags_are_reported_even_when_the_run_stops_early(case, monkeypatc
     # The inputs are checked before anything runs, so a run blocked at the parity test still names the
     # '#' lines as a likely cause.
     monkeypatch.setenv("FAKE_PARITY", "skip")
-    src = "reports/2025-11-source-weights/phase_a/20251009T071821Z/fixtures/two_sources.txt"
-    code, b = run_inprocess(case(source=src), case.fake, monkeypatch)
+    code, b = run_inprocess(case(source=COMMENTED_FIXTURE), case.fake, monkeypatch)
     assert code == 1 and [h["code"] for h in b.run["preflight"]["hazards"]] == ["source_comments"]
     assert "## Input flags (a likely cause)" in b.p("blocking.md").read_text()
     assert "⚠ two_sources.txt has '#' lines [1, 2]" in b.p("summary.md").read_text()
 
 
 def test_a_missing_input_refuses_the_case(case):
-    cfg = case(source="reports/no-such-fixture.txt")
-    with pytest.raises(phase_d.BundleError, match="does not exist"):
+    cfg = case(source="configs/fixtures/no-such-fixture.txt")
+    with pytest.raises(BundleError, match="does not exist"):
         phase_d.init_bundle(case.tmp / "bundles" / "X", cfg, case.fake)
     assert not (case.tmp / "bundles").exists()
 
@@ -301,20 +373,20 @@ def test_a_step_command_that_dies_before_recording_is_recorded_by_the_chain(case
     # e.g. `nox -s cli_c` failing to build its environment: the chain records the command and its output.
     def runner(argv):
         if argv[3] == "cli_c":
-            return 2, "nox > Session cli_c failed."
-        return phase_d.run_step(argv[3], argv[5]), ""
+            return _result(argv, 2, "Traceback (most recent call last):\nImportError: cannot import torch")
+        return in_process(argv)
 
     code, b = run_inprocess(case(), case.fake, monkeypatch, runner=runner)
     assert code == 1
     entry = b.step("cli_c")
-    assert entry["status"] == "blocked" and entry["exit_code"] == 2 and "Session cli_c failed" in entry["tail"]
+    assert entry["status"] == "blocked" and entry["exit_code"] == 2 and "cannot import torch" in entry["tail"]
     assert statuses(b)["cli_py"] == "skipped"
     assert any(c.exit_code == 2 and " cli_c " in c.command for c in cmdlog.read_commands(b.commands))
 
 
 def test_unknown_ledger_item_is_refused_before_anything_runs(case):
     cfg = case(item="NOPE-001")
-    with pytest.raises(phase_d.BundleError, match=r"unknown ledger item \[NOPE-001\]"):
+    with pytest.raises(BundleError, match=r"unknown ledger item \[NOPE-001\]"):
         phase_d.init_bundle(case.tmp / "bundles" / "X", cfg, case.fake)
     assert not (case.tmp / "bundles").exists()
 
@@ -339,24 +411,41 @@ def test_dry_run_prints_every_command_and_creates_nothing(case, capsys):
 
 
 @pytest.mark.skipif(importlib.util.find_spec("invoke") is None, reason="invoke not installed")
-def test_invoke_phase_d_dry_run_chains_the_nox_sessions(case):
+def test_invoke_phase_d_dry_run_lists_the_steps_in_order(case):
     cfg = case()
     proc = subprocess.run([sys.executable, "-m", "invoke", "phase-d", "--dry-run", "--config", str(cfg),
                            "--c-bin", str(case.fake)], cwd=REPO, capture_output=True, text=True, timeout=60,
                           check=False)
     assert proc.returncode == 0, proc.stderr
-    sessions = [ln.split()[2] for ln in proc.stdout.splitlines() if ln.startswith("nox -s ")]
-    assert sessions == ["collect", "parity", "cli_c", "cli_py", "env", "metrics", "report"]
+    steps_run = [ln.split()[3] for ln in proc.stdout.splitlines() if " -m tools.evidence.phase_d " in ln]
+    assert steps_run == ["collect", "parity", "cli_c", "cli_py", "env", "metrics", "report"]
     assert not (case.tmp / "bundles").exists()
 
 
+@pytest.mark.skipif(importlib.util.find_spec("invoke") is None, reason="invoke not installed")
+def test_invoke_list_shows_whole_descriptions():
+    # Issue 10.9: `invoke -l` shows each task's first docstring line, so that line must be a whole sentence.
+    import tasks
+
+    for name in ("phase_d", "metrics", "ledger", "phase_d_check", "tests", "lint", "parity_matrix", "bench"):
+        first = getattr(tasks, name).__doc__.strip().splitlines()[0]
+        assert first.endswith(".") or first.endswith(")"), (name, first)
+
+
 @pytest.mark.skipif(importlib.util.find_spec("nox") is None, reason="nox not installed")
-def test_nox_lists_the_required_sessions():
+def test_nox_sessions_share_one_environment():
+    # Every job that needs torch runs in the `project` session's environment (torch installed once); the
+    # sessions listed are the README's and tasks.py's.
     proc = subprocess.run([sys.executable, "-m", "nox", "-l"], cwd=REPO, capture_output=True, text=True,
                           timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
-    listed = {ln[2:].split(" -> ")[0] for ln in proc.stdout.splitlines() if ln[:2] in ("* ", "- ")}
-    assert {"tests", "collect", "parity", "cli_c", "cli_py", "metrics", "lint", "parity_matrix"} <= listed
+    sessions = {ln[2:].split(" -> ")[0] for ln in proc.stdout.splitlines() if ln[:2] in ("* ", "- ")}
+    assert {"project", "tests", "lint", "phase_d", "parity_matrix", "bench"} == sessions
+    import noxfile
+
+    for name in ("tests", "phase_d", "parity_matrix", "bench"):
+        func = getattr(noxfile, name)
+        assert func.requires == ["project"] and func.venv_backend == "none", name
 
 
 def _git(repo, *args):
@@ -378,12 +467,12 @@ def test_downstream_gate_wants_a_pass_bundle_of_the_current_code(case, tmp_path)
     cfg = case()
     bundle = case.tmp / "bundles" / "20250101T000000Z"
     bundle.mkdir(parents=True)
-    phase_d.write_json(bundle / "status.json", {"steps": [{"step": "report", "status": "ok", "verdict": "PASS"}]})
-    phase_d.write_json(bundle / "env.json", {"git": {"sha": sha.strip(), "dirty": False, "changed": []}})
+    write_json(bundle / "status.json", {"steps": [{"step": "report", "status": "ok", "verdict": "PASS"}]})
+    write_json(bundle / "env.json", {"git": {"sha": sha.strip(), "dirty": False, "changed": []}})
     assert phase_d.passing_bundle_for_code(cfg, root=repo) == bundle
     (repo / "src" / "a.py").write_text("x = 2\n")
-    with pytest.raises(phase_d.BundleError, match="uncommitted"):
+    with pytest.raises(BundleError, match="uncommitted"):
         phase_d.passing_bundle_for_code(cfg, root=repo)
     _git(repo, "commit", "-q", "-am", "change")
-    with pytest.raises(phase_d.BundleError, match="no passing Phase D bundle"):
+    with pytest.raises(BundleError, match="no passing Phase D bundle"):
         phase_d.passing_bundle_for_code(cfg, root=repo)

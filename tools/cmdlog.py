@@ -1,27 +1,31 @@
-"""The one command log of an evidence bundle: ``commands.txt``, and the runner that writes it.
+"""The one subprocess runner of the tools, the command log it writes, and the UTC stamp.
 
-Every command a pipeline step runs goes through :func:`run_logged`, which appends exactly one line::
+Every command a tool runs goes through :func:`run`, which returns one :class:`RunResult` and, given a log,
+appends exactly one line to it (a bundle's ``commands.txt``)::
 
     <UTC start time, ISO 8601 with Z>\t<exit code>\t<command as a reproducible shell line>
 
 The command line is written so that it can be pasted into a shell at the repository root: a working
-directory other than the root becomes ``cd <dir> &&``, and environment overrides are written as
-``VAR=value`` prefixes. Exit codes: the process status; 124 for a timeout (like coreutils ``timeout``);
-127 when the program could not be started (missing binary, like the shell).
+directory other than the root becomes ``cd <dir> &&``, environment overrides are written as ``VAR=value``
+prefixes, and an absolute path inside the repository is written relative to where the command runs, so a
+log names no machine-specific checkout. Exit codes: the process status; 124 for a timeout (like coreutils
+``timeout``); 127 when the program could not be started (missing binary, like the shell).
 """
 from __future__ import annotations
 
 import os
 import shlex
 import subprocess
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 EXIT_TIMEOUT = 124
 EXIT_NOT_FOUND = 127
 TAIL_LINES = 40
+TAIL_CHARS = 2000  # of stdout/stderr kept in a JSON summary of a run
 
 
 def utc_now() -> str:
@@ -29,26 +33,38 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def utc_stamp() -> str:
-    """Current UTC time as a bundle stamp ``YYYYMMDDTHHMMSSZ`` (same as ``date -u +%Y%m%dT%H%M%SZ``)."""
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+def utc_stamp(now: datetime | None = None) -> str:
+    """UTC time as a bundle stamp ``YYYYMMDDTHHMMSSZ`` (same as ``date -u +%Y%m%dT%H%M%SZ``)."""
+    return (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _portable(arg: str, base: Path, root: Path) -> str:
+    """An absolute path inside ``root`` written relative to ``base`` (where the command runs); else as is."""
+    if not arg.startswith("/"):
+        return arg
+    p = os.path.abspath(arg)  # not resolve(): a venv's bin/python is a symlink to outside the repository
+    if not Path(p).is_relative_to(root):
+        return arg
+    return os.path.relpath(p, base)
 
 
 def format_command(argv, cwd=None, env=None, root=None) -> str:
-    """One shell line reproducing ``argv`` run in ``cwd`` with extra ``env``, relative to ``root``."""
+    """One shell line reproducing ``argv`` run in ``cwd`` with extra ``env``, from the repository ``root``."""
     parts = []
+    root_p = Path(os.path.abspath(root)) if root is not None else None
+    base = Path(os.path.abspath(cwd)) if cwd is not None else root_p
     if cwd is not None:
-        cwd = Path(cwd)
-        if root is not None:
-            try:
-                cwd = cwd.resolve().relative_to(Path(root).resolve())
-            except ValueError:
-                pass
-        if str(cwd) not in ("", "."):
-            parts.append(f"cd {shlex.quote(str(cwd))} &&")
+        shown = Path(cwd)
+        if root_p is not None and base.is_relative_to(root_p):
+            shown = base.relative_to(root_p)
+        if str(shown) not in ("", "."):
+            parts.append(f"cd {shlex.quote(str(shown))} &&")
+    args = [str(a) for a in argv]
+    if root_p is not None:
+        args = [_portable(a, base, root_p) for a in args]
     for key, value in (env or {}).items():
         parts.append(f"{key}={shlex.quote(str(value))}")
-    parts.append(shlex.join(str(a) for a in argv))
+    parts.append(shlex.join(args))
     # A command log line must stay one line: newlines and tabs inside arguments are escaped by shlex
     # quoting only partially, so replace them visibly.
     return " ".join(parts).replace("\t", "\\t").replace("\n", "\\n")
@@ -61,7 +77,7 @@ def log_command(log_path, exit_code: int, command: str, started: str | None = No
     line = f"{started or utc_now()}\t{int(exit_code)}\t{command}"
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "a", encoding="utf-8") as fh:
+    with open(log_path, "a", encoding="utf-8") as fh:  # one short write in append mode: lines never interleave
         fh.write(line + "\n")
     return line
 
@@ -87,49 +103,92 @@ def read_commands(log_path) -> list[LoggedCommand]:
     return out
 
 
-@dataclass(frozen=True)
-class RunResult:
-    exit_code: int
-    command: str
-    output_path: Path | None
-    tail: str
-    wall_s: float
-
-
 def tail_text(text: str, lines: int = TAIL_LINES) -> str:
     """Last ``lines`` lines of ``text`` without C progress lines (``NN% done``)."""
     kept = [ln for ln in text.splitlines() if not ln.strip().endswith("% done")]
     return "\n".join(kept[-lines:])
 
 
-def run_logged(argv, log_path, *, cwd=None, env=None, output_path=None, timeout_s: float | None = None,
-               root=None) -> RunResult:
-    """Run ``argv`` (stdout and stderr merged into ``output_path``), log it, return its exit code and tail.
+@dataclass
+class RunResult:
+    """One finished command: what ran, where, how it ended, what it printed and which files it created."""
+
+    argv: list[str]
+    command: str  # the reproducible shell line (format_command)
+    cwd: str | None
+    exit_code: int  # EXIT_TIMEOUT after a timeout, EXIT_NOT_FOUND when it could not start
+    stdout: str  # stdout, with stderr merged in unless the run kept them apart
+    stderr: str
+    wall_s: float
+    timed_out: bool = False
+    new_files: list[str] = field(default_factory=list)  # files in cwd afterwards that were not there before
+
+    @property
+    def tail(self) -> str:
+        return tail_text(self.stdout + self.stderr)
+
+    def summary(self) -> dict:
+        """A JSON-able record with the output cut to its last TAIL_CHARS characters."""
+        d = asdict(self)
+        d["stdout"], d["stderr"] = self.stdout[-TAIL_CHARS:], self.stderr[-TAIL_CHARS:]
+        return d
+
+
+def _stream(argv, cwd, env) -> tuple[int, str]:
+    """Run with stdout+stderr echoed live to our stdout; return (exit code, everything it printed)."""
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, errors="replace")
+    chunks = []
+    for line in proc.stdout:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+        chunks.append(line)
+    return proc.wait(), "".join(chunks)
+
+
+def run(argv, *, cwd=None, env=None, timeout_s: float | None = None, merge_stderr: bool = True,
+        stream: bool = False, log_path=None, output_path=None, root=None) -> RunResult:
+    """Run ``argv``; never raises for the command's own failure (see the exit codes in the module doc).
 
     ``env`` holds overrides on top of the current environment; they are part of the logged command.
+    ``stream`` echoes the output live (merged, no timeout); ``output_path`` receives the merged output;
+    ``log_path`` gets the one command-log line; ``root`` makes the logged line repository-relative.
     """
+    if stream and (timeout_s is not None or not merge_stderr):
+        raise ValueError("a streamed run has merged output and no timeout")
+    argv = [str(a) for a in argv]
     started = utc_now()
     command = format_command(argv, cwd=cwd, env=env, root=root)
-    full_env = dict(os.environ)
-    full_env.update({k: str(v) for k, v in (env or {}).items()})
+    full_env = {**os.environ, **{k: str(v) for k, v in (env or {}).items()}}
+    track = cwd is not None and Path(cwd).is_dir()
+    before = {p.name for p in Path(cwd).iterdir()} if track else set()
     t0 = time.monotonic()
-    text = ""
+    timed_out, out, err = False, "", ""
     try:
-        proc = subprocess.run([str(a) for a in argv], cwd=cwd, env=full_env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, timeout=timeout_s, check=False)
-        code = proc.returncode
-        text = proc.stdout.decode("utf-8", errors="replace")
+        if stream:
+            code, out = _stream(argv, cwd, full_env)
+        else:
+            proc = subprocess.run(argv, cwd=cwd, env=full_env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
+                                  timeout=timeout_s, check=False)
+            code = proc.returncode
+            out = proc.stdout.decode("utf-8", errors="replace")
+            err = (proc.stderr or b"").decode("utf-8", errors="replace")
     except subprocess.TimeoutExpired as exc:
-        code = EXIT_TIMEOUT
-        text = (exc.stdout or b"").decode("utf-8", errors="replace")
-        text += f"\n[pipeline] killed after {timeout_s} s timeout\n"
-    except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
+        code, timed_out = EXIT_TIMEOUT, True
+        out = (exc.stdout or b"").decode("utf-8", errors="replace")
+        err = (exc.stderr or b"").decode("utf-8", errors="replace")
+        out += f"\n[tools] killed after {timeout_s} s timeout\n"
+    except OSError as exc:  # missing program, not executable, bad cwd
         code = EXIT_NOT_FOUND
-        text = f"[pipeline] cannot start {argv[0]}: {exc}\n"
+        msg = f"[tools] cannot start {argv[0]}: {exc}\n"
+        out, err = (msg, "") if merge_stderr else ("", msg)
     wall = time.monotonic() - t0
+    new = sorted(p.name for p in Path(cwd).iterdir() if p.name not in before) if track else []
     if output_path is not None:
         output_path = Path(output_path)
         output_path.parent.mkdir(parents=True, exist_ok=True)
-        output_path.write_text(text, encoding="utf-8")
-    log_command(log_path, code, command, started)
-    return RunResult(code, command, output_path, tail_text(text), wall)
+        output_path.write_text(out + err, encoding="utf-8")
+    if log_path is not None:
+        log_command(log_path, code, command, started)
+    return RunResult(argv, command, None if cwd is None else str(cwd), code, out, err, wall, timed_out, new)

@@ -19,20 +19,18 @@ import math
 import os
 import re
 import shlex
-import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from tools import REPO, cmdlog
 from tools import thresholds as th
+from tools.cmdlog import RunResult
 from tools.hermetic import prepare_run_dir
 from tools.metrics import compare_images, read_float_image, verdict
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # Feature tags of cases whose images depend on C's random-number streams.
 RNG_TAGS = ("mosaic_domains", "misset_random", "noise")
@@ -40,8 +38,6 @@ RNG_TAGS = ("mosaic_domains", "misset_random", "noise")
 OUTPUT_KINDS = ("floatfile", "intfile", "noisefile", "pgmfile", "dumpfile")
 # SMV header keys that carry a date or time and are not compared.
 _DATE_KEY = re.compile(r"DATE|TIME", re.IGNORECASE)
-# Characters of stderr kept in a result (the tail; enough for a traceback's last lines).
-STDERR_TAIL = 2000
 
 
 # --------------------------------------------------------------------------------------------- corpus
@@ -115,7 +111,7 @@ class Corpus:
 def default_corpus_dir() -> Path:
     """$NB_GOLDEN_DIR, else ``../shared/golden`` relative to the repository root."""
     env = os.environ.get("NB_GOLDEN_DIR")
-    return Path(env) if env else (REPO_ROOT.parent / "shared" / "golden")
+    return Path(env) if env else (REPO.parent / "shared" / "golden")
 
 
 def load_corpus(root: str | Path) -> Corpus:
@@ -169,26 +165,6 @@ def select_cases(cases: list[Case], select=None, exclude_tags=()) -> list[Case]:
 
 
 # ---------------------------------------------------------------------------------------------- runs
-@dataclass
-class RunResult:
-    """One process run in a hermetic directory."""
-
-    cmd: list[str]
-    cwd: str
-    exit_code: int | None  # None when it timed out
-    stdout: str
-    stderr: str
-    wall_s: float
-    timed_out: bool
-    new_files: list[str]  # files in cwd after the run that were not inputs
-
-    def summary(self) -> dict:
-        d = asdict(self)
-        d["stdout"] = self.stdout[-STDERR_TAIL:]
-        d["stderr"] = self.stderr[-STDERR_TAIL:]
-        return d
-
-
 def default_py_cmd() -> list[str]:
     """Command that runs our simulator: $NB_PY_CMD (shell-split) or ``<this python> -m nanobrag_torch``."""
     env = os.environ.get("NB_PY_CMD")
@@ -205,35 +181,13 @@ def stage_inputs(corpus: Corpus, case: Case, workdir: Path) -> list[dict]:
 
 
 def run_in_dir(cmd: list[str], workdir: Path, *, timeout: float, env: dict | None = None) -> RunResult:
-    """Run ``cmd`` in ``workdir`` with a timeout; capture everything; list the files it created."""
-    before = {p.name for p in workdir.iterdir()}
-    full_env = os.environ.copy()
-    full_env.update(env or {})
-    t0 = time.perf_counter()
-    timed_out = False
-    try:
-        proc = subprocess.run(cmd, cwd=workdir, env=full_env, capture_output=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL)
-        code, out, err = proc.returncode, proc.stdout, proc.stderr
-    except subprocess.TimeoutExpired as e:
-        timed_out = True
-        code, out, err = None, e.stdout or b"", e.stderr or b""
-    except OSError as e:  # command not found / not executable
-        code, out, err = 127, b"", f"{cmd[0]}: {e}".encode()
-    wall = time.perf_counter() - t0
-    new = sorted(p.name for p in workdir.iterdir() if p.name not in before)
-    return RunResult(cmd=list(cmd), cwd=str(workdir), exit_code=code,
-                     stdout=out.decode("utf-8", "replace"), stderr=err.decode("utf-8", "replace"),
-                     wall_s=wall, timed_out=timed_out, new_files=new)
+    """Run ``cmd`` in ``workdir`` with a timeout; stdout and stderr kept apart; the files it created listed."""
+    return cmdlog.run(cmd, cwd=workdir, env=env, timeout_s=timeout, merge_stderr=False)
 
 
-def py_env(threads: int | None = None) -> dict:
-    """Environment for our simulator: the repo's ``src`` first on PYTHONPATH; optional thread cap."""
-    env = {"PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
-    if threads:
-        env["OMP_NUM_THREADS"] = str(threads)
-        env["MKL_NUM_THREADS"] = str(threads)
-    return env
+def thread_env(threads: int | None = None) -> dict:
+    """Environment overrides for our simulator: a thread cap when several cases run at once."""
+    return {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)} if threads else {}
 
 
 def run_py_case(corpus: Corpus, case: Case, workdir: Path, *, dtype: str | None = "float64",
@@ -246,7 +200,7 @@ def run_py_case(corpus: Corpus, case: Case, workdir: Path, *, dtype: str | None 
         cmd += ["-dtype", dtype]
     if device:
         cmd += ["-device", device]
-    return run_in_dir(cmd, workdir, timeout=timeout, env=py_env(threads))
+    return run_in_dir(cmd, workdir, timeout=timeout, env=thread_env(threads))
 
 
 def run_c_case(corpus: Corpus, case: Case, workdir: Path, c_bin: str | Path, *, timeout: float = 600.0) -> RunResult:
@@ -406,14 +360,14 @@ def compare_smv(ref: Path, ours: Path, kind: str, dtype: str) -> tuple[dict, lis
         reasons.append(f"{kind}: header key order differs from C")
     dp, diffs = dict(hp), []
     for k, v in hc:
-        if k in dp and not _values_match(v, dp[k], th.smv_header_rtol(dtype)):
+        if k in dp and not _values_match(v, dp[k], th.tolerances(dtype).smv_header_rtol):
             diffs.append(f"{k}: C {v!r} vs {dp[k]!r}")
     if diffs:
         reasons.append(f"{kind}: header values differ: " + "; ".join(diffs[:6]) + (" ..." if len(diffs) > 6 else ""))
     metrics = {"header_value_diffs": len(diffs)}
     if px_c.shape == px_p.shape:
         metrics.update(sum_c=int(px_c.sum(dtype=np.int64)), sum_py=int(px_p.sum(dtype=np.int64)))
-    return _judge_pixels(kind, px_c, px_p, th.smv_max_pixel_diff(dtype), metrics, reasons)
+    return _judge_pixels(kind, px_c, px_p, th.tolerances(dtype).smv_max_pixel_diff, metrics, reasons)
 
 
 def _judge_pixels(kind: str, px_c: np.ndarray, px_p: np.ndarray, allowed: int, metrics: dict,
@@ -446,7 +400,7 @@ def compare_pgm(ref: Path, ours: Path, dtype: str) -> tuple[dict, list[str], flo
     metrics: dict = {}
     if len(lines_c) != len(lines_p):
         reasons.append(f"pgmfile: {len(lines_p)} header lines, C has {len(lines_c)}")
-    rtol = th.pgm_scale_rtol(dtype)
+    rtol = th.tolerances(dtype).pgm_scale_rtol
     for lc, lp in zip(lines_c, lines_p):
         mc, mp = _PGM_SCALE.match(lc), _PGM_SCALE.match(lp)
         if mc and mp:
@@ -460,7 +414,7 @@ def compare_pgm(ref: Path, ours: Path, dtype: str) -> tuple[dict, list[str], flo
                 reasons.append(f"pgmfile: pixels scaled by {sp:g}, C {sc:g} (rel tol {rtol:g})")
         elif lc != lp:
             reasons.append(f"pgmfile: header line {lp!r}, C {lc!r}")
-    return _judge_pixels("pgmfile", px_c, px_p, th.pgm_max_pixel_diff(dtype), metrics, reasons)
+    return _judge_pixels("pgmfile", px_c, px_p, th.tolerances(dtype).pgm_max_pixel_diff, metrics, reasons)
 
 
 def compare_fdump(ref: Path, ours: Path) -> tuple[dict, list[str], float]:

@@ -1,5 +1,13 @@
 """Hermetic CLI runs: a fresh working directory holding only the listed inputs, and the checks that flag
-inputs which would change C's result silently (see docs/c-reference.md 2.10, 4.1, 4.5, 5.1).
+inputs which would change C's result silently.
+
+The C behaviour behind each check (the program's, not ours): C reads structure factors from a ``Fdump.bin``
+in its working directory whenever ``-hkl`` is absent, and without either and without ``-default_F`` it only
+prints its usage (exit 9); its HKL reader stops at a ``#`` line; its source-file reader splits lines on
+space, tab, comma, semicolon, colon and ``!`` and turns every ``#`` line into an extra source at the origin
+with zero wavelength, and zeroes the weight and wavelength of a CRLF line or of an unterminated last line;
+a missing ``-mat`` file is skipped silently (NaN image, exit 0); without ``-oversample`` the sub-pixel count
+follows the spot size.
 """
 from __future__ import annotations
 
@@ -8,12 +16,12 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from tools import REPO
 from tools.cbin import sha256_file
+from tools.files import rel
 
-# Characters C's source-file tokenizer treats as delimiters (c-reference 5.1).
+# Characters C's source-file tokenizer treats as delimiters.
 _SOURCE_DELIMS = " \t,;:!"
-# Files C writes by default into its working directory (c-reference 2.10) besides the float image.
-DEFAULT_OUTPUTS = ("intimage.img", "image.pgm", "noiseimage.img", "Fdump.bin")
 
 
 @dataclass(frozen=True)
@@ -87,8 +95,9 @@ def scan_hazards(argv, run_dir) -> list[Hazard]:
     return found
 
 
-def prepare_run_dir(run_dir, inputs) -> list[dict]:
-    """Create the fresh ``run_dir`` and copy ``inputs`` into it by basename; return their checksums."""
+def prepare_run_dir(run_dir, inputs, root=REPO) -> list[dict]:
+    """Create the fresh ``run_dir`` and copy ``inputs`` into it by basename; return their (repo-relative)
+    sources and checksums."""
     run_dir = Path(run_dir)
     names = [Path(p).name for p in inputs]
     if len(set(names)) != len(names):
@@ -101,7 +110,8 @@ def prepare_run_dir(run_dir, inputs) -> list[dict]:
             raise FileNotFoundError(f"input {src} does not exist")
         dst = run_dir / src.name
         shutil.copyfile(src, dst)
-        out.append({"name": src.name, "source": str(src), "sha256": sha256_file(dst), "bytes": dst.stat().st_size})
+        out.append({"name": src.name, "source": rel(src, root), "sha256": sha256_file(dst),
+                    "bytes": dst.stat().st_size})
     return out
 
 

@@ -2,10 +2,10 @@
 
 A MOSFLM A matrix holds the reciprocal basis scaled by the wavelength: rows x, y, z; columns a*, b*, c*
 (so a* = (A[0,0], A[1,0], A[2,0]) / lambda, in 1/Angstrom). C nanoBragg reads the first nine numbers in
-that order and divides by -lambda (docs/c-reference.md 4.1).
+that order and divides by -lambda.
 
 Orientation: the reciprocal basis is built in the standard frame (a* along x, b* in the x-y plane) and
-then rotated about x, y and z by the misset angles, in that order (C's -misset convention, 4.3).
+then rotated about x, y and z by the misset angles, in that order (C's -misset convention).
 
     python -m tools.mosflm_matrix --cell 26.75 31.31 33.67 88.69 71.53 68.14 --wavelength 0.9768 \
         --misset 20 -35 50 -o A.mat

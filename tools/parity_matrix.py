@@ -22,16 +22,15 @@ import multiprocessing
 import os
 import platform
 import shlex
-import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from datetime import datetime, timezone
 from pathlib import Path
 
+from tools import REPO, cmdlog
 from tools import thresholds as th
-from tools.corpus import REPO_ROOT, CaseResult, default_corpus_dir, default_py_cmd, evaluate_case, load_corpus, \
-    select_cases
+from tools.corpus import CaseResult, default_corpus_dir, default_py_cmd, evaluate_case, load_corpus, select_cases
+from tools.files import atomic_write, fresh_dir
 
 # Memory one worker may need: the simulator's default chunk budget (-max_memory_gb 2) plus interpreter,
 # torch and the comparison images.
@@ -40,10 +39,6 @@ THUMB_WIDTH = 540
 
 
 # ------------------------------------------------------------------------------------------ planning
-def utc_stamp(now: datetime | None = None) -> str:
-    return (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
-
-
 def available_memory_gb() -> float | None:
     """MemAvailable from /proc/meminfo in GiB (None where unknown)."""
     try:
@@ -152,10 +147,13 @@ def write_index_md(path: Path, meta: dict, summary: dict, features: list[dict], 
              f", corpus `{meta['corpus']}`.", "",
              "Score = worst observed/allowed ratio over the thresholds (> 1 fails; inf: crash, wrong exit status, "
              "missing file or header mismatch).", "",
+             f"Times are wall-clock seconds of whole processes (start-up included): {_TIME_NOTE[bool(meta['live'])]}",
+             "",
              "## Per feature", "", "| feature | cases | passed | failed |", "| --- | --- | --- | --- |"]
     lines += [f"| {f['feature']} | {f['cases']} | {f['passed']} | {f['failed']} |" for f in features]
     lines += ["", "## Cases (worst first)", "",
-              "| case | verdict | score | r | sum ratio | max\\|d\\|/max(C) | PyTorch s | C s | reasons |",
+              "| case | verdict | score | r | sum ratio | max\\|d\\|/max(C) | ours, whole run s | "
+              f"C, whole run s ({'live' if meta['live'] else 'recorded'}) | reasons |",
               "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in results:
         m = _float_metrics(r)
@@ -165,7 +163,7 @@ def write_index_md(path: Path, meta: dict, summary: dict, features: list[dict], 
         lines.append(f"| {name} | {r['verdict']} | {_score_text(r)} | {_fmt(m.get('correlation'), '.9f')} | "
                      f"{_fmt(m.get('sum_ratio'), '.8f')} | {_fmt(m.get('max_abs_diff_rel'))} | "
                      f"{_fmt(r.get('py_wall_s'), '.2f')} | {_fmt(r.get('c_wall_s'), '.3f')} | {reasons} |")
-    path.write_text("\n".join(lines) + "\n")
+    atomic_write(path, "\n".join(lines) + "\n")
 
 
 def _thumb_data_uri(png: Path) -> str | None:
@@ -182,6 +180,12 @@ def _thumb_data_uri(png: Path) -> str | None:
     except Exception:
         return None
 
+
+_TIME_NOTE = {
+    False: "ours measured now on this machine; C's as recorded with the corpus (another run, maybe another "
+           "machine), so compare them only roughly.",
+    True: "ours and C's both measured now, on this machine, one after the other.",
+}
 
 _CSS = """body{font-family:sans-serif;margin:1.5em;color:#222}table{border-collapse:collapse;margin-bottom:1.5em}
 td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px;vertical-align:top}th{background:#f0f0f0}
@@ -204,13 +208,16 @@ def write_index_html(path: Path, meta: dict, summary: dict, features: list[dict]
              "<p>Score = worst observed/allowed ratio over the thresholds (&gt; 1 fails; inf: crash, wrong exit "
              "status, missing file or header mismatch). Thresholds: "
              f"<code>{e(json.dumps(meta['thresholds']))}</code></p>",
+             f"<p>Times are wall-clock seconds of whole processes (start-up included): "
+             f"{e(_TIME_NOTE[bool(meta['live'])])}</p>",
              "<h2>Per feature</h2><table><tr><th>feature</th><th>cases</th><th>passed</th><th>failed</th></tr>"]
     for f in features:
         cls = "fail" if f["failed"] else "pass"
         parts.append(f"<tr class='{cls}'><td>{e(f['feature'])}</td><td class='num'>{f['cases']}</td>"
                      f"<td class='num'>{f['passed']}</td><td class='num v'>{f['failed']}</td></tr>")
     parts.append("</table><h2>Cases, worst first</h2><table><tr><th>case</th><th>verdict</th><th>score</th>"
-                 "<th>r</th><th>sum ratio</th><th>max|d|/max(C)</th><th>PyTorch s</th><th>C s</th>"
+                 "<th>r</th><th>sum ratio</th><th>max|d|/max(C)</th><th>ours, whole run s</th>"
+                 f"<th>C, whole run s ({'live' if meta['live'] else 'recorded'})</th>"
                  "<th>reasons</th><th>C / PyTorch / PyTorch&minus;C</th></tr>")
     for r in results:
         m = _float_metrics(r)
@@ -237,15 +244,12 @@ def write_index_html(path: Path, meta: dict, summary: dict, features: list[dict]
             f"<td class='num'>{_fmt(r.get('c_wall_s'), '.3f')}</td>"
             f"<td class='reasons'>{reasons}</td><td>{cell}</td></tr>")
     parts.append("</table></body></html>")
-    path.write_text("\n".join(parts))
+    atomic_write(path, "\n".join(parts))
 
 
 def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
+    r = cmdlog.run(["git", "rev-parse", "HEAD"], cwd=REPO, timeout_s=10, merge_stderr=False)
+    return (r.stdout.strip() or None) if r.exit_code == 0 else None
 
 
 # ------------------------------------------------------------------------------------------ driver
@@ -259,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="case ids or feature tags (comma lists allowed); default: every case")
     p.add_argument("--exclude", nargs="+", action="extend", default=None, metavar="TAG",
                    help="drop cases carrying any of these feature tags")
-    p.add_argument("--dtype", choices=sorted(th.FLOAT_IMAGE), default="float64")
+    p.add_argument("--dtype", choices=th.DTYPES, default="float64")
     p.add_argument("--device", choices=["cpu", "cuda"], default=None, help="passed as -device (default: not passed)")
     p.add_argument("-j", "--jobs", type=int, default=1, help="parallel cases (bounded by cores and memory)")
     p.add_argument("--outdir", default=None, help="bundle directory (default reports/parity/<UTC STAMP>/)")
@@ -271,45 +275,52 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _usage(msg: str) -> int:
+    print(f"parity_matrix: {msg}", file=sys.stderr)
+    return 2
+
+
+def _plan(args) -> tuple:
+    """(corpus, cases, C binary or None) for the arguments; raises ValueError with a one-line usage message."""
     if args.jobs < 1:
-        print("parity_matrix: -j must be >= 1", file=sys.stderr)
-        return 2
-    corpus_dir = Path(args.corpus) if args.corpus else default_corpus_dir()
+        raise ValueError("-j must be >= 1")
     try:
-        corpus = load_corpus(corpus_dir)
+        corpus = load_corpus(Path(args.corpus) if args.corpus else default_corpus_dir())
         cases = select_cases(corpus.cases, args.select, exclude_tags=args.exclude or ())
-    except (FileNotFoundError, ValueError) as e:
-        print(f"parity_matrix: {e}", file=sys.stderr)
-        return 2
+    except FileNotFoundError as e:
+        raise ValueError(str(e)) from None
     if not cases:
-        print("parity_matrix: the selection leaves no case to run", file=sys.stderr)
-        return 2
+        raise ValueError("the selection leaves no case to run")
     c_bin = None
     if args.live:
         from tools.cbin import resolve_c_binary
 
         found = resolve_c_binary(args.c_bin)
         if not found.ok:
-            print(f"parity_matrix: --live: {found.problem}", file=sys.stderr)
-            return 2
+            raise ValueError(f"--live: {found.problem}")
         c_bin = str(found.path)
-    stamp = utc_stamp()
-    outdir = Path(args.outdir) if args.outdir else REPO_ROOT / "reports" / "parity" / stamp
-    outdir.mkdir(parents=True, exist_ok=True)
-    py_cmd = shlex.split(args.py_cmd) if args.py_cmd else default_py_cmd()
-    cores = os.cpu_count() or 1
-    workers = bounded_workers(args.jobs, len(cases), cores, available_memory_gb())
-    opts = {"dtype": args.dtype, "device": args.device, "py_cmd": py_cmd, "timeout": args.timeout, "c_bin": c_bin,
-            "threads": max(1, cores // workers) if workers > 1 else None, "images": not args.no_images,
-            "outdir": str(outdir)}
+    return corpus, cases, c_bin
 
+
+def _outdir(args) -> Path:
+    """A directory no earlier matrix used: ``--outdir`` must not exist yet; the default takes a new stamp."""
+    if args.outdir:
+        out = Path(args.outdir)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir()
+        except FileExistsError:
+            raise ValueError(f"--outdir {out} already exists; a report directory is never reused") from None
+        return out
+    return fresh_dir(REPO / "reports" / "parity")
+
+
+def run_cases(corpus, cases, opts: dict, workers: int, progress: bool) -> list[dict]:
+    """Every case's result dict, in one process or ``workers`` spawned ones; a dead worker fails its case."""
     from tqdm import tqdm
 
-    t0 = time.perf_counter()
     results = []
-    bar = tqdm(total=len(cases), desc="parity", unit="case", disable=args.no_progress, file=sys.stderr)
+    bar = tqdm(total=len(cases), desc="parity", unit="case", disable=not progress, file=sys.stderr)
     if workers == 1:
         for case in cases:
             bar.set_postfix_str(case.id)
@@ -326,32 +337,49 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     results.append(fut.result())
                 except Exception as e:  # a dead worker process: record, keep going
-                    results.append(_failed_result(case, f"harness error: {type(e).__name__}: {e}",
-                                                  args.dtype, args.device))
+                    results.append(_failed_result(case, f"harness error: {type(e).__name__}: {e}", opts["dtype"],
+                                                  opts["device"]))
                 bar.set_postfix_str(case.id)
                 bar.update(1)
     bar.close()
-    wall = time.perf_counter() - t0
+    return sorted(results, key=sort_key)
 
-    results.sort(key=sort_key)
+
+def write_reports(outdir: Path, meta: dict, results: list[dict]) -> dict:
+    """matrix.json, index.md and index.html (each written atomically); return the pass/fail summary."""
     summary = {"cases": len(results), "passed": sum(r["passed"] for r in results),
                "failed": sum(not r["passed"] for r in results)}
     features = feature_counts(results)
-    meta = {"stamp": stamp, "corpus": str(corpus.root.resolve()), "corpus_reference": corpus.reference,
-            "live": bool(args.live), "c_bin": c_bin, "dtype": args.dtype, "device": args.device,
-            "py_cmd": py_cmd, "select": args.select, "exclude": args.exclude, "jobs_requested": args.jobs,
-            "workers": workers, "threads_per_run": opts["threads"], "timeout_s": args.timeout, "wall_s": wall,
-            "thresholds": {"float_image": th.for_dtype(args.dtype).as_dict(),
-                           "smv_max_pixel_diff": th.smv_max_pixel_diff(args.dtype),
-                           "smv_header_rtol": th.smv_header_rtol(args.dtype),
-                           "pgm_max_pixel_diff": th.pgm_max_pixel_diff(args.dtype),
-                           "pgm_scale_rtol": th.pgm_scale_rtol(args.dtype)},
-            "git_commit": _git_commit(), "host": {"platform": platform.platform(), "cpus": cores,
-                                                   "python": sys.version.split()[0]}}
-    (outdir / "matrix.json").write_text(json.dumps(
+    atomic_write(outdir / "matrix.json", json.dumps(
         {"meta": meta, "summary": summary, "features": features, "cases": results}, indent=1, default=str) + "\n")
     write_index_md(outdir / "index.md", meta, summary, features, results)
     write_index_html(outdir / "index.html", meta, summary, features, results)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        corpus, cases, c_bin = _plan(args)
+        outdir = _outdir(args)
+    except ValueError as e:
+        return _usage(str(e))
+    py_cmd = shlex.split(args.py_cmd) if args.py_cmd else default_py_cmd()
+    cores = os.cpu_count() or 1
+    workers = bounded_workers(args.jobs, len(cases), cores, available_memory_gb())
+    opts = {"dtype": args.dtype, "device": args.device, "py_cmd": py_cmd, "timeout": args.timeout, "c_bin": c_bin,
+            "threads": max(1, cores // workers) if workers > 1 else None, "images": not args.no_images,
+            "outdir": str(outdir)}
+    t0 = time.perf_counter()
+    results = run_cases(corpus, cases, opts, workers, progress=not args.no_progress)
+    meta = {"stamp": outdir.name, "corpus": str(corpus.root.resolve()), "corpus_reference": corpus.reference,
+            "live": bool(args.live), "c_bin": c_bin, "dtype": args.dtype, "device": args.device,
+            "py_cmd": py_cmd, "select": args.select, "exclude": args.exclude, "jobs_requested": args.jobs,
+            "workers": workers, "threads_per_run": opts["threads"], "timeout_s": args.timeout,
+            "wall_s": time.perf_counter() - t0, "thresholds": th.tolerances(args.dtype).as_dict(),
+            "git_commit": _git_commit(), "host": {"platform": platform.platform(), "cpus": cores,
+                                                   "python": sys.version.split()[0]}}
+    summary = write_reports(outdir, meta, results)
     worst = next((r for r in results if not r["passed"]), None)
     print(f"parity matrix: {summary['passed']}/{summary['cases']} cases pass"
           + (f"; worst: {worst['id']} ({'; '.join(worst['reasons'])[:200]})" if worst else "")

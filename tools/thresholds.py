@@ -1,6 +1,10 @@
-"""Parity thresholds: the one place that says how close our image must be to the C image.
+"""How close is close enough: the one table of tolerances, used by the parity checks and the unit tests.
 
-Used by the golden-corpus tests, the Phase D pipeline and the parity matrix.
+* The golden-corpus tests, the parity matrix and the device check judge our images against C's with
+  ``tolerances(dtype)`` (float image, SMV and PGM pixels, header numbers).
+* The Phase D evidence gate is ``PHASE_D_GATE`` (a case config may override it).
+* Unit tests compare one tensor computation with an independent one (a closed form, the other dtype, the
+  other device) to ``tolerances(dtype).tensor_rtol`` (``tests/conftest.py`` exposes it as ``tol``).
 """
 from __future__ import annotations
 
@@ -20,66 +24,51 @@ class Thresholds:
         return asdict(self)
 
 
-# Golden-corpus / parity-matrix thresholds, per dtype of our render.
-FLOAT_IMAGE = {
-    "float64": Thresholds(min_correlation=0.999999, max_sum_ratio_dev=1e-5, max_abs_diff_rel=1e-4),
-    "float32": Thresholds(min_correlation=0.9999, max_sum_ratio_dev=1e-3, max_abs_diff_rel=1e-2),
-}
+@dataclass(frozen=True)
+class Tolerances:
+    """Everything that may differ between two renders of one case when ours runs in one dtype."""
 
-# SMV integer images (intfile): every pixel within this many counts; header keys/values equal except dates.
-SMV_MAX_PIXEL_DIFF = 1
-# PGM images: every byte within this many grey levels (truncation of values near an integer).
-PGM_MAX_PIXEL_DIFF = 1
+    float_image: Thresholds
+    smv_max_pixel_diff: int  # |count difference| of SMV (int and noise) images
+    pgm_max_pixel_diff: int  # |grey-level difference| of PGM images (truncation near an integer)
+    pgm_scale_rtol: float  # the PGM header's "pixels scaled by" (C prints ~6 significant digits)
+    smv_header_rtol: float  # numeric SMV header values (6 significant digits; float32 geometry moves the last)
+    tensor_rtol: float  # unit tests: a tensor against an independent computation of it
 
-# The limits above are the float64 acceptance gate. A float32 render may move the float image by up to
-# FLOAT_IMAGE["float32"].max_abs_diff_rel of max(C); the intfile autoscale maps max(C) to INTFILE_AUTOSCALE_MAX
-# counts, so the float32 SMV gate allows what that float gate allows (plus the rounding count), no more.
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
 INTFILE_AUTOSCALE_MAX = 55000  # C: intfile scale = 55000 / max_I when -scale is not given
-SMV_MAX_PIXEL_DIFF_BY_DTYPE = {
-    "float64": SMV_MAX_PIXEL_DIFF,
-    "float32": SMV_MAX_PIXEL_DIFF + math.ceil(FLOAT_IMAGE["float32"].max_abs_diff_rel * INTFILE_AUTOSCALE_MAX),
-}
-PGM_MAX_PIXEL_DIFF_BY_DTYPE = {"float64": PGM_MAX_PIXEL_DIFF, "float32": 2}
-# "# pixels scaled by <s>" in a PGM header: C prints ~6 significant digits; float32 statistics drift more.
-PGM_SCALE_RTOL_BY_DTYPE = {"float64": 1e-5, "float32": 1e-3}
-# SMV header values that differ as text are compared as numbers (comma lists too) within this tolerance;
-# C prints them with 6 significant digits, and a float32 geometry moves the last one.
-SMV_HEADER_RTOL_BY_DTYPE = {"float64": 1e-6, "float32": 1e-5}
 
-# Default gate of the Phase D evidence pipeline (a case config may override it).
+_FLOAT64 = Thresholds(min_correlation=0.999999, max_sum_ratio_dev=1e-5, max_abs_diff_rel=1e-4)
+_FLOAT32 = Thresholds(min_correlation=0.9999, max_sum_ratio_dev=1e-3, max_abs_diff_rel=1e-2)
+
+TOLERANCES = {
+    # The float64 limits are the acceptance gate: a count of rounding in the integer images, 1e-6 in headers.
+    "float64": Tolerances(_FLOAT64, smv_max_pixel_diff=1, pgm_max_pixel_diff=1, pgm_scale_rtol=1e-5,
+                          smv_header_rtol=1e-6, tensor_rtol=1e-12),
+    # A float32 render may move the float image by max_abs_diff_rel of max(C); the intfile autoscale maps
+    # max(C) to INTFILE_AUTOSCALE_MAX counts, so the SMV gate allows what the float gate allows (plus the
+    # rounding count), no more. Tensors: a few float32 ulps.
+    "float32": Tolerances(_FLOAT32, smv_max_pixel_diff=1 + math.ceil(_FLOAT32.max_abs_diff_rel * INTFILE_AUTOSCALE_MAX),
+                          pgm_max_pixel_diff=2, pgm_scale_rtol=1e-3, smv_header_rtol=1e-5, tensor_rtol=2e-6),
+}
+DTYPES = tuple(TOLERANCES)
+
+# Default gate of the Phase D evidence pipeline: a smooth, nearly flat image, so r is the sharp test.
 PHASE_D_GATE = Thresholds(min_correlation=0.99, max_sum_ratio_dev=5e-3, max_abs_diff_rel=None)
 
 
-def for_dtype(dtype: str) -> Thresholds:
-    """Thresholds for a render done in ``dtype`` ('float32' or 'float64')."""
+def tolerances(dtype) -> Tolerances:
+    """The tolerances for a computation done in ``dtype`` ('float32'/'float64' or a torch dtype)."""
+    name = str(dtype).removeprefix("torch.")
     try:
-        return FLOAT_IMAGE[dtype]
+        return TOLERANCES[name]
     except KeyError:
-        raise ValueError(f"no parity thresholds for dtype {dtype!r}; expected one of {sorted(FLOAT_IMAGE)}") from None
+        raise ValueError(f"no tolerances for dtype {dtype!r}; expected one of {list(DTYPES)}") from None
 
 
-def _per_dtype(table: dict, dtype: str, what: str):
-    try:
-        return table[dtype]
-    except KeyError:
-        raise ValueError(f"no {what} for dtype {dtype!r}; expected one of {sorted(table)}") from None
-
-
-def smv_max_pixel_diff(dtype: str) -> int:
-    """Largest allowed |pixel difference| of an SMV (intfile/noisefile) image for a render in ``dtype``."""
-    return _per_dtype(SMV_MAX_PIXEL_DIFF_BY_DTYPE, dtype, "SMV pixel tolerance")
-
-
-def pgm_max_pixel_diff(dtype: str) -> int:
-    """Largest allowed |grey-level difference| of a PGM image for a render in ``dtype``."""
-    return _per_dtype(PGM_MAX_PIXEL_DIFF_BY_DTYPE, dtype, "PGM pixel tolerance")
-
-
-def pgm_scale_rtol(dtype: str) -> float:
-    """Relative tolerance on the PGM header's "pixels scaled by" value for a render in ``dtype``."""
-    return _per_dtype(PGM_SCALE_RTOL_BY_DTYPE, dtype, "PGM scale tolerance")
-
-
-def smv_header_rtol(dtype: str) -> float:
-    """Relative tolerance on numeric SMV header values for a render in ``dtype``."""
-    return _per_dtype(SMV_HEADER_RTOL_BY_DTYPE, dtype, "SMV header tolerance")
+def for_dtype(dtype) -> Thresholds:
+    """The float-image parity thresholds for a render done in ``dtype``."""
+    return tolerances(dtype).float_image

@@ -440,6 +440,9 @@ def apply_event(st: SimpleNamespace, key: str, v) -> None:
         _on_vector(st, key, v)
     elif key == "detector_abs":
         _on_detector_abs(st, v)
+    elif key == "not_a_c_flag":  # flags.NOT_C_FLAGS: C skips the token and its values
+        st.warnings.append(f"{v[0]} is not a flag of the C program, which ignores it and its values; so do we "
+                           f"(use {v[1]} for that effect)")
     else:  # pragma: no cover - flag table and handlers out of sync
         raise AssertionError(f"no handler for {key}")
 

@@ -3,6 +3,10 @@
 ``parse_argv`` turns argv into an ordered list of ``(key, value)`` events; ``config.build_config`` replays
 them in order so that "last one wins" and order-dependent interactions behave as in C. Unlike C we match
 flags exactly (no substring matching), and unknown flags, missing or non-numeric values are errors.
+The exceptions are the spellings the upstream README and test scripts use: ``-matrix`` and ``-adcoffset``
+(C's substring match reads them as ``-mat`` and ``-adc``) and the non-flags ``-hdiv``, ``-vdiv``,
+``-dispstep``, ``-xdet_vector``, ``-ydet_vector``, ``-zdet_vector`` (C matches no handler and skips them and
+their values; we do the same, with a warning naming the flag that does what was probably meant).
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ class Flag:
 
     key: str
     names: tuple[str, ...]
-    kind: str  # none | float | int | str | file | vec3 | cell | misset | roi | pair | pivot | abs
+    kind: str  # none | float | int | str | file | name | vec3 | cell | misset | roi | pair | pivot | abs
     group: str
     help: str
 
@@ -29,7 +33,7 @@ def _f(key, names, kind, group, help_):
 
 FLAGS: tuple[Flag, ...] = (
     # Crystal and structure factors
-    _f("mat", "-mat", "file", "Crystal", "MOSFLM A matrix (reciprocal vectors scaled by 1/lambda)"),
+    _f("mat", "-mat -matrix", "file", "Crystal", "MOSFLM A matrix (reciprocal vectors scaled by 1/lambda)"),
     _f("cell", "-cell", "cell", "Crystal", "unit cell a b c alpha beta gamma (A, deg); missing b,c = a, angles = 90"),
     _f("misset", "-misset", "misset", "Crystal", "fixed misset rotations rx ry rz (deg), or 'random'"),
     _f("misset_seed", "-misset_seed", "int", "Crystal", "seed for -misset random (default: time)"),
@@ -144,7 +148,7 @@ FLAGS: tuple[Flag, ...] = (
     _f("nopgm", "-nopgm", "none", "Output", "do not write a PGM image"),
     _f("scale", "-scale", "float", "Output", "int-image scale (default 55000/max)"),
     _f("pgmscale", "-pgmscale", "float", "Output", "PGM scale (default 250/(5 rmsd))"),
-    _f("adc", "-adc", "float", "Output", "offset added to int and noise images (default 40)"),
+    _f("adc", "-adc -adcoffset", "float", "Output", "offset added to int and noise images (default 40)"),
     _f("seed", "-seed", "int", "Output", "noise seed (default: time)"),
     _f("stol", "-stol -4stol -Q", "file", "Output", "accepted for compatibility; no effect"),
     _f("stolout", "-stolout", "str", "Output", "accepted for compatibility; never written"),
@@ -153,11 +157,20 @@ FLAGS: tuple[Flag, ...] = (
     _f("noprogress", "-noprogress", "none", "Output", "no progress bar"),
     _f("progress", "-progress", "none", "Output", "show a progress bar (default for long renders)"),
     # Ours
-    _f("dtype", "-dtype", "str", "Engine", "float64 (default) or float32"),
-    _f("device", "-device", "str", "Engine", "cpu (default), cuda or cuda:N"),
+    _f("dtype", "-dtype", "name", "Engine", "float64 (default) or float32"),
+    _f("device", "-device", "name", "Engine", "cpu (default), cuda or cuda:N"),
     _f("max_memory_gb", "-max_memory_gb", "float", "Engine", "memory budget for one pixel chunk (GiB, default 2)"),
     _f("quiet", "-quiet", "none", "Engine", "print only warnings and the end-of-run statistics"),
 )
+
+# Spellings used by the upstream README and the C source's own usage examples that are not flags of the C
+# program: C's substring matching finds no handler for them, so it skips the token and its values and renders
+# as if they were absent. We accept them the same way (one warning each, naming the flag meant) so that the
+# upstream examples run as written: spelling -> (number of values, the flag that does it).
+NOT_C_FLAGS: dict[str, tuple[int, str]] = {
+    "-hdiv": (1, "-hdivrange"), "-vdiv": (1, "-vdivrange"), "-dispstep": (1, "-dispsteps"),
+    "-xdet_vector": (3, "-fdet_vector"), "-ydet_vector": (3, "-sdet_vector"), "-zdet_vector": (3, "-odet_vector"),
+}
 
 _BY_NAME = {name: flag for flag in FLAGS for name in flag.names}
 GROUP_ORDER = ("Crystal", "Beam", "Detector", "Rotation", "Output", "Engine")
@@ -194,6 +207,12 @@ def parse_argv(argv: list[str]) -> list[tuple[str, object]]:
             events.append(("help", True))
             i += 1
             continue
+        if token in NOT_C_FLAGS:
+            count, meant = NOT_C_FLAGS[token]
+            take(count, token)
+            events.append(("not_a_c_flag", (token, meant)))
+            i += 1
+            continue
         flag = _BY_NAME.get(token)
         if flag is None:
             if not token.startswith("-"):
@@ -206,7 +225,7 @@ def parse_argv(argv: list[str]) -> list[tuple[str, object]]:
             value = check_float(token, take(1, token)[0])
         elif kind == "int":
             value = check_int(token, take(1, token)[0])
-        elif kind in ("str", "file"):
+        elif kind in ("str", "file", "name"):
             value = take(1, token)[0]
         elif kind == "vec3":
             value = tuple(check_float(token, v) for v in take(3, token))
@@ -259,11 +278,13 @@ def help_text(prog: str = "nanobrag-torch") -> str:
             if flag.group != group:
                 continue
             arg = {
-                "none": "", "float": " X", "int": " N", "str": " FILE", "file": " FILE", "vec3": " X Y Z",
-                "pair": " F S", "roi": " XMIN XMAX YMIN YMAX", "cell": " a b c al be ga",
+                "none": "", "float": " X", "int": " N", "str": " FILE", "file": " FILE", "name": " NAME",
+                "vec3": " X Y Z", "pair": " F S", "roi": " XMIN XMAX YMIN YMAX", "cell": " a b c al be ga",
                 "misset": " RX RY RZ|random", "pivot": " beam|sample", "abs": " UM|inf",
             }[flag.kind]
             names = ", ".join(flag.names[:3])
             lines.append(f"  {names + arg:<44s} {flag.help}")
+    lines += ["", "Not flags of the C program (it skips them and their values; accepted and ignored, with a warning):",
+              "  " + ", ".join(f"{name} ({meant})" for name, (_, meant) in NOT_C_FLAGS.items())]
     lines += ["", "  -h, --help                                   show this help and exit"]
     return "\n".join(lines) + "\n"
