@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nanobrag_torch import Simulator, config_from_argv
+from nanobrag_torch import config_from_argv, load_model, render
 from tools.metrics import compare_images, verdict
 
 # Small, but through the kernel's main paths: mosaic domains, a phi sweep, 2x2 sub-pixels, a triclinic cell.
@@ -21,7 +21,7 @@ ARGV = ("-cell 70 80 90 75 85 95 -misset 10 20 30 -default_F 100 -N 4 -mosaic 0.
 
 def _render(tmp_path, device, dtype) -> torch.Tensor:
     cfg = config_from_argv(ARGV).with_engine(device=str(device), dtype=str(dtype).removeprefix("torch."))
-    return Simulator(cfg, workdir=tmp_path).run(progress=False)
+    return render(load_model(cfg, workdir=tmp_path), kernel="torch", progress=False)
 
 
 @pytest.fixture(scope="module")

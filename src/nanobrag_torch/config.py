@@ -1,7 +1,7 @@
 """Simulation configuration: frozen dataclasses built from the command line with C's defaults and auto rules.
 
 Everything here is plain data in SI units (metres, radians) as the C program keeps them internally.
-Rules that need the crystal (crystal size -> N, auto oversampling) are applied in ``simulator`` once the
+Rules that need the crystal (crystal size -> N, auto oversampling) are applied in ``load`` once the
 cell is known, exactly where C applies them.
 """
 from __future__ import annotations
