@@ -116,18 +116,24 @@ def parity_matrix(c, corpus=None, live=False, select=None, dtype=None, device=No
     raise Exit(code=code)
 
 
-@task(help={"select": "case ids (space-separated)", "slow": "include cases marked slow (4096x4096)",
+@task(help={"select": "case ids (space-separated; default: every case of configs/bench.toml)",
+            "repeats": "alternations of C and ours per case (default: the config's, 3)",
+            "dtype": "our dtypes, space-separated (default: float32 float64)",
+            "no_scaling": "skip the scaling scans (time vs pixels, vs sources x domains)",
+            "sizes": "detpixels of the pixel scan, space-separated (default: 256 ... 4096)",
             "c_bin": "C nanoBragg binary (default: $NB_C_BIN)", "outdir": "report directory"})
-def bench(c, select=None, slow=False, c_bin=None, outdir=None):
-    """Benchmarks of our CLI vs the C program on the same cores (configs/bench.toml) -> reports/bench/<STAMP>/."""
+def bench(c, select=None, repeats=None, dtype=None, no_scaling=False, sizes=None, c_bin=None, outdir=None):
+    """Benchmarks of our CLI vs the C program on the same cores, outputs parity-checked -> reports/bench/<STAMP>/.
+
+    A short run: invoke bench --select heavy-1024 --repeats 1 --dtype float32 --no-scaling"""
     argv = ["nox", "-s", "bench", "--"]
-    if select:
-        argv += ["--select", *select.split()]
-    if slow:
-        argv.append("--slow")
-    if c_bin:
-        argv += ["--c-bin", c_bin]
-    if outdir:
-        argv += ["--outdir", outdir]
+    for flag, value in (("--select", select), ("--dtype", dtype), ("--sizes", sizes)):
+        if value:
+            argv += [flag, *value.split()]
+    for flag, value in (("--repeats", repeats), ("--c-bin", c_bin), ("--outdir", outdir)):
+        if value:
+            argv += [flag, str(value)]
+    if no_scaling:
+        argv.append("--no-scaling")
     code, _ = _run(c, argv)
     raise Exit(code=code)
