@@ -87,6 +87,22 @@ def phase_d_check(c, config=None):
         raise Exit(f"error: {exc}", code=1) from None
 
 
+@task(help={"config": "Phase D case file (default: configs/phase_d_source_weights.toml)",
+            "detpixels": "detector size (default 4096)", "dtype": "float32|float64 (default float32)",
+            "device": "cpu|cuda (default cpu)", "threads": "torch intra-op threads (default: torch's)",
+            "outdir": "bundle directory (default: reports/profile/<STAMP>)"})
+def profile(c, config=None, detpixels=4096, dtype="float32", device="cpu", threads=None, outdir=None):
+    """Profile a warm 4096² multi-source render (torch.profiler) -> reports/profile/<STAMP>/ (top operators,
+    Chrome trace, peak memory); refuses unless `invoke phase-d-check` passes for the current code."""
+    from tools import profile as prof
+
+    argv = ["--detpixels", str(detpixels), "--dtype", dtype, "--device", device]
+    for flag, value in (("--config", config), ("--threads", threads), ("--outdir", outdir)):
+        if value:
+            argv += [flag, str(value)]
+    raise Exit(code=prof.main(argv))
+
+
 @task(help={"args": "extra pytest arguments, e.g. \"-k ledger\""})
 def tests(c, args=""):
     """The full test suite, as CI runs it (nox -s tests)."""
