@@ -94,7 +94,7 @@ def test_ran1_cap_is_float32_of_rnmx():
 
 def test_shared_table_and_positive_seed_continuation():
     # One table for every seed variable: after the mosaic stream (-12345678, 3 draws) a stored
-    # positive seed (user "-seed -7") continues that table without re-initialising (section 7.6),
+    # positive seed (user "-seed -7") continues that table without re-initialising (as in C),
     # while a negative one re-initialises and equals a fresh stream.
     rng = R.CRandom()
     R.mosaic_umats(0.0, 1, 12345678, rng)
@@ -300,7 +300,7 @@ def _rxyz(rx, ry, rz):
 
 @pytest.mark.parametrize("seed", [1, 7, 99, 12345, 2**31 - 2])
 def test_misset_angles_round_trip(seed):
-    # Rz.Ry.Rx built from the recovered angles reproduces U (section 7.5).
+    # Rz.Ry.Rx built from the recovered angles reproduces U.
     U, (rx, ry, rz) = R.random_misset(seed)
     assert abs(np.linalg.det(U) - 1.0) < 1e-12
     assert np.allclose(_rxyz(rx, ry, rz), U, atol=1e-12)

@@ -157,6 +157,14 @@ def profile_render(argv: list[str], inputs: list[Path], device: str, part: Path)
             "torch": torch.__version__, "threads": torch.get_num_threads()}
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when inside it, else absolute."""
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
 def summary_md(info: dict) -> str:
     lines = [f"# Profile {info['stamp']}", "",
              f"Evidence: PASS Phase D bundle `{info['evidence']}` for git {info['git']}.",
@@ -186,7 +194,7 @@ def run(args) -> Path:
         with _torch_threads(args.threads):
             info = profile_render(argv, inputs, args.device, part)
         git = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True)
-        info.update(stamp=outdir.name, evidence=os.path.relpath(evidence, ROOT), git=git.stdout.strip() or None,
+        info.update(stamp=outdir.name, evidence=_shown(evidence), git=git.stdout.strip() or None,
                     argv=argv, detpixels=args.detpixels, dtype=args.dtype, device=args.device)
         atomic_write(part / "profile.json", json.dumps(info, indent=1))
         atomic_write(part / "summary.md", summary_md(info))

@@ -146,7 +146,11 @@ class CRandom:
 
     # -- mosaic / misset rotation --------------------------------------------------------------
     def mosaic_rotation_umat(self, mosaicity: float, seed: Seed) -> np.ndarray:
-        """Random rotation matrix (row-major 3x3 float64) from three ran1 draws (section 7.4)."""
+        """C's mosaic_rotation_umat: a random rotation (row-major 3x3 float64) from three ran1 draws.
+
+        ``r1, r2, r3 = 2*ran1 - 1``; angle ``float32(m * powf(1 - r3^2, 1/3))`` with the spread ``m`` as a float;
+        axis ``(sqrt(1 - r2^2) sin(pi r1), sqrt(1 - r2^2) cos(pi r1), r2)``; Rodrigues' matrix in C's term order.
+        """
         m = np.float32(mosaicity)  # the C parameter is `float mosaicity`
         r1 = 2.0 * self.ran1(seed) - 1.0
         r2 = 2.0 * self.ran1(seed) - 1.0
@@ -219,7 +223,7 @@ def _is_zero(r: list[float]) -> bool:
 
 
 def umat_to_misset_angles(U) -> tuple[float, float, float]:
-    """Rotation matrix -> XYZ misset angles (rx, ry, rz) in radians (section 7.5).
+    """C's conversion of a rotation matrix to XYZ misset angles (rx, ry, rz) in radians (for ``-misset random``).
 
     ``R(rx, ry, rz) = Rz.Ry.Rx`` reproduces a proper rotation ``U``.
     """

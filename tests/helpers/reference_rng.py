@@ -158,7 +158,7 @@ class CRandom:
 
     # -- poidev --------------------------------------------------------------------------------
     def poidev(self, xm: float, seed: Seed) -> float:
-        """NR poidev with float32 variables (c-reference section 7.3). Returns the float32 deviate."""
+        """NR poidev with float32 variables (as C declares them). Returns the float32 deviate."""
         xm = _f32(xm)
         if xm > 1.0e6:
             return _f32(xm + math.sqrt(xm) * self.gaussdev(seed))
