@@ -213,3 +213,20 @@ def test_phase_d_case_at_another_size():
     src = argv[argv.index("-sourcefile") + 1]
     assert src in {p.name for p in inputs} and all(p.is_file() for p in inputs)
     assert len(argv) == len(cfg.argv) - 4 + 2, "only the two detector-size pairs were replaced"
+
+
+def test_smv_judge_reads_a_header_longer_than_header_bytes(tmp_path):
+    # C's SMV header for the Phase D geometry at 4096^2 is 515 bytes ("}" at 513, then a form feed) although it
+    # says HEADER_BYTES=512, and C writes it as is: the pixels follow the form feed. Ours writes the same bytes.
+    from tools import corpus
+
+    text = "{\nHEADER_BYTES=512;\nSIZE1=3;\nSIZE2=2;\nTYPE=unsigned_short;\n" + "PAD=" + "x" * 470 + ";\n}\f"
+    assert len(text) > 512
+    pixels = bytes(range(12))  # six little-endian uint16: 256, 770, 1284, 1798, 2312, 2826
+    path = tmp_path / "long.img"
+    path.write_bytes(text.encode() + pixels)
+    _, px = corpus.read_smv(path)
+    assert px.tolist() == [[256, 770, 1284], [1798, 2312, 2826]]
+    short = tmp_path / "short.img"  # the usual case: text padded with spaces to HEADER_BYTES
+    short.write_bytes("{\nHEADER_BYTES=512;\nSIZE1=3;\nSIZE2=2;\n}\f".encode().ljust(512, b" ") + pixels)
+    assert corpus.read_smv(short)[1].tolist() == px.tolist()
