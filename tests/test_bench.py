@@ -194,12 +194,18 @@ def test_fit_exponent():
 
 
 def test_measure_reports_exit_code_and_peak_rss(tmp_path):
-    # A child that fills 150 MiB and exits 3: wait4's ru_maxrss of that child is at least 150 MiB.
+    # A child that fills 150 MiB and exits 3: its peak RSS is at least 150 MiB. While this process holds 300 MiB,
+    # a child that allocates nothing reports less than 100 MiB: the benchmark's own size does not leak in.
     work = tmp_path / "w"
     work.mkdir()
     r = bench.measure([sys.executable, "-c", "b = b'x' * (150 << 20); raise SystemExit(3)"], work, dict(os.environ),
                       60)
     assert r.exit == 3 and r.peak_rss_mb >= 150 and r.wall_s > 0
+    held = b"y" * (300 << 20)
+    small = bench.measure([sys.executable, "-c", "pass"], work, dict(os.environ), 60)
+    assert small.exit == 0 and small.peak_rss_mb < 100 and len(held) == 300 << 20
+    slow = bench.measure([sys.executable, "-c", "import time; time.sleep(60)"], work, dict(os.environ), 0.5)
+    assert slow.exit == -9 and slow.wall_s is None, "killed at the timeout"
 
 
 def test_phase_d_case_at_another_size():

@@ -5,7 +5,8 @@
 
 For each case of the config, the C program and our CLI (once per dtype) run alternately ``repeats`` times,
 each in a fresh directory holding only the inputs. Recorded per run: wall time (process start to exit), peak
-RSS (``ru_maxrss`` of that child, from ``os.wait4``) and our in-process time (the CLI's ``rendered in`` line).
+RSS (``ru_maxrss`` from ``os.wait4``, taken by a small launcher process so that the benchmark's own size does
+not leak into it; floor ~10 MB) and our in-process time (the CLI's ``rendered in`` line).
 Reported per case and dtype: medians, ours/C, ours minus the interpreter's ``import torch`` time over C, and a
 parity check of every output file of the first repeat against C's (float image with tools.thresholds via
 tools.metrics; SMV and PGM images with the corpus judges; the noise image pixel for pixel in float64 only, since
@@ -27,12 +28,11 @@ import platform
 import re
 import shlex
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,32 +76,49 @@ class Run:
     """One timed process."""
 
     exit: int
-    wall_s: float
+    wall_s: float | None  # None when the program was killed or could not start
     peak_rss_mb: float
     render_s: float | None
     tail: str
 
 
+# A small launcher between the benchmark and each timed program. On Linux a child's ru_maxrss includes the
+# resident size of the process it was forked from (kept across exec), so a program forked straight from this
+# (numpy-, torch- and image-holding) process would report at least this process's size; forked from the
+# launcher, it reports its own peak plus at most the launcher's ~10 MB. The launcher also times the program.
+LAUNCHER = """import json, os, sys, time
+t0 = time.perf_counter()
+pid = os.posix_spawnp(sys.argv[2], sys.argv[2:], os.environ)
+_, status, usage = os.wait4(pid, 0)
+wall = time.perf_counter() - t0
+with open(sys.argv[1], "w") as f:
+    json.dump({"exit": os.waitstatus_to_exitcode(status), "wall_s": wall, "maxrss": usage.ru_maxrss}, f)
+"""
+
+
 def measure(cmd: list[str], cwd: Path, env: dict, timeout_s: float) -> Run:
-    """Run ``cmd`` in ``cwd``; wall time, peak RSS of that child (os.wait4) and its output tail."""
-    log_path = cwd.parent / f"{cwd.name}.log"
+    """Run ``cmd`` in ``cwd`` through the launcher: exit code, wall time, peak RSS (os.wait4), output tail."""
+    log_path, res_path = cwd.parent / f"{cwd.name}.log", cwd.parent / f"{cwd.name}.json"
     with open(log_path, "w+", encoding="utf-8", errors="replace") as log:
-        t0 = time.perf_counter()
-        p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
-        timer = threading.Timer(timeout_s, p.kill)
-        timer.start()
+        p = subprocess.Popen([sys.executable, "-c", LAUNCHER, str(res_path), *cmd], cwd=cwd, env=env, stdout=log,
+                             stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            _, status, usage = os.wait4(p.pid, 0)
-        finally:
-            timer.cancel()
-        wall = time.perf_counter() - t0
-        p.returncode = os.waitstatus_to_exitcode(status)
+            p.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)  # the launcher and the program
+            p.wait()
         log.seek(0)
         out = log.read()
     log_path.unlink()
-    rss_mb = usage.ru_maxrss / (1024.0 * 1024.0 if sys.platform == "darwin" else 1024.0)
+    try:
+        res = json.loads(res_path.read_text())
+        res_path.unlink()
+    except FileNotFoundError:  # killed, or the program could not be started (the launcher's error is in out)
+        res = {"exit": p.returncode or 1, "wall_s": None, "maxrss": 0}
+    rss_mb = res["maxrss"] / (1024.0 * 1024.0 if sys.platform == "darwin" else 1024.0)
     m = RENDERED.search(out)
-    return Run(p.returncode, round(wall, 4), round(rss_mb, 1), float(m.group(1)) if m else None, out[-800:])
+    wall = None if res["wall_s"] is None else round(res["wall_s"], 4)
+    return Run(res["exit"], wall, round(rss_mb, 1), float(m.group(1)) if m else None, out[-800:])
 
 
 def fresh_dir(scratch: Path, inputs: list[Path], tag: str) -> Path:
@@ -278,7 +295,7 @@ def run_case(runner: Runner, case: dict, inputs: list[Path], repeats: int, dtype
                 continue
             row["sides"][dt]["parity"] = check_outputs(first["c"], first[dt], dt, shape)
         if "noiseimage.img" in {n for d in first.values() if d for n in os.listdir(d)}:
-            row["noise_probe"] = noise_probe(runner, case, argv, first)
+            row["noise_probe"] = noise_probe(runner, argv, first)
     finally:
         for d in first.values():
             if d:
@@ -290,7 +307,7 @@ def _flag(argv: list[str], flag: str, default):
     return type(default)(argv[argv.index(flag) + 1]) if flag in argv else default
 
 
-def noise_probe(runner: Runner, case: dict, argv: list[str], first: dict) -> dict | None:
+def noise_probe(runner: Runner, argv: list[str], first: dict) -> dict | None:
     """Our noise generator alone, in a fresh interpreter, on our first float image of this case."""
     d = next((first[s] for s in ("float64", "float32") if first.get(s) and (first[s] / "floatimage.bin").exists()),
              None)
