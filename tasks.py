@@ -89,6 +89,22 @@ def phase_d_check(c, config=None):
         raise Exit(f"error: {exc}", code=1) from None
 
 
+@task(help={"config": "Phase D case file (default: configs/phase_d_source_weights.toml)",
+            "detpixels": "detector size (default 4096)", "dtype": "float32|float64 (default float32)",
+            "device": "cpu|cuda (default cpu)", "threads": "torch intra-op threads (default: torch's)",
+            "outdir": "bundle directory (default: reports/profile/<STAMP>)"})
+def profile(c, config=None, detpixels=4096, dtype="float32", device="cpu", threads=None, outdir=None):
+    """Profile a warm 4096² multi-source render (torch.profiler) -> reports/profile/<STAMP>/ (top operators,
+    Chrome trace, peak memory); refuses unless `invoke phase-d-check` passes for the current code."""
+    from tools import profile as prof
+
+    argv = ["--detpixels", str(detpixels), "--dtype", dtype, "--device", device]
+    for flag, value in (("--config", config), ("--threads", threads), ("--outdir", outdir)):
+        if value:
+            argv += [flag, str(value)]
+    raise Exit(code=prof.main(argv))
+
+
 @task(help={"args": "extra pytest arguments, e.g. \"-k ledger\""})
 def tests(c, args=""):
     """The full test suite, exactly as CI runs it (nox -s tests)."""
@@ -115,17 +131,23 @@ def parity_matrix(c, corpus=None, live=False, select=None, dtype=None, device=No
     raise Exit(code=_run(c, argv))
 
 
-@task(help={"select": "case ids (space-separated)", "slow": "include cases marked slow (4096x4096)",
+@task(help={"select": "case ids (space-separated; default: every case of configs/bench.toml)",
+            "repeats": "alternations of C and ours per case (default: the config's, 3)",
+            "dtype": "our dtypes, space-separated (default: float32 float64)",
+            "no_scaling": "skip the scaling scans (time vs pixels, vs sources x domains)",
+            "sizes": "detpixels of the pixel scan, space-separated (default: 256 ... 4096)",
             "c_bin": "C nanoBragg binary (default: $NB_C_BIN)", "outdir": "report directory"})
-def bench(c, select=None, slow=False, c_bin=None, outdir=None):
-    """Benchmarks of our CLI against the C program on the same cores (nox -s bench, configs/bench.toml)."""
+def bench(c, select=None, repeats=None, dtype=None, no_scaling=False, sizes=None, c_bin=None, outdir=None):
+    """Benchmarks of our CLI vs the C program on the same cores, outputs parity-checked -> reports/bench/<STAMP>/.
+
+    A short run: invoke bench --select heavy-1024 --repeats 1 --dtype float32 --no-scaling"""
     argv = ["nox", "-s", "bench", "--"]
-    if select:
-        argv += ["--select", *select.split()]
-    if slow:
-        argv.append("--slow")
-    if c_bin:
-        argv += ["--c-bin", c_bin]
-    if outdir:
-        argv += ["--outdir", outdir]
+    for flag, value in (("--select", select), ("--dtype", dtype), ("--sizes", sizes)):
+        if value:
+            argv += [flag, *value.split()]
+    for flag, value in (("--repeats", repeats), ("--c-bin", c_bin), ("--outdir", outdir)):
+        if value:
+            argv += [flag, str(value)]
+    if no_scaling:
+        argv.append("--no-scaling")
     raise Exit(code=_run(c, argv))

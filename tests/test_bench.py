@@ -1,58 +1,238 @@
-"""tools.bench: the benchmark bundle (timings recorded, never asserted)."""
+"""tools.bench: the benchmark bundle (timings recorded, never asserted; parity of every output checked).
+
+Most tests run a fake simulator (no torch) on both sides: it writes C's default outputs from a fixed pattern
+and prints a "rendered in" time proportional to pixels x sources x domains, so the fitted exponents are known.
+"""
 from __future__ import annotations
 
 import json
 import os
 import stat
+import statistics
 import sys
+import textwrap
 from pathlib import Path
+
+import pytest
 
 from tools import bench
 
-TINY = '''threads = 1
+ROOT = Path(__file__).resolve().parents[1]
+
+FAKE = textwrap.dedent(f'''\
+    """Fake simulator: default outputs of C (float, SMV, PGM, noise) from a pattern; argv as C's."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, {str(ROOT)!r})
+    import numpy as np
+    from tests.helpers.synthetic import pattern, pgm_bytes, smv_bytes
+
+    args = sys.argv[1:]
+    if "-h" in args:
+        print("usage: fake"); raise SystemExit(0)
+    def val(flag, default):
+        return type(default)(args[args.index(flag) + 1]) if flag in args else default
+    scale = float(Path(__file__).with_name("scale.txt").read_text()) if "--c" in args else 1.0
+    n = val("-detpixels", 8)
+    img = pattern(n) * np.float32(val("-default_F", 1.0) * scale)
+    img.astype("<f4").tofile("floatimage.bin")
+    Path("intimage.img").write_bytes(smv_bytes(np.floor(img * 100 + 40)))
+    if "-nopgm" not in args:
+        Path("image.pgm").write_bytes(pgm_bytes(np.minimum(img * 200, 255), 200.0))
+    if "-nonoise" not in args:
+        Path("noiseimage.img").write_bytes(smv_bytes(np.floor(img * 7 + val("-seed", 0))))
+    src = val("-sourcefile", "")
+    sources = len(Path(src).read_text().splitlines()) if src else 1
+    print(f"rendered in {{n * n * sources * val('-mosaic_domains', 1) * 1e-5:.6g}} s")
+    ''')
+
+
+def _fakes(tmp_path: Path, c_scale: float = 1.0) -> tuple[Path, Path]:
+    """(fake simulator script, fake 'C binary' running it with --c and a brightness factor)."""
+    sim = tmp_path / "fake_sim.py"
+    sim.write_text(FAKE)
+    (tmp_path / "scale.txt").write_text(str(c_scale))
+    exe = tmp_path / "fake_nanoBragg"
+    exe.write_text(f'#!/bin/sh\nexec {sys.executable} {sim} --c "$@"\n')
+    exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
+    return sim, exe
+
+
+def _config(tmp_path: Path, sim: Path, body: str, repeats: int = 2) -> Path:
+    cfg = tmp_path / "bench.toml"
+    cfg.write_text(f'threads = 1\nrepeats = {repeats}\nimport_probe = "import json"\n'
+                   f'py_command = [{json.dumps(sys.executable)}, {json.dumps(str(sim))}]\n' + body)
+    return cfg
+
+
+CASES = '''
 [[case]]
-id = "tiny"
-note = "16x16 cubic"
-argv = "-cell 100 100 100 90 90 90 -default_F 100 -N 3 -detpixels 16 -oversample 1 -nonoise -nopgm"
+id = "plain"
+argv = "-default_F 10 -detpixels 16 -nonoise -nopgm"
 [[case]]
-id = "big"
-argv = "-cell 100 100 100 90 90 90 -default_F 100 -N 3 -detpixels 4096"
-slow = true
+id = "defaults"
+argv = "-default_F 10 -detpixels 16 -seed 3"
+'''
+
+SCALING = '''
+[scaling]
+dtype = "float32"
+sizes = [8, 16, 32]
+pixels_argv = "-detpixels {n} -pixel {pixel} -nonoise -nopgm"
+sources_domains = [[1, 1], [2, 2]]
+sources_domains_argv = "-detpixels 8 -sourcefile src{sources}.txt -mosaic_domains {domains} -nonoise -nopgm"
+[[target]]
+what = "linear in pixels"
+metric = "pixels_exponent"
+max = 1.1
+[[target]]
+what = "impossible ratio"
+case = "plain"
+dtype = "float32"
+metric = "ratio"
+max = 0.0001
 '''
 
 
-def _fake_c(tmp_path: Path) -> Path:
-    """A stand-in 'C binary' that runs our own CLI, so parity is exact and the plumbing is exercised."""
-    exe = tmp_path / "fake_nanoBragg"
-    exe.write_text(f"#!/bin/sh\nexec {sys.executable} -m nanobrag_torch \"$@\"\n")
-    exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
-    return exe
-
-
-def test_bench_bundle_with_a_reference_binary(tmp_path):
-    cfg = tmp_path / "bench.toml"
-    cfg.write_text(TINY)
+def test_bundle_timings_parity_scaling_and_targets(tmp_path):
+    sim, exe = _fakes(tmp_path)
     out = tmp_path / "bundle"
-    code = bench.main(["--config", str(cfg), "--outdir", str(out), "--c-bin", str(_fake_c(tmp_path))])
-    assert code == 0
+    code = bench.main(["--config", str(_config(tmp_path, sim, CASES + SCALING)), "--outdir", str(out),
+                       "--c-bin", str(exe)])
+    assert code == 0, (out / "bench.md").read_text()
     data = json.loads((out / "bench.json").read_text())
-    assert [c["id"] for c in data["cases"]] == ["tiny"], "slow cases are left out unless --slow"
-    row = data["cases"][0]
-    assert row["py"]["exit"] == 0 and row["c"]["exit"] == 0
-    assert row["py"]["render_s"] > 0, "the render time is parsed from the CLI's 'rendered in' line"
-    assert row["parity"]["correlation"] == 1.0, "the stand-in runs the same code, so the images are identical"
-    assert row["py_over_c"] > 0
-    assert data["env"]["threads"] == 1
-    assert "| tiny |" in (out / "bench.md").read_text()
+    assert [c["id"] for c in data["cases"]] == ["plain", "defaults"]
+    for row in data["cases"]:
+        for side in ("c", "float32", "float64"):
+            s = row["sides"][side]
+            assert s["exit"] == [0, 0], "two repeats, alternating"
+            assert s["median_wall_s"] == pytest.approx(statistics.median(s["wall_s"]), rel=1e-5)
+            assert s["peak_rss_mb"] > 1.0, "a Python process holds more than a megabyte"
+    plain = data["cases"][0]["sides"]
+    assert plain["float32"]["median_render_s"] == pytest.approx(16 * 16 * 1e-5), "parsed from 'rendered in'"
+    assert [p["output"] for p in plain["float32"]["parity"]] == ["floatimage.bin", "intimage.img"]
+    defaults = data["cases"][1]["sides"]
+    status = {dt: {p["output"]: p["status"] for p in defaults[dt]["parity"]} for dt in ("float32", "float64")}
+    assert status["float64"] == dict.fromkeys(["floatimage.bin", "intimage.img", "image.pgm", "noiseimage.img"],
+                                              "PASS")
+    assert status["float32"]["noiseimage.img"] == "SKIP", "float32 noise images are not comparable pixel by pixel"
+    probe = data["cases"][1]["noise_probe"]
+    assert probe["pixels"] == 16 * 16 and probe["median_warm_s"] > 0, "our generator timed on our float image"
+    # the fake's in-process time is 1e-5 s x pixels x sources x domains: exponent 1 in both scans
+    assert data["scaling"]["pixels"]["exponents"]["ours_in_process"] == pytest.approx(1.0, abs=0.01)
+    assert data["scaling"]["sources_domains"]["exponents"]["ours_in_process"] == pytest.approx(1.0, abs=0.01)
+    assert [p["x"] for p in data["scaling"]["pixels"]["points"]] == [64, 256, 1024]
+    assert [(t["status"]) for t in data["targets"]] == ["MET", "MISSED"]
+    md = (out / "bench.md").read_text()
+    assert "| plain | float32 |" in md and "| linear in pixels | 1.0 | 1.1 | MET |" in md
+    assert (out / "scaling.png").stat().st_size > 1000
+    assert not list(tmp_path.glob(".bundle.part")), "assembled under a temporary name, then renamed"
 
 
-def test_bench_without_a_binary_still_times_ours(tmp_path, monkeypatch):
+def test_a_fast_wrong_image_fails(tmp_path):
+    # C's image 2% brighter: |sum ratio - 1| = 0.02 is over both dtypes' limits, so the run fails however fast.
+    sim, exe = _fakes(tmp_path, c_scale=1.02)
+    out = tmp_path / "bundle"
+    code = bench.main(["--config", str(_config(tmp_path, sim, CASES, repeats=1)), "--outdir", str(out),
+                       "--c-bin", str(exe), "--select", "plain"])
+    assert code == 1
+    data = json.loads((out / "bench.json").read_text())
+    for dt in ("float32", "float64"):
+        floats = data["cases"][0]["sides"][dt]["parity"][0]
+        assert floats["output"] == "floatimage.bin" and floats["status"] == "FAIL"
+        assert any("sum_ratio" in r for r in floats["reasons"])
+    assert data["passed"] is False and "FAIL: floatfile: |sum_ratio-1|" in (out / "bench.md").read_text()
+
+
+def test_real_cli_against_itself(tmp_path):
+    # Our CLI on both sides (the 'C binary' runs it too): every output is identical. (The noise image's
+    # comparison is exercised with the fake above; the CLI's noise image is checked against C by the golden tests.)
+    exe = tmp_path / "fake_nanoBragg"
+    exe.write_text(f'#!/bin/sh\nexec {sys.executable} -m nanobrag_torch "$@"\n')
+    exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
+    cfg = tmp_path / "bench.toml"
+    cfg.write_text('threads = 1\nrepeats = 1\nimport_probe = "import json"\n[[case]]\nid = "tiny"\n'
+                   'argv = "-cell 100 100 100 90 90 90 -default_F 100 -N 3 -detpixels 16 -oversample 1 -nonoise"\n')
+    out = tmp_path / "bundle"
+    assert bench.main(["--config", str(cfg), "--outdir", str(out), "--c-bin", str(exe), "--dtype", "float64"]) == 0
+    data = json.loads((out / "bench.json").read_text())
+    side = data["cases"][0]["sides"]["float64"]
+    assert {p["output"]: p["status"] for p in side["parity"]} == dict.fromkeys(
+        ["floatimage.bin", "intimage.img", "image.pgm"], "PASS")
+    assert side["parity"][0]["metrics"]["correlation"] == 1.0
+    assert side["median_render_s"] > 0 and data["imports"]["help_s"] > 0
+
+
+def test_without_a_binary_still_times_ours(tmp_path, monkeypatch):
     monkeypatch.delenv("NB_C_BIN", raising=False)
     monkeypatch.setenv("PATH", os.defpath)  # no nanoBragg on PATH
-    cfg = tmp_path / "bench.toml"
-    cfg.write_text(TINY)
+    sim, _ = _fakes(tmp_path)
     out = tmp_path / "bundle"
-    assert bench.main(["--config", str(cfg), "--outdir", str(out)]) == 0
+    assert bench.main(["--config", str(_config(tmp_path, sim, CASES, repeats=1)), "--outdir", str(out),
+                       "--select", "plain", "--dtype", "float32"]) == 0
     data = json.loads((out / "bench.json").read_text())
     assert data["env"]["c_binary"] is None and data["env"]["c_binary_problem"]
-    assert "c" not in data["cases"][0] and data["cases"][0]["py"]["exit"] == 0
+    sides = data["cases"][0]["sides"]
+    assert list(sides) == ["float32"] and "parity" not in sides["float32"]
+
+
+@pytest.mark.parametrize("argv, needle", [(["--select", "nope"], "--select: unknown case id(s) nope"),
+                                          (["--repeats", "0"], "--repeats 0"),
+                                          (["--c-bin", "/no/such/binary"], "--c-bin /no/such/binary")])
+def test_bad_options_exit_2_with_one_line(tmp_path, capsys, argv, needle):
+    sim, _ = _fakes(tmp_path)
+    out = tmp_path / "bundle"
+    assert bench.main(["--config", str(_config(tmp_path, sim, CASES)), "--outdir", str(out), *argv]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and err.count("\n") == 1 and not out.exists()
+
+
+def test_fit_exponent():
+    # t = 3 x^2 exactly: slope 2 on log-log axes; fewer than two distinct points: no fit.
+    assert bench.fit_exponent([1, 2, 4, 8], [3, 12, 48, 192]) == 2.0
+    assert bench.fit_exponent([5], [1.0]) is None and bench.fit_exponent([2, 2], [1.0, 2.0]) is None
+
+
+def test_measure_reports_exit_code_and_peak_rss(tmp_path):
+    # A child that fills 150 MiB and exits 3: its peak RSS is at least 150 MiB. While this process holds 300 MiB,
+    # a child that allocates nothing reports less than 100 MiB: the benchmark's own size does not leak in.
+    work = tmp_path / "w"
+    work.mkdir()
+    r = bench.measure([sys.executable, "-c", "b = b'x' * (150 << 20); raise SystemExit(3)"], work, dict(os.environ),
+                      60)
+    assert r.exit == 3 and r.peak_rss_mb >= 150 and r.wall_s > 0
+    held = b"y" * (300 << 20)
+    small = bench.measure([sys.executable, "-c", "pass"], work, dict(os.environ), 60)
+    assert small.exit == 0 and small.peak_rss_mb < 100 and len(held) == 300 << 20
+    slow = bench.measure([sys.executable, "-c", "import time; time.sleep(60)"], work, dict(os.environ), 0.5)
+    assert slow.exit == -9 and slow.wall_s is None, "killed at the timeout"
+
+
+def test_phase_d_case_at_another_size():
+    # The Phase D case's argv with its detector size replaced, and its input files (the two-source fixture).
+    from tools.evidence.case import load_case
+
+    cfg = load_case(None)
+    argv, inputs = bench.phase_d_run(None, 4096)
+    assert argv[-2:] == ["-detpixels", "4096"] and "-detpixels_x" not in argv and "-detpixels_y" not in argv
+    assert argv[argv.index("-floatfile") + 1] == "floatimage.bin"
+    src = argv[argv.index("-sourcefile") + 1]
+    assert src in {p.name for p in inputs} and all(p.is_file() for p in inputs)
+    assert len(argv) == len(cfg.argv) - 4 + 2, "only the two detector-size pairs were replaced"
+
+
+def test_smv_judge_reads_a_header_longer_than_header_bytes(tmp_path):
+    # C's SMV header for the Phase D geometry at 4096^2 is 515 bytes ("}" at 513, then a form feed) although it
+    # says HEADER_BYTES=512, and C writes it as is: the pixels follow the form feed. Ours writes the same bytes.
+    from tools import corpus
+
+    text = "{\nHEADER_BYTES=512;\nSIZE1=3;\nSIZE2=2;\nTYPE=unsigned_short;\n" + "PAD=" + "x" * 470 + ";\n}\f"
+    assert len(text) > 512
+    pixels = bytes(range(12))  # six little-endian uint16: 256, 770, 1284, 1798, 2312, 2826
+    path = tmp_path / "long.img"
+    path.write_bytes(text.encode() + pixels)
+    _, px = corpus.read_smv(path)
+    assert px.tolist() == [[256, 770, 1284], [1798, 2312, 2826]]
+    short = tmp_path / "short.img"  # the usual case: text padded with spaces to HEADER_BYTES
+    short.write_bytes("{\nHEADER_BYTES=512;\nSIZE1=3;\nSIZE2=2;\n}\f".encode().ljust(512, b" ") + pixels)
+    assert corpus.read_smv(short)[1].tolist() == px.tolist()

@@ -1,8 +1,9 @@
 """Tests of nanobrag_torch.rng: the C program's Numerical-Recipes generators, bit for bit.
 
 Expected values come from (a) an independent tiny integer implementation of ran1 written below,
-(b) the published Park-Miller check value, (c) distribution moments, (d) rotation identities and
-(e) the recorded C golden corpus (skipped when absent).
+(b) the published Park-Miller check value, (c) distribution moments, (d) rotation identities,
+(e) the recorded C golden corpus (skipped when absent) and (f) the previous pure-Python generator
+(tests/helpers/reference_rng.py), which the compiled generator must reproduce draw for draw.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ try:
 except ImportError:  # package not installed: use the source tree
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     from nanobrag_torch import rng as R
+
+from tests.helpers import reference_rng as OLD
 
 M = 2**31 - 1
 GOLDEN = Path(os.environ.get("NB_GOLDEN_DIR", "/work/shared/golden"))
@@ -69,7 +72,7 @@ def test_ran1_matches_independent_implementation(seed):
     got = [rng.ran1(s) for _ in range(500)]
     exp = [tiny.draw(st) for _ in range(500)]
     assert got == exp
-    assert s.value == st[0] and rng.iv == tiny.iv and rng.iy == tiny.iy
+    assert s.value == st[0] and list(rng.iv) == tiny.iv and rng.iy == tiny.iy
     assert all(0.0 < x < 1.0 for x in got)
 
 
@@ -91,7 +94,7 @@ def test_ran1_cap_is_float32_of_rnmx():
 
 def test_shared_table_and_positive_seed_continuation():
     # One table for every seed variable: after the mosaic stream (-12345678, 3 draws) a stored
-    # positive seed (user "-seed -7") continues that table without re-initialising (section 7.6),
+    # positive seed (user "-seed -7") continues that table without re-initialising (as in C),
     # while a negative one re-initialises and equals a fresh stream.
     rng = R.CRandom()
     R.mosaic_umats(0.0, 1, 12345678, rng)
@@ -164,28 +167,84 @@ def test_poidev_zero_consumes_one_uniform_and_nan_returns_nan():
     assert s.value == v0 * pow(16807, 3, M) % M
 
 
-def test_fast_noise_path_equals_reference_poidev():
-    # poidev_values (inlined ran1/poidev) must equal per-call CRandom.poidev draw for draw,
-    # over every branch: < 12, rejection, > 1e6 (Gaussian), NaN, zeros and repeated values.
+def _mixed_values() -> np.ndarray:
+    """Pixels over every poidev branch: < 12, rejection (12..1e6), > 1e6 (Gaussian), NaN, zeros, repeats."""
     g = np.random.default_rng(11)
-    v = np.concatenate(
+    return np.concatenate(
         [
             g.random(800) * 24,
             np.round(g.random(200) * 30),
             g.random(200) * 2000,
             [0.0, np.nan, 3.0e6, 12.0, 11.999999, 1.0e6, 1.0000001e6, 5.0e6, 0.0, 4.5e6],
             g.random(100) * 40,
+            [0.0] * 50,
+            g.random(100) * 3.0e5,
         ]
     ).astype(np.float32)
-    for seed in (-42, 42):  # 42: a stored positive seed continues the table left by the first stream
-        a, b = R.CRandom(), R.CRandom()
-        a.ran1(R.Seed(-9))
+
+
+def test_compiled_poidev_equals_previous_generator_draw_for_draw():
+    # poidev_values (compiled) must equal the previous per-call pure-Python poidev, value and state,
+    # over every branch; seed 42 (stored positive) continues the table left by the first stream.
+    v = _mixed_values()
+    for seed in (-42, 42):
+        a, b = OLD.CRandom(), R.CRandom()
+        a.ran1(OLD.Seed(-9))
         b.ran1(R.Seed(-9))
-        sa, sb = R.Seed(seed), R.Seed(seed)
+        sa, sb = OLD.Seed(seed), R.Seed(seed)
         ref = np.array([a.poidev(float(x), sa) for x in v])
-        fast = R.poidev_values(v, sb, b)
-        assert np.array_equal(ref, fast, equal_nan=True)
-        assert (sa.value, a.iy, a.iv, a.gauss_spare) == (sb.value, b.iy, b.iv, b.gauss_spare)
+        got = R.poidev_values(v, sb, b)
+        assert np.array_equal(ref, got, equal_nan=True)
+        assert (sa.value, a.iy, a.iv, a.gauss_spare) == (sb.value, b.iy, list(b.iv), b.gauss_spare)
+        assert (a.poi_oldm, a.poi_g, a.poi_sq, a.poi_alxm) == tuple(b.cache[:4])
+
+
+@pytest.mark.parametrize("seed", [1, 7, 12345, 0, -3, 2**31 - 2])
+@pytest.mark.parametrize(
+    "scale", [0.0, 1.0, 11.0, 500.0, 2.0e6], ids=["zeros", "lt1", "lt12", "rejection", "gaussian"]
+)
+def test_noise_image_equals_previous_generator(seed, scale):
+    # The compiled noise image, photon sum and overload count equal the previous generator's for several
+    # seeds and value ranges (each scale puts most pixels in one poidev branch; a few NaN pixels ride along).
+    g = np.random.default_rng(seed & 0xFFFF)
+    v = (g.random((24, 20)) * scale).astype(np.float32)
+    v[3, 4] = np.nan if scale == 500.0 else v[3, 4]
+    img, ph, ov = R.poisson_noise(v, seed, 10.0)
+    ref_img, ref_ph, ref_ov = OLD.reference_poisson_noise(v, seed, 10.0)
+    assert img.dtype == np.uint16 and img.shape == v.shape
+    assert np.array_equal(img, ref_img)
+    assert ph == ref_ph or (math.isnan(ph) and math.isnan(ref_ph))
+    assert ov == ref_ov
+
+
+@pytest.mark.parametrize("seed", [1, 99, 2**31 - 2])
+def test_mixed_noise_image_equals_previous_generator(seed):
+    # Every branch in one image, so the poidev statics and gaussdev's spare carry across branches.
+    img, ph, ov = R.poisson_noise(_mixed_values(), seed, 40.0)
+    ref_img, ref_ph, ref_ov = OLD.reference_poisson_noise(_mixed_values(), seed, 40.0)
+    assert np.array_equal(img, ref_img) and ov == ref_ov and ov >= 4  # the four values above 65535
+    assert math.isnan(ph) and math.isnan(ref_ph)  # one NaN pixel: C's sum += NaN
+    finite = ~np.isnan(_mixed_values())
+    assert R.poisson_noise(_mixed_values()[finite], seed, 40.0)[1] == \
+        OLD.reference_poisson_noise(_mixed_values()[finite], seed, 40.0)[1]
+
+
+@pytest.mark.parametrize("seed", [-1, -12345678, -(2**31 - 2), 5, -(2**40), 2**62])
+def test_interpreted_and_compiled_ran1_are_one_generator(seed):
+    # ran1 exists once (nanobrag_torch._crandom): run interpreted (misset/mosaic draws) and compiled (noise)
+    # it gives the same draws and leaves the same table, also for seeds outside C's valid range (where C
+    # reads outside its table; ours wraps the index and stays in bounds).
+    a, b = R.CRandom(), R.CRandom()
+    sa, sb = R.Seed(seed), R.Seed(seed)
+    kernel = R._compiled().ran1
+    got = [a.ran1(sa) for _ in range(300)]
+    exp = [float(kernel(sb.cell, b.table)) for _ in range(300)]
+    assert got == exp and sa.value == sb.value and np.array_equal(a.table, b.table)
+
+
+def test_seed_saturates_like_strtol():
+    # A C long holds -2**63 .. 2**63-1; strtol saturates beyond, so does Seed.
+    assert R.Seed(2**70).value == 2**63 - 1 and R.Seed(-(2**70)).value == -(2**63)
 
 
 # --- mosaic and misset --------------------------------------------------------------------------
@@ -241,7 +300,7 @@ def _rxyz(rx, ry, rz):
 
 @pytest.mark.parametrize("seed", [1, 7, 99, 12345, 2**31 - 2])
 def test_misset_angles_round_trip(seed):
-    # Rz.Ry.Rx built from the recovered angles reproduces U (section 7.5).
+    # Rz.Ry.Rx built from the recovered angles reproduces U.
     U, (rx, ry, rz) = R.random_misset(seed)
     assert abs(np.linalg.det(U) - 1.0) < 1e-12
     assert np.allclose(_rxyz(rx, ry, rz), U, atol=1e-12)

@@ -1,10 +1,23 @@
-"""Benchmarks: time our CLI against the C program on the same cores; write a report bundle.
+"""Benchmarks: whole runs of our CLI and of the C program on the same cores, with every output parity-checked.
 
-    python -m tools.bench [--config configs/bench.toml] [--select ID ...] [--slow] [--outdir DIR] [--c-bin PATH]
+    python -m tools.bench [--config configs/bench.toml] [--select ID ...] [--repeats N] [--dtype D ...]
+                          [--no-scaling] [--sizes N ...] [--outdir DIR] [--c-bin PATH]
 
-Writes DIR/bench.json and DIR/bench.md (default DIR: reports/bench/<UTC STAMP>/). Timings are wall-clock
-seconds of whole runs (process start to exit) in fresh directories; our in-process render time is parsed
-from the CLI's "rendered in" line. Nothing here asserts a speed: it records one.
+For each case of the config, the C program and our CLI (once per dtype) run alternately ``repeats`` times,
+each in a fresh directory holding only the inputs. Recorded per run: wall time (process start to exit), peak
+RSS (``ru_maxrss`` from ``os.wait4``, taken by a small launcher process so that the benchmark's own size does
+not leak into it; floor ~10 MB) and our in-process time (the CLI's ``rendered in`` line).
+Reported per case and dtype: medians, ours/C, ours minus the interpreter's ``import torch`` time over C, and a
+parity check of every output file of the first repeat against C's (float image with tools.thresholds via
+tools.metrics; SMV and PGM images with the corpus judges; the noise image pixel for pixel in float64 only, since
+a float32 render moves the pixel values that decide how many draws each pixel takes). A scaling scan times
+ours and C against pixel count and against sources x mosaic domains and fits power-law exponents (scaling.png).
+The config's [[target]] entries are evaluated into a MET/MISSED table.
+
+Writes DIR/bench.json, DIR/bench.md and DIR/scaling.png (default DIR: reports/bench/<UTC STAMP>/); the
+directory is assembled under a temporary name and renamed when complete. Exit status 0 when every run
+succeeded and every checked output passed, 1 otherwise, 2 for a bad config or option.
+Nothing here asserts a speed: it records one (targets are reported, not enforced).
 """
 from __future__ import annotations
 
@@ -14,11 +27,13 @@ import os
 import platform
 import re
 import shlex
+import shutil
+import signal
+import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from datetime import datetime, timezone
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,113 +43,589 @@ try:
 except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib
 
-from tools.cbin import resolve_c_binary
-from tools.metrics import compare_images, read_float_image
+from tools import corpus
+from tools.evidence.case import ConfigError, load_case
+from tools.cbin import resolve_c_binary, sha256_file
+from tools.cmdlog import utc_stamp
+from tools.files import atomic_write
 
-ROOT = Path(__file__).resolve().parent.parent
+from tools import REPO as ROOT  # noqa: E402
 DEFAULT_CONFIG = ROOT / "configs" / "bench.toml"
+OUTPUTS = (("floatimage.bin", "float"), ("intimage.img", "smv"), ("image.pgm", "pgm"), ("noiseimage.img", "noise"))
+RENDERED = re.compile(r"rendered in ([0-9.eE+-]+) s")
+NOISE_PROBE = """import json, sys, time
+t0 = time.perf_counter()
+import numpy as np
+from nanobrag_torch.rng import poisson_noise
+x = np.fromfile(sys.argv[1], dtype="<f4")
+t1 = time.perf_counter(); poisson_noise(x, int(sys.argv[2]), float(sys.argv[3])); t2 = time.perf_counter()
+warm = []
+for _ in range(int(sys.argv[4])):
+    t = time.perf_counter(); poisson_noise(x, int(sys.argv[2]), float(sys.argv[3])); warm.append(time.perf_counter() - t)
+print(json.dumps({"pixels": int(x.size), "import_s": t1 - t0, "first_call_s": t2 - t1, "warm_s": warm}))
+"""
 
 
-def write_inputs(d: Path) -> None:
-    """Synthetic inputs shared by every case: a MOSFLM matrix, an HKL table and a 3-source file."""
-    from tools.mosflm_matrix import a_matrix, write_a_matrix
+class BenchError(ValueError):
+    """A config or option the benchmark cannot use; the message names it."""
 
-    write_a_matrix(d / "A.mat", a_matrix((26.75, 31.31, 33.67, 88.69, 71.53, 68.14), 0.9768, (10.0, 20.0, 30.0)))
+
+# ------------------------------------------------------------------------------------------------ running
+@dataclass
+class Run:
+    """One timed process."""
+
+    exit: int
+    wall_s: float | None  # None when the program was killed or could not start
+    peak_rss_mb: float
+    render_s: float | None
+    tail: str
+
+
+# A small launcher between the benchmark and each timed program. On Linux a child's ru_maxrss includes the
+# resident size of the process it was forked from (kept across exec), so a program forked straight from this
+# (numpy-, torch- and image-holding) process would report at least this process's size; forked from the
+# launcher, it reports its own peak plus at most the launcher's ~10 MB. The launcher also times the program.
+LAUNCHER = """import json, os, sys, time
+t0 = time.perf_counter()
+pid = os.posix_spawnp(sys.argv[2], sys.argv[2:], os.environ)
+_, status, usage = os.wait4(pid, 0)
+wall = time.perf_counter() - t0
+with open(sys.argv[1], "w") as f:
+    json.dump({"exit": os.waitstatus_to_exitcode(status), "wall_s": wall, "maxrss": usage.ru_maxrss}, f)
+"""
+
+
+def measure(cmd: list[str], cwd: Path, env: dict, timeout_s: float) -> Run:
+    """Run ``cmd`` in ``cwd`` through the launcher: exit code, wall time, peak RSS (os.wait4), output tail."""
+    log_path, res_path = cwd.parent / f"{cwd.name}.log", cwd.parent / f"{cwd.name}.json"
+    with open(log_path, "w+", encoding="utf-8", errors="replace") as log:
+        p = subprocess.Popen([sys.executable, "-c", LAUNCHER, str(res_path), *cmd], cwd=cwd, env=env, stdout=log,
+                             stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            p.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)  # the launcher and the program
+            p.wait()
+        log.seek(0)
+        out = log.read()
+    log_path.unlink()
+    try:
+        res = json.loads(res_path.read_text())
+        res_path.unlink()
+    except FileNotFoundError:  # killed, or the program could not be started (the launcher's error is in out)
+        res = {"exit": p.returncode or 1, "wall_s": None, "maxrss": 0}
+    rss_mb = res["maxrss"] / (1024.0 * 1024.0 if sys.platform == "darwin" else 1024.0)
+    m = RENDERED.search(out)
+    wall = None if res["wall_s"] is None else round(res["wall_s"], 4)
+    return Run(res["exit"], wall, round(rss_mb, 1), float(m.group(1)) if m else None, out[-800:])
+
+
+def fresh_dir(scratch: Path, inputs: list[Path], tag: str) -> Path:
+    """A new empty directory under ``scratch`` holding copies of ``inputs``."""
+    d = Path(tempfile.mkdtemp(prefix=f"{tag}_", dir=scratch))
+    for f in inputs:
+        shutil.copyfile(f, d / f.name)
+    return d
+
+
+def median(xs):
+    """Median of the values that are not None, to 6 significant digits (None when there are none)."""
+    xs = [x for x in xs if x is not None]
+    return float(f"{statistics.median(xs):.6g}") if xs else None
+
+
+# ------------------------------------------------------------------------------------------------ config
+def load_config(path) -> dict:
+    """Read and check the benchmark config (see configs/bench.toml for the keys)."""
+    path = Path(path)
+    try:
+        cfg = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BenchError(f"--config {path}: no such file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise BenchError(f"--config {path}: invalid TOML: {exc}") from None
+    cfg.setdefault("threads", 2)
+    cfg.setdefault("repeats", 3)
+    cfg.setdefault("dtypes", ["float32", "float64"])
+    cfg.setdefault("timeout_s", 1800)
+    cfg.setdefault("py_command", ["{python}", "-m", "nanobrag_torch"])
+    cfg.setdefault("import_probe", "import torch")
+    cfg.setdefault("case_inputs", None)
+    cfg.setdefault("case", [])
+    cfg.setdefault("target", [])
+    ids = [c.get("id") for c in cfg["case"]]
+    for c in cfg["case"]:
+        if not c.get("id") or ("argv" in c) == ("phase_d" in c):
+            raise BenchError(f"{path}: each [[case]] needs an id and exactly one of argv / phase_d ({c})")
+    if len(set(ids)) != len(ids):
+        raise BenchError(f"{path}: duplicate case ids")
+    return cfg
+
+
+def write_inputs(d: Path, source_counts=(3,)) -> None:
+    """Synthetic inputs shared by every case: an HKL table (h, k, l in -12..12) and source files."""
     rng = np.random.default_rng(7)
     rows = [f"{h} {k} {l_} {rng.uniform(1, 50):.2f}" for h in range(-12, 13) for k in range(-12, 13)
             for l_ in range(-12, 13)]
-    (d / "toy.hkl").write_text("\n".join(rows) + "\n")
-    (d / "src3.txt").write_text("-10 0 0 1 1e-10\n-10 0.004 0 0.5 1e-10\n-10 0 0.004 0.25 1.02e-10\n")
+    (d / "toy25.hkl").write_text("\n".join(rows) + "\n")
+    for n in sorted(set(source_counts)):
+        # n sources ~0.2 mrad apart around the beam axis, weights 1, wavelength 1 A (position x y z, weight, lambda)
+        lines = [f"-10 {0.002 * (i % 3 - 1):g} {0.002 * (i // 3 - 1):g} 1 1e-10" for i in range(n)]
+        (d / f"src{n}.txt").write_text("\n".join(lines) + "\n")
 
 
-def timed(cmd: list[str], cwd: Path, env: dict) -> tuple[int, float, str]:
-    t0 = time.perf_counter()
-    r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    return r.returncode, time.perf_counter() - t0, r.stdout + r.stderr
+def case_inputs(config: str | None) -> list[Path]:
+    """The input files of an evidence case (tools.evidence.case; default: the Phase D case)."""
+    cfg = load_case(config)
+    return [cfg.resolve(p) for p in cfg.inputs]
 
 
-def run_case(case: dict, inputs: Path, threads: int, c_bin: Path | None) -> dict:
-    argv = shlex.split(case["argv"])
-    row = {"id": case["id"], "note": case.get("note", ""), "argv": case["argv"]}
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OMP_PROC_BIND="false")
-    results = {}
-    for side in ("py", "c"):
-        if side == "c" and c_bin is None:
+def phase_d_run(config: str | None, detpixels: int) -> tuple[list[str], list[Path]]:
+    """The Phase D case's argv (float image under C's default name) at ``detpixels``², and its input files."""
+    cfg = load_case(config)
+    argv = [a.replace("{floatfile}", "floatimage.bin") for a in cfg.argv]
+    for flag in ("-detpixels", "-detpixels_x", "-detpixels_y"):
+        while flag in argv:
+            i = argv.index(flag)
+            del argv[i:i + 2]
+    return [*argv, "-detpixels", str(detpixels)], case_inputs(config)
+
+
+def case_run(case: dict, inputs: list[Path]) -> tuple[list[str], list[Path]]:
+    """(argv, input files) of one [[case]]."""
+    if "phase_d" in case:
+        argv, extra = phase_d_run(case["phase_d"] or None, int(case["detpixels"]))
+        return argv, [*inputs, *extra]
+    return shlex.split(case["argv"]), inputs
+
+
+def image_shape(argv: list[str]) -> tuple[int, int] | None:
+    """[slow, fast] from -detpixels / -detpixels_x / -detpixels_y (None when not given)."""
+    def val(flag):
+        return int(argv[argv.index(flag) + 1]) if flag in argv else None
+    n = val("-detpixels")
+    x, y = val("-detpixels_x") or n, val("-detpixels_y") or n
+    return (y, x) if x and y else None
+
+
+# ------------------------------------------------------------------------------------------------ parity
+def check_outputs(c_dir: Path, py_dir: Path, dtype: str, shape) -> list[dict]:
+    """Every image C wrote, judged against ours: a list of {output, status PASS|FAIL|SKIP, reasons}."""
+    rows = []
+    for name, kind in OUTPUTS:
+        ref, ours = c_dir / name, py_dir / name
+        if not ref.exists():
             continue
-        work = Path(tempfile.mkdtemp(prefix=f"bench_{side}_"))
-        for f in inputs.iterdir():
-            (work / f.name).write_bytes(f.read_bytes())
-        if side == "py":
-            # torch takes its intra-op thread count from OMP_NUM_THREADS, like the C program
-            cmd = [sys.executable, "-m", "nanobrag_torch", *argv, "-floatfile", "out.bin", "-noprogress"]
-        else:
-            cmd = [str(c_bin), *argv, "-floatfile", "out.bin"]
-        code, wall, out = timed(cmd, work, env)
-        results[side] = {"exit": code, "wall_s": round(wall, 3), "dir": str(work)}
-        m = re.search(r"rendered in ([0-9.eE+-]+) s", out)
-        if m:
-            results[side]["render_s"] = float(m.group(1))
-        if code != 0:
-            results[side]["tail"] = out[-500:]
-    row.update(results)
-    if "c" in results and results["c"]["exit"] == 0 and results["py"]["exit"] == 0:
-        shape = None
-        m = re.search(r"-detpixels (\d+)", case["argv"])
-        if m:
-            shape = (int(m.group(1)),) * 2
-        c = read_float_image(Path(results["c"]["dir"]) / "out.bin", shape)
-        p = read_float_image(Path(results["py"]["dir"]) / "out.bin", shape)
-        met = compare_images(c, p)
-        row["parity"] = {k: met[k] for k in ("correlation", "sum_ratio", "max_abs_diff_rel")}
-        row["py_over_c"] = round(results["py"]["wall_s"] / results["c"]["wall_s"], 2)
+        if not ours.exists():
+            rows.append({"output": name, "status": "FAIL", "reasons": [f"{name}: C wrote it, ours did not"]})
+            continue
+        if kind == "noise" and dtype != "float64":
+            rows.append({"output": name, "status": "SKIP", "reasons": [
+                "a float32 render moves pixel values, so the Poisson stream diverges: compared in float64 only"]})
+            continue
+        try:
+            if kind == "float":
+                m, reasons, _, _ = corpus.compare_float(ref, ours, shape, dtype)
+                m = {k: m.get(k) for k in ("correlation", "sum_ratio", "max_abs_diff_rel")}
+            elif kind == "pgm":
+                m, reasons, _ = corpus.compare_pgm(ref, ours, dtype)
+            else:
+                m, reasons, _ = corpus.compare_smv(ref, ours, "noisefile" if kind == "noise" else "intfile", dtype)
+        except ValueError as exc:
+            m, reasons = {}, [f"{name}: {exc}"]
+        rows.append({"output": name, "status": "FAIL" if reasons else "PASS", "reasons": reasons, "metrics": m})
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------ cases
+class Runner:
+    """Runs C and ours with the benchmark's environment, in fresh directories under one scratch root."""
+
+    def __init__(self, cfg: dict, c_bin: Path | None, scratch: Path):
+        self.cfg, self.c_bin, self.scratch = cfg, c_bin, scratch
+        self.env = dict(os.environ, OMP_NUM_THREADS=str(cfg["threads"]), OMP_PROC_BIND="false")
+        self.py_cmd = [sys.executable if a == "{python}" else a for a in cfg["py_command"]]
+
+    def command(self, side: str, argv: list[str]) -> list[str]:
+        if side == "c":
+            return [str(self.c_bin), *argv]
+        return [*self.py_cmd, *argv, "-dtype", side, "-noprogress"]
+
+    def sides(self, dtypes) -> list[str]:
+        return (["c"] if self.c_bin else []) + list(dtypes)
+
+    def run(self, side: str, argv: list[str], inputs: list[Path], keep: bool) -> tuple[Run, Path | None]:
+        d = fresh_dir(self.scratch, inputs, side)
+        r = measure(self.command(side, argv), d, self.env, self.cfg["timeout_s"])
+        if not keep:
+            shutil.rmtree(d)
+            d = None
+        return r, d
+
+
+def summarise(runs: list[Run]) -> dict:
+    ok = [r for r in runs if r.exit == 0]
+    return {"exit": [r.exit for r in runs], "wall_s": [r.wall_s for r in runs],
+            "median_wall_s": median([r.wall_s for r in ok]), "min_wall_s": min((r.wall_s for r in ok), default=None),
+            "max_wall_s": max((r.wall_s for r in ok), default=None),
+            "peak_rss_mb": max((r.peak_rss_mb for r in runs), default=None),
+            "median_render_s": median([r.render_s for r in ok]),
+            **({"tail": runs[-1].tail} if any(r.exit for r in runs) else {})}
+
+
+def run_case(runner: Runner, case: dict, inputs: list[Path], repeats: int, dtypes) -> dict:
+    """C and ours (each dtype) alternately ``repeats`` times; parity of the first repeat's outputs."""
+    argv, files = case_run(case, inputs)
+    sides = runner.sides(dtypes)
+    runs: dict[str, list[Run]] = {s: [] for s in sides}
+    first: dict[str, Path | None] = {}
+    try:
+        for rep in range(repeats):
+            for side in sides:
+                r, d = runner.run(side, argv, files, keep=rep == 0)
+                runs[side].append(r)
+                if rep == 0:
+                    first[side] = d
+        row = {"id": case["id"], "note": case.get("note", ""), "argv": shlex.join(argv),
+               "sides": {s: summarise(runs[s]) for s in sides}}
+        shape = image_shape(argv)
+        for dt in dtypes:
+            if "c" not in first or runs["c"][0].exit or runs[dt][0].exit:
+                continue
+            row["sides"][dt]["parity"] = check_outputs(first["c"], first[dt], dt, shape)
+        if "noiseimage.img" in {n for d in first.values() if d for n in os.listdir(d)}:
+            row["noise_probe"] = noise_probe(runner, argv, first)
+    finally:
+        for d in first.values():
+            if d:
+                shutil.rmtree(d, ignore_errors=True)
     return row
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="time our CLI against the C program; write reports/bench/<STAMP>/")
-    ap.add_argument("--config", default=str(DEFAULT_CONFIG))
-    ap.add_argument("--select", nargs="*", default=None, help="case ids (default: all non-slow cases)")
-    ap.add_argument("--slow", action="store_true", help="include cases marked slow")
-    ap.add_argument("--outdir", default=None)
-    ap.add_argument("--c-bin", default=None, help="C nanoBragg binary (default: $NB_C_BIN, then PATH)")
-    args = ap.parse_args(argv)
-    cfg = tomllib.loads(Path(args.config).read_text())
-    threads = int(cfg.get("threads", 2))
-    cases = [c for c in cfg["case"] if (args.select and c["id"] in args.select)
-             or (not args.select and (args.slow or not c.get("slow")))]
-    cb = resolve_c_binary(args.c_bin)
-    c_bin = cb.path if cb.ok else None
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    outdir = Path(args.outdir or ROOT / "reports" / "bench" / stamp)
-    outdir.mkdir(parents=True, exist_ok=False)
-    inputs = Path(tempfile.mkdtemp(prefix="bench_inputs_"))
-    write_inputs(inputs)
+def _flag(argv: list[str], flag: str, default):
+    return type(default)(argv[argv.index(flag) + 1]) if flag in argv else default
+
+
+def noise_probe(runner: Runner, argv: list[str], first: dict) -> dict | None:
+    """Our noise generator alone, in a fresh interpreter, on our first float image of this case."""
+    d = next((first[s] for s in ("float64", "float32") if first.get(s) and (first[s] / "floatimage.bin").exists()),
+             None)
+    if d is None:
+        return None
+    cmd = [sys.executable, "-c", NOISE_PROBE, str(d / "floatimage.bin"), str(_flag(argv, "-seed", 1)),
+           str(_flag(argv, "-adc", 40.0)), str(max(1, runner.cfg["repeats"]))]
+    r = subprocess.run(cmd, env=runner.env, capture_output=True, text=True, timeout=runner.cfg["timeout_s"])
+    if r.returncode:
+        return {"error": r.stderr[-500:]}
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    out["median_warm_s"] = median(out.pop("warm_s"))
+    return out
+
+
+def import_times(runner: Runner, repeats: int) -> dict:
+    """Median wall of ``python -c <import_probe>`` and of our ``-h`` (the fixed cost of every run of ours)."""
+    probes = {"import_probe": [sys.executable, "-c", runner.cfg["import_probe"]], "help": [*runner.py_cmd, "-h"]}
+    out = {"import_probe_code": runner.cfg["import_probe"]}
+    for name, cmd in probes.items():
+        walls = []
+        for _ in range(repeats):
+            d = fresh_dir(runner.scratch, [], name)
+            r = measure(cmd, d, runner.env, runner.cfg["timeout_s"])
+            shutil.rmtree(d)
+            walls.append(r.wall_s if r.exit == 0 else None)
+        out[f"{name}_s"] = median(walls)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ scaling
+def fit_exponent(xs, ts) -> float | None:
+    """Least-squares slope of log(t) against log(x): the p of t ~ x**p (None with fewer than 2 points)."""
+    pts = [(x, t) for x, t in zip(xs, ts) if x and t and t > 0]
+    if len(pts) < 2 or len({x for x, _ in pts}) < 2:
+        return None
+    lx, lt = np.log([p[0] for p in pts]), np.log([p[1] for p in pts])
+    return round(float(np.polyfit(lx, lt, 1)[0]), 3)
+
+
+def scan(runner: Runner, argvs: list[tuple[float, list[str]]], inputs: list[Path], dtype: str, repeats: int) -> dict:
+    """Time C and ours (``dtype``) alternately on each (x, argv) point; medians per point and fitted exponents."""
+    sides = runner.sides([dtype])
+    points = []
+    for x, argv in argvs:
+        runs: dict[str, list[Run]] = {s: [] for s in sides}
+        for _ in range(repeats):
+            for side in sides:
+                runs[side].append(runner.run(side, argv, inputs, keep=False)[0])
+        points.append({"x": x, "argv": shlex.join(argv), **{s: summarise(runs[s]) for s in sides}})
+    xs = [p["x"] for p in points]
+    fits = {"ours_wall": fit_exponent(xs, [p[dtype]["median_wall_s"] for p in points]),
+            "ours_in_process": fit_exponent(xs, [p[dtype]["median_render_s"] for p in points])}
+    if "c" in sides:
+        fits["c_wall"] = fit_exponent(xs, [p["c"]["median_wall_s"] for p in points])
+    return {"dtype": dtype, "points": points, "exponents": fits}
+
+
+def run_scaling(runner: Runner, sc: dict, inputs: list[Path], sizes, repeats: int) -> dict:
+    """The two scans of [scaling]: time vs pixels (field of view fixed) and vs sources x mosaic domains."""
+    dtype = sc.get("dtype", "float32")
+    fov = float(sc.get("fov_mm", 204.8))
+    px = [(n * n, shlex.split(sc["pixels_argv"].format(n=n, pixel=f"{fov / n:.6g}"))) for n in sizes]
+    sd = [(s * d, shlex.split(sc["sources_domains_argv"].format(sources=s, domains=d)))
+          for s, d in sc.get("sources_domains", [])]
+    out = {"pixels": scan(runner, px, inputs, dtype, repeats)}
+    if sd:
+        out["sources_domains"] = scan(runner, sd, inputs, dtype, repeats)
+    return out
+
+
+def plot_scaling(scaling: dict, path: Path) -> None:
+    """Log-log panels of time vs pixels and vs sources x domains, with the fitted exponents in the legends."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [(k, v) for k, v in scaling.items() if v["points"]]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
+    labels = {"pixels": "pixels", "sources_domains": "sources x mosaic domains"}
+    for ax, (key, s) in zip(axes[0], panels):
+        xs = [p["x"] for p in s["points"]]
+        series = [("C wall", "c", "median_wall_s", "c_wall"), (f"ours {s['dtype']} wall", s["dtype"], "median_wall_s",
+                  "ours_wall"), (f"ours {s['dtype']} in-process", s["dtype"], "median_render_s", "ours_in_process")]
+        for label, side, field, fit in series:
+            ys = [p.get(side, {}).get(field) for p in s["points"]]
+            if any(y is not None for y in ys):
+                ax.plot(xs, [y if y is not None else np.nan for y in ys], "o-",
+                        label=f"{label} (exponent {s['exponents'].get(fit)})")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(labels.get(key, key))
+        ax.set_ylabel("seconds")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------------------------------------ targets
+def target_value(t: dict, rows: dict, imports: dict, scaling: dict):
+    """The measured value of one [[target]] (None when not measured in this run)."""
+    metric = t["metric"]
+    if metric.endswith("_exponent"):
+        s = scaling.get(metric[: -len("_exponent")])
+        return s["exponents"].get(t.get("series", "ours_in_process")) if s else None
+    row = rows.get(t.get("case"))
+    if row is None:
+        return None
+    ours, c = row["sides"].get(t.get("dtype"), {}), row["sides"].get("c", {})
+    w, cw, imp = ours.get("median_wall_s"), c.get("median_wall_s"), imports.get("import_probe_s")
+    if metric == "ratio":
+        return round(w / cw, 3) if w and cw else None
+    if metric == "ratio_minus_import":
+        return round((w - imp) / cw, 3) if w and cw and imp is not None else None
+    if metric == "peak_rss_gb":
+        return round(ours["peak_rss_mb"] / 1024.0, 3) if ours.get("peak_rss_mb") else None
+    if metric == "noise_ratio":  # our noise kernel (warm) over C's noise cost (this case minus its baseline)
+        base = rows.get(t.get("baseline"), {}).get("sides", {}).get("c", {}).get("median_wall_s")
+        warm = (row.get("noise_probe") or {}).get("median_warm_s")
+        return round(warm / (cw - base), 3) if warm and cw and base and cw > base else None
+    raise BenchError(f"[[target]] {t.get('what', t)}: unknown metric {metric!r}")
+
+
+def evaluate_targets(cfg: dict, rows: dict, imports: dict, scaling: dict) -> list[dict]:
+    out = []
+    for t in cfg["target"]:
+        v = target_value(t, rows, imports, scaling)
+        status = "NOT MEASURED" if v is None else ("MET" if v <= float(t["max"]) else "MISSED")
+        out.append({"what": t.get("what", t["metric"]), "value": v, "max": t["max"], "status": status})
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ report
+def parity_cell(side: dict) -> str:
+    rows = side.get("parity")
+    if rows is None:
+        return "-"
+    bad = [r for r in rows if r["status"] == "FAIL"]
+    if bad:
+        return "FAIL: " + "; ".join(bad[0]["reasons"])[:160]
+    return "PASS (" + ", ".join(f"{r['output']}{'' if r['status'] == 'PASS' else ' skipped'}" for r in rows) + ")"
+
+
+def markdown(data: dict) -> str:
+    env, imp = data["env"], data["imports"]
+    lines = [f"# Benchmark {data['stamp']}", "",
+             f"{env['threads']} threads each side (OMP_NUM_THREADS); {env['platform']}; {env['cpu_count']} CPUs; "
+             f"torch {env.get('torch')}; git {env.get('git')}; load average before/after "
+             f"{env['loadavg_before']} / {env.get('loadavg_after')}.",
+             f"C binary: {env['c_binary'] or 'none (' + str(env['c_binary_problem']) + ')'}",
+             f"{data['repeats']} repeats, C and ours alternating; medians of whole-run wall times.", "",
+             f"Fixed cost of ours: `python -c \"{imp.get('import_probe_code')}\"` {imp.get('import_probe_s')} s, "
+             f"our `-h` {imp.get('help_s')} s.", "",
+             "| case | dtype | C wall s | ours wall s (in-process) | ours/C | (ours - import)/C | peak RSS MB C / ours "
+             "| parity |", "|---|---|---|---|---|---|---|---|"]
+    for r in data["cases"]:
+        c = r["sides"].get("c", {})
+        for dt in data["dtypes"]:
+            o = r["sides"].get(dt, {})
+            w, cw, i = o.get("median_wall_s"), c.get("median_wall_s"), imp.get("import_probe_s")
+            ratio = f"{w / cw:.2f}" if w and cw else "-"
+            minus = f"{(w - i) / cw:.2f}" if w and cw and i is not None else "-"
+            fails = "" if not any(o.get("exit", [])) else f" exits {o['exit']}"
+            lines.append(f"| {r['id']} | {dt} | {cw or '-'} | {w}{fails} ({o.get('median_render_s')}) | {ratio} | "
+                         f"{minus} | {c.get('peak_rss_mb', '-')} / {o.get('peak_rss_mb')} | {parity_cell(o)} |")
+    noise = [(r["id"], r["noise_probe"]) for r in data["cases"] if r.get("noise_probe")]
+    if noise:
+        lines += ["", "Noise generator alone (fresh interpreter, on our float image of the case):", ""]
+        for cid, n in noise:
+            lines.append(f"- {cid}: {n.get('pixels')} pixels; package import {n.get('import_s', 0):.3f} s, first "
+                         f"call (numba import, cache load, kernel) {n.get('first_call_s', 0):.3f} s, warm "
+                         f"{n.get('median_warm_s')} s" if "error" not in n else f"- {cid}: probe failed {n['error']}")
+    for key, s in data.get("scaling", {}).items():
+        lines += ["", f"Scaling vs {key.replace('_', ' x ')} ({s['dtype']}); fitted exponents: "
+                  + ", ".join(f"{k} {v}" for k, v in s["exponents"].items()), "",
+                  "| x | C wall s | ours wall s | ours in-process s |", "|---|---|---|---|"]
+        for p in s["points"]:
+            lines.append(f"| {p['x']} | {p.get('c', {}).get('median_wall_s', '-')} | "
+                         f"{p[s['dtype']]['median_wall_s']} | {p[s['dtype']]['median_render_s']} |")
+    if data.get("scaling"):
+        lines += ["", "![scaling](scaling.png)"]
+    if data["targets"]:
+        lines += ["", "| target | measured | limit | status |", "|---|---|---|---|"]
+        lines += [f"| {t['what']} | {t['value']} | {t['max']} | {t['status']} |" for t in data["targets"]]
+    return "\n".join(lines) + "\n"
+
+
+def environment(threads: int, cb) -> dict:
     env = {"python": sys.version.split()[0], "platform": platform.platform(), "cpu_count": os.cpu_count(),
-           "threads": threads, "c_binary": str(c_bin) if c_bin else None,
-           "c_binary_problem": None if cb.ok else cb.problem}
+           "threads": threads, "c_binary": str(cb.path) if cb.ok else None,
+           "c_binary_sha256": sha256_file(cb.path) if cb.ok else None,
+           "c_binary_problem": None if cb.ok else cb.problem, "loadavg_before": _loadavg()}
     try:
         import torch
 
         env["torch"] = torch.__version__
     except ImportError:
         pass
-    rows = []
-    for case in cases:
-        print(f"bench {case['id']} ...", file=sys.stderr, flush=True)
-        rows.append(run_case(case, inputs, threads, c_bin))
-        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    (outdir / "bench.json").write_text(json.dumps({"env": env, "cases": rows}, indent=1))
-    lines = [f"# Benchmark {stamp}", "", f"{threads} threads each side; {env['platform']}; torch {env.get('torch')}; "
-             f"C binary: {env['c_binary'] or 'none (' + str(env['c_binary_problem']) + ')'}", "",
-             "| case | ours wall s (render s) | C wall s | ours/C | parity r | note |", "|---|---|---|---|---|---|"]
-    for r in rows:
-        py, c = r.get("py", {}), r.get("c", {})
-        lines.append(f"| {r['id']} | {py.get('wall_s')} ({py.get('render_s')}) | {c.get('wall_s', '-')} | "
-                     f"{r.get('py_over_c', '-')} | {r.get('parity', {}).get('correlation', '-')} | {r['note']} |")
-    (outdir / "bench.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    git = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True)
+    env["git"] = git.stdout.strip() or None
+    return env
+
+
+def _loadavg():
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def write_bundle(outdir: Path, data: dict) -> None:
+    """bench.json, bench.md and scaling.png, assembled in a hidden sibling directory and renamed into place."""
+    part = outdir.parent / f".{outdir.name}.part"
+    part.mkdir(parents=True)
+    try:
+        atomic_write(part / "bench.json", json.dumps(data, indent=1))
+        atomic_write(part / "bench.md", markdown(data))
+        if any(s["points"] for s in data.get("scaling", {}).values()):
+            plot_scaling(data["scaling"], part / "scaling.png")
+        os.rename(part, outdir)
+    except BaseException:
+        shutil.rmtree(part, ignore_errors=True)
+        raise
+
+
+def passed(data: dict) -> bool:
+    """Every run exited 0 and no checked output failed."""
+    for r in data["cases"]:
+        for side in r["sides"].values():
+            if any(side["exit"]) or any(p["status"] == "FAIL" for p in side.get("parity", [])):
+                return False
+    for s in data.get("scaling", {}).values():
+        if any(any(p[k]["exit"]) for p in s["points"] for k in p if isinstance(p[k], dict)):
+            return False
+    return True
+
+
+# ------------------------------------------------------------------------------------------------ main
+def parse_args(argv):
+    ap = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", default=str(DEFAULT_CONFIG))
+    ap.add_argument("--select", nargs="+", default=None, metavar="ID", help="case ids (default: every case)")
+    ap.add_argument("--repeats", type=int, default=None, help="alternations per case (default: the config's)")
+    ap.add_argument("--dtype", nargs="+", default=None, choices=("float32", "float64"), help="our dtypes")
+    ap.add_argument("--no-scaling", action="store_true", help="skip the scaling scans")
+    ap.add_argument("--sizes", nargs="+", type=int, default=None, metavar="N", help="detpixels of the pixel scan")
+    ap.add_argument("--scaling-repeats", type=int, default=None, help="repeats per scaling point")
+    ap.add_argument("--outdir", default=None, help="bundle directory (default: reports/bench/<UTC STAMP>)")
+    ap.add_argument("--c-bin", default=None, help="C nanoBragg binary (default: $NB_C_BIN, then PATH)")
+    return ap.parse_args(argv)
+
+
+def plan(args, cfg: dict) -> tuple[list[dict], int, list[str]]:
+    """The selected cases, repeat count and dtypes; BenchError for an unknown id or a bad count."""
+    known = [c["id"] for c in cfg["case"]]
+    unknown = sorted(set(args.select or []) - set(known))
+    if unknown:
+        raise BenchError(f"--select: unknown case id(s) {', '.join(unknown)} (known: {', '.join(known)})")
+    cases = [c for c in cfg["case"] if not args.select or c["id"] in args.select]
+    repeats = cfg["repeats"] if args.repeats is None else args.repeats
+    if repeats < 1:
+        raise BenchError(f"--repeats {repeats}: must be at least 1")
+    return cases, repeats, list(args.dtype or cfg["dtypes"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        cfg = load_config(args.config)
+        cases, repeats, dtypes = plan(args, cfg)
+        outdir = Path(args.outdir) if args.outdir else ROOT / "reports" / "bench" / utc_stamp()
+        if outdir.exists():
+            raise BenchError(f"--outdir {outdir}: already exists")
+        cb = resolve_c_binary(args.c_bin)
+        if args.c_bin and not cb.ok:
+            raise BenchError(f"--c-bin {args.c_bin}: {cb.problem}")
+        return bench(cfg, cases, repeats, dtypes, args, outdir, cb)
+    except (BenchError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def bench(cfg, cases, repeats, dtypes, args, outdir: Path, cb) -> int:
+    data = {"stamp": outdir.name, "env": environment(cfg["threads"], cb), "repeats": repeats, "dtypes": dtypes}
+    sc = cfg.get("scaling") if not args.no_scaling else None
+    scratch = Path(tempfile.mkdtemp(prefix="bench_"))
+    try:
+        inputs_dir = scratch / "inputs"
+        inputs_dir.mkdir()
+        counts = [3, *[s for s, _ in (sc or {}).get("sources_domains", [])]]
+        write_inputs(inputs_dir, counts)
+        inputs = sorted(inputs_dir.iterdir())
+        if cfg["case_inputs"]:
+            inputs += [p for p in case_inputs(cfg["case_inputs"]) if p.name not in {q.name for q in inputs}]
+        runner = Runner(cfg, cb.path if cb.ok else None, scratch)
+        data["imports"] = import_times(runner, repeats)
+        data["cases"] = []
+        for case in cases:
+            print(f"bench {case['id']} ...", file=sys.stderr, flush=True)
+            data["cases"].append(run_case(runner, case, inputs, repeats, dtypes))
+        if sc:
+            print("bench scaling ...", file=sys.stderr, flush=True)
+            sizes = args.sizes or sc.get("sizes", [256, 512, 1024, 2048, 4096])
+            reps = sc.get("repeats", 1) if args.scaling_repeats is None else args.scaling_repeats
+            data["scaling"] = run_scaling(runner, sc, inputs, sizes, reps)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    data["env"]["loadavg_after"] = _loadavg()
+    rows = {r["id"]: r for r in data["cases"]}
+    data["targets"] = evaluate_targets(cfg, rows, data["imports"], data.get("scaling", {}))
+    data["passed"] = passed(data)
+    write_bundle(outdir, data)
+    print(markdown(data))
     print(f"bench bundle: {outdir}")
-    return 0 if all(r.get("py", {}).get("exit") == 0 for r in rows) else 1
+    return 0 if data["passed"] else 1
 
 
 if __name__ == "__main__":

@@ -239,6 +239,9 @@ def read_smv(path: str | Path) -> tuple[list[tuple[str, str]], np.ndarray]:
     order = ">" if hdr.get("BYTE_ORDER", "little_endian").startswith("big") else "<"
     if hdr.get("TYPE", "unsigned_short") != "unsigned_short":
         raise ValueError(f"{path}: SMV TYPE {hdr['TYPE']!r} not supported")
+    # C writes its header text as is when it is longer than HEADER_BYTES (no truncation; e.g. 515 bytes for the
+    # Phase D geometry at 4096x4096): the pixels then start right after the closing "}" and its form feed.
+    nbytes = max(nbytes, end + 1 + (raw[end + 1:end + 2] == b"\f"))
     body = len(raw) - nbytes
     if body != 2 * fast * slow:
         raise ValueError(f"{path}: {body} bytes after the header, expected {slow}x{fast} 2-byte pixels")
