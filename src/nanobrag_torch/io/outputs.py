@@ -81,11 +81,13 @@ def noise_image(image32: np.ndarray, in_roi: np.ndarray, seed: int, adc: float, 
     return full, photons, overloads
 
 
-def write_c_outputs(image, model, outputs: Outputs, out=print) -> ImageStats:
-    """Write C's files for ``image`` (spixels, fpixels) rendered from ``model``; print C's end-of-run lines
-    through ``out``. Returns the image statistics. Nothing is written unless every file can be."""
+def write_c_outputs(image, model, outputs: Outputs, out=None) -> ImageStats:
+    """Write C's files for ``image`` (spixels, fpixels) rendered from ``model``; C's end-of-run lines go to
+    ``out`` (e.g. ``print``; default: nowhere). Returns the image statistics. Nothing is written unless every
+    file can be."""
     from ..geometry import place_detector
 
+    out = out or (lambda line: None)
     image32 = image.detach().to("cpu").numpy().astype(np.float32) if hasattr(image, "detach") else \
         np.asarray(image, dtype=np.float32)
     det = model.detector
