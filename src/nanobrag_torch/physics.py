@@ -49,6 +49,58 @@ def grating_smooth(h: torch.Tensor, n) -> torch.Tensor:
     return sign * torch.where(small, series, closed)
 
 
+def grating_derivatives(h: torch.Tensor, n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(d/dh, d/dN) of ``grating_smooth``: closed forms away from integer h, their series within |N pi d| < 1e-2
+    (where the closed d/dh cancels catastrophically and d/dN is 0/0 at d = 0)."""
+    h0 = torch.round(h)
+    x = math.pi * (h - h0)
+    sign = 1.0 - 2.0 * torch.remainder(h0 * (torch.round(n) - 1), 2.0)
+    small = (n * x).abs() < 1e-2
+    xs = torch.where(small, torch.ones_like(x), x)
+    s, c = torch.sin(xs), torch.cos(xs)
+    sn, cn = torch.sin(n * xs), torch.cos(n * xs)
+    x2, n2 = x * x, n * n
+    dx = torch.where(small, n * (n2 - 1.0) * x * (-1.0 / 3.0 + (3.0 * n2 - 7.0) * x2 / 90.0),
+                     (n * cn * s - sn * c) / (s * s))
+    dn = torch.where(small, 1.0 - (3.0 * n2 - 1.0) * x2 / 6.0 + (15.0 * n2 * n2 - 30.0 * n2 + 7.0) * x2 * x2 / 360.0,
+                     xs * cn / s)
+    return sign * math.pi * dx, sign * dn
+
+
+def _sum_to(g: torch.Tensor, shape) -> torch.Tensor:
+    """``g`` summed over the axes that were broadcast from ``shape``."""
+    while g.dim() > len(shape):
+        g = g.sum(0)
+    for i, size in enumerate(shape):
+        if size == 1 and g.shape[i] != 1:
+            g = g.sum(i, keepdim=True)
+    return g
+
+
+class _Grating(torch.autograd.Function):
+    """C's grating value sin(N pi h)/sin(pi h) per axis, differentiated as ``grating_smooth``."""
+
+    @staticmethod
+    def forward(ctx, h, n, c_form: bool):
+        if h.dtype == torch.float64 and c_form:
+            value = sincg(math.pi * h, n)  # C's evaluation, for bit parity
+        elif c_form:
+            value = sincg_reduced(h, n)
+        else:
+            value = grating_smooth(h, n)
+        ctx.save_for_backward(h, n)
+        return value
+
+    @staticmethod
+    def backward(ctx, g):
+        h, n = ctx.saved_tensors
+        nb = n.expand_as(h) if n.shape != h.shape else n
+        dh, dn = grating_derivatives(h, nb)
+        gh = g * dh if ctx.needs_input_grad[0] else None
+        gn = _sum_to(g * dn, n.shape) if ctx.needs_input_grad[1] else None
+        return gh, gn, None
+
+
 def sinc3(x: torch.Tensor) -> torch.Tensor:
     """C sinc3(x) = 3 (sin x / x - cos x) / x^2, and 1 at x == 0 (Fourier transform of a sphere).
 
@@ -103,8 +155,8 @@ def lattice_factor_square(hkl: torch.Tensor, N, axes=None, c_form: bool = True) 
     the default for ``axes``).
 
     ``N`` (..., 3) broadcasts against ``hkl`` (..., 3). float64 with integer N (``c_form``) evaluates
-    sin(N pi h)/sin(pi h) as C does; otherwise the reduced form. Derivatives always come from
-    ``grating_smooth`` (finite at integer h and continuous in N).
+    sin(N pi h)/sin(pi h) as C does; otherwise the reduced form. Derivatives always are those of
+    ``grating_smooth`` (finite at integer h and continuous in N), computed in the backward pass only.
     """
     N = _cells(N, hkl)
     if axes is None:
@@ -114,15 +166,13 @@ def lattice_factor_square(hkl: torch.Tensor, N, axes=None, c_form: bool = True) 
     if len(axes) < 3:
         hkl = hkl[..., list(axes)]
         N = N[..., list(axes)]
-    if hkl.dtype == torch.float64 and c_form:
-        value = sincg(math.pi * hkl, N).prod(-1)  # C's evaluation, for bit parity
-    elif c_form:
-        value = sincg_reduced(hkl, N).prod(-1)
-    else:  # non-integer N: the smooth form is the definition
-        return grating_smooth(hkl, N).prod(-1)
     if _needs_grad(hkl, N):
-        return value_with_grad_of(value, grating_smooth(hkl, N).prod(-1))
-    return value
+        return _Grating.apply(hkl, N, c_form).prod(-1)
+    if hkl.dtype == torch.float64 and c_form:
+        return sincg(math.pi * hkl, N).prod(-1)  # C's evaluation, for bit parity
+    if c_form:
+        return sincg_reduced(hkl, N).prod(-1)
+    return grating_smooth(hkl, N).prod(-1)  # non-integer N: the smooth form is the definition
 
 
 def lattice_factor_round(hkl: torch.Tensor, N, fudge, scale=None) -> torch.Tensor:

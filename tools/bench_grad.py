@@ -1,0 +1,110 @@
+"""Cost of gradients: forward vs forward+backward time and peak memory of the eager render (issue 8).
+
+    python -m tools.bench_grad [--sizes 256 1024] [--repeats 3] [--outdir DIR]   (invoke bench-grad)
+
+Each measurement runs in a fresh process: the model is loaded, the peak RSS is reset (Linux clear_refs),
+then the render (no grad) or render + backward w.r.t. the cell and the distance is timed and the peak RSS
+increase read back. Writes grad.json and grad.md to reports/bench/grad-<STAMP>/ (atomically, a new directory
+each run). Records numbers; asserts nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+from tools import REPO
+from tools.cmdlog import utc_stamp
+from tools.files import atomic_write
+
+ARGV = ("-mat {mat} -default_F 100 -lambda 0.9768 -distance 100 -pixel {px} -detpixels {n} -N 10 -mosaic 0.5 "
+        "-mosaic_domains 10 -oversample 1 -nointerpolate")
+MAT = REPO / "tests" / "data" / "live_corpus" / "inputs" / "A.mat"
+
+CHILD = r"""
+import json, sys, time, torch
+import nanobrag_torch as nb
+argv, mode, budget = sys.argv[1], sys.argv[2], float(sys.argv[3])
+model = nb.load_model(nb.config_from_argv(argv.split()))
+nb.render(model.replace(detector__fpixels=8, detector__spixels=8, detector__roi=(0, 8, 0, 8)), kernel="torch")
+def hwm():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM"):
+            return int(line.split()[1]) * 1024
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS"):
+            return int(line.split()[1]) * 1024
+try:
+    open("/proc/self/clear_refs", "w").write("5")
+except OSError:
+    pass
+base = rss()
+t0 = time.perf_counter()
+if mode == "forward":
+    with torch.no_grad():
+        nb.render(model, kernel="torch", max_memory_gb=budget)
+else:
+    mat = model.crystal.matrix.clone().requires_grad_(True)
+    d = model.detector.distance.clone().requires_grad_(True)
+    img = nb.render(model.replace(crystal__matrix=mat, detector__distance=d), kernel="torch", max_memory_gb=budget)
+    img.sum().backward()
+dt = time.perf_counter() - t0
+print(json.dumps({"seconds": dt, "peak_extra_bytes": hwm() - base}))
+"""
+
+
+def measure(n: int, mode: str, budget: float) -> dict:
+    argv = ARGV.format(mat=MAT, px=0.1 * 1024 / n, n=n)
+    r = subprocess.run([sys.executable, "-c", CHILD, argv, mode, str(budget)], capture_output=True, text=True,
+                       cwd=REPO)
+    if r.returncode != 0:
+        raise RuntimeError(f"{mode} {n}: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["# Gradient cost of the eager render", "",
+             "Case: `" + ARGV.format(mat="A.mat", px="P", n="N") + "` (10 mosaic domains), float64, CPU; "
+             "gradient w.r.t. the orientation matrix and the distance. Median of the repeats; peak memory is "
+             "the peak RSS above the loaded model.", "",
+             "| pixels | budget GiB | forward s | forward+backward s | ratio | forward peak MiB | fwd+bwd peak MiB |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        lines.append(f"| {r['n']}² | {r['budget_gb']:g} | {r['forward_s']:.2f} | {r['backward_s']:.2f} | "
+                     f"{r['backward_s'] / r['forward_s']:.2f} | {r['forward_peak'] / 2**20:.0f} | "
+                     f"{r['backward_peak'] / 2**20:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[256, 1024])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--budget", type=float, nargs="+", default=[2.0], help="-max_memory_gb values to run")
+    ap.add_argument("--outdir", default=None)
+    args = ap.parse_args(argv)
+    rows = []
+    for n in args.sizes:
+        for budget in args.budget:
+            runs = {m: [measure(n, m, budget) for _ in range(args.repeats)] for m in ("forward", "backward")}
+            row = {"n": n, "budget_gb": budget}
+            for m, rs in runs.items():
+                row[f"{m}_s"] = statistics.median(r["seconds"] for r in rs)
+                row[f"{m}_peak"] = max(r["peak_extra_bytes"] for r in rs)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    outdir = Path(args.outdir) if args.outdir else REPO / "reports" / "bench" / f"grad-{utc_stamp()}"
+    outdir.mkdir(parents=True, exist_ok=False)
+    atomic_write(outdir / "grad.json", json.dumps(rows, indent=1))
+    atomic_write(outdir / "grad.md", markdown(rows))
+    print(markdown(rows))
+    print(f"wrote {outdir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
