@@ -282,3 +282,21 @@ def test_render_matches_the_nanobragg_sum(renders):
     expected = 100.0**2 * latt**2 * (R_E_SQR * DEFAULT_FLUENCE) * polar * omega
     got = floats(_ok(renders["default"]) / "floatimage.bin").astype(np.float64)
     assert np.allclose(got, expected, rtol=2e-7, atol=0)
+
+
+def test_oversample_note_says_what_the_rule_compares():
+    # README example 1: a 5 x 100 A crystal, lambda 1 A, distance 100 mm, pixel 0.1 mm -> reciprocal pixel
+    # size lambda*distance/pixel = 1000 A; C's rule ceil(3 x 500 / 1000) = 2 > the -oversample 1 given.
+    lines = []
+    config = nanobrag_torch.config_from_argv("-cell 100 100 100 90 90 90 -default_F 100 -N 5 -lambda 1 "
+                                             "-distance 100 -pixel 0.1 -detpixels 8 -oversample 1".split())
+    nanobrag_torch.load_model(config, log=lines.append)
+    note = [ln for ln in lines if ln.startswith("note:")]
+    assert note == ["note: -oversample 2 is recommended: C's rule is ceil(3 x crystal size / reciprocal pixel "
+                    "size) = ceil(3 x 500 A / 1000 A), where the reciprocal pixel size is wavelength x distance "
+                    "/ pixel"]
+    # with the recommended value (or more) there is no note
+    lines.clear()
+    nanobrag_torch.load_model(nanobrag_torch.config_from_argv(
+        "-cell 100 100 100 90 90 90 -default_F 100 -N 5 -detpixels 8 -oversample 2".split()), log=lines.append)
+    assert not [ln for ln in lines if ln.startswith("note:")]

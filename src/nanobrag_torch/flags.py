@@ -187,80 +187,99 @@ def _is_flag_like(token: str) -> bool:
         return True
 
 
+class _Cursor:
+    """argv with a read position: the current flag and the values after it."""
+
+    def __init__(self, argv: list[str]):
+        self.argv, self.i = argv, 0
+
+    def next_is_value(self) -> bool:
+        return self.i + 1 < len(self.argv) and not _is_flag_like(self.argv[self.i + 1])
+
+    def take(self, count: int, flag: str) -> list[str]:
+        """The ``count`` values after the flag; one line naming the flag if they are missing."""
+        vals = self.argv[self.i + 1 : self.i + 1 + count]
+        if len(vals) < count or any(_is_flag_like(v) for v in vals):
+            raise UsageError(f"{flag}: expects {count} value{'s' if count > 1 else ''}")
+        self.i += count
+        return vals
+
+
+def _cell_values(cur: _Cursor, flag: str):
+    """-cell takes 1 to 6 numbers (a [b c alpha beta gamma]), as many as follow."""
+    vals = []
+    while len(vals) < 6 and cur.next_is_value():
+        cur.i += 1
+        vals.append(check_float(flag, cur.argv[cur.i]))
+    if not vals:
+        raise UsageError(f"{flag}: expects 1 to 6 values (a [b c alpha beta gamma])")
+    return tuple(vals)
+
+
+def _misset_values(cur: _Cursor, flag: str):
+    """-misset rx ry rz, or any word containing 'rand' (C's substring test) for a random orientation."""
+    if cur.i + 1 < len(cur.argv) and "rand" in cur.argv[cur.i + 1]:
+        cur.i += 1
+        return "random"
+    return tuple(check_float(flag, v) for v in cur.take(3, flag))
+
+
+def _pivot_value(cur: _Cursor, flag: str):
+    """-pivot: a word containing 'sample' or 'beam' (C's substring test)."""
+    tok = cur.take(1, flag)[0]
+    value = "sample" if "sample" in tok else "beam" if "beam" in tok else None
+    if value is None:
+        raise UsageError(f"{flag}: expected 'beam' or 'sample', got {tok!r}")
+    return value
+
+
+def _abs_value(cur: _Cursor, flag: str):
+    """-detector_abs: an attenuation length in um, or inf/infinity."""
+    tok = cur.take(1, flag)[0]
+    return "inf" if tok.lower() in ("inf", "infinity") else check_float(flag, tok)
+
+
+# Value parsers per flag kind: (cursor, flag) -> value.
+_VALUES = {
+    "none": lambda cur, f: True,
+    "float": lambda cur, f: check_float(f, cur.take(1, f)[0]),
+    "int": lambda cur, f: check_int(f, cur.take(1, f)[0]),
+    "str": lambda cur, f: cur.take(1, f)[0],
+    "file": lambda cur, f: cur.take(1, f)[0],
+    "name": lambda cur, f: cur.take(1, f)[0],
+    "vec3": lambda cur, f: tuple(check_float(f, v) for v in cur.take(3, f)),
+    "pair": lambda cur, f: tuple(check_int(f, v) for v in cur.take(2, f)),
+    "roi": lambda cur, f: tuple(check_int(f, v) for v in cur.take(4, f)),
+    "cell": _cell_values,
+    "misset": _misset_values,
+    "pivot": _pivot_value,
+    "abs": _abs_value,
+}
+
+
 def parse_argv(argv: list[str]) -> list[tuple[str, object]]:
     """Tokenize argv into ordered (key, value) events; raise UsageError with one line on bad input."""
     events: list[tuple[str, object]] = []
-    i = 0
-    n = len(argv)
-
-    def take(count: int, flag: str) -> list[str]:
-        nonlocal i
-        vals = argv[i + 1 : i + 1 + count]
-        if len(vals) < count or any(_is_flag_like(v) for v in vals):
-            raise UsageError(f"{flag}: expects {count} value{'s' if count > 1 else ''}")
-        i += count
-        return vals
-
-    while i < n:
-        token = argv[i]
+    cur = _Cursor(argv)
+    while cur.i < len(argv):
+        token = argv[cur.i]
         if token in ("-h", "--help", "-help"):
             events.append(("help", True))
-            i += 1
-            continue
-        if token in NOT_C_FLAGS:
+        elif token in NOT_C_FLAGS:
             count, meant = NOT_C_FLAGS[token]
-            take(count, token)
+            cur.take(count, token)
             events.append(("not_a_c_flag", (token, meant)))
-            i += 1
-            continue
-        flag = _BY_NAME.get(token)
-        if flag is None:
-            if not token.startswith("-"):
-                raise UsageError(f"unexpected argument {token!r} (values must follow their flag)")
-            raise UsageError(f"unknown flag {token} (see --help)")
-        kind = flag.kind
-        if kind == "none":
-            value: object = True
-        elif kind == "float":
-            value = check_float(token, take(1, token)[0])
-        elif kind == "int":
-            value = check_int(token, take(1, token)[0])
-        elif kind in ("str", "file", "name"):
-            value = take(1, token)[0]
-        elif kind == "vec3":
-            value = tuple(check_float(token, v) for v in take(3, token))
-        elif kind == "pair":
-            value = tuple(check_int(token, v) for v in take(2, token))
-        elif kind == "roi":
-            value = tuple(check_int(token, v) for v in take(4, token))
-        elif kind == "cell":
-            vals = []
-            while len(vals) < 6 and i + 1 < n and not _is_flag_like(argv[i + 1]):
-                vals.append(check_float(token, argv[i + 1]))
-                i += 1
-            if not vals:
-                raise UsageError(f"{token}: expects 1 to 6 values (a [b c alpha beta gamma])")
-            value = tuple(vals)
-        elif kind == "misset":
-            if i + 1 < n and "rand" in argv[i + 1]:
-                value = "random"
-                i += 1
-            else:
-                value = tuple(check_float(token, v) for v in take(3, token))
-        elif kind == "pivot":
-            tok = take(1, token)[0]
-            value = "sample" if "sample" in tok else "beam" if "beam" in tok else None
-            if value is None:
-                raise UsageError(f"{token}: expected 'beam' or 'sample', got {tok!r}")
-        elif kind == "abs":
-            tok = take(1, token)[0]
-            value = "inf" if tok.lower() in ("inf", "infinity") else check_float(token, tok)
-        else:  # pragma: no cover - table error
-            raise AssertionError(kind)
-        if flag.key == "dtype":
-            check_choice(token, str(value), ("float32", "float64"))
-        events.append((flag.key, value))
-        i += 1
+        else:
+            flag = _BY_NAME.get(token)
+            if flag is None:
+                if not token.startswith("-"):
+                    raise UsageError(f"unexpected argument {token!r} (values must follow their flag)")
+                raise UsageError(f"unknown flag {token} (see --help)")
+            value = _VALUES[flag.kind](cur, token)
+            if flag.key == "dtype":
+                check_choice(token, str(value), ("float32", "float64"))
+            events.append((flag.key, value))
+        cur.i += 1
     return events
 
 

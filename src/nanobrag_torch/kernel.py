@@ -105,22 +105,9 @@ def _structure_factor(hkl, evaluated, inp: KernelInputs, s: KernelSettings, inte
     return torch.where(use, F_tri, F_near), interp_enabled & ~hit
 
 
-def render_chunk(pos: torch.Tensor, inp: KernelInputs, s: KernelSettings,
-                 interp_enabled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Render pixels whose sub-pixel positions are ``pos`` (P, T, S, 3), in raster order.
-
-    Returns (values (B, P), omega_sum per pixel (P,), interpolation still enabled after this chunk (B,)).
-    ``interp_enabled`` (B,) is the C program's global tricubic flag of each crystal, carried chunk to chunk.
-    The solid angle, capture fraction and polarization are C's per-pixel quirks: without the -oversample_*
-    flags C multiplies the summed intensity by the LAST layer's capture fraction of the first sub-pixel, the
-    polarization of the first evaluation that survives the dmin cut, and the first sub-pixel's solid angle.
-    """
-    P, T, S, _ = pos.shape
-    B = s.batch
-    R = torch.linalg.vector_norm(pos, dim=-1)  # (P, T, S)
-    d = pos / R[..., None]
-
-    # Solid angle and capture fraction per sub-pixel.
+def _solid_angle_and_capture(pos, d, R, inp: KernelInputs, s: KernelSettings):
+    """Per sub-pixel: C's solid angle (pixel area x obliquity / R^2, or 1/R^2 for -point_pixel) and the
+    sensor's capture fraction per layer, exp(-k t mu/rho) - exp(-(k+1) t mu/rho) (1 without a sensor)."""
     if s.point_pixel:
         omega = 1.0 / (R * R)
     else:
@@ -129,29 +116,89 @@ def render_chunk(pos: torch.Tensor, inp: KernelInputs, s: KernelSettings,
         # C recomputes the capture fraction per sub-pixel under -oversample_thick even with no thickness:
         # exp(0) - exp(0) = 0, so that combination renders an all-zero image
         rho = (d * inp.odet).sum(-1)
-        k = torch.arange(T, dtype=pos.dtype, device=pos.device)[None, :, None]
+        k = torch.arange(pos.shape[1], dtype=pos.dtype, device=pos.device)[None, :, None]
         depth = inp.thick_mu / rho
         capture = torch.exp(-k * depth) - torch.exp(-(k + 1) * depth)
     else:
         capture = torch.ones_like(R)
+    return omega, capture
 
-    # Scattering vectors per source; dmin cut; polarization.
+
+def _scattering(d, inp: KernelInputs, s: KernelSettings):
+    """Per (sub-pixel, source): the scattering vector (d - i)/lambda, C's dmin cut (stol > 0 and
+    dmin > 1/(2 stol)) and the polarization factor."""
     inc = inp.incident  # (NS, 3)
     Svec = (d[..., None, :] - inc) / inp.wavelengths[:, None]  # (P, T, S, NS, 3)
     if s.dmin > 0:
         stol = 0.5 * torch.linalg.vector_norm(Svec, dim=-1)
         culled = (stol > 0) & (s.dmin > 0.5 / torch.where(stol > 0, stol, 1.0))
     else:
-        culled = torch.zeros(Svec.shape[:-1], dtype=torch.bool, device=pos.device)
+        culled = torch.zeros(Svec.shape[:-1], dtype=torch.bool, device=d.device)
     if s.nopolar:
-        polar = torch.ones_like(culled, dtype=pos.dtype)
+        polar = torch.ones_like(culled, dtype=d.dtype)
     else:
         polar = physics.polarization_factor(inc, d[..., None, :], inp.polar_axis, inp.kahn, s.kahn)
+    return Svec, culled, polar
+
+
+def _accumulate(term, evaluated, capture, polar, omega, inp: KernelInputs, s: KernelSettings):
+    """The per-pixel sum in C's loop order, (B, P). Under the -oversample_thick/-polar/-omega flags C
+    multiplies the running sum after every evaluated term, I_n = (I_{n-1} + t_n) f_n, written here as the
+    sum of each term times the product of the factors from it on."""
+    B, P = s.batch, term.shape[0]
+    flat = lambda t: t.movedim(4, 0).reshape(B, P, -1)  # noqa: E731
+    if not (s.oversample_thick or s.oversample_polar or s.oversample_omega):
+        return inp.I_bg + flat(term).sum(2)
+    f = torch.ones_like(term)
+    if s.oversample_thick:
+        f = f * capture[..., None, None, None]
+    if s.oversample_polar:
+        f = f * polar[..., None, None]
+    if s.oversample_omega:
+        f = f * omega[..., None, None, None]
+    f = flat(torch.where(evaluated, f, 1.0))
+    tail = torch.flip(torch.cumprod(torch.flip(f, [2]), dim=2), [2])  # prod_{m >= n} f_m
+    return inp.I_bg * tail[..., 0] + (flat(term) * tail).sum(2)
+
+
+def _pixel_factors(value, culled, capture, polar, omega, s: KernelSettings):
+    """C's per-pixel factors where no -oversample_* flag applies them per term: the LAST layer's capture
+    fraction of the first sub-pixel, the polarization of the first (layer, sub-pixel, source) evaluation
+    that survives the dmin cut (0 if none does), and the first sub-pixel's solid angle."""
+    P = value.shape[1]
+    if not s.oversample_thick:
+        value = value * capture[:, -1, 0]
+    if not s.oversample_polar:
+        if s.nopolar:
+            polar_px = torch.ones_like(value)
+        else:
+            alive = (~culled).reshape(P, -1)
+            first_alive = torch.argmax(alive.to(torch.uint8), dim=1)
+            polar_px = torch.gather(polar.reshape(P, -1), 1, first_alive[:, None])[:, 0]
+            polar_px = torch.where(alive.any(1), polar_px, torch.zeros_like(polar_px))
+        value = value * polar_px
+    if not s.oversample_omega:
+        value = value * omega[:, 0, 0]
+    return value
+
+
+def render_chunk(pos: torch.Tensor, inp: KernelInputs, s: KernelSettings,
+                 interp_enabled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Render pixels whose sub-pixel positions are ``pos`` (P, T, S, 3), in raster order.
+
+    Returns (values (B, P), omega_sum per pixel (P,), interpolation still enabled after this chunk (B,)).
+    ``interp_enabled`` (B,) is the C program's global tricubic flag of each crystal, carried chunk to chunk.
+    """
+    P, T, S, _ = pos.shape
+    R = torch.linalg.vector_norm(pos, dim=-1)  # (P, T, S)
+    d = pos / R[..., None]
+    omega, capture = _solid_angle_and_capture(pos, d, R, inp, s)
+    Svec, culled, polar = _scattering(d, inp, s)
 
     # Miller indices for every crystal x phi step x mosaic domain.
     Kb = inp.orientations.shape[-3]
     hkl = torch.einsum("kvj,ptsnj->ptsnkv", inp.orientations.reshape(-1, 3, 3), Svec)
-    hkl = hkl.reshape(P, T, S, Svec.shape[3], B, Kb, 3)
+    hkl = hkl.reshape(P, T, S, Svec.shape[3], s.batch, Kb, 3)
 
     F_latt = _lattice_factor(hkl, inp, s)  # (P, T, S, NS, B, K)
     evaluated = ~culled[..., None, None]
@@ -166,39 +213,7 @@ def render_chunk(pos: torch.Tensor, inp: KernelInputs, s: KernelSettings,
         # culled sources add nothing; so do F_latt == 0 terms without water (already 0 unless F is not finite)
         term = torch.where(evaluated, term, 0.0)
 
-    # Accumulation per crystal, in C's loop order.
-    flat = lambda t: t.movedim(4, 0).reshape(B, P, -1)  # noqa: E731
-    if s.oversample_thick or s.oversample_polar or s.oversample_omega:
-        # C multiplies the running sum after every evaluated term: I_n = (I_{n-1} + t_n) f_n.
-        f = torch.ones_like(term)
-        if s.oversample_thick:
-            f = f * capture[..., None, None, None]
-        if s.oversample_polar:
-            f = f * polar[..., None, None]
-        if s.oversample_omega:
-            f = f * omega[..., None, None, None]
-        f = flat(torch.where(evaluated, f, 1.0))
-        tail = torch.flip(torch.cumprod(torch.flip(f, [2]), dim=2), [2])  # prod_{m >= n} f_m
-        I = inp.I_bg * tail[..., 0] + (flat(term) * tail).sum(2)
-    else:
-        I = inp.I_bg + flat(term).sum(2)
-
-    value = inp.scale * I  # (B, P)
-    if not s.oversample_thick:
-        value = value * capture[:, -1, 0]  # capture of the LAST layer, first sub-pixel
-    if not s.oversample_polar:
-        if s.nopolar:
-            polar_px = torch.ones_like(value)
-        else:
-            # polarization from the first (layer, sub-pixel, source) evaluation surviving the dmin cut
-            alive = (~culled).reshape(P, -1)
-            first_alive = torch.argmax(alive.to(torch.uint8), dim=1)
-            polar_px = torch.gather(polar.reshape(P, -1), 1, first_alive[:, None])[:, 0]
-            polar_px = torch.where(alive.any(1), polar_px, torch.zeros_like(polar_px))
-        value = value * polar_px
-    if not s.oversample_omega:
-        value = value * omega[:, 0, 0]
-        omega_sum = omega[:, 0, 0] * (T * S)
-    else:
-        omega_sum = omega.reshape(P, -1).sum(1)
+    value = inp.scale * _accumulate(term, evaluated, capture, polar, omega, inp, s)  # (B, P)
+    value = _pixel_factors(value, culled, capture, polar, omega, s)
+    omega_sum = omega[:, 0, 0] * (T * S) if not s.oversample_omega else omega.reshape(P, -1).sum(1)
     return value, omega_sum, interp_next
