@@ -4,10 +4,14 @@ Every case of ``cases`` in $NB_GOLDEN_DIR (default ../shared/golden) is run herm
 and every output file it lists is compared (tools.corpus; thresholds in tools.thresholds). Cases are data:
 nothing here names a case id, so any directory in the same format works. Skips when the corpus is absent.
 
+Every test runs on both render kernels (``-kernel numba``: the fused CPU path, ``-kernel torch``: the eager
+reference kernel):
+
 * ``test_golden_case``: cases without RNG-dependent features, float64 — must pass.
 * ``test_golden_case_rng_dependent``: cases tagged mosaic_domains / misset_random / noise, float64. They
   depend on C's random-number streams (nanobrag_torch.rng) and are kept apart so their status is visible.
-* ``test_golden_case_float32``: the three smallest deterministic image cases again in float32.
+* ``test_golden_case_float32``: every image case in float32 on the fused kernel (it is fast), the three
+  smallest deterministic ones on the eager kernel.
 """
 from __future__ import annotations
 
@@ -15,13 +19,14 @@ import os
 
 import pytest
 
-from tools.corpus import RNG_TAGS, default_corpus_dir, evaluate_case, load_corpus
+from tools.corpus import RNG_TAGS, default_corpus_dir, default_py_cmd, evaluate_case, load_corpus
 
 CORPUS_DIR = default_corpus_dir()
 CORPUS = load_corpus(CORPUS_DIR) if (CORPUS_DIR / "cases.json").is_file() else None
 TIMEOUT_S = float(os.environ.get("NB_GOLDEN_TIMEOUT", "900"))
 LARGE_PIXELS = 512 * 512  # a render this big takes tens of seconds on 2 cores: marked slow
-FLOAT32_CASES = 3
+FLOAT32_CASES = 3  # on the eager kernel; the fused one runs every image case in float32
+KERNELS = ("numba", "torch")
 
 pytestmark = pytest.mark.golden
 
@@ -44,34 +49,44 @@ def _rng():
 
 
 def _float32_cases():
-    images = [c for c in _deterministic() if not c.is_error and "floatfile" in c.outputs]
-    return sorted(images, key=lambda c: (c.pixels, c.id))[:FLOAT32_CASES]
+    images = [c for c in CORPUS.cases if not c.is_error and "floatfile" in c.outputs] if CORPUS else []
+    small = sorted((c for c in images if not c.rng_dependent), key=lambda c: (c.pixels, c.id))[:FLOAT32_CASES]
+    return [(c, "numba") for c in images] + [(c, "torch") for c in small]
 
 
-def _check(case, dtype):
-    r = evaluate_case(CORPUS, case, dtype=dtype, timeout=TIMEOUT_S)
+def _check(case, dtype, kernel):
+    r = evaluate_case(CORPUS, case, dtype=dtype, timeout=TIMEOUT_S, py_cmd=default_py_cmd() + ["-kernel", kernel])
     if not r.passed:
         tail = (r.py_run.stderr.strip().splitlines()[-5:] if r.py_run else [])
-        pytest.fail(f"{case.id} ({dtype}): " + "; ".join(r.reasons)
+        pytest.fail(f"{case.id} ({dtype}, -kernel {kernel}): " + "; ".join(r.reasons)
                     + (f"\ncommand: {' '.join(r.py_run.cmd)}" if r.py_run else "")
                     + ("\nstderr tail:\n  " + "\n  ".join(tail) if tail else ""), pytrace=False)
     # Passing means: the refusal was right for an error case, and every listed output was compared.
     assert len(r.checks) == (0 if r.expect_error else len(case.outputs))
 
 
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("case", _params(_deterministic()))
-def test_golden_case(case):
-    _check(case, "float64")
+def test_golden_case(case, kernel):
+    _check(case, "float64", kernel)
 
 
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("case", _params(_rng()))
-def test_golden_case_rng_dependent(case):
-    _check(case, "float64")
+def test_golden_case_rng_dependent(case, kernel):
+    _check(case, "float64", kernel)
 
 
-@pytest.mark.parametrize("case", _params(_float32_cases()))
-def test_golden_case_float32(case):
-    _check(case, "float32")
+def _float32_params():
+    if CORPUS is None:
+        return [pytest.param(None, None, id="corpus-absent", marks=ABSENT.marks)]
+    return [pytest.param(c, k, id=f"{c.id}-{k}", marks=[pytest.mark.slow] if c.pixels >= LARGE_PIXELS else [])
+            for c, k in _float32_cases()]
+
+
+@pytest.mark.parametrize("case, kernel", _float32_params())
+def test_golden_case_float32(case, kernel):
+    _check(case, "float32", kernel)
 
 
 def test_parametrization_covers_every_case_once():

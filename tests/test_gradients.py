@@ -254,3 +254,13 @@ def test_wavelength_gradient_exists_with_a_matrix(tmp_path):
     m = model_of("-mat A.mat -default_F 10 -N 4 -lambda 1 -distance 60 -pixel 0.6 -detpixels 24 -oversample 1",
                  tmp_path)
     check_against_fd(m, "beam__wavelength")
+
+
+def test_batch_through_n_alone(tmp_path):
+    # A batch axis on N only (one cell, one orientation): two stills with different crystal sizes.
+    m = model_of(TINY, tmp_path)
+    Ns = torch.tensor([[3.0, 3, 3], [5, 5, 5]], dtype=F64)
+    batch = nb.render(m.replace(crystal__N=Ns))
+    assert batch.shape == (2, 6, 6)
+    for b in range(2):
+        assert torch.allclose(batch[b], nb.render(m.replace(crystal__N=Ns[b])), rtol=1e-13, atol=0)

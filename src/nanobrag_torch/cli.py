@@ -76,7 +76,8 @@ def run(argv: list[str], out=print) -> int:
     model = load_model(config, log=log)
     if not quiet:
         _report_setup(model, config, out)
-    res = render_details(model, max_memory_gb=config.engine.max_memory_gb, progress=config.output.progress)
+    res = render_details(model, kernel=config.engine.kernel, max_memory_gb=config.engine.max_memory_gb,
+                         progress=config.output.progress)
     if model.structure_factors.interpolate and bool(res.interpolation_disabled):
         print("WARNING: out of range for three point interpolation: nearest-neighbour F used from there on "
               "(as the C program does)", file=sys.stderr)

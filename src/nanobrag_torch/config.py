@@ -162,6 +162,7 @@ class EngineConfig:
     dtype: str = "float64"
     device: str = "cpu"
     max_memory_gb: float = 2.0
+    kernel: str = "auto"  # auto | torch | numba: the render kernel (auto: fused numba on the CPU without grad)
 
 
 @dataclass(frozen=True)
@@ -278,7 +279,7 @@ def initial_state() -> SimpleNamespace:
         phi0=0.0, osc=-1.0, phistep=-1.0, phisteps=-1,
         floatfile="floatimage.bin", intfile="intimage.img", pgmfile="image.pgm", write_pgm=True,
         noisefile="noiseimage.img", noise=True, scale=0.0, pgmscale=0.0, adc=40.0, seed=None,
-        progress=None, quiet=False, dtype="float64", device="cpu", max_memory_gb=2.0, help=False,
+        progress=None, quiet=False, dtype="float64", device="cpu", max_memory_gb=2.0, kernel="auto", help=False,
         warnings=[],
     )
 
@@ -361,7 +362,7 @@ _STORE: dict[str, tuple[tuple[str, ...], float | None, dict]] = {
 # Flags whose value is stored under the flag's own name, unconverted.
 for _key in ("fudge", "default_F", "hkl", "dump", "sourcefile", "exposure", "fluence", "flux", "adc", "scale",
              "seed", "mosaic_domains", "mosaic_seed", "dispsteps", "hdivsteps", "vdivsteps", "oversample",
-             "mask", "img", "dtype", "device", "max_memory_gb", "floatfile", "intfile"):
+             "mask", "img", "dtype", "device", "max_memory_gb", "kernel", "floatfile", "intfile"):
     _STORE[_key] = ((_key,), None, {})
 # Switches (no value): key -> {attribute: value}.
 _SWITCH: dict[str, dict] = {
@@ -642,7 +643,7 @@ def build_config(events: list[tuple[str, object]], header_hook=None) -> SimConfi
     crystal = crystal_config(st, vec)
     sampling = SamplingConfig(oversample=st.oversample, oversample_thick=st.os_thick,
                               oversample_polar=st.os_polar, oversample_omega=st.os_omega)
-    engine = EngineConfig(dtype=st.dtype, device=st.device, max_memory_gb=st.max_memory_gb)
+    engine = EngineConfig(dtype=st.dtype, device=st.device, max_memory_gb=st.max_memory_gb, kernel=st.kernel)
     return SimConfig(beam=beam, detector=detector, crystal=crystal, sampling=sampling, output=output_config(st),
                      engine=engine, warnings=tuple(st.warnings))
 

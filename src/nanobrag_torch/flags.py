@@ -160,6 +160,7 @@ FLAGS: tuple[Flag, ...] = (
     _f("dtype", "-dtype", "name", "Engine", "float64 (default) or float32"),
     _f("device", "-device", "name", "Engine", "cpu (default), cuda or cuda:N"),
     _f("max_memory_gb", "-max_memory_gb", "float", "Engine", "memory budget for one pixel chunk (GiB, default 2)"),
+    _f("kernel", "-kernel", "name", "Engine", "auto (default: fused numba on the CPU), torch or numba"),
     _f("quiet", "-quiet", "none", "Engine", "print only warnings and the end-of-run statistics"),
 )
 
@@ -278,6 +279,8 @@ def parse_argv(argv: list[str]) -> list[tuple[str, object]]:
             value = _VALUES[flag.kind](cur, token)
             if flag.key == "dtype":
                 check_choice(token, str(value), ("float32", "float64"))
+            if flag.key == "kernel":
+                check_choice(token, str(value), ("auto", "torch", "numba"))
             events.append((flag.key, value))
         cur.i += 1
     return events

@@ -85,9 +85,14 @@ def crystal_geometry(model: Model) -> CrystalGeometry:
     elif c.cell is None:
         raise UsageError("the crystal needs a cell or a reciprocal matrix")
     misset = _f64(c.misset, dev)
-    if not (misset.requires_grad or bool((misset != 0).any())):
+    if misset.dim() == 1 and not (misset.requires_grad or bool((misset != 0).any())):
         misset = None  # C applies no misset rotation at all
-    return build_crystal((a_star, b_star, c_star), None, misset, cell_lv)
+    cr = build_crystal((a_star, b_star, c_star), None, misset, cell_lv)
+    batch = c.batch_shape
+    if batch and cr.a0.shape[:-1] != batch:  # a batch given only through N or scale
+        cr = CrystalGeometry(*(v.expand(*batch, 3) for v in (cr.a0, cr.b0, cr.c0, cr.a_star, cr.b_star, cr.c_star)),
+                             volume=cr.volume.expand(batch))
+    return cr
 
 
 def mosaic_matrices(model: Model) -> torch.Tensor | None:
@@ -213,20 +218,75 @@ def chunk_pixels(model: Model, prep: Prepared, max_memory_gb: float, grad: bool)
     return int(max(1, min(pixels, n))), recompute
 
 
+def _fused_module(kernel: str, model: Model, prep: Prepared, grad: bool):
+    """The fused CPU kernel module when it renders this model, else None (the eager kernel).
+
+    auto: fused on the CPU when numba imports and no gradient is needed, for one crystal with integer N and
+    unweighted sources (the cases it implements); numba: the same or a one-line usage error saying why not.
+    """
+    if kernel == "torch":
+        return None
+    s = prep.settings
+    why = ("autograd" if grad else model.device.type if model.device.type != "cpu" else
+           "a batch of crystals" if s.batch > 1 else "non-integer N" if not s.c_form else
+           "weighted sources" if s.weighted else None)
+    if why is None:
+        try:
+            from . import fused
+        except ImportError:
+            why = "numba is not installed (pip install numba)"
+        else:
+            return fused
+    if kernel == "numba":
+        raise UsageError(f"-kernel numba: the fused CPU kernel does not render {why}; use -kernel torch"
+                         if not why.startswith("numba") else f"-kernel numba: {why}")
+    return None
+
+
 def render_details(model: Model, *, kernel: str = "auto", max_memory_gb: float = 2.0,
                    progress: bool | None = None) -> RenderResult:
     """Render ``model``; see ``RenderResult``. ``kernel``: "auto" (the compiled CPU kernel when it is
-    available and no gradient is needed, else the eager one), "torch" (eager) or "numba"."""
+    available and no gradient is needed, else the eager one), "torch" (eager) or "numba" (compiled)."""
     if kernel not in KERNELS:
         raise UsageError(f"-kernel: expected one of {', '.join(KERNELS)}, got {kernel!r}")
     grad = _needs_grad(model)
-    if kernel == "numba":
-        raise UsageError("-kernel numba: the compiled CPU kernel is not available in this build")
     prep = prepare(model)
     det = model.detector
     dev = model.device
     B = prep.settings.batch
-    idx = torch.nonzero(det.rendered_mask().reshape(-1)).reshape(-1)
+    rendered = det.rendered_mask().reshape(-1)
+    full = bool(rendered.all())  # every pixel rendered: no index list to search, no scatter
+    idx = torch.arange(rendered.numel(), device=dev) if full else torch.nonzero(rendered).reshape(-1)
+    os_ = model.sampling.oversample
+    fused = _fused_module(kernel, model, prep, grad)
+    if fused is not None:
+        bar = _progress(idx.numel(), progress)
+        v, om, still = fused.render(prep.detector, idx, prep.inputs, prep.settings, det.fpixels,
+                                    _value(det.pixel_size), os_, _value(det.thickstep), det.thicksteps,
+                                    det.curved, progress=bar.update if bar is not None else None)
+        if bar is not None:
+            bar.close()
+        values, omega_sum, interp = [v[None]], om, still.reshape(1)
+    else:
+        values, omega_sum, interp = _render_eager(model, prep, idx, max_memory_gb, grad, progress)
+    image = values[0] if full and len(values) == 1 else torch.zeros(B, rendered.numel(), dtype=model.dtype,
+                                                                    device=dev)
+    if not full and values:
+        image = image.index_copy(1, idx, torch.cat(values, dim=1))
+    elif full and len(values) > 1:
+        image = torch.cat(values, dim=1)
+    image = image.reshape(B, det.spixels, det.fpixels)
+    if not model.crystal.batch_shape:
+        image, interp = image[0], interp[0]
+    return RenderResult(image=image, omega_sum=float(omega_sum), interpolation_disabled=~interp,
+                        kernel="torch" if fused is None else "numba")
+
+
+def _render_eager(model: Model, prep: Prepared, idx: torch.Tensor, max_memory_gb: float, grad: bool, progress):
+    """The eager kernel over chunks of ``idx`` in raster order: (values per chunk (B, P), omega sum,
+    interpolation still enabled (B,)). Chunks are recomputed in the backward when the budget needs it."""
+    det = model.detector
+    dev = model.device
     chunk, recompute = chunk_pixels(model, prep, max_memory_gb, grad)
     sub = _f64(det.pixel_size, dev)
     thickstep = _f64(det.thickstep, dev)
@@ -237,7 +297,7 @@ def render_details(model: Model, *, kernel: str = "auto", max_memory_gb: float =
                               det.thicksteps, det.curved)
         return K.render_chunk(pos, prep.inputs, prep.settings, interp)
 
-    interp = torch.ones(B, dtype=torch.bool, device=dev)
+    interp = torch.ones(prep.settings.batch, dtype=torch.bool, device=dev)
     omega_sum = torch.zeros((), dtype=model.dtype, device=dev)
     starts = range(0, idx.numel(), chunk)
     bar = _progress(len(starts), progress)
@@ -254,13 +314,7 @@ def render_details(model: Model, *, kernel: str = "auto", max_memory_gb: float =
             bar.update(1)
     if bar is not None:
         bar.close()
-    image = torch.zeros(B, det.spixels * det.fpixels, dtype=model.dtype, device=dev)
-    if values:
-        image = image.index_copy(1, idx, torch.cat(values, dim=1))
-    image = image.reshape(B, det.spixels, det.fpixels)
-    if not model.crystal.batch_shape:
-        image, interp = image[0], interp[0]
-    return RenderResult(image=image, omega_sum=float(omega_sum), interpolation_disabled=~interp, kernel="torch")
+    return values, omega_sum, interp
 
 
 def render(model: Model, **kw) -> torch.Tensor:

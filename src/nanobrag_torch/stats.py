@@ -39,27 +39,56 @@ def roi_mask(shape: tuple[int, int], roi: tuple[int, int, int, int]) -> np.ndarr
     return (f >= xmin) & (f <= xmax) & (s >= ymin) & (s <= ymax)
 
 
-def _select(a: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """a[mask] as a flat array, without a copy when the mask selects everything."""
-    return a.reshape(-1) if mask.all() else a[mask]
+_BLOCK = 1 << 20  # pixels per block: double temporaries of a few MB instead of full-image copies
+
+
+def _blocks(n: int):
+    return (slice(i, min(i + _BLOCK, n)) for i in range(0, n, _BLOCK))
+
+
+def _double_sums(flat32: np.ndarray, mask: np.ndarray, shift: float | None = None) -> tuple[int, float, float]:
+    """(n, sum x, sum x^2) in double over the pixels where ``mask`` -- with ``shift``, sum (x - shift)^2."""
+    n, total, sq = 0, 0.0, 0.0
+    every = bool(mask.all())
+    with np.errstate(invalid="ignore"):
+        for b in _blocks(flat32.size):
+            x = flat32[b].astype(np.float64)
+            if not every:
+                x = x[mask[b]]
+            if shift is not None:
+                x -= shift
+            n += x.size
+            total += float(x.sum())
+            sq += float(np.dot(x, x))
+    return n, total, sq
+
+
+def _compiled():
+    """The fused module's compiled loops (numba), or None: the block loops below then do the same work."""
+    try:
+        from . import fused
+    except ImportError:  # pragma: no cover - numba missing
+        return None
+    return fused
 
 
 def summarize(image32: np.ndarray, rendered: np.ndarray, in_roi: np.ndarray, pixel_size: float,
               oversample: int) -> ImageStats:
     """Statistics as C computes them: mean/rms over rendered pixels, rmsd over all ROI pixels (double sums)."""
-    vals = _select(image32, rendered).astype(np.float64)
-    n = int(vals.size)
-    with np.errstate(invalid="ignore"):
-        total, sumsqr = float(vals.sum()), float(np.dot(vals, vals))
+    flat = image32.reshape(-1)
+    fz = _compiled()
+
+    def sums(mask, shift=None):
+        if fz is not None:
+            return fz.masked_sums(flat, mask, math.nan if shift is None else shift)
+        return _double_sums(flat, mask, shift)
+
+    n, total, sumsqr = sums(rendered.reshape(-1))
     mean = total / (n if n > 0 else 1)
     rms = math.sqrt(sumsqr / ((n if n > 1 else 2) - 1)) if not math.isnan(sumsqr) else math.nan
-    with np.errstate(invalid="ignore"):
-        dev_v = _select(image32, in_roi).astype(np.float64) - mean
-        dev = float(np.dot(dev_v, dev_v))
-    nr = int(dev_v.size)
+    nr, _, dev = sums(in_roi.reshape(-1), mean)
     rmsd = math.sqrt(dev / ((nr if nr > 1 else 2) - 1)) if not math.isnan(dev) else math.nan
     # max_I: strict '>' from 0 in raster order over rendered pixels; NaN never wins
-    flat = image32.reshape(-1)
     if rendered.all() and not np.isnan(total):
         candidates = flat
     else:
@@ -77,11 +106,18 @@ def summarize(image32: np.ndarray, rendered: np.ndarray, in_roi: np.ndarray, pix
 
 def int_image(image32: np.ndarray, in_roi: np.ndarray, scale: float, adc: float) -> np.ndarray:
     """SMV pixels: floor(float32(v*scale + adc + 0.5)) clipped to 0..65535 in the ROI, 0 outside; NaN -> 0."""
-    t = image32.astype(np.float64) * scale + adc
-    t = np.clip(t, 0.0, 65535.0)
-    r = np.floor((t + 0.5).astype(np.float32))
-    r = np.where(np.isnan(r), 0, r)
-    return np.where(in_roi, r, 0).astype(np.uint16)
+    out = np.empty(image32.shape, dtype=np.uint16)
+    src, roi, dst = image32.reshape(-1), in_roi.reshape(-1), out.reshape(-1)
+    fz = _compiled()
+    if fz is not None:
+        fz.int_pixels(src, roi, float(scale), float(adc), dst)
+        return out
+    for b in _blocks(src.size):
+        t = src[b].astype(np.float64) * scale + adc
+        np.clip(t, 0.0, 65535.0, out=t)
+        r = np.floor((t + 0.5).astype(np.float32))
+        dst[b] = np.where(np.isnan(r) | ~roi[b], 0, r)
+    return out
 
 
 def int_scale(user_scale: float, max_I: float) -> float:
@@ -100,6 +136,13 @@ def pgm_scale(user_scale: float, rmsd: float, intfile_scale: float) -> float:
 
 def pgm_image(image32: np.ndarray, in_roi: np.ndarray, scale: float) -> np.ndarray:
     """PGM bytes: min(v*scale, 255) truncated in the ROI, 0 outside (negatives and NaN -> 0)."""
-    t = np.minimum(image32.astype(np.float64) * scale, 255.0)
-    t = np.where(np.isnan(t) | (t < 0), 0.0, t)
-    return np.where(in_roi, np.trunc(t), 0).astype(np.uint8)
+    out = np.empty(image32.shape, dtype=np.uint8)
+    src, roi, dst = image32.reshape(-1), in_roi.reshape(-1), out.reshape(-1)
+    fz = _compiled()
+    if fz is not None:
+        fz.pgm_pixels(src, roi, float(scale), dst)
+        return out
+    for b in _blocks(src.size):
+        t = np.minimum(src[b].astype(np.float64) * scale, 255.0)
+        dst[b] = np.where(np.isnan(t) | (t < 0) | ~roi[b], 0.0, np.trunc(t))
+    return out

@@ -57,7 +57,7 @@ def write_smv(path: str | Path, pixels: np.ndarray, fields: list[tuple[str, str]
     data = np.ascontiguousarray(pixels, dtype=np.uint16)
     with open(path, "wb") as fh:
         fh.write(format_header(fields))
-        fh.write(data.tobytes())
+        data.tofile(fh)
 
 
 def parse_header(text: str) -> dict[str, str]:
