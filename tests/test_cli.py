@@ -244,7 +244,7 @@ def test_stale_fdump_is_read_without_hkl(renders):
 
 
 def test_hkl_run_writes_fdump(renders):
-    # With -hkl, C writes the grid to Fdump.bin (default name) next to the images (c-reference §2.10, §8.7);
+    # With -hkl, C writes the grid to Fdump.bin (default name) next to the images (docs/c-behaviour.md §2.10, §8.7);
     # it holds the table as read, default_F (100) filling the in-range cells the file does not list.
     cwd = _ok(renders["hkl"])
     assert set(os.listdir(cwd)) == {"small.hkl", "floatimage.bin", "intimage.img", "Fdump.bin"}
@@ -265,7 +265,7 @@ def test_python_api_matches_cli(renders, tmp_path):
 
 
 def test_render_matches_the_nanobragg_sum(renders):
-    # The 32x32 render written out by hand (c-reference §3.1, §3.6, §6): MOSFLM, beam (1,0,0), f = (0,0,1),
+    # The 32x32 render written out by hand (docs/c-behaviour.md §3.1, §3.6, §6): MOSFLM, beam (1,0,0), f = (0,0,1),
     # s = (0,-1,0), Fbeam = Sbeam = (3.2 + 0.1)/2 + 0.05 = 1.7 mm, pix0 = (0.1, Sbeam, -Fbeam) m; one
     # sub-pixel (the auto rule gives 1 for a 300 A crystal), one source, lambda 1 A, cubic 100 A cell, N = 3.
     # I = F^2 prod(sin(3 pi h)/sin(pi h))^2 * r_e^2 fluence (= 1) * (1 + cos^2 2theta)/2 * px^2/R^2 * close/R.

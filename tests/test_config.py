@@ -1,6 +1,6 @@
 """Unit tests of nanobrag_torch.config.build_config: the C program's defaults and auto-selection rules.
 
-Every table row here is a row of c-reference §2 (defaults, auto rules) or §3.1 (conventions, beam centres);
+Every table row here is a row of docs/c-behaviour.md §2 (defaults, auto rules) or §3.1 (conventions, beam centres);
 the comment on each case quotes the rule it checks. Configs are built through ``config_from_argv`` (the
 same path the CLI takes), without rendering anything.
 """

@@ -1,7 +1,7 @@
 """Unit tests of nanobrag_torch.crystal: -cell and -mat construction, misset, N from size, phi/mosaic stacks.
 
 Expected values: textbook crystallography written out here with numpy (independent of the package), and the
-C program's printed cell for the triclinic -cell case (c-reference §4.2: its non-textbook c* z component).
+C program's printed cell for the triclinic -cell case (docs/c-behaviour.md §4.2: its non-textbook c* z component).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ class TestCell:
         assert float(cr.volume) == pytest.approx(1e6, rel=1e-14)
 
     def test_cell_flag_fills_missing_values(self):
-        # -cell 100 alone: b, c default to a, angles to 90 deg (c-reference §1.3).
+        # -cell 100 alone: b, c default to a, angles to 90 deg (docs/c-behaviour.md §1.3).
         cfg = config_from_argv(["-cell", "100", "-default_F", "1"])
         assert cfg.crystal.cell == pytest.approx((100, 100, 100, math.pi / 2, math.pi / 2, math.pi / 2))
         cfg = config_from_argv(["-cell", "50", "60", "-default_F", "1"])

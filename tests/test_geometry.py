@@ -1,6 +1,6 @@
 """Unit tests of nanobrag_torch.geometry: rotations, detector placement per convention/pivot, pixel positions.
 
-Expected values come from c-reference §3 (conventions, pivots, the re-derived reported values) and from
+Expected values come from docs/c-behaviour.md §3 (conventions, pivots, the re-derived reported values) and from
 closed forms worked out in the comments. Detectors are built through ``config_from_argv`` so each test
 reads like the command line it models.
 """

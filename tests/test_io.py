@@ -1,8 +1,8 @@
 """Unit tests of nanobrag_torch.io: HKL text, Fdump.bin, source files, MOSFLM matrices, SMV, PGM, raw float.
 
-Byte layouts are those of c-reference §4.1, §4.5, §5.1, §8.1, §8.4, §8.6-§8.8. Files are written by hand in
+Byte layouts are those of docs/c-behaviour.md §4.1, §4.5, §5.1, §8.1, §8.4, §8.6-§8.8. Files are written by hand in
 each test so the expected content is visible next to the assertion. The intentional differences from C
-(comments skipped, clear errors for malformed files) are tested as specified in c-reference §5.1.
+(comments skipped, clear errors for malformed files) are tested as specified in docs/c-behaviour.md §5.1.
 """
 
 from __future__ import annotations
@@ -285,7 +285,7 @@ class TestSMV:
 
     def test_header_value_last_substring_rule(self, tmp_path):
         # C's lookup takes the LAST occurrence of 'KEY=' as a substring: DISTANCE matches CLOSE_DISTANCE=90
-        # because that line comes later (c-reference §8.8).
+        # because that line comes later (docs/c-behaviour.md §8.8).
         write_smv(tmp_path / "a.img", np.zeros((3, 5), np.uint16), FIELDS)
         header, _ = read_smv(tmp_path / "a.img", "-img")
         assert header_value(header, "DISTANCE") == 90.0

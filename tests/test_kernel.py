@@ -65,7 +65,7 @@ def test_interpolation_shutoff_is_in_raster_order(tmp_path):
 
 
 def test_oversample_factors_follow_the_running_sum(tmp_path):
-    # -oversample_omega/-oversample_polar multiply the RUNNING sum after every term (C §6.10):
+    # -oversample_omega/-oversample_polar multiply the RUNNING sum after every term (§6.10):
     # I_n = (I_{n-1} + t_n) * f_n. Check the kernel's closed form against that loop for a few pixels.
     argv = (CUBIC + " -default_F 10 -oversample 2 -phi 3 -osc 1 -phisteps 3"
             " -oversample_omega -oversample_polar -polar 0.5")
@@ -126,7 +126,7 @@ def test_float32_and_float64_share_the_code_path(tmp_path):
 
 
 def test_rendered_pixels_respect_roi_and_mask(tmp_path):
-    # Pixels outside the ROI are 0 and are not rendered (C §2.4); the ROI is inclusive on both ends.
+    # Pixels outside the ROI are 0 and are not rendered (§2.4); the ROI is inclusive on both ends.
     img = _render(CUBIC + " -default_F 10 -oversample 1 -roi 2 5 3 4", tmp_path).numpy()
     inside = np.zeros_like(img, dtype=bool)
     inside[3:5, 2:6] = True

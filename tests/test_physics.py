@@ -1,4 +1,4 @@
-"""Unit tests of nanobrag_torch.physics: the pure functions the kernel is built from (c-reference §6.6-§6.9).
+"""Unit tests of nanobrag_torch.physics: the pure functions the kernel is built from (docs/c-behaviour.md §6.6-§6.9).
 
 Every expected value is either a closed form worked out by hand in the comment next to it, or a
 mathematical identity the C formula must satisfy (symmetry, limits, polynomial exactness).

@@ -4,6 +4,8 @@
     model = nb.load_model(config)          # reads the files the config names -> tensors
     image = nb.render(model)               # pure; differentiable in the model's continuous parameters
     nb.write_c_outputs(image, model, nb.outputs_from_config(config))   # C's files
+
+Citations "§N.M" in this package name sections of docs/c-behaviour.md (the C program's behaviour we mirror).
 """
 __version__ = "0.1.0"
 

@@ -19,7 +19,7 @@ AVOGADRO = 6.02214179e23
 WATER_F = 2.57
 SOURCE_DISTANCE = 10.0  # m; C has no flag for it and it has no effect
 
-# Per convention: beam, fdet, sdet, odet, twotheta axis, polar, spindle, pivot (C §3.1).
+# Per convention: beam, fdet, sdet, odet, twotheta axis, polar, spindle, pivot (§3.1).
 CONVENTIONS = {
     "MOSFLM": ((1, 0, 0), (0, 0, 1), (0, -1, 0), (1, 0, 0), (0, 0, -1), (0, 0, 1), (0, 0, 1), "beam"),
     "DENZO": ((1, 0, 0), (0, 0, 1), (0, -1, 0), (1, 0, 0), (0, 0, -1), (0, 0, 1), (0, 0, 1), "beam"),
@@ -285,7 +285,7 @@ def initial_state() -> SimpleNamespace:
 
 
 def apply_smv_header(st: SimpleNamespace, header: dict, width: int, height: int, is_mask: bool) -> None:
-    """Starting values from an -img/-mask SMV header (C §8.8: last substring match wins per key)."""
+    """Starting values from an -img/-mask SMV header (§8.8: last substring match wins per key)."""
     from .io.smv import header_value
 
     st.fpixels, st.spixels = width, height

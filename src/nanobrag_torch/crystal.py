@@ -1,4 +1,4 @@
-"""Crystal: cell or MOSFLM matrix -> real/reciprocal vectors, misset, size, phi and mosaic rotations (C §4)."""
+"""Crystal: cell or MOSFLM matrix -> real/reciprocal vectors, misset, size, phi and mosaic rotations (§4)."""
 from __future__ import annotations
 
 import math
@@ -112,7 +112,7 @@ def cell_parameters(cr: CrystalGeometry) -> tuple[list[float], list[float]]:
 
 def crystal_counts(cr: CrystalGeometry, Na: int, Nb: int, Nc: int, sample_x: float, sample_y: float,
                    sample_z: float) -> tuple[int, int, int]:
-    """C §2.6: sizes > 0 set N = ceil(size/|a|); then every N <= 1 becomes 1."""
+    """§2.6: sizes > 0 set N = ceil(size/|a|); then every N <= 1 becomes 1."""
     out = []
     for n, size, v in ((Na, sample_x, cr.a0), (Nb, sample_y, cr.b0), (Nc, sample_z, cr.c0)):
         if size > 0:

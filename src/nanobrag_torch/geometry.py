@@ -1,4 +1,4 @@
-"""Detector geometry: rotations, conventions, detector placement and pixel positions (C §3)."""
+"""Detector geometry: rotations, conventions, detector placement and pixel positions (§3)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
@@ -143,7 +143,7 @@ def build_detector(cfg: DetectorConfig, beam_vector, dtype: torch.dtype, device)
 
 def pixel_positions(geom: DetectorGeometry, fpix: torch.Tensor, spix: torch.Tensor, pixel_size: float,
                     oversample: int, thickstep: float, thicksteps: int, curved: bool) -> torch.Tensor:
-    """Lab positions (m) of every (pixel, layer, sub-pixel): shape (P, T, os*os, 3), C §3.6-§3.7.
+    """Lab positions (m) of every (pixel, layer, sub-pixel): shape (P, T, os*os, 3), §3.6-§3.7.
 
     ``fpix``/``spix`` are integer pixel indices (P,). Sub-pixel order is subS outer, subF inner, as in C.
     """

@@ -1,4 +1,4 @@
-"""X-ray sources: the divergence x dispersion grid or a source file (C §5)."""
+"""X-ray sources: the divergence x dispersion grid or a source file (§5)."""
 from __future__ import annotations
 
 import math

@@ -1,4 +1,4 @@
-"""End-of-run statistics and the integer/PGM conversions, computed from the stored float32 image (C §8)."""
+"""End-of-run statistics and the integer/PGM conversions, computed from the stored float32 image (§8)."""
 from __future__ import annotations
 
 import math

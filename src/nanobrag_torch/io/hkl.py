@@ -36,7 +36,7 @@ class HKLTable:
 
 
 def read_hkl(path: str | Path, default_F: float = 0.0, warn=None) -> HKLTable:
-    """Read 'h k l F' lines (C §4.5). Unlike C: '#' comments and blank lines are skipped, columns beyond
+    """Read 'h k l F' lines (§4.5). Unlike C: '#' comments and blank lines are skipped, columns beyond
     the fourth are ignored with one warning, and non-integer indices are an error."""
     warn = warn or (lambda msg: print(f"WARNING: {msg}", file=sys.stderr))
     p = check_readable_file("-hkl", str(path))

@@ -8,7 +8,7 @@ from ..errors import InputError
 
 
 def read_mat(path: str | Path) -> tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]]:
-    """The first nine numbers as rows x,y,z with columns a*,b*,c* (C §4.1); returns (a*, b*, c*) unscaled."""
+    """The first nine numbers as rows x,y,z with columns a*,b*,c* (§4.1); returns (a*, b*, c*) unscaled."""
     p = check_readable_file("-mat", str(path))
     values: list[float] = []
     for token in p.read_text(errors="replace").split():

@@ -13,7 +13,7 @@ _DELIMS = re.compile(r"[ \t,;:!]+")
 
 
 def read_sourcefile(path: str | Path, warn=None) -> list[tuple[float, float, float, float, float]]:
-    """Rows of (X, Y, Z, weight, lambda) with NaN for missing columns (C §5.1).
+    """Rows of (X, Y, Z, weight, lambda) with NaN for missing columns (§5.1).
 
     Differences from C, by design: '#' comment lines and blank lines are skipped (one warning naming the
     lines), CRLF and a missing final newline end a line normally, and a non-numeric token is an error.
