@@ -23,7 +23,8 @@ def read_mat(path: str | Path) -> tuple[tuple[float, ...], tuple[float, ...], tu
             break
         v = parse_number(token)
         if v is None:
-            raise InputError(f"-mat: {path}: expected 9 numbers (finite, decimal), found {show(token)} after {len(values)}")
+            raise InputError(f"-mat: {path}: expected 9 numbers (finite, decimal), "
+                             f"found {show(token)} after {len(values)}")
         values.append(v)
     if len(values) < 9:
         raise InputError(f"-mat: {path}: expected 9 numbers, found {len(values)}")
