@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from nanobrag_torch.errors import InputError
@@ -218,6 +218,13 @@ HKL_INPUTS = st.one_of(
 
 @FUZZ
 @given(data=HKL_INPUTS)
+@example(data=b"0 0 nan 1\n")  # int(nan): ValueError outside the reader's try
+@example(data=b"0 0 inf 1\n")  # int(inf): OverflowError
+@example(data=b"0 0 0 1_0\n")  # Python's float takes underscores
+@example(data="0 0 \uff11 1\n".encode())  # and full-width digits
+@example(data=b"0 0 0 nan\n1 0 0 1e999\n")
+@example(data=b"\xef\xbb\xbf1 2 3 4\r\n")
+@example(data=b"1 2 3\f4 5 6 7\n")  # str.splitlines() splits at the form feed; C does not
 def test_read_hkl_fuzz(tmp_path_factory, data):
     p = write(tmp_path_factory, "in.hkl", data)
     check_hkl(outcome(lambda q: read_hkl(q, warn=lambda m: None), p), reference(ref_hkl, data))
@@ -287,19 +294,36 @@ def ref_fdump(data: bytes):
     return v, np.frombuffer(data[ff + 1 : ff + 1 + 8 * n], dtype="<f8").reshape(shape)
 
 
+def _fdump_header(toks, bad, i, how, body):
+    toks = list(toks)
+    if bad is not None:
+        toks[i] = bad
+    if how == "drop":
+        del toks[i]
+    elif how == "add":
+        toks.insert(i, "0")
+    return " ".join(toks).encode("utf-8") + b"\n\f" + body + bytes(8 * 27)  # always long enough
+
+
 FDUMP_INPUTS = st.one_of(
     st.binary(max_size=200),
     fdump_bytes().map(lambda t: t[0]),
     fdump_bytes().flatmap(lambda t: truncations(t[0])),
     fdump_bytes().flatmap(lambda t: mutated(t[0][:60]).map(lambda head, d=t[0]: head + d[60:])),
-    st.tuples(st.lists(st.sampled_from(["0", "-1", "3", "99999999999", "-2147483649", "1_0", "x", "2.5", "\xb2"]),
-                       min_size=5, max_size=7), st.binary(max_size=64))
-    .map(lambda t: " ".join(t[0]).encode("utf-8") + b"\n\f" + t[1]),
+    # hand-made headers over a body of up to 3x3x3 doubles: Python's int() would take '0_0' and b'+0'
+    st.builds(_fdump_header, st.lists(st.sampled_from(["0", "-0", "+0", "1"]), min_size=6, max_size=6),
+              st.sampled_from([None, "0_0", "1_0", "x", "2.5", "\xb2", "\u0660", "0x0", "99999999999",
+                               "-2147483649"]),
+              st.integers(0, 5), st.sampled_from(["keep", "drop", "add"]), st.binary(max_size=16)),
 )
 
 
 @FUZZ
 @given(data=FDUMP_INPUTS)
+@example(data=b"0 0 0 0 0 0_0\n\f" + bytes(64))  # Python's int(b"0_0") is 0; not an integer to C
+@example(data=b"0 0 0 0 0 +0\n\f" + bytes(64))
+@example(data=b"0 0 0 0 0 99999999999999999999\n\f" + bytes(64))
+@example(data=b"0 -5 0 0 0 0\n\f" + bytes(64))
 def test_read_fdump_fuzz(tmp_path_factory, data):
     p = write(tmp_path_factory, "Fdump.bin", data)
     got = outcome(read_fdump, p)
@@ -347,6 +371,10 @@ MAT_INPUTS = st.one_of(
 
 @FUZZ
 @given(data=MAT_INPUTS)
+@example(data=b"1 0 0\n0 1 0\n0 0 nan\n")
+@example(data="1 0 0\n0 1 0\n0 0 \u0661\n".encode())
+@example(data=b"\xef\xbb\xbf1 0 0\r\n0 1 0\r\n0 0 1\r\n")
+@example(data="1 0 0\u20030 1 0\n0 0 1\n".encode())  # em space: not white space to C
 def test_read_mat_fuzz(tmp_path_factory, data):
     p = write(tmp_path_factory, "in.mat", data)
     got = outcome(read_mat, p)
@@ -388,6 +416,9 @@ SRC_INPUTS = st.one_of(
 
 @FUZZ
 @given(data=SRC_INPUTS)
+@example(data=b"0 0 10 1 nan\n")  # an explicit NaN would read as 'column missing'
+@example(data=b"\xef\xbb\xbf0 0 10\r\n")
+@example(data=b"0 0 1_0\n")
 def test_read_sourcefile_fuzz(tmp_path_factory, data):
     p = write(tmp_path_factory, "src.txt", data)
     got = outcome(lambda q: read_sourcefile(q, warn=lambda m: None), p)
@@ -466,6 +497,8 @@ def test_read_smv_bad_header_values(tmp_path_factory, pix, key, value):
 
 
 @FUZZ
+@example(data=b"{\nHEADER_BYTES=-4;\nSIZE1=1;\nSIZE2=1;\n}" + bytes(8))  # negative offset: reshape error
+@example(data=b"{\nHEADER_BYTES=512;\nSIZE1=inf;\nSIZE2=1;\n}" + bytes(8))  # int(inf)
 @given(data=st.one_of(st.binary(max_size=600), st.binary(max_size=600).map(lambda b: b"{\nHEADER_BYTES=" + b)))
 def test_read_smv_random_bytes(tmp_path_factory, data):
     p = write(tmp_path_factory, "rand.smv", data)
