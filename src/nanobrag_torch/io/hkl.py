@@ -10,6 +10,12 @@ import numpy as np
 
 from ..checks import check_readable_file
 from ..errors import InputError
+from ._text import WS, parse_number, read_lines, show
+
+_COLUMNS = re.compile(r"[ \t\r\f\v,]+")
+_INT_BYTES = re.compile(rb"[+-]?[0-9]+")
+MAX_INDEX = 2**31 - 1  # C stores indices in int
+MAX_CELLS = 1 << 28  # 2 GiB of float64: far beyond any real reflection file, short of exhausting memory
 
 
 @dataclass
@@ -37,37 +43,49 @@ class HKLTable:
 
 def read_hkl(path: str | Path, default_F: float = 0.0, warn=None) -> HKLTable:
     """Read 'h k l F' lines (§4.5). Unlike C: '#' comments and blank lines are skipped, columns beyond
-    the fourth are ignored with one warning, and non-integer indices are an error."""
+    the fourth are ignored with one warning, and non-integer indices, NaN/Inf/overflowing numbers and index
+    ranges whose grid would exceed ``MAX_CELLS`` are errors (InputError naming the file and line).
+    Columns are split at ASCII white space and commas; a UTF-8 byte-order mark and CRLF line ends are read
+    as nothing and LF."""
     warn = warn or (lambda msg: print(f"WARNING: {msg}", file=sys.stderr))
     p = check_readable_file("-hkl", str(path))
     rows = []
     extra_cols = 0
-    for lineno, raw in enumerate(p.read_text(errors="replace").splitlines(), start=1):
-        line = raw.split("#", 1)[0].strip()
+    for lineno, raw in enumerate(read_lines("-hkl", p), start=1):
+        line = raw.split("#", 1)[0].strip(WS)
         if not line:
             continue
-        parts = re.split(r"[\s,]+", line)
+        parts = _COLUMNS.split(line)
         if len(parts) < 4:
-            raise InputError(f"-hkl: {path} line {lineno}: expected 'h k l F', got {raw.strip()!r}")
+            raise InputError(f"-hkl: {path} line {lineno}: expected 'h k l F', got {show(raw.strip(WS))}")
         if len(parts) > 4:
             extra_cols += 1
-        try:
-            hkl = [float(x) for x in parts[:3]]
-            F = float(parts[3])
-        except ValueError:
-            raise InputError(f"-hkl: {path} line {lineno}: not a number in {raw.strip()!r}") from None
-        if any(v != int(v) for v in hkl):
-            raise InputError(f"-hkl: {path} line {lineno}: Miller indices must be integers, got {raw.strip()!r}")
+        vals = [parse_number(x) for x in parts[:4]]
+        if any(v is None for v in vals):
+            raise InputError(f"-hkl: {path} line {lineno}: not a number (finite, decimal) in {show(raw.strip(WS))}")
+        hkl, F = vals[:3], vals[3]
+        if any(not v.is_integer() for v in hkl):
+            raise InputError(f"-hkl: {path} line {lineno}: Miller indices must be integers, "
+                             f"got {show(raw.strip(WS))}")
+        if any(abs(v) > MAX_INDEX for v in hkl):
+            raise InputError(f"-hkl: {path} line {lineno}: Miller index beyond +-{MAX_INDEX} "
+                             f"in {show(raw.strip(WS))}")
         rows.append((int(hkl[0]), int(hkl[1]), int(hkl[2]), F))
     if extra_cols:
         warn(f"{path}: {extra_cols} lines have more than 4 columns; only h k l F are used")
     if not rows:
         raise InputError(f"-hkl: {path}: no reflections found")
+    mins = [min(r[i] for r in rows) for i in range(3)]
+    maxs = [max(r[i] for r in rows) for i in range(3)]
+    ranges = [hi - lo + 1 for lo, hi in zip(mins, maxs)]
+    cells = (ranges[0] + 1) * (ranges[1] + 1) * (ranges[2] + 1)
+    if cells > MAX_CELLS:
+        raise InputError(f"-hkl: {path}: Miller index ranges h {mins[0]}..{maxs[0]}, k {mins[1]}..{maxs[1]}, "
+                         f"l {mins[2]}..{maxs[2]} need a grid of {cells} cells (more than {MAX_CELLS})")
     arr = np.array(rows, dtype=np.float64)
-    idx = arr[:, :3].astype(np.int64)
-    mins = idx.min(axis=0)
-    maxs = idx.max(axis=0)
-    ranges = maxs - mins + 1
+    idx = np.array([r[:3] for r in rows], dtype=np.int64)
+    mins = np.array(mins, dtype=np.int64)
+    maxs = np.array(maxs, dtype=np.int64)
     grid = np.zeros(tuple(int(r) + 1 for r in ranges), dtype=np.float64)
     if default_F != 0.0:
         grid[: ranges[0], : ranges[1], : ranges[2]] = default_F
@@ -89,22 +107,28 @@ def write_fdump(path: str | Path, table: HKLTable) -> None:
 
 
 def read_fdump(path: str | Path) -> HKLTable:
-    """Read a C Fdump.bin. The header is parsed up to its form feed (C's scanf may misalign; we do not)."""
-    p = Path(path)
-    data = p.read_bytes()
+    """Read a C Fdump.bin. The header is parsed up to its form feed (C's scanf may misalign; we do not):
+    six ASCII decimal integers; the grid they give must fit ``MAX_CELLS`` and the file must hold it."""
+    p = check_readable_file("Fdump", str(path))
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise InputError(f"Fdump: cannot read {path}: {exc.strerror or exc}") from None
     ff = data.find(b"\f")
     if ff < 0:
         raise InputError(f"{path}: not an Fdump file (no header terminator)")
-    try:
-        vals = [int(x) for x in data[:ff].split()]
-    except ValueError:
-        raise InputError(f"{path}: malformed Fdump header") from None
+    tokens = data[:ff].split()
+    if not all(_INT_BYTES.fullmatch(t) for t in tokens):
+        raise InputError(f"{path}: malformed Fdump header")
+    vals = [int(t) for t in tokens]
     if len(vals) != 6:
         raise InputError(f"{path}: malformed Fdump header (expected 6 integers)")
     h_min, h_max, k_min, k_max, l_min, l_max = vals
     shape = (h_max - h_min + 2, k_max - k_min + 2, l_max - l_min + 2)
     if min(shape) < 1:
         raise InputError(f"{path}: malformed Fdump header (empty index range)")
+    if max(abs(v) for v in vals) > MAX_INDEX or shape[0] * shape[1] * shape[2] > MAX_CELLS:
+        raise InputError(f"{path}: malformed Fdump header (index range too large: {' '.join(map(str, vals))})")
     n = shape[0] * shape[1] * shape[2]
     body = data[ff + 1 :]
     if len(body) < 8 * n:

@@ -1,23 +1,31 @@
 """MOSFLM orientation matrix (-mat)."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from ..checks import check_readable_file
 from ..errors import InputError
+from ._text import WS, parse_number, read_lines, show
+
+_WS = re.compile(f"[{WS}]+")
 
 
 def read_mat(path: str | Path) -> tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]]:
-    """The first nine numbers as rows x,y,z with columns a*,b*,c* (§4.1); returns (a*, b*, c*) unscaled."""
+    """The first nine numbers as rows x,y,z with columns a*,b*,c* (§4.1); returns (a*, b*, c*) unscaled.
+    Numbers are split at ASCII white space (a UTF-8 byte-order mark is dropped); anything that is not a
+    finite decimal number among the first nine is an InputError; what follows the ninth is ignored."""
     p = check_readable_file("-mat", str(path))
     values: list[float] = []
-    for token in p.read_text(errors="replace").split():
+    tokens = (t for line in read_lines("-mat", p) for t in _WS.split(line) if t)
+    for token in tokens:
         if len(values) == 9:
             break
-        try:
-            values.append(float(token))
-        except ValueError:
-            raise InputError(f"-mat: {path}: expected 9 numbers, found {token!r} after {len(values)}") from None
+        v = parse_number(token)
+        if v is None:
+            raise InputError(f"-mat: {path}: expected 9 numbers (finite, decimal), "
+                             f"found {show(token)} after {len(values)}")
+        values.append(v)
     if len(values) < 9:
         raise InputError(f"-mat: {path}: expected 9 numbers, found {len(values)}")
     n = values

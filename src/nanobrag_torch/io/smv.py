@@ -94,7 +94,10 @@ def header_value(header: dict[str, str] | str, key: str) -> float | None:
 def read_smv(path: str | Path, flag: str) -> tuple[dict[str, str], np.ndarray]:
     """Read an SMV file named by ``flag``: (header dict incl. '__text__', uint16 image [slow][fast])."""
     p = check_readable_file(flag, str(path))
-    data = p.read_bytes()
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{flag}: cannot read {path}: {exc.strerror or exc}") from None
     if not data.startswith(b"{\nHEADER_BYT"):
         raise InputError(f"{flag}: {path}: not an SMV image (no '{{ HEADER_BYTES' header)")
     end = data.find(b"}")
@@ -105,10 +108,12 @@ def read_smv(path: str | Path, flag: str) -> tuple[dict[str, str], np.ndarray]:
         hbytes = int(float(header.get("HEADER_BYTES", "512")))
         width = int(float(header["SIZE1"]))
         height = int(float(header["SIZE2"]))
-    except (KeyError, ValueError):
+    except (KeyError, ValueError, OverflowError):  # OverflowError: int(inf)
         raise InputError(f"{flag}: {path}: SMV header lacks HEADER_BYTES/SIZE1/SIZE2") from None
+    if hbytes < 0 or width <= 0 or height <= 0:
+        raise InputError(f"{flag}: {path}: bad SMV header (HEADER_BYTES={hbytes}, SIZE1={width}, SIZE2={height})")
     need = hbytes + 2 * width * height
-    if len(data) < need or width <= 0 or height <= 0:
+    if len(data) < need:
         raise InputError(f"{flag}: {path}: truncated SMV image ({len(data)} bytes, expected {need})")
     img = np.frombuffer(data[hbytes:need], dtype=np.uint16).reshape(height, width).copy()
     return header, img

@@ -8,8 +8,10 @@ from pathlib import Path
 
 from ..checks import check_readable_file
 from ..errors import InputError
+from ._text import parse_number, read_lines, show
 
 _DELIMS = re.compile(r"[ \t,;:!]+")
+_STRIP = " \t,;:!\r\n"
 
 
 def read_sourcefile(path: str | Path, warn=None) -> list[tuple[float, float, float, float, float]]:
@@ -22,8 +24,8 @@ def read_sourcefile(path: str | Path, warn=None) -> list[tuple[float, float, flo
     p = check_readable_file("-sourcefile", str(path))
     rows = []
     comments = []
-    for lineno, raw in enumerate(p.read_text(errors="replace").splitlines(), start=1):
-        line = raw.strip(" \t,;:!\r\n")
+    for lineno, raw in enumerate(read_lines("-sourcefile", p), start=1):
+        line = raw.strip(_STRIP)
         if not line:
             continue
         if line.startswith("#"):
@@ -32,10 +34,10 @@ def read_sourcefile(path: str | Path, warn=None) -> list[tuple[float, float, flo
         tokens = [t for t in _DELIMS.split(line) if t]
         vals = []
         for t in tokens[:5]:
-            try:
-                vals.append(float(t))
-            except ValueError:
-                raise InputError(f"-sourcefile: {path} line {lineno}: not a number: {t!r}") from None
+            v = parse_number(t)
+            if v is None:
+                raise InputError(f"-sourcefile: {path} line {lineno}: not a number (finite, decimal): {show(t)}")
+            vals.append(v)
         vals += [math.nan] * (5 - len(vals))
         rows.append(tuple(vals))
     if comments:
