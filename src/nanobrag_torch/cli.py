@@ -90,16 +90,33 @@ def run(argv: list[str], out=print) -> int:
     return 0
 
 
+# The other programs of the C suite: `python -m nanobrag_torch NAME <that program's flags>`. Each entry is
+# "module:function" inside this package, imported only when used; the function takes argv (without NAME)
+# and returns the exit code, raising NanoBraggError for bad input like ``run``.
+SUBCOMMANDS: dict[str, str] = {}
+
+
+def _runner(argv: list[str]):
+    """(run function, argv for it, program name): a subcommand when argv starts with one, else nanoBragg."""
+    if argv and argv[0] in SUBCOMMANDS:
+        import importlib
+
+        module, func = SUBCOMMANDS[argv[0]].split(":")
+        return getattr(importlib.import_module(module, __package__), func), argv[1:], argv[0]
+    return run, argv, "nanobrag-torch"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: one line on stderr and a non-zero exit code for bad input."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    runner, argv, prog = _runner(argv)
     try:
-        code = run(argv)
+        code = runner(argv)
     except NanoBraggError as exc:
-        print(f"nanobrag-torch: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         code = exc.exit_code
     except KeyboardInterrupt:
-        print("nanobrag-torch: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         code = 130
     sys.stdout.flush()
     return code
