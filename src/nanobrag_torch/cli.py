@@ -93,7 +93,10 @@ def run(argv: list[str], out=print) -> int:
 # The other programs of the C suite: `python -m nanobrag_torch NAME <that program's flags>`. Each entry is
 # "module:function" inside this package, imported only when used; the function takes argv (without NAME)
 # and returns the exit code, raising NanoBraggError for bad input like ``run``.
-SUBCOMMANDS: dict[str, str] = {}
+SUBCOMMANDS: dict[str, str] = {
+    "nonbragg": ".nonbragg:run",  # nonBragg: amorphous scattering from a .stol table
+    "add": ".addimages:run",  # float_add: the sum of raw float images
+}
 
 
 def _runner(argv: list[str]):

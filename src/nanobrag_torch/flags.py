@@ -258,8 +258,12 @@ _VALUES = {
 }
 
 
-def parse_argv(argv: list[str]) -> list[tuple[str, object]]:
-    """Tokenize argv into ordered (key, value) events; raise UsageError with one line on bad input."""
+def parse_argv(argv: list[str], flags: tuple[Flag, ...] | None = None) -> list[tuple[str, object]]:
+    """Tokenize argv into ordered (key, value) events; raise UsageError with one line on bad input.
+
+    ``flags``: the flag table of another program of the C suite (default: nanoBragg's ``FLAGS``).
+    """
+    by_name = _BY_NAME if flags is None else {name: flag for flag in flags for name in flag.names}
     events: list[tuple[str, object]] = []
     cur = _Cursor(argv)
     while cur.i < len(argv):
@@ -271,7 +275,7 @@ def parse_argv(argv: list[str]) -> list[tuple[str, object]]:
             cur.take(count, token)
             events.append(("not_a_c_flag", (token, meant)))
         else:
-            flag = _BY_NAME.get(token)
+            flag = by_name.get(token)
             if flag is None:
                 if not token.startswith("-"):
                     raise UsageError(f"unexpected argument {token!r} (values must follow their flag)")
@@ -286,17 +290,19 @@ def parse_argv(argv: list[str]) -> list[tuple[str, object]]:
     return events
 
 
-def help_text(prog: str = "nanobrag-torch") -> str:
-    """Our help text, grouped by topic."""
-    lines = [
+def help_text(prog: str = "nanobrag-torch", flags: tuple[Flag, ...] | None = None,
+              intro: list[str] | None = None, groups: tuple[str, ...] | None = None) -> str:
+    """Our help text, grouped by topic (``flags``, ``intro`` lines and ``groups``: another program's)."""
+    flags = FLAGS if flags is None else flags
+    lines = intro or [
         f"usage: {prog} -mat A.mat|-cell a b c al be ga  -hkl P1.hkl|-default_F F  [options]",
         "",
         "PyTorch port of the nanoBragg diffraction simulator: the C program's single-dash flags,",
         "the same output files. Units: mm for lengths, A for wavelength/cell/dmin, deg for angles.",
     ]
-    for group in GROUP_ORDER:
+    for group in groups or GROUP_ORDER:
         lines += ["", f"{group}:"]
-        for flag in FLAGS:
+        for flag in flags:
             if flag.group != group:
                 continue
             arg = {
