@@ -1,7 +1,10 @@
 """Golden-corpus harness: load a corpus, select cases, run one case hermetically, compare its outputs.
 
 A corpus is any directory in the format of ``../shared/golden`` (``cases.json`` with ``cases`` and
-optionally ``c_behaviour_records``, ``inputs/``, ``out/<id>/``). This is the one implementation used by
+optionally ``c_behaviour_records``, ``inputs/``, ``out/<id>/``). Which program of the C suite a case runs is
+its ``program`` (default: the corpus's top-level ``program``, else nanoBragg), a key of ``tools.cbin.PROGRAMS``:
+that table gives the C binary's variable (``NB_C_BIN``, ``NB_NONBRAGG_BIN``, ...) and the subcommand that runs
+the same program in ours. This is the one implementation used by
 ``tests/test_golden_parity.py`` and ``tools/parity_matrix.py``; metrics and thresholds come from
 ``tools.metrics`` and ``tools.thresholds``.
 
@@ -28,6 +31,7 @@ import numpy as np
 
 from tools import REPO, cmdlog
 from tools import thresholds as th
+from tools.cbin import DEFAULT_PROGRAM, program
 from tools.cmdlog import RunResult
 from tools.hermetic import prepare_run_dir
 from tools.metrics import compare_images, read_float_image, verdict
@@ -54,6 +58,7 @@ class Case:
     shape: tuple[int, int] | None = None
     summary: str = ""
     wall_s: float | None = None  # recorded C wall time
+    program: str = DEFAULT_PROGRAM  # the C suite's program (tools.cbin.PROGRAMS)
     raw: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -70,11 +75,16 @@ class Case:
         return self.shape[0] * self.shape[1] if self.shape else 0
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Case":
+    def from_dict(cls, d: dict, default_program: str = DEFAULT_PROGRAM) -> "Case":
         for key in ("id", "argv", "exit_code"):
             if key not in d:
                 raise ValueError(f"case {d.get('id', '?')!r} has no {key!r}")
         shape = d.get("shape")
+        name = str(d.get("program") or default_program)
+        try:
+            program(name)
+        except ValueError as e:
+            raise ValueError(f"case {d['id']!r}: {e}") from None
         return cls(
             id=str(d["id"]),
             argv=tuple(str(a) for a in d["argv"]),
@@ -85,6 +95,7 @@ class Case:
             shape=(int(shape[0]), int(shape[1])) if shape else None,
             summary=d.get("summary", ""),
             wall_s=d.get("wall_s"),
+            program=name,
             raw=d,
         )
 
@@ -126,8 +137,12 @@ def load_corpus(root: str | Path) -> Corpus:
         raise ValueError(f"{manifest}: invalid JSON ({e})") from None
     if not isinstance(data, dict) or not isinstance(data.get("cases"), list):
         raise ValueError(f"{manifest}: expected an object with a 'cases' list")
-    cases = [Case.from_dict(d) for d in data["cases"]]
-    records = [Case.from_dict(d) for d in data.get("c_behaviour_records") or []]
+    default_program = str(data.get("program") or DEFAULT_PROGRAM)
+    try:
+        cases = [Case.from_dict(d, default_program) for d in data["cases"]]
+        records = [Case.from_dict(d, default_program) for d in data.get("c_behaviour_records") or []]
+    except ValueError as e:
+        raise ValueError(f"{manifest}: {e}") from None
     ids = [c.id for c in cases + records]
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup:
@@ -193,9 +208,10 @@ def thread_env(threads: int | None = None) -> dict:
 def run_py_case(corpus: Corpus, case: Case, workdir: Path, *, dtype: str | None = "float64",
                 device: str | None = None, py_cmd: list[str] | None = None, timeout: float = 600.0,
                 threads: int | None = None) -> RunResult:
-    """Run our simulator on ``case`` in the fresh ``workdir`` (created here): inputs staged, exact argv + our flags."""
+    """Run our simulator on ``case`` in the fresh ``workdir`` (created here): inputs staged, the subcommand of the
+    case's program, exact argv + our flags."""
     stage_inputs(corpus, case, workdir)
-    cmd = list(py_cmd or default_py_cmd()) + list(case.argv)
+    cmd = list(py_cmd or default_py_cmd()) + list(program(case.program).subcommand) + list(case.argv)
     if dtype:
         cmd += ["-dtype", dtype]
     if device:
@@ -249,8 +265,9 @@ def read_smv(path: str | Path) -> tuple[list[tuple[str, str]], np.ndarray]:
     return items, data.reshape(slow, fast)
 
 
-def read_pgm(path: str | Path) -> tuple[list[str], np.ndarray]:
-    """Read a binary PGM (P5, maxval <= 255): (header lines incl. comments, uint8 pixels [rows][cols])."""
+def read_pgm(path: str | Path, trailing_ok: bool = False) -> tuple[list[str], np.ndarray]:
+    """Read a binary PGM (P5, maxval <= 255): (header lines incl. comments, uint8 pixels [rows][cols]).
+    ``trailing_ok``: bytes after the pixels are ignored (C nonBragg writes twice the image's size)."""
     raw = Path(path).read_bytes()
     lines, pos, fields = [], 0, []
     while len(fields) < 4:
@@ -271,6 +288,8 @@ def read_pgm(path: str | Path) -> tuple[list[str], np.ndarray]:
     if maxval > 255:
         raise ValueError(f"{path}: 16-bit PGM not supported")
     data = np.frombuffer(raw, dtype=np.uint8, offset=pos)
+    if trailing_ok and data.size > w * h:
+        data = data[: w * h]
     if data.size != w * h:
         raise ValueError(f"{path}: {data.size} pixels after the header, expected {w}x{h}")
     return lines, data.reshape(h, w)
@@ -396,8 +415,9 @@ def _judge_pixels(kind: str, px_c: np.ndarray, px_p: np.ndarray, allowed: int, m
 _PGM_SCALE = re.compile(r"^#\s*pixels scaled by\s+(\S+)\s*$")
 
 
-def compare_pgm(ref: Path, ours: Path, dtype: str) -> tuple[dict, list[str], float]:
-    lines_c, px_c = read_pgm(ref)
+def compare_pgm(ref: Path, ours: Path, dtype: str, trailing_ok: bool = False) -> tuple[dict, list[str], float]:
+    """PGM pixels and scale line; ``trailing_ok``: the reference may carry bytes after its pixels."""
+    lines_c, px_c = read_pgm(ref, trailing_ok)
     lines_p, px_p = read_pgm(ours)
     reasons = []
     metrics: dict = {}
@@ -460,7 +480,8 @@ def compare_outputs(case: Case, ref_dir: Path, py_dir: Path, dtype: str, *, ref_
             elif kind in ("intfile", "noisefile"):
                 m, reasons, score = compare_smv(ref, ours, kind, dtype)
             elif kind == "pgmfile":
-                m, reasons, score = compare_pgm(ref, ours, dtype)
+                m, reasons, score = compare_pgm(ref, ours, dtype,
+                                                "pgm_trailing_bytes" in program(case.program).quirks)
             elif kind == "dumpfile":
                 m, reasons, score = compare_fdump(ref, ours)
             else:
@@ -491,6 +512,7 @@ class CaseResult:
     dtype: str | None
     device: str | None
     images: tuple | None = field(default=None, repr=False)  # (C, PyTorch) float images with keep_images
+    program: str = DEFAULT_PROGRAM
 
     def to_json(self) -> dict:
         return {
@@ -511,6 +533,7 @@ class CaseResult:
             "c_run": self.c_run.summary() if self.c_run else None,
             "dtype": self.dtype,
             "device": self.device,
+            "program": self.program,
         }
 
 
@@ -539,7 +562,8 @@ def evaluate_case(corpus: Corpus, case: Case, *, dtype: str = "float64", device:
                   py_cmd: list[str] | None = None, timeout: float = 600.0, c_bin: str | Path | None = None,
                   threads: int | None = None, keep_images: bool = False, workroot: str | Path | None = None
                   ) -> CaseResult:
-    """Run ``case`` with our simulator (and, with ``c_bin``, the C program) in fresh temp dirs and judge it.
+    """Run ``case`` with our simulator (and, with ``c_bin``, the binary of the case's C program) in fresh temp
+    dirs and judge it.
 
     Never raises for a failure of the simulator or of a file; problems become ``reasons``."""
     reasons: list[str] = []
@@ -590,4 +614,5 @@ def evaluate_case(corpus: Corpus, case: Case, *, dtype: str = "float64", device:
         passed=not reasons, reasons=reasons, score=score, checks=checks, py_run=run,
         c_run=c_run, py_wall_s=run.wall_s if run else None,
         c_wall_s=c_run.wall_s if c_run else case.wall_s, dtype=dtype, device=device, images=images,
+        program=case.program,
     )

@@ -36,9 +36,8 @@ _EVALS_PER_CHUNK = 1 << 18  # (pixel x sub-pixel x source) evaluations per chunk
 
 # ----------------------------------------------------------------------------------------- physics
 def norm_c(v: torch.Tensor) -> torch.Tensor:
-    """C magnitude(): sqrt(x*x + y*y + z*z), summed left to right, of (..., 3)."""
-    x, y, z = v.unbind(-1)
-    return torch.sqrt(x * x + y * y + z * z)
+    """C magnitude(): sqrt(x*x + y*y + z*z), summed left to right, of (..., 3) (torch sums three terms in order)."""
+    return torch.sqrt((v * v).sum(-1))
 
 
 def unitize_c(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -119,21 +118,40 @@ def stol_walk(xa: np.ndarray, stols: np.ndarray, start: int) -> tuple[np.ndarray
     return out, int(end)
 
 
-def polint4(xa: torch.Tensor, ya: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """C polint(): the cubic through the four points (xa[..., k], ya[..., k]) at x, Lagrange terms in C's order."""
+def polint4(xa: torch.Tensor, ya: torch.Tensor, x: torch.Tensor, den: torch.Tensor | None = None) -> torch.Tensor:
+    """C polint(): the cubic through the four points (xa[..., k], ya[..., k]) at x, Lagrange terms in C's order.
+    ``den``: the four denominators prod_{j != k} (xa_k - xa_j) when already computed (``node_denominators``)."""
     a0, a1, a2, a3 = xa.unbind(-1)
     y0, y1, y2, y3 = ya.unbind(-1)
-    t0 = (x - a1) * (x - a2) * (x - a3) * y0 / ((a0 - a1) * (a0 - a2) * (a0 - a3))
-    t1 = (x - a0) * (x - a2) * (x - a3) * y1 / ((a1 - a0) * (a1 - a2) * (a1 - a3))
-    t2 = (x - a0) * (x - a1) * (x - a3) * y2 / ((a2 - a0) * (a2 - a1) * (a2 - a3))
-    t3 = (x - a0) * (x - a1) * (x - a2) * y3 / ((a3 - a0) * (a3 - a1) * (a3 - a2))
-    return t0 + t1 + t2 + t3
+    if den is None:
+        den = node_denominators(xa)
+    D0, D1, D2, D3 = den.unbind(-1)
+    d0, d1, d2, d3 = x - a0, x - a1, x - a2, x - a3
+    return d1 * d2 * d3 * y0 / D0 + d0 * d2 * d3 * y1 / D1 + d0 * d1 * d3 * y2 / D2 + d0 * d1 * d2 * y3 / D3
 
 
-def interpolate_F(stol: torch.Tensor, xa: torch.Tensor, ya: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """F at ``stol`` by C's cubic through table nodes index-1 .. index+2 (§11.3)."""
-    nodes = index[..., None] + torch.arange(-1, 3, device=index.device)
-    return polint4(xa[nodes], ya[nodes], stol)
+def node_denominators(xa: torch.Tensor) -> torch.Tensor:
+    """(..., 4) Lagrange denominators of four nodes (..., 4), each product taken in C's order."""
+    a0, a1, a2, a3 = xa.unbind(-1)
+    return torch.stack(((a0 - a1) * (a0 - a2) * (a0 - a3), (a1 - a0) * (a1 - a2) * (a1 - a3),
+                        (a2 - a0) * (a2 - a1) * (a2 - a3), (a3 - a0) * (a3 - a1) * (a3 - a2)), dim=-1)
+
+
+def table_windows(xa: torch.Tensor, ya: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For every table index i, the four nodes i-1 .. i+2 C's cubic uses, their F and denominators:
+    three (len, 4) tensors (rows outside 1 .. len-3 repeat the nearest valid one; C never uses them)."""
+    n = xa.shape[0]
+    start = torch.arange(n, device=xa.device).clamp(1, n - 3)[:, None] + torch.arange(-1, 3, device=xa.device)
+    nodes = xa[start]
+    return nodes, ya[start], node_denominators(nodes)
+
+
+def interpolate_F(stol: torch.Tensor, xa: torch.Tensor, ya: torch.Tensor, index: torch.Tensor,
+                  windows: tuple | None = None) -> torch.Tensor:
+    """F at ``stol`` by C's cubic through table nodes index-1 .. index+2 (§11.3); ``windows``: the table's
+    ``table_windows`` when already computed."""
+    nodes, F, den = windows if windows is not None else table_windows(xa, ya)
+    return polint4(nodes[index], F[index], stol, den[index])
 
 
 def scattering_stol(diffracted: torch.Tensor, incident: torch.Tensor, wavelength: torch.Tensor) -> torch.Tensor:
@@ -233,7 +251,7 @@ def _f64(x, device) -> torch.Tensor:
 
 
 def _chunk_terms(pos, g: DetectorGeometry, inc, lam, weights, polar_axis, kahn, nopolar, sample: AmorphousSample,
-                 point_pixel: bool, pixel_size, walk_state):
+                 point_pixel: bool, pixel_size, walk_state, windows):
     """(term per (pixel, sub-pixel, source), F, stol, index, polarization, solid angle, walk state) for one chunk.
 
     ``pos`` (P, S, 3) sub-pixel positions; ``inc`` (NS, 3) unit incident directions after C's first unitize.
@@ -269,7 +287,7 @@ def _chunk_terms(pos, g: DetectorGeometry, inc, lam, weights, polar_axis, kahn, 
         flat, walk_state = stol_walk(sample.stol.detach().cpu().numpy(), stol64.detach().reshape(-1).cpu().numpy(),
                                      walk_state)
         index = torch.as_tensor(flat, device=pos.device).reshape(stol.shape)
-    F = interpolate_F(stol64, sample.stol, sample.F, index).to(pos.dtype)
+    F = interpolate_F(stol64, sample.stol, sample.F, index, windows).to(pos.dtype)
     term = signed_intensity(F)
     if polar is not None:
         term = term * polar
@@ -305,6 +323,7 @@ def render_amorphous(detector: Detector, beam: Beam, sample: AmorphousSample, ov
     values, lasts = [], []
     omega_sum = torch.zeros((), dtype=dtype, device=dev)
     walk_state = 0
+    windows = table_windows(sample.stol, sample.F)
     px = _f64(detector.pixel_size, dev)
     for start in range(0, idx.numel(), chunk):
         sel = idx[start:start + chunk]
@@ -312,7 +331,7 @@ def render_amorphous(detector: Detector, beam: Beam, sample: AmorphousSample, ov
                               detector.curved)[:, 0]  # (P, S, 3)
         term, F, stol, index, polar, omega, walk_state = _chunk_terms(
             pos, g, inc.to(dtype), lam, weights, polar_axis, _f64(beam.kahn, dev), beam.nopolar, sample,
-            detector.point_pixel, px.to(dtype), walk_state)
+            detector.point_pixel, px.to(dtype), walk_state, windows)
         omega_sum = omega_sum + omega.detach().sum()
         if fmap:
             v = F[:, -1, -1]
