@@ -155,8 +155,12 @@ def interpolate_F(stol: torch.Tensor, xa: torch.Tensor, ya: torch.Tensor, index:
 
 
 def scattering_stol(diffracted: torch.Tensor, incident: torch.Tensor, wavelength: torch.Tensor) -> torch.Tensor:
-    """sin(theta)/lambda = |(d - i)/lambda| / 2 for unit diffracted d and incident i (C's order)."""
-    return 0.5 * norm_c((diffracted - incident) / wavelength[..., None])
+    """sin(theta)/lambda = |(d - i)/lambda| / 2 for unit diffracted d and incident i (C's order). On the beam
+    (d = i) the value is 0 and the derivative is taken as 0 (|S| has none there)."""
+    S = (diffracted - incident) / wavelength[..., None]
+    s2 = (S * S).sum(-1)
+    zero = s2 == 0
+    return 0.5 * torch.where(zero, torch.zeros_like(s2), torch.sqrt(torch.where(zero, torch.ones_like(s2), s2)))
 
 
 def pixel_solid_angle(airpath: torch.Tensor, pixel_size, close_distance, point_pixel: bool) -> torch.Tensor:
