@@ -25,6 +25,7 @@ import torch
 from .config import AVOGADRO, R_E_SQR
 from .geometry import DetectorGeometry, pixel_positions, place_detector
 from .model import SETUP_DTYPE, Beam, Detector
+from .physics import polarization_factor
 
 # Units of the table's abscissa -> sin(theta)/lambda in 1/m, by the flag naming the file (§11.2).
 STOL_UNITS = {"stol": 1e10, "4stol": 1e10 / 4, "Q": 1e10 / math.pi / 4}
@@ -279,8 +280,6 @@ def _chunk_terms(pos, g: DetectorGeometry, inc, lam, weights, polar_axis, kahn, 
         d_all = torch.stack(seq, dim=-2).index_select(-2, k)
         d_scatter, d_polar = d_all[..., :NS, :], d_all[..., 1:, :]
         inc2, _ = unitize_c(inc)
-        from .physics import polarization_factor
-
         with_kahn = (isinstance(kahn, torch.Tensor) and kahn.requires_grad) or float(kahn) != 0.0
         polar = polarization_factor(inc2.to(pos.dtype), d_polar, polar_axis.to(pos.dtype), kahn, with_kahn)
     stol = scattering_stol(d_scatter, inc.to(pos.dtype), lam.to(pos.dtype))  # (P, S, NS)
@@ -317,6 +316,7 @@ def render_amorphous(detector: Detector, beam: Beam, sample: AmorphousSample, ov
     inc, _ = unitize_c(-_f64(beam.source_directions, dev))
     lam = beam.wavelengths().to(SETUP_DTYPE)
     weights = _f64(beam.source_weights, dev)
+    # C normalises the axis once at set-up and again, in place, in every polarization call: its fixed point
     polar_axis, _ = unitize_fixed_point(unitize_c(_f64(beam.polar_vector, dev))[0])
     NS = inc.shape[0]
     S = oversample * oversample

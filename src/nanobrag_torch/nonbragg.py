@@ -461,11 +461,12 @@ def build_model(config: NonBraggConfig, inputs: NonBraggInputs):
 
 
 # ------------------------------------------------------------------------------------------- -img analysis
-def img_profile(config: NonBraggConfig, img: np.ndarray, last: dict, sample, steps: int, det) -> tuple[list, int]:
+def img_profile(config: NonBraggConfig, img: np.ndarray, last: dict, sample, steps: int) -> tuple[list, int]:
     """C's -img analysis (§11.7): each rendered pixel's counts back to a structure factor with its last
     evaluation's polarization and solid angle, binned at the table's abscissae; per bin with more than 100
     pixels a line 'stol mean rmsd median mad n' (float32 sums in raster order, as C). Returns (the lines,
     the pixel count of the last bin, which C then uses as the pixel count of the mean)."""
+    from .amorphous import STOL_UNITS
     from .config import R_E_SQR
 
     idx = last["pixels"].cpu().numpy()
@@ -483,8 +484,6 @@ def img_profile(config: NonBraggConfig, img: np.ndarray, last: dict, sample, ste
     b = last["index"].cpu().numpy().astype(np.int64)
     b = np.where(stol > (xa[b] + xa[b + 1]) / 2.0, b + 1, b)
     b = np.where(valid, b, 0)
-    from .amorphous import STOL_UNITS
-
     mult = STOL_UNITS[config.stol_unit]
     lines, sparse, n_last = [], 0, 0
     for k in range(2, xa.shape[0] - 2):
@@ -553,7 +552,7 @@ def run(argv: list[str], out=print) -> int:
         "sphere)")
     extra, count = [], None
     if inputs.img is not None:
-        lines, count = img_profile(config, inputs.img, res.last, sample, res.steps, det)
+        lines, count = img_profile(config, inputs.img, res.last, sample, res.steps)
         text = "".join(line + "\n" for line in lines).encode("ascii")
         extra.append((config.stolout, text, None))
         out(f"wrote {config.stolout} as {len(lines)} lines of text")
