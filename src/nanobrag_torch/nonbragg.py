@@ -22,9 +22,11 @@ import numpy as np
 import torch
 
 from .config import (DEFAULT_FLUENCE, RTD, SOURCE_DISTANCE, BeamConfig, DetectorConfig, EngineConfig, OutputConfig,
-                     _auto_steps, _phi_steps, fluence_from_flux, roi_window)
+                     _auto_steps, _phi_steps, apply_table_event, fluence_from_flux, not_a_c_flag_warning,
+                     roi_window, state_from_events)
 from .checks import check_device
 from .errors import InputError, UsageError
+from .flags import FLAGS as NANOBRAGG_FLAGS
 from .flags import Flag, help_text, parse_argv
 
 # nonBragg has no detector conventions: CUSTOM's axes, the beam centre taken as (fast, slow) and the near point
@@ -36,6 +38,14 @@ GROUPS = ("Sample", "Beam", "Detector", "Rotation", "Output", "Engine")
 
 def _f(key, names, kind, group, help_):
     return Flag(key, tuple(names.split()), kind, group, help_)
+
+
+_BASE = {flag.key: flag for flag in NANOBRAGG_FLAGS}
+
+
+def _shared(keys: str) -> tuple[Flag, ...]:
+    """nanoBragg's entries for the flags nonBragg shares with it verbatim (same spellings, units, help)."""
+    return tuple(_BASE[k] for k in keys.split())
 
 
 FLAGS: tuple[Flag, ...] = (
@@ -54,41 +64,20 @@ FLAGS: tuple[Flag, ...] = (
        "number of molecules in the beam (sets the density)"),
     _f("MW", "-MW -molecular -molecular_weight", "float", "Sample", "molecular weight (g/mol, default 18)"),
     # Beam
-    _f("lambda", "-lambda -wave -wavelength", "float", "Beam", "wavelength (A, default 1)"),
-    _f("energy", "-energy", "float", "Beam", "photon energy (eV); sets the wavelength"),
-    _f("fluence", "-fluence", "float", "Beam", "fluence (photons/m^2, default 1/r_e^2)"),
-    _f("flux", "-flux", "float", "Beam", "flux (photons/s); fluence = flux*exposure/beamsize^2"),
-    _f("exposure", "-exposure", "float", "Beam", "exposure time (s, default 1)"),
+    *_shared("lambda energy fluence flux exposure"),
     _f("beamsize", "-beamsize", "float", "Beam", "beam size (mm, default 0.1); clips the sample's width, height"),
-    _f("dispersion", "-dispersion", "float", "Beam", "spectral width (%)"),
-    _f("dispsteps", "-dispsteps", "int", "Beam", "number of wavelengths"),
-    _f("divergence", "-divergence", "float", "Beam", "horizontal and vertical divergence range (mrad)"),
-    _f("hdivrange", "-hdivrange", "float", "Beam", "horizontal divergence range (mrad)"),
-    _f("vdivrange", "-vdivrange", "float", "Beam", "vertical divergence range (mrad)"),
-    _f("hdivstep", "-hdivstep", "float", "Beam", "horizontal divergence step (mrad)"),
-    _f("vdivstep", "-vdivstep", "float", "Beam", "vertical divergence step (mrad)"),
-    _f("hdivsteps", "-hdivsteps", "int", "Beam", "horizontal divergence points"),
-    _f("vdivsteps", "-vdivsteps", "int", "Beam", "vertical divergence points"),
-    _f("divsteps", "-divsteps", "int", "Beam", "divergence points on both axes"),
-    _f("round_div", "-round_div", "none", "Beam", "trim the divergence grid to an ellipse (default)"),
-    _f("square_div", "-square_div", "none", "Beam", "keep the whole divergence grid"),
-    _f("sourcefile", "-sourcefile", "file", "Beam", "source list: X Y Z weight lambda(m) per line"),
+    *_shared("dispersion dispsteps divergence hdivrange vdivrange hdivstep vdivstep hdivsteps vdivsteps divsteps "
+             "round_div square_div sourcefile"),
     _f("source_distance", "-source_distance", "float", "Beam", "distance of generated sources (mm, default 10 m)"),
-    _f("polar", "-polar", "float", "Beam", "Kahn polarization factor (default 0 = unpolarized)"),
-    _f("nopolar", "-nopolar", "none", "Beam", "no polarization correction"),
+    *_shared("polar nopolar"),
     _f("beam_vector", "-beam_vector", "vec3", "Beam", "beam direction (default 1 0 0)"),
     _f("polar_vector", "-polar_vector", "vec3", "Beam", "E-vector axis (default 0 0 1)"),
     _f("coherent", "-coherent", "none", "Beam", "accepted for compatibility; no effect (as in C)"),
     # Detector
-    _f("distance", "-distance", "float", "Detector", "sample-detector distance along the beam (mm, default 100)"),
-    _f("close_distance", "-close_distance", "float", "Detector", "perpendicular sample-detector distance (mm)"),
-    _f("detsize", "-detsize", "float", "Detector", "detector size (mm, default 102.4)"),
+    *_shared("distance close_distance detsize"),
     _f("detsize_x", "-detsize_x", "float", "Detector", "detector size along fast (mm)"),
     _f("detsize_y", "-detsize_y", "float", "Detector", "detector size along slow (mm)"),
-    _f("detpixels", "-detpixels", "int", "Detector", "pixels along both axes"),
-    _f("detpixels_f", "-detpixels_f -detpixels_x", "int", "Detector", "pixels along fast"),
-    _f("detpixels_s", "-detpixels_s -detpixels_y", "int", "Detector", "pixels along slow"),
-    _f("pixel", "-pixel", "float", "Detector", "pixel size (mm, default 0.1)"),
+    *_shared("detpixels detpixels_f detpixels_s pixel"),
     _f("Xbeam", "-Xbeam", "float", "Detector", "beam centre along fast (mm; selects the beam pivot)"),
     _f("Ybeam", "-Ybeam", "float", "Detector", "beam centre along slow (mm; selects the beam pivot)"),
     _f("Xclose", "-Xclose", "float", "Detector", "near point along fast (mm; selects the sample pivot)"),
@@ -103,13 +92,9 @@ FLAGS: tuple[Flag, ...] = (
     _f("pix0_vector", "-pix0_vector", "vec3", "Detector", "accepted; C recomputes it (no effect)"),
     _f("spindle_axis", "-spindle_axis", "vec3", "Detector", "accepted; no effect on the image (as in C)"),
     _f("twotheta", "-twotheta", "float", "Detector", "detector two-theta swing (deg; selects the sample pivot)"),
-    _f("detector_rotx", "-detector_rotx", "float", "Detector", "detector rotation about lab x (deg)"),
-    _f("detector_roty", "-detector_roty", "float", "Detector", "detector rotation about lab y (deg)"),
-    _f("detector_rotz", "-detector_rotz", "float", "Detector", "detector rotation about lab z (deg)"),
-    _f("curved_det", "-curved_det", "none", "Detector", "spherical detector"),
-    _f("point_pixel", "-point_pixel", "none", "Detector", "solid angle 1/R^2 (no pixel area or obliquity)"),
+    *_shared("detector_rotx detector_roty detector_rotz curved_det point_pixel"),
     _f("oversample", "-oversample", "int", "Detector", "sub-pixels per side (default 1)"),
-    _f("roi", "-roi", "roi", "Detector", "xmin xmax ymin ymax: inclusive pixel window"),
+    *_shared("roi"),
     _f("img", "-img", "file", "Detector", "SMV image: its header sets the geometry; its pixels give -stolout"),
     _f("ignore", "-ignore", "float", "Detector", "-img pixel value to leave out of -stolout (repeatable)"),
     _f("gain", "-gain", "float", "Detector", "-img counts per photon (default 1)"),
@@ -119,27 +104,17 @@ FLAGS: tuple[Flag, ...] = (
     _f("phistep", "-phistep", "float", "Rotation", "spindle step (deg; header's OSC_RANGE rule)"),
     _f("phisteps", "-phisteps", "int", "Rotation", "number of spindle steps (header's OSC_RANGE rule)"),
     # Output
-    _f("floatfile", "-floatfile -floatimage", "str", "Output", "raw float32 image (default floatimage.bin)"),
-    _f("intfile", "-intfile -intimage", "str", "Output", "SMV integer image (default intimage.img)"),
-    _f("pgmfile", "-pgmfile -pgmimage", "str", "Output", "PGM preview (default image.pgm)"),
-    _f("noisefile", "-noisefile -noiseimage", "str", "Output", "SMV Poisson-noise image (default noiseimage.img)"),
-    _f("nonoise", "-nonoise", "none", "Output", "do not write a noise image"),
+    *_shared("floatfile intfile pgmfile noisefile nonoise"),
     _f("nopgm", "-nopgm", "none", "Output", "do not write a PGM image (C writes one anyway)"),
-    _f("scale", "-scale", "float", "Output", "int-image scale (default 55000/max)"),
-    _f("pgmscale", "-pgmscale", "float", "Output", "PGM scale (default 250/(5 rmsd))"),
-    _f("adc", "-adc -adcoffset", "float", "Output", "offset added to int and noise images (default 40)"),
-    _f("seed", "-seed", "int", "Output", "noise seed (default: time)"),
+    *_shared("scale pgmscale adc seed"),
     _f("stolout", "-stolout", "str", "Output", "-img's binned F vs stol (default output.stol)"),
     _f("Fmap", "-Fmap", "none", "Output", "each pixel holds the interpolated F instead of photons"),
     _f("noreject", "-noreject", "none", "Output", "accepted; no effect (as in C)"),
-    _f("printout", "-printout", "none", "Output", "accepted for compatibility; no effect"),
-    _f("printout_pixel", "-printout_pixel", "pair", "Output", "accepted for compatibility; no effect"),
+    *_shared("printout printout_pixel"),
     _f("noprogress", "-noprogress", "none", "Output", "accepted (no progress output)"),
     _f("progress", "-progress", "none", "Output", "accepted (no progress output)"),
     # Ours
-    _f("dtype", "-dtype", "name", "Engine", "float64 (default) or float32"),
-    _f("device", "-device", "name", "Engine", "cpu (default), cuda or cuda:N"),
-    _f("quiet", "-quiet", "none", "Engine", "print only warnings and the end-of-run statistics"),
+    *_shared("dtype device quiet"),
 )
 
 INTRO = [
@@ -233,15 +208,8 @@ def apply_img_header(st: SimpleNamespace, header: dict, width: int, height: int)
 
 def apply_event(st: SimpleNamespace, key: str, v) -> None:
     """Replay one command-line event onto the state with nonBragg's handler semantics (exact-match flags)."""
-    if key in _STORE:
-        attrs, factor, extra = _STORE[key]
-        for attr in attrs:
-            setattr(st, attr, v * factor if factor is not None else v)
-        for attr, value in extra.items():
-            setattr(st, attr, value)
-    elif key in _SWITCH:
-        for attr, value in _SWITCH[key].items():
-            setattr(st, attr, value)
+    if apply_table_event(st, key, v, _STORE, _SWITCH):
+        pass
     elif key in ("stol", "4stol", "Q"):
         st.stol, st.stol_unit = v, key
     elif key == "energy":
@@ -252,9 +220,8 @@ def apply_event(st: SimpleNamespace, key: str, v) -> None:
         st.ignore = [*st.ignore, float(int(v))]  # C keeps it as an unsigned short
     elif key in _NO_EFFECT:
         st.warnings.append(f"-{key} has no effect (as in the C program)")
-    elif key == "not_a_c_flag":  # flags.NOT_C_FLAGS: C skips the token and its values
-        st.warnings.append(f"{v[0]} is not a flag of the C program, which ignores it and its values; so do we "
-                           f"(use {v[1]} for that effect)")
+    elif key == "not_a_c_flag":
+        st.warnings.append(not_a_c_flag_warning(v))
     elif key == "help":
         st.help = True
     else:  # pragma: no cover - flag table and handlers out of sync
@@ -360,11 +327,7 @@ def detector_config(st: SimpleNamespace) -> DetectorConfig:
 
 def build_config(events: list[tuple[str, object]], header_hook=_img_hook) -> NonBraggConfig:
     """Replay parsed events onto nonBragg's defaults and apply its rules (§11.1)."""
-    st = initial_state()
-    if header_hook is not None:
-        header_hook(st, events)
-    for key, value in events:
-        apply_event(st, key, value)
+    st = state_from_events(events, header_hook, initial_state, apply_event)
     if st.stol is None:
         raise UsageError("no structure-factor table: give -stol FILE (or -4stol/-Q FILE)")
     if not st.wavelength > 0:
