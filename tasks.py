@@ -96,7 +96,7 @@ def phase_d_check(c, config=None):
 def profile(c, config=None, detpixels=4096, dtype="float32", device="cpu", threads=None, outdir=None):
     """Profile a warm 4096² render -> reports/profile/<STAMP>/; refuses without a PASS `phase-d-check`.
 
-    Writes the top operators (torch.profiler, or the fused kernel's own timers), a Chrome trace and the peak
+    Writes the top operators (torch.profiler), a Chrome trace and the peak
     memory of a warm multi-source render; refuses unless `invoke phase-d-check` passes for the current code."""
     from tools import profile as prof
 
