@@ -9,16 +9,33 @@ Citations "§N.M" in this package name sections of docs/c-behaviour.md (the C pr
 """
 __version__ = "0.1.0"
 
-from .config import SimConfig, build_config  # noqa: E402
-from .flags import parse_argv  # noqa: E402
-from .io.outputs import Outputs, outputs_from_config, write_c_outputs  # noqa: E402
-from .load import build_model, load_model, read_inputs  # noqa: E402
-from .model import Beam, Crystal, Detector, Model, Sampling, StructureFactors  # noqa: E402
-from .renderer import RenderResult, render, render_details  # noqa: E402
+# The public names, imported on first use (PEP 562): `python -m nanobrag_torch -h` and a bad flag answer without
+# importing torch, which alone takes ~2 s.
+_LAZY = {
+    "SimConfig": "config", "build_config": "config", "parse_argv": "flags",
+    "Outputs": "io.outputs", "outputs_from_config": "io.outputs", "write_c_outputs": "io.outputs",
+    "build_model": "load", "load_model": "load", "read_inputs": "load",
+    "Beam": "model", "Crystal": "model", "Detector": "model", "Model": "model", "Sampling": "model",
+    "StructureFactors": "model",
+    "RenderResult": "renderer", "render": "renderer", "render_details": "renderer",
+}
 
 
-def config_from_argv(argv: list[str]) -> SimConfig:
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def config_from_argv(argv: list[str]):
     """A SimConfig from C-style command-line flags (the same the CLI takes)."""
+    from .config import build_config
+    from .flags import parse_argv
+
     return build_config(parse_argv(list(argv)))
 
 
