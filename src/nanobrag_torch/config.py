@@ -295,64 +295,94 @@ def apply_smv_header(st: SimpleNamespace, header: dict, width: int, height: int,
     st.detsize_f = st.pixel * width
     st.detsize_s = st.pixel * height
     for key, attr, conv in (
-        ("DISTANCE", "distance", 1e-3), ("CLOSE_DISTANCE", "close_distance", 1e-3),
-        ("WAVELENGTH", "wavelength", 1e-10), ("BEAM_CENTER_X", "Xbeam", 1e-3),
-        ("ORGX", "ORGX", 1.0), ("ORGY", "ORGY", 1.0), ("PHI", "phi0", 1 / RTD), ("OSC_RANGE", "osc", 1 / RTD),
+        ("DISTANCE", "distance", _mm), ("CLOSE_DISTANCE", "close_distance", _mm),
+        ("WAVELENGTH", "wavelength", _angstrom), ("BEAM_CENTER_X", "Xbeam", _mm),
+        ("ORGX", "ORGX", float), ("ORGY", "ORGY", float), ("PHI", "phi0", _deg), ("OSC_RANGE", "osc", _deg),
     ):
         v = header_value(header, key)
         if v is not None:
-            setattr(st, attr, v * conv)
+            setattr(st, attr, conv(v))
     v = header_value(header, "BEAM_CENTER_Y")
     if v is not None:
         st.Ybeam = (st.detsize_s - v / 1000.0) if is_mask else v / 1000.0
 
 
-MM = 1e-3
+# Unit conversions written as C writes them (§1.1 item 9): it divides by the unit for mm, Å, degrees, percent and
+# the water size in µm (x/1000.0, x/1e10, x/RTD, x/100.0, x/1e6) and multiplies for the sensor thickness
+# and dmin (x*1e-6, x*1e-10). x/1000.0 and x*1e-3 round differently for about one value in six, so the form
+# decides whether a flag's value is the same double as C's.
+
+
+def _mm(v: float) -> float:
+    return v / 1000.0
+
+
+def _deg(v: float) -> float:
+    return v / RTD
+
+
+def _angstrom(v: float) -> float:
+    return v / 1e10
+
+
+def _percent(v: float) -> float:
+    return v / 100.0
+
+
+def _water_um(v: float) -> float:
+    return v / 1e6
+
+
+def _times(factor: float):
+    """A conversion C writes as a multiplication (x*1e-6 for the sensor thickness, x*1e-10 for dmin)."""
+    return lambda v: v * factor
+
+
 UM = 1e-6
 
 # Flags whose value is stored as given (after a unit factor), optionally with other state set alongside:
 #   key -> (state attributes the value goes to, unit factor, {other attribute: value})
 # C's handler for each of these only stores the (converted) value; e.g. -distance also selects the beam
 # pivot and -close_distance the sample pivot.
-_STORE: dict[str, tuple[tuple[str, ...], float | None, dict]] = {
+_STORE: dict[str, tuple[tuple[str, ...], object, dict]] = {
     "mat": (("mat",), None, {}),
     "cell": (("cell",), None, {}),
     "misset_seed": (("misset_seed",), None, {}),
     "N": (("Na", "Nb", "Nc"), None, {}),
     "Na": (("Na",), None, {}), "Nb": (("Nb",), None, {}), "Nc": (("Nc",), None, {}),
-    "xtal_size": (("sample_x", "sample_y", "sample_z"), MM, {}),
-    "xtal_x": (("sample_x",), MM, {}), "xtal_y": (("sample_y",), MM, {}), "xtal_z": (("sample_z",), MM, {}),
-    "mosaic": (("mosaic_spread",), 1 / RTD, {}),
-    "lambda": (("wavelength",), 1e-10, {}),
-    "beamsize": (("beamsize",), MM, {}),
-    "dispersion": (("dispersion",), 0.01, {}),
-    "divergence": (("hdivrange", "vdivrange"), MM, {}),
-    "hdivrange": (("hdivrange",), MM, {}), "vdivrange": (("vdivrange",), MM, {}),
-    "hdivstep": (("hdivstep",), MM, {}), "vdivstep": (("vdivstep",), MM, {}),
+    "xtal_size": (("sample_x", "sample_y", "sample_z"), _mm, {}),
+    "xtal_x": (("sample_x",), _mm, {}), "xtal_y": (("sample_y",), _mm, {}), "xtal_z": (("sample_z",), _mm, {}),
+    "mosaic": (("mosaic_spread",), _deg, {}),
+    "lambda": (("wavelength",), _angstrom, {}),
+    "beamsize": (("beamsize",), _mm, {}),
+    "dispersion": (("dispersion",), _percent, {}),
+    "divergence": (("hdivrange", "vdivrange"), _mm, {}),
+    "hdivrange": (("hdivrange",), _mm, {}), "vdivrange": (("vdivrange",), _mm, {}),
+    "hdivstep": (("hdivstep",), _mm, {}), "vdivstep": (("vdivstep",), _mm, {}),
     "divsteps": (("hdivsteps", "vdivsteps"), None, {}),
     "polar": (("kahn",), None, {"nopolar": False}),
-    "water": (("water",), UM, {}),
-    "distance": (("distance",), MM, {"pivot": "beam"}),
-    "close_distance": (("close_distance",), MM, {"pivot": "sample"}),
-    "detsize": (("detsize_f", "detsize_s"), MM, {}),
-    "detsize_f": (("detsize_f",), MM, {}), "detsize_s": (("detsize_s",), MM, {}),
+    "water": (("water",), _water_um, {}),
+    "distance": (("distance",), _mm, {"pivot": "beam"}),
+    "close_distance": (("close_distance",), _mm, {"pivot": "sample"}),
+    "detsize": (("detsize_f", "detsize_s"), _mm, {}),
+    "detsize_f": (("detsize_f",), _mm, {}), "detsize_s": (("detsize_s",), _mm, {}),
     "detpixels": (("fpixels", "spixels"), None, {}),
     "detpixels_f": (("fpixels",), None, {}), "detpixels_s": (("spixels",), None, {}),
-    "pixel": (("pixel",), MM, {}),
-    "Xbeam": (("Xbeam",), MM, {"pivot": "beam"}), "Ybeam": (("Ybeam",), MM, {"pivot": "beam"}),
-    "Xclose": (("Xclose",), MM, {"pivot": "sample"}), "Yclose": (("Yclose",), MM, {"pivot": "sample"}),
+    "pixel": (("pixel",), _mm, {}),
+    "Xbeam": (("Xbeam",), _mm, {"pivot": "beam"}), "Ybeam": (("Ybeam",), _mm, {"pivot": "beam"}),
+    "Xclose": (("Xclose",), _mm, {"pivot": "sample"}), "Yclose": (("Yclose",), _mm, {"pivot": "sample"}),
     "ORGX": (("ORGX",), None, {"pivot": "sample"}), "ORGY": (("ORGY",), None, {"pivot": "sample"}),
     "pivot": (("pivot",), None, {}),
-    "twotheta": (("twotheta",), 1 / RTD, {"pivot": "sample"}),
-    "detector_rotx": (("rotx",), 1 / RTD, {}), "detector_roty": (("roty",), 1 / RTD, {}),
-    "detector_rotz": (("rotz",), 1 / RTD, {}),
-    "detector_thick": (("thick",), UM, {}),
+    "twotheta": (("twotheta",), _deg, {"pivot": "sample"}),
+    "detector_rotx": (("rotx",), _deg, {}), "detector_roty": (("roty",), _deg, {}),
+    "detector_rotz": (("rotz",), _deg, {}),
+    "detector_thick": (("thick",), _times(1e-6), {}),
     "thicksteps": (("thicksteps",), None, {}),
     "roi": (("roi",), None, {}),
-    "dmin": (("dmin",), 1e-10, {}),
-    "phi": (("phi0",), 1 / RTD, {}),
-    "osc": (("osc",), 1 / RTD, {}),
-    "phistep": (("phistep",), 1 / RTD, {}),
+    "dmin": (("dmin",), _times(1e-10), {}),
+    "phi": (("phi0",), _deg, {}),
+    "osc": (("osc",), _deg, {}),
+    "phistep": (("phistep",), _deg, {}),
     "phisteps": (("phisteps",), None, {}),
     "pgmfile": (("pgmfile",), None, {"write_pgm": True}),
     "noisefile": (("noisefile",), None, {"noise": True}),
@@ -398,7 +428,7 @@ def _on_misset(st: SimpleNamespace, v) -> None:
 
 def _on_energy(st: SimpleNamespace, v) -> None:
     """-energy eV sets the wavelength through C's constant hc = 12398.42 eV A."""
-    st.wavelength = (12398.42 / v) * 1e-10
+    st.wavelength = (12398.42 / v) / 1e10
 
 
 def _on_vector(st: SimpleNamespace, key: str, v) -> None:
@@ -423,9 +453,9 @@ def apply_event(st: SimpleNamespace, key: str, v) -> None:
     more logic have a named handler above.
     """
     if key in _STORE:
-        attrs, factor, extra = _STORE[key]
+        attrs, convert, extra = _STORE[key]
         for attr in attrs:
-            setattr(st, attr, v * factor if factor is not None else v)
+            setattr(st, attr, convert(v) if convert is not None else v)
         for attr, value in extra.items():
             setattr(st, attr, value)
     elif key in _SWITCH:
