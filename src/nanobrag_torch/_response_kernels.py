@@ -50,8 +50,9 @@ def c_uint16(x):
 
 
 def c_uint32(x):
-    """C's double -> unsigned int on x86-64: through a 64-bit int, so a negative value wraps modulo 2**32
-    and NaN gives 0 (§11.6)."""
+    """C's double -> unsigned int on x86-64 in noisify's noise loop: through a 64-bit int, so a negative value
+    wraps modulo 2**32 and NaN gives 0 (§11.6). (Its noiseless loop converts through a 32-bit int instead:
+    ``c_int(x) & 0xFFFFFFFF``.)"""
     if not (-9.223372036854775808e18 <= x < 9.223372036854775808e18):
         return 0
     return int(x) & 0xFFFFFFFF
@@ -195,11 +196,12 @@ def photon_noise_pixels(photons, flicker, calibration, seed, calib_seed, table, 
     return total
 
 
-def adc_pixels(photons, gain, adc, readout, clip32, bits, seed, table, cache, out16, out32):
+def adc_pixels(photons, gain, adc, readout, noiseless, bits, seed, table, cache, out16, out32):
     """C's conversion to pixel units (§11.6), pixel by pixel: ``adu = p*gain + adc``, plus
-    ``readout * gaussdev(&seed)`` when readout > 0; capped at 2147483647 (an overload for 32 bits) and at
-    ``clip32`` before the uint32 store, then at 65535 (an overload for 16 bits) before the uint16 store.
-    Returns (photon sum in double, overloads)."""
+    ``readout * gaussdev(&seed)`` when readout > 0; capped at 2147483647 (an overload for 32 bits) before the
+    uint32 store, then at 65535 (an overload for 16 bits) before the uint16 store. C's ``noiseless`` image caps
+    at 65535 before the uint32 store too, and there its compiled conversion goes through a 32-bit int (NaN and
+    values below -2**31 give 2**31). Returns (photon sum in double, overloads)."""
     total = 0.0
     overloads = 0
     for i in range(photons.size):
@@ -212,9 +214,12 @@ def adc_pixels(photons, gain, adc, readout, clip32, bits, seed, table, cache, ou
             adu = 2147483647.0
             if bits == 32:
                 overloads += 1
-        if adu > clip32:
-            adu = clip32
-        out32[i] = c_uint32(adu)
+        if noiseless:
+            if adu > 65535.0:
+                adu = 65535.0
+            out32[i] = c_int(adu) & 0xFFFFFFFF
+        else:
+            out32[i] = c_uint32(adu)
         if adu > 65535.0:
             adu = 65535.0
             if bits == 16:

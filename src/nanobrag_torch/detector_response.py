@@ -161,7 +161,8 @@ def adc_image(photons, gain: float = 1.0, adc: float = 40.0, readout: float = 0.
               rng: CRandom | None = None, noiseless: bool = False) -> AdcImage:
     """C's conversion to pixel units (§11.6): ``p*gain + adc``, plus ``readout``·N(0,1) from ``seed`` when
     readout > 0, clipped at 2**31-1 and 65535 and stored by truncation (a negative value wraps as on x86).
-    ``noiseless``: C's noiseless image, whose 32-bit pixels are clipped at 65535 too (no read-out noise)."""
+    ``noiseless``: C's noiseless image (no read-out noise), whose 32-bit pixels are clipped at 65535 too and
+    converted as C's compiled loop does (NaN and values below -2**31 give 2**31 there, 0 in the noise image)."""
     if bits not in (16, 32):
         raise ValueError(f"bits must be 16 or 32, got {bits}")
     img = _as_float32(photons)
@@ -171,8 +172,8 @@ def adc_image(photons, gain: float = 1.0, adc: float = 40.0, readout: float = 0.
     rng = CRandom() if rng is None else rng
     s = _seed(seed)
     total, overloads = _kernels().adc_pixels(
-        flat, float(gain), float(adc), 0.0 if noiseless else float(readout),
-        65535.0 if noiseless else 2147483647.0, int(bits), s.cell, rng.table, rng.cache, out16, out32)
+        flat, float(gain), float(adc), 0.0 if noiseless else float(readout), bool(noiseless), int(bits), s.cell,
+        rng.table, rng.cache, out16, out32)
     out16, out32 = out16.reshape(img.shape), out32.reshape(img.shape)
     return AdcImage(out16 if bits == 16 else out32, out16, float(total), int(overloads))
 
