@@ -294,11 +294,9 @@ def run(argv: list[str], out=print) -> int:
     cfg = build_config(events)
     header = apply_header(cfg)
     image = read_input(cfg)
-    for w in cfg.warnings:
-        print(f"WARNING: {w}", file=sys.stderr)
     negative = int((image < 0).sum())
     if negative:
-        print(f"WARNING: {negative} negative pixels in {cfg.floatfile} (min {float(image.min()):g})", file=sys.stderr)
+        cfg.warnings.append(f"{negative} negative pixels in {cfg.floatfile} (min {float(np.nanmin(image)):g})")
     cfg.xbeam = cfg.pixel * cfg.xpixels / 2.0 if cfg.xbeam is None else cfg.xbeam
     cfg.ybeam = cfg.pixel * cfg.ypixels / 2.0 if cfg.ybeam is None else cfg.ybeam
     seed = cfg.response.seed if cfg.response.seed is not None else int(time.time())
@@ -320,6 +318,8 @@ def run(argv: list[str], out=print) -> int:
             _report_psf(res, log)
         out(f"{res.noiseimage.photons:.0f} photons on noise image ({res.noiseimage.overloads} overloads)")
     write_outputs(cfg, res, header if header is not None else smv_header(cfg))
+    for w in cfg.warnings:  # after the files: a refusal is one line on stderr
+        print(f"WARNING: {w}", file=sys.stderr)
     written = [cfg.intfile] + [n for n in (cfg.pgmfile, cfg.noisefile) if n is not None]
     log(f"wrote {', '.join(written)} ({r.bits}-bit SMV)")
     return 0
