@@ -18,7 +18,7 @@ import numpy as np
 from .checks import check_positive
 from .detector_response import R_E_SQR, DEFAULT_CALIB_SEED, DetectorImages, DetectorResponse, detector_response
 from .errors import InputError, UsageError
-from .flags import Flag, flag_help_lines, parse_argv
+from .flags import Flag, _f, flag_help_lines, parse_argv
 from .io.images import read_float_image, write_pgm
 from .io.outputs import write_atomically
 from .io.smv import format_header, header_value, read_smv_header
@@ -26,15 +26,12 @@ from .io.smv import format_header, header_value, read_smv_header
 PROG = "noisify"
 
 
-def _f(key, names, kind, group, help_):
-    return Flag(key, tuple(names.split()), kind, group, help_)
-
-
 # C's noisify flags (§11.1). Spellings are C's, matched exactly (C matches substrings).
 FLAGS: tuple[Flag, ...] = (
     _f("floatfile", "-floatfile -floatimage -bin", "str", "Files",
        "input: raw float32 image in photons/pixel (also a bare file name)"),
-    _f("header", "-header", "file", "Files", "copy this SMV file's header into the outputs; its size and pixel set ours"),
+    _f("header", "-header", "file", "Files",
+       "copy this SMV file's header into the outputs; its size and pixel set ours"),
     _f("intfile", "-intfile -intimage", "str", "Files", "noiseless SMV image (default intimage.img)"),
     _f("pgmfile", "-pgmfile -pgmimage", "str", "Files", "PGM preview of the noiseless image (default image.pgm)"),
     _f("noisefile", "-noisefile -noiseimage", "str", "Files", "SMV image with noise (default noiseimage.img)"),
