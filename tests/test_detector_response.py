@@ -187,8 +187,8 @@ def test_detector_response_is_reproducible_and_takes_tensors():
     # Same seed, same images (C's streams); another seed, other noise; a torch tensor works as an array does.
     img = torch.full((16, 16), 30.0, dtype=torch.float64)
     resp = dr.DetectorResponse(seed=4, readout=2.0, psf="gauss", psf_fwhm=150e-6)
-    a, b = dr.detector_response(img, resp), dr.detector_response(img.numpy(), resp)
-    c = dr.detector_response(img, dr.DetectorResponse(seed=5, readout=2.0, psf="gauss", psf_fwhm=150e-6))
+    a, b = dr.apply_detector_response(img, resp), dr.apply_detector_response(img.numpy(), resp)
+    c = dr.apply_detector_response(img, dr.DetectorResponse(seed=5, readout=2.0, psf="gauss", psf_fwhm=150e-6))
     assert np.array_equal(a.noiseimage.pixels, b.noiseimage.pixels)
     assert not np.array_equal(a.noiseimage.pixels, c.noiseimage.pixels)
     assert a.intimage.pixels.tolist() == [[70] * 16] * 16  # noiseless: 30 photons + adc 40
@@ -200,7 +200,7 @@ def test_detector_response_is_reproducible_and_takes_tensors():
 def test_nonoise_blurs_the_noiseless_image():
     img = np.zeros((21, 21), dtype=np.float32)
     img[10, 10] = 5000.0
-    res = dr.detector_response(img, dr.DetectorResponse(noise=False, psf="fiber", psf_fwhm=200e-6, adc=0))
+    res = dr.apply_detector_response(img, dr.DetectorResponse(noise=False, psf="fiber", psf_fwhm=200e-6, adc=0))
     assert res.noiseimage is None and res.psf is not None
     assert res.intimage.pixels[10, 10] < 5000 and res.intimage.pixels[10, 11] > 0
     assert np.array_equal(res.pgm, np.minimum(res.intimage.pixels, 255))

@@ -49,7 +49,7 @@ def test_files_headers_and_api_agree(workdir, capsys):
                  "BEAM_CENTER_Y=7;", "OSC_RANGE=1;"):
         assert line in header
     img = np.fromfile(workdir / "in.bin", dtype=np.float32).reshape(40, 48)
-    res = dr.detector_response(img, dr.DetectorResponse(seed=3, readout=2.0, bits=32, pixel_size=2e-4))
+    res = dr.apply_detector_response(img, dr.DetectorResponse(seed=3, readout=2.0, bits=32, pixel_size=2e-4))
     assert np.array_equal(np.frombuffer(raw[512:], dtype=np.uint32).reshape(40, 48), res.noiseimage.pixels)
     assert (workdir / "intimage.img").read_bytes()[512:] == res.intimage.pixels.tobytes()
     pgm = (workdir / "image.pgm").read_bytes()

@@ -10,7 +10,7 @@ well), in the order C applies them (§11.2):
    (:func:`psf_kernel` is its kernel), on the photon counts, or on the noiseless image when noise is off;
 4. :func:`adc_image` -- ``-gain``, ``-adc``, ``-readout``, ``-bits``: pixel units, read-out noise, clipping.
 
-:func:`detector_response` runs them all as noisify does and returns every image; :class:`DetectorResponse`
+:func:`apply_detector_response` runs them all as noisify does and returns every image; :class:`DetectorResponse`
 holds noisify's parameters with its defaults. The noise draws are C's generators in C's order (bit-identical
 to C's images); the per-pixel loops are compiled with numba (:mod:`._response_kernels`).
 """
@@ -24,7 +24,7 @@ import numpy as np
 from .rng import CRandom, Seed, compiled_with_generators
 
 __all__ = ["C_FLUENCE", "DEFAULT_CALIB_SEED", "PSF_KINDS", "AdcImage", "DetectorImages", "DetectorResponse",
-           "PsfResult", "adc_image", "apply_psf", "detector_response", "photon_noise", "photons_per_pixel",
+           "PsfResult", "adc_image", "apply_detector_response", "apply_psf", "photon_noise", "photons_per_pixel",
            "psf_kernel"]
 
 R_E_SQR = 7.94079248018965e-30  # Thomson cross section (m^2), C's constant
@@ -212,7 +212,7 @@ class DetectorResponse:
 
 @dataclass
 class DetectorImages:
-    """Everything :func:`detector_response` makes (arrays (slow, fast))."""
+    """Everything :func:`apply_detector_response` makes (arrays (slow, fast))."""
 
     photons: np.ndarray  # float32 photons/pixel after -scale/-fluence (and the PSF when noise is off)
     intimage: AdcImage  # the noiseless image
@@ -228,7 +228,7 @@ class DetectorImages:
         return np.minimum(self.intimage.pixels16, 255).astype(np.uint8)
 
 
-def detector_response(image, response: DetectorResponse = DetectorResponse(), rng: CRandom | None = None
+def apply_detector_response(image, response: DetectorResponse = DetectorResponse(), rng: CRandom | None = None
                       ) -> DetectorImages:
     """noisify's whole chain on a photons/pixel image (ndarray or tensor, (slow, fast)), in C's order (§11.2):
     photon scale; the noiseless image (after the PSF when noise is off); then flicker, calibration and Poisson

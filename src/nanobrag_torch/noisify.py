@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .checks import check_positive
-from .detector_response import R_E_SQR, DEFAULT_CALIB_SEED, DetectorImages, DetectorResponse, detector_response
+from .detector_response import DEFAULT_CALIB_SEED, R_E_SQR, DetectorImages, DetectorResponse, apply_detector_response
 from .errors import InputError, UsageError
 from .flags import Flag, _f, flag_help_lines, parse_argv
 from .io.images import read_float_image, write_pgm
@@ -305,7 +305,7 @@ def run(argv: list[str], out=print) -> int:
     log(f"maximum value in input file: {max_in:g} ( {max_in * r.scale * r.fluence * R_E_SQR:g} on photon scale)")
     if not r.noise and r.applies_psf:
         log(f"  applying PSF to noiseless image width = {r.psf_fwhm_pixels:g} pixels")
-    res = detector_response(image, r)
+    res = apply_detector_response(image, r)
     if not r.noise:
         _report_psf(res, log)
     else:
