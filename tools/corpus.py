@@ -40,6 +40,26 @@ OUTPUT_KINDS = ("floatfile", "intfile", "noisefile", "pgmfile", "dumpfile")
 _DATE_KEY = re.compile(r"DATE|TIME", re.IGNORECASE)
 
 
+# ------------------------------------------------------------------------- programs of the C suite (issue 14)
+# A case's optional "program" field names the C program it runs (default nanoBragg): our side runs the same
+# argv after ``subcommand`` (python -m nanobrag_torch <subcommand> ...), the live C side the binary that
+# ``c_bin_env`` names (tools.cbin.resolve_c_binary), and only programs with ``engine_flags`` get -dtype/-device.
+@dataclass(frozen=True)
+class Program:
+    subcommand: tuple[str, ...]
+    c_bin_env: str
+    c_name: str
+    engine_flags: bool
+
+
+PROGRAMS = {
+    "nanoBragg": Program((), "NB_C_BIN", "nanoBragg", True),
+    "noisify": Program(("noisify",), "NB_NOISIFY_BIN", "noisify", False),
+}
+DEFAULT_PROGRAM = "nanoBragg"
+# --------------------------------------------------------------------------------------------- end issue 14
+
+
 # --------------------------------------------------------------------------------------------- corpus
 @dataclass(frozen=True)
 class Case:
@@ -55,6 +75,7 @@ class Case:
     summary: str = ""
     wall_s: float | None = None  # recorded C wall time
     raw: dict = field(default_factory=dict, repr=False, compare=False)
+    program: str = DEFAULT_PROGRAM  # a key of PROGRAMS (issue 14)
 
     @property
     def is_error(self) -> bool:
@@ -75,6 +96,9 @@ class Case:
             if key not in d:
                 raise ValueError(f"case {d.get('id', '?')!r} has no {key!r}")
         shape = d.get("shape")
+        program = str(d.get("program") or DEFAULT_PROGRAM)
+        if program not in PROGRAMS:
+            raise ValueError(f"case {d['id']!r}: unknown program {program!r} (known: {', '.join(PROGRAMS)})")
         return cls(
             id=str(d["id"]),
             argv=tuple(str(a) for a in d["argv"]),
@@ -86,6 +110,7 @@ class Case:
             summary=d.get("summary", ""),
             wall_s=d.get("wall_s"),
             raw=d,
+            program=program,
         )
 
 
@@ -195,10 +220,11 @@ def run_py_case(corpus: Corpus, case: Case, workdir: Path, *, dtype: str | None 
                 threads: int | None = None) -> RunResult:
     """Run our simulator on ``case`` in the fresh ``workdir`` (created here): inputs staged, exact argv + our flags."""
     stage_inputs(corpus, case, workdir)
-    cmd = list(py_cmd or default_py_cmd()) + list(case.argv)
-    if dtype:
+    program = PROGRAMS[case.program]
+    cmd = list(py_cmd or default_py_cmd()) + list(program.subcommand) + list(case.argv)
+    if dtype and program.engine_flags:
         cmd += ["-dtype", dtype]
-    if device:
+    if device and program.engine_flags:
         cmd += ["-device", device]
     return run_in_dir(cmd, workdir, timeout=timeout, env=thread_env(threads))
 
@@ -214,7 +240,8 @@ def run_c_case(corpus: Corpus, case: Case, workdir: Path, c_bin: str | Path, *, 
 # ----------------------------------------------------------------------------------------- file readers
 # Deliberately independent of nanobrag_torch.io: the harness must not judge our files with our own readers.
 def read_smv(path: str | Path) -> tuple[list[tuple[str, str]], np.ndarray]:
-    """Read an SMV image: (header items in order as (KEY, VALUE) without ';', uint16 pixels [slow][fast])."""
+    """Read an SMV image: (header items in order as (KEY, VALUE) without ';', pixels [slow][fast]: uint16, or
+    uint32 for TYPE=long_integer)."""
     raw = Path(path).read_bytes()
     if not raw.startswith(b"{"):
         raise ValueError(f"{path}: not an SMV image (no '{{' at byte 0)")
@@ -237,15 +264,16 @@ def read_smv(path: str | Path) -> tuple[list[tuple[str, str]], np.ndarray]:
     except (KeyError, ValueError) as e:
         raise ValueError(f"{path}: SMV header lacks a valid HEADER_BYTES/SIZE1/SIZE2 ({e})") from None
     order = ">" if hdr.get("BYTE_ORDER", "little_endian").startswith("big") else "<"
-    if hdr.get("TYPE", "unsigned_short") != "unsigned_short":
+    width = {"unsigned_short": 2, "long_integer": 4}.get(hdr.get("TYPE", "unsigned_short"))  # 4: noisify -bits 32
+    if width is None:
         raise ValueError(f"{path}: SMV TYPE {hdr['TYPE']!r} not supported")
     # C writes its header text as is when it is longer than HEADER_BYTES (no truncation; e.g. 515 bytes for the
     # Phase D geometry at 4096x4096): the pixels then start right after the closing "}" and its form feed.
     nbytes = max(nbytes, end + 1 + (raw[end + 1:end + 2] == b"\f"))
     body = len(raw) - nbytes
-    if body != 2 * fast * slow:
-        raise ValueError(f"{path}: {body} bytes after the header, expected {slow}x{fast} 2-byte pixels")
-    data = np.frombuffer(raw, dtype=f"{order}u2", offset=nbytes)
+    if body != width * fast * slow:
+        raise ValueError(f"{path}: {body} bytes after the header, expected {slow}x{fast} {width}-byte pixels")
+    data = np.frombuffer(raw, dtype=f"{order}u{width}", offset=nbytes)
     return items, data.reshape(slow, fast)
 
 

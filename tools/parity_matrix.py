@@ -89,9 +89,12 @@ def run_one(corpus_root: str, case_id: str, opts: dict) -> dict:
     corpus = load_corpus(corpus_root)
     case = next(c for c in corpus.cases if c.id == case_id)
     try:
+        c_bin = opts["c_bin"]
+        if isinstance(c_bin, dict):  # issue 14: one binary per program of the C suite
+            c_bin = c_bin.get(case.program)
         res: CaseResult = evaluate_case(
             corpus, case, dtype=opts["dtype"], device=opts["device"], py_cmd=opts["py_cmd"],
-            timeout=opts["timeout"], c_bin=opts["c_bin"], threads=opts["threads"], keep_images=opts["images"])
+            timeout=opts["timeout"], c_bin=c_bin, threads=opts["threads"], keep_images=opts["images"])
         out = res.to_json()
         out["images"] = _draw(res, Path(opts["outdir"])) if opts["images"] else {}
     except Exception as e:  # a harness bug on one case must not stop the others
@@ -258,7 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--corpus", default=None, help="corpus directory (default $NB_GOLDEN_DIR or ../shared/golden)")
     p.add_argument("--live", action="store_true",
                    help="re-run the C program for every case (binary: --c-bin or $NB_C_BIN)")
-    p.add_argument("--c-bin", default=None, help="C nanoBragg executable for --live (default $NB_C_BIN)")
+    p.add_argument("--c-bin", default=None, help="C executable for --live (default $NB_C_BIN; for a case whose "
+                   "'program' is noisify, $NB_NOISIFY_BIN)")
     p.add_argument("--select", nargs="+", action="extend", default=None, metavar="ID_OR_TAG",
                    help="case ids or feature tags (comma lists allowed); default: every case")
     p.add_argument("--exclude", nargs="+", action="extend", default=None, metavar="TAG",
@@ -293,13 +297,29 @@ def _plan(args) -> tuple:
         raise ValueError("the selection leaves no case to run")
     c_bin = None
     if args.live:
-        from tools.cbin import resolve_c_binary
-
-        found = resolve_c_binary(args.c_bin)
-        if not found.ok:
-            raise ValueError(f"--live: {found.problem}")
-        c_bin = str(found.path)
+        c_bin = _resolve_c_bins(args.c_bin, cases)
     return corpus, cases, c_bin
+
+
+def _resolve_c_bins(explicit: str | None, cases) -> str | dict:
+    """issue 14: the C binary of every program the cases run (a path for nanoBragg alone, as before; else
+    {program: path}); ``--c-bin`` names it when the cases run one program. Raises ValueError naming what is
+    missing."""
+    from tools.cbin import resolve_c_binary
+    from tools.corpus import PROGRAMS
+
+    programs = sorted({c.program for c in cases})
+    if explicit and len(programs) > 1:
+        raise ValueError(f"--c-bin: the selection runs several C programs ({', '.join(programs)}); "
+                         "give each one's binary in its environment variable instead")
+    found = {}
+    for name in programs:
+        prog = PROGRAMS[name]
+        cb = resolve_c_binary(explicit, env_var=prog.c_bin_env, program=prog.c_name)
+        if not cb.ok:
+            raise ValueError(f"--live: {cb.problem}")
+        found[name] = str(cb.path)
+    return found["nanoBragg"] if programs == ["nanoBragg"] else found
 
 
 def _outdir(args) -> Path:

@@ -4,6 +4,7 @@
     model = nb.load_model(config)          # reads the files the config names -> tensors
     image = nb.render(model)               # pure; differentiable in the model's continuous parameters
     nb.write_c_outputs(image, model, nb.outputs_from_config(config))   # C's files
+    images = nb.apply_detector_response(image, nb.DetectorResponse(seed=1))  # noisify's detector images
 
 Citations "§N.M" in this package name sections of docs/c-behaviour.md (the C program's behaviour we mirror).
 """
@@ -18,6 +19,8 @@ _LAZY = {
     "Beam": "model", "Crystal": "model", "Detector": "model", "Model": "model", "Sampling": "model",
     "StructureFactors": "model",
     "RenderResult": "renderer", "render": "renderer", "render_details": "renderer",
+    "apply_detector_response": "detector_response", "DetectorResponse": "detector_response",
+    "DetectorImages": "detector_response",
 }
 
 
@@ -41,4 +44,5 @@ def config_from_argv(argv: list[str]):
 
 __all__ = ["SimConfig", "build_config", "config_from_argv", "parse_argv", "load_model", "build_model",
            "read_inputs", "render", "render_details", "RenderResult", "Model", "Crystal", "Detector", "Beam",
-           "StructureFactors", "Sampling", "Outputs", "outputs_from_config", "write_c_outputs", "__version__"]
+           "StructureFactors", "Sampling", "Outputs", "outputs_from_config", "write_c_outputs", "__version__",
+           "apply_detector_response", "DetectorResponse", "DetectorImages"]

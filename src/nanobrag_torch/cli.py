@@ -93,7 +93,9 @@ def run(argv: list[str], out=print) -> int:
 # The other programs of the C suite: `python -m nanobrag_torch NAME <that program's flags>`. Each entry is
 # "module:function" inside this package, imported only when used; the function takes argv (without NAME)
 # and returns the exit code, raising NanoBraggError for bad input like ``run``.
-SUBCOMMANDS: dict[str, str] = {}
+SUBCOMMANDS: dict[str, str] = {
+    "noisify": ".noisify:run",  # C noisify: detector response of a photons/pixel image
+}
 
 
 def _runner(argv: list[str]):

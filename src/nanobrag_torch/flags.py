@@ -258,20 +258,28 @@ _VALUES = {
 }
 
 
-def parse_argv(argv: list[str]) -> list[tuple[str, object]]:
-    """Tokenize argv into ordered (key, value) events; raise UsageError with one line on bad input."""
+def parse_argv(argv: list[str], flags: tuple[Flag, ...] | None = None,
+               positional: str | None = None) -> list[tuple[str, object]]:
+    """Tokenize argv into ordered (key, value) events; raise UsageError with one line on bad input.
+
+    ``flags``: another program's flag table (default: nanoBragg's ``FLAGS`` and ``NOT_C_FLAGS``);
+    ``positional``: the event key of a bare argument (e.g. an input file), which is otherwise an error."""
+    by_name = _BY_NAME if flags is None else {name: flag for flag in flags for name in flag.names}
+    not_c_flags = NOT_C_FLAGS if flags is None else {}
     events: list[tuple[str, object]] = []
     cur = _Cursor(argv)
     while cur.i < len(argv):
         token = argv[cur.i]
         if token in ("-h", "--help", "-help"):
             events.append(("help", True))
-        elif token in NOT_C_FLAGS:
-            count, meant = NOT_C_FLAGS[token]
+        elif positional is not None and not _is_flag_like(token) and token not in by_name:
+            events.append((positional, token))
+        elif token in not_c_flags:
+            count, meant = not_c_flags[token]
             cur.take(count, token)
             events.append(("not_a_c_flag", (token, meant)))
         else:
-            flag = _BY_NAME.get(token)
+            flag = by_name.get(token)
             if flag is None:
                 if not token.startswith("-"):
                     raise UsageError(f"unexpected argument {token!r} (values must follow their flag)")
@@ -294,9 +302,20 @@ def help_text(prog: str = "nanobrag-torch") -> str:
         "PyTorch port of the nanoBragg diffraction simulator: the C program's single-dash flags,",
         "the same output files. Units: mm for lengths, A for wavelength/cell/dmin, deg for angles.",
     ]
-    for group in GROUP_ORDER:
+    lines += flag_help_lines(FLAGS, GROUP_ORDER)
+    lines += ["", "Not flags of the C program (it skips them and their values; accepted and ignored, with a warning):",
+              "  " + ", ".join(f"{name} ({meant})" for name, (_, meant) in NOT_C_FLAGS.items())]
+    lines += ["", "  -h, --help                                   show this help and exit"]
+    return "\n".join(lines) + "\n"
+
+
+def flag_help_lines(flags: tuple[Flag, ...], groups: tuple[str, ...]) -> list[str]:
+    """Help lines for a flag table, grouped by ``groups`` in order: a blank line and a title per group, then one
+    line per flag (its first three spellings, its value and its help)."""
+    lines: list[str] = []
+    for group in groups:
         lines += ["", f"{group}:"]
-        for flag in FLAGS:
+        for flag in flags:
             if flag.group != group:
                 continue
             arg = {
@@ -306,7 +325,4 @@ def help_text(prog: str = "nanobrag-torch") -> str:
             }[flag.kind]
             names = ", ".join(flag.names[:3])
             lines.append(f"  {names + arg:<44s} {flag.help}")
-    lines += ["", "Not flags of the C program (it skips them and their values; accepted and ignored, with a warning):",
-              "  " + ", ".join(f"{name} ({meant})" for name, (_, meant) in NOT_C_FLAGS.items())]
-    lines += ["", "  -h, --help                                   show this help and exit"]
-    return "\n".join(lines) + "\n"
+    return lines

@@ -27,7 +27,7 @@ def write_atomically(files: list[tuple[str | Path, bytes | None, object]]) -> No
     temporary name first, then all renamed; on any failure (or Ctrl-C) the temporaries are removed and no
     target is touched. An OSError becomes one ``InputError`` line naming the file."""
     done: list[tuple[str, str]] = []
-    name = None
+    name = tmp = None
     try:
         for name, data, writer in files:
             tmp = f"{name}.part{os.getpid()}"
@@ -41,7 +41,8 @@ def write_atomically(files: list[tuple[str | Path, bytes | None, object]]) -> No
         for tmp, _ in done:
             Path(tmp).unlink(missing_ok=True)
         if isinstance(exc, OSError):
-            raise InputError(f"cannot write {exc.filename or name}: {exc.strerror or exc}") from None
+            where = name if exc.filename in (None, tmp) else exc.filename  # the target, not its temporary name
+            raise InputError(f"cannot write {where}: {exc.strerror or exc}") from None
         raise
     for tmp, target in done:
         os.replace(tmp, target)
