@@ -173,6 +173,18 @@ def test_a_killed_worker_loses_and_duplicates_no_frame(cluster, reference_frames
         assert np.array_equal(f.image, image) and np.array_equal(f.noise, noise)
 
 
+def test_scheduler_flag_attaches_to_a_running_cluster(cluster, series_and_singles, tmp_path):
+    address = cluster.client.scheduler.address
+    r = run_inproc([*BASE, "-phi", str(PHI), "-seed", str(SEED), "-frames", "3", "-floatfile", "f_##.bin",
+                    "-scheduler", address], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert f"dask: cluster at {address}, 2 workers" in r.stderr
+    d, _ = series_and_singles
+    for i in range(3):
+        assert (tmp_path / f"f_{i + 1:02d}.bin").read_bytes() == (d / f"f_{i + 1:02d}.bin").read_bytes()
+    assert cluster.workers == 2  # the client left, the cluster stays
+
+
 # --------------------------------------------------------------------------------------- NXmx
 # The NXmx application definition (NeXus definitions, applications/NXmx.nxdl.xml): the groups and fields it
 # requires (no minOccurs="0", not optional/recommended), with the units category where it names one; and
