@@ -178,11 +178,11 @@ def test_scheduler_flag_attaches_to_a_running_cluster(cluster, series_and_single
     r = run_inproc([*BASE, "-phi", str(PHI), "-seed", str(SEED), "-frames", "3", "-floatfile", "f_##.bin",
                     "-scheduler", address], tmp_path)
     assert r.returncode == 0, r.stderr
-    assert f"dask: cluster at {address}, 2 workers" in r.stderr
+    assert f"dask: cluster at {address}, " in r.stderr  # (a worker killed above may still be restarting)
     d, _ = series_and_singles
     for i in range(3):
         assert (tmp_path / f"f_{i + 1:02d}.bin").read_bytes() == (d / f"f_{i + 1:02d}.bin").read_bytes()
-    assert cluster.workers == 2  # the client left, the cluster stays
+    assert cluster.client.status == "running" and cluster.workers >= 1  # the CLI's client left, the cluster stays
 
 
 # --------------------------------------------------------------------------------------- NXmx
@@ -357,6 +357,32 @@ def test_resume_after_a_kill_gives_the_files_of_an_uninterrupted_run(tmp_path, m
     # a resumed run of a complete dataset checks every frame and renders nothing
     third = run_inproc([*SLOW, "-resume"], cut)
     assert third.returncode == 0 and "0 rendered, 5 already complete" in third.stdout
+
+
+def test_a_fresh_run_leaves_no_frame_of_an_earlier_run_to_resume(tmp_path, monkeypatch):
+    # Run A completes 2 frames; run B (other flags, same names) is interrupted after its first frame. Resuming
+    # B must not take A's second frame for B's: B started over, so A's files were gone before B rendered.
+    import nanobrag_torch.series as series
+
+    out = ["-frames", "2", "-floatfile", "f_#.bin", "-nonoise", "-workers", "0"]
+    assert run_inproc([*BASE, *out], tmp_path).returncode == 0
+    real = series.render_frame
+
+    def interrupted(model, plan, i, *args):
+        if i == 1:
+            raise KeyboardInterrupt
+        return real(model, plan, i, *args)
+
+    monkeypatch.setattr(series, "render_frame", interrupted)
+    assert run_inproc([*BASE, "-N", "6", *out], tmp_path).returncode == 130
+    assert not (tmp_path / "f_2.bin").exists()
+    monkeypatch.setattr(series, "render_frame", real)
+    again = run_inproc([*BASE, "-N", "6", *out, "-resume"], tmp_path)
+    assert again.returncode == 0 and "1 rendered, 1 already complete" in again.stdout
+    single = run_inproc([*BASE, "-N", "6", "-phi", repr(0.0 + 1 * OSC),
+                         "-floatfile", "single.bin", "-nonoise"], tmp_path)
+    assert single.returncode == 0
+    assert (tmp_path / "f_2.bin").read_bytes() == (tmp_path / "single.bin").read_bytes()
 
 
 # -------------------------------------------------------------------------------------- errors

@@ -46,10 +46,9 @@ def _start_time() -> datetime:
     return datetime.now(timezone.utc).replace(microsecond=0)
 
 
-def open_record(path: Path, events, config, resume: bool, warn) -> dict:
-    """The run record: the earlier one when resuming with the same flags, else a new one (written now)."""
-    from .io.outputs import write_atomically
-
+def open_record(path: Path, events, config, resume: bool, warn) -> tuple[dict, bool]:
+    """(run record, whether it is new): the earlier one when resuming with the same flags, else a new one
+    (written by the caller once the earlier run's files are gone: ``write_record``)."""
     fp = fingerprint(events)
     if resume and path.is_file():
         try:
@@ -61,14 +60,18 @@ def open_record(path: Path, events, config, resume: bool, warn) -> dict:
         if rec.get("fingerprint") != fp:
             raise UsageError(f"-resume: the frames of {path} were made with different flags; run without -resume "
                              "to start over")
-        return rec
+        return rec, False
     if resume:
         warn(f"-resume: no record of an earlier run ({path}): starting from the first frame")
-    rec = {"format": RECORD_FORMAT, "fingerprint": fp,
-           "seed": config.output.seed if config.output.seed is not None else int(time.time()),
-           "misset_seed": config.crystal.misset_seed, "start_time": _start_time().isoformat()}
+    return {"format": RECORD_FORMAT, "fingerprint": fp,
+            "seed": config.output.seed if config.output.seed is not None else int(time.time()),
+            "misset_seed": config.crystal.misset_seed, "start_time": _start_time().isoformat()}, True
+
+
+def write_record(path: Path, rec: dict) -> None:
+    from .io.outputs import write_atomically
+
     write_atomically([(path, (json.dumps(rec, indent=1) + "\n").encode(), None)])
-    return rec
 
 
 def dataset_files(events, config):
@@ -168,7 +171,8 @@ def run_series(events, config, out=print) -> int:
     warn = lambda msg: print(f"WARNING: {msg}", file=sys.stderr)  # noqa: E731
     files = dataset_files(events, config)
     ds = config.dataset
-    rec = open_record(Path(f"{files.anchor}.series.json"), events, config, ds.resume, warn)
+    record_path = Path(f"{files.anchor}.series.json")
+    rec, new_record = open_record(record_path, events, config, ds.resume, warn)
     if "misset_seed" not in {k for k, _ in events}:  # -misset random without a seed: the recorded one
         config = replace(config, crystal=replace(config.crystal, misset_seed=rec["misset_seed"]))
     plan = make_series_plan(events, config, rec)
@@ -179,9 +183,10 @@ def run_series(events, config, out=print) -> int:
     for w in cbf_warnings(model) if files.cbf else ():
         warn(w)
     writer = DatasetWriter(files, model, plan, _meta(plan, model, rec, config), __version__)
-    if not ds.resume:
+    if new_record:  # starting over: no file of an earlier run may pass for a frame of this one
         writer.reset()
-    todo = [i for i in range(plan.frames) if not (ds.resume and writer.complete(i))]
+        write_record(record_path, rec)
+    todo = [i for i in range(plan.frames) if new_record or not writer.complete(i)]
     handle = _engine(config, len(todo), out) if todo else None
     t0 = time.perf_counter()  # frames/s counts rendering and writing, not the cluster's start-up
     progress = Progress(plan.frames, skipped=plan.frames - len(todo), enabled=config.output.progress is not False)

@@ -151,10 +151,17 @@ class DatasetWriter:
         return True
 
     def reset(self) -> None:
-        """A fresh run: forget the spool of an earlier one."""
+        """A fresh run: remove the files an earlier run left under this dataset's names (its frames, spool and
+        NeXus file), so that none of them can later pass for a frame of this run."""
+        for template in self.files.templates().values():
+            for i in range(self.plan.frames):
+                name = frame_name(template, i)
+                Path(name).unlink(missing_ok=True)
+                _remove_temporaries(name)
         if self.spool is not None and self.spool.is_dir():
             shutil.rmtree(self.spool)
         if self.files.nexus:
+            Path(self.files.nexus).unlink(missing_ok=True)
             _remove_temporaries(self.files.nexus)
         self._nexus_done = False
 
