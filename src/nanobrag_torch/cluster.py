@@ -96,10 +96,17 @@ class ClusterHandle:
                 self.cluster.close()
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, e.g. under taskset or a batch system's cgroup)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
+
+
 def default_workers(cores: int | None = None) -> int:
     """Workers of the default embedded cluster: one per two cores (each with two torch threads)."""
-    cores = cores or os.cpu_count() or 1
-    return max(1, cores // 2)
+    return max(1, (cores or usable_cores()) // 2)
 
 
 def open_client(workers: int | None = None, scheduler: str | None = None, threads: int | None = None,
@@ -116,7 +123,7 @@ def open_client(workers: int | None = None, scheduler: str | None = None, thread
         except (OSError, TimeoutError) as exc:
             raise UsageError(f"-scheduler: cannot reach {scheduler}: {exc}") from None
         return ClusterHandle(client, None, threads)
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
     n = workers if workers is not None else default_workers(cores)
     per = threads or max(1, cores // n)
     with warnings.catch_warnings():
