@@ -144,12 +144,18 @@ def test_a_fast_wrong_image_fails(tmp_path):
     assert data["passed"] is False and "FAIL: floatfile: |sum_ratio-1|" in (out / "bench.md").read_text()
 
 
-def test_real_cli_against_itself(tmp_path):
-    # Our CLI on both sides (the 'C binary' runs it too): every output is identical. (The noise image's
-    # comparison is exercised with the fake above; the CLI's noise image is checked against C by the golden tests.)
+def _cli_as_c(tmp_path: Path) -> Path:
+    """A 'C binary' that runs our CLI."""
     exe = tmp_path / "fake_nanoBragg"
     exe.write_text(f'#!/bin/sh\nexec {sys.executable} -m nanobrag_torch "$@"\n')
     exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
+    return exe
+
+
+def test_real_cli_against_itself(tmp_path):
+    # Our CLI on both sides (the 'C binary' runs it too): every output is identical. (The noise image's
+    # comparison is exercised with the fake above; the CLI's noise image is checked against C by the golden tests.)
+    exe = _cli_as_c(tmp_path)
     cfg = tmp_path / "bench.toml"
     cfg.write_text('threads = 1\nrepeats = 1\nimport_probe = "import json"\n[[case]]\nid = "tiny"\n'
                    'argv = "-cell 100 100 100 90 90 90 -default_F 100 -N 3 -detpixels 16 -oversample 1 -nonoise"\n')
@@ -241,9 +247,7 @@ def test_smv_judge_reads_a_header_longer_than_header_bytes(tmp_path):
 def test_series_case_times_c_per_frame_and_ours_in_one_run(tmp_path):
     # A [[series]] with our CLI on both sides (the 'C binary' runs it once per frame with -phi phi+i*osc and
     # -seed seed+i): the launches are summed, ours runs once, and every frame's files match.
-    exe = tmp_path / "fake_nanoBragg"
-    exe.write_text(f'#!/bin/sh\nexec {sys.executable} -m nanobrag_torch "$@"\n')
-    exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
+    exe = _cli_as_c(tmp_path)
     cfg = tmp_path / "bench.toml"
     cfg.write_text('threads = 1\nrepeats = 1\nimport_probe = "import json"\n[[series]]\nid = "tiny-series"\n'
                    'argv = "-cell 100 100 100 90 90 90 -default_F 100 -N 3 -detpixels 16 -oversample 1 -osc 0.5 '
