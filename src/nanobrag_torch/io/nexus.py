@@ -127,7 +127,8 @@ def stokes(kahn: float, polar_mcstas: np.ndarray) -> tuple[float, float, float, 
     """Stokes (I, Q, U, V) of a beam with fraction ``kahn`` linearly polarized along ``polar`` (Q, U measured
     from McStas x)."""
     chi = math.atan2(float(polar_mcstas[1]), float(polar_mcstas[0]))
-    return 1.0, kahn * math.cos(2 * chi), kahn * math.sin(2 * chi), 0.0
+    clean = lambda x: round(x, 12) + 0.0  # noqa: E731  (no -0.0 or 1e-17 from the angle's rounding)
+    return 1.0, clean(kahn * math.cos(2 * chi)), clean(kahn * math.sin(2 * chi)), 0.0
 
 
 def write_nxmx(path, model, meta: NexusMeta, frame_reader, dtype, file_name: str | None = None) -> None:
