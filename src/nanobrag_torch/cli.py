@@ -67,6 +67,10 @@ def run(argv: list[str], out=print) -> int:
     log = (lambda msg: None) if quiet else out
     for w in config.warnings:
         print(f"WARNING: {w}", file=sys.stderr)
+    if config.dataset.active:  # -frames / -stills: a dataset (series_cli), not one image
+        from .series_cli import run_series
+
+        return run_series(events, config, out)
 
     from .io.outputs import outputs_from_config, write_c_outputs
     from .load import load_model

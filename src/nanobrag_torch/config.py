@@ -166,6 +166,28 @@ class EngineConfig:
 
 
 @dataclass(frozen=True)
+class DatasetConfig:
+    """Dataset flags (ours, issue 13): a rotation series or stills in one run, where they go, what renders them;
+    plus the values the dataset's headers record. Inactive (no frames, no stills) for a single image."""
+
+    frames: int = 0
+    stills: int = 0
+    stills_file: str | None = None
+    nexus: str | None = None
+    cbf: str | None = None
+    resume: bool = False
+    workers: int | None = None
+    scheduler: str | None = None
+    phi_deg: float = 0.0  # -phi as given (deg): frame i starts at phi_deg + i*osc_deg, summed in double
+    osc_deg: float = 0.0  # -osc as given (deg), else the oscillation C's phi rule settled on
+    exposure: float = 1.0  # -exposure (s), for the headers
+
+    @property
+    def active(self) -> bool:
+        return self.frames != 0 or self.stills != 0 or self.stills_file is not None
+
+
+@dataclass(frozen=True)
 class SimConfig:
     beam: BeamConfig
     detector: DetectorConfig
@@ -174,6 +196,7 @@ class SimConfig:
     output: OutputConfig = field(default_factory=OutputConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
     warnings: tuple[str, ...] = ()
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
 
     def with_engine(self, **kw) -> SimConfig:
         return replace(self, engine=replace(self.engine, **kw))
@@ -281,6 +304,7 @@ def initial_state() -> SimpleNamespace:
         noisefile="noiseimage.img", noise=True, scale=0.0, pgmscale=0.0, adc=40.0, seed=None,
         progress=None, quiet=False, dtype="float64", device="cpu", max_memory_gb=2.0, kernel="auto", help=False,
         warnings=[],
+        frames=0, stills=0, stills_file=None, nexus=None, cbf=None, resume=False, workers=None, scheduler=None,
     )
 
 
@@ -392,7 +416,8 @@ _STORE: dict[str, tuple[tuple[str, ...], object, dict]] = {
 # Flags whose value is stored under the flag's own name, unconverted.
 for _key in ("fudge", "default_F", "hkl", "dump", "sourcefile", "exposure", "fluence", "flux", "adc", "scale",
              "seed", "mosaic_domains", "mosaic_seed", "dispsteps", "hdivsteps", "vdivsteps", "oversample",
-             "mask", "img", "dtype", "device", "max_memory_gb", "kernel", "floatfile", "intfile"):
+             "mask", "img", "dtype", "device", "max_memory_gb", "kernel", "floatfile", "intfile",
+             "frames", "stills", "stills_file", "nexus", "cbf", "workers", "scheduler"):
     _STORE[_key] = ((_key,), None, {})
 # Switches (no value): key -> {attribute: value}.
 _SWITCH: dict[str, dict] = {
@@ -406,6 +431,7 @@ _SWITCH: dict[str, dict] = {
     "oversample_omega": {"os_omega": True},
     "nonoise": {"noise": False}, "nopgm": {"write_pgm": False},
     "noprogress": {"progress": False}, "progress": {"progress": True}, "quiet": {"quiet": True},
+    "resume": {"resume": True},
     **{f"conv_{c.lower()}": {"convention": c} for c in ("MOSFLM", "DENZO", "ADXV", "XDS", "DIALS")},
 }
 # Accepted, stored nowhere, with one warning (C reads them and they change nothing in the image).
@@ -675,7 +701,18 @@ def build_config(events: list[tuple[str, object]], header_hook=None) -> SimConfi
                               oversample_polar=st.os_polar, oversample_omega=st.os_omega)
     engine = EngineConfig(dtype=st.dtype, device=st.device, max_memory_gb=st.max_memory_gb, kernel=st.kernel)
     return SimConfig(beam=beam, detector=detector, crystal=crystal, sampling=sampling, output=output_config(st),
-                     engine=engine, warnings=tuple(st.warnings))
+                     engine=engine, warnings=tuple(st.warnings), dataset=dataset_config(st, events, crystal))
+
+
+def dataset_config(st: SimpleNamespace, events: list[tuple[str, object]], crystal: CrystalConfig) -> DatasetConfig:
+    """The dataset flags, with -phi and -osc in degrees as given (so frame i's -phi is exactly phi + i*osc)."""
+    given = dict(events)  # the last value of each flag
+    phi_deg = given["phi"] if "phi" in given else st.phi0 * RTD
+    osc = given.get("osc")
+    osc_deg = osc if osc is not None and osc * (1 / RTD) == crystal.osc else crystal.osc * RTD
+    return DatasetConfig(frames=st.frames, stills=st.stills, stills_file=st.stills_file, nexus=st.nexus,
+                         cbf=st.cbf, resume=st.resume, workers=st.workers, scheduler=st.scheduler,
+                         phi_deg=phi_deg, osc_deg=osc_deg, exposure=st.exposure)
 
 
 def _time_seed() -> int:

@@ -156,6 +156,20 @@ FLAGS: tuple[Flag, ...] = (
     _f("printout_pixel", "-printout_pixel", "pair", "Output", "accepted for compatibility; no effect"),
     _f("noprogress", "-noprogress", "none", "Output", "no progress bar"),
     _f("progress", "-progress", "none", "Output", "show a progress bar (default for long renders)"),
+    # Datasets (ours, issue 13): a rotation series or stills in one run; see README "Simulating a dataset"
+    _f("frames", "-frames", "int", "Dataset",
+       "rotation series of N frames: frame i is the run with -phi (phi + i*osc), noise -seed (seed + i)"),
+    _f("stills", "-stills", "int", "Dataset",
+       "N stills: frame i as -misset random -misset_seed (misset_seed + i), or the first N of -stills_file"),
+    _f("stills_file", "-stills_file", "file", "Dataset",
+       "stills orientations, one per line: rx ry rz (deg, as -misset) or a 3x3 rotation matrix by rows"),
+    _f("nexus", "-nexus", "str", "Dataset", "write the frames as one NeXus/NXmx file (HDF5, bitshuffle/LZ4)"),
+    _f("cbf", "-cbf", "str", "Dataset",
+       "write one miniCBF per frame; #### in the name is the frame number (from 1), e.g. frame_#####.cbf"),
+    _f("resume", "-resume", "none", "Dataset", "keep the frames an interrupted run completed (checked); do the rest"),
+    _f("workers", "-workers", "int", "Dataset",
+       "embedded dask cluster of N worker processes (0: render in this process; default: one per 2 cores)"),
+    _f("scheduler", "-scheduler", "name", "Dataset", "render on an existing dask cluster: tcp://HOST:PORT"),
     # Ours
     _f("dtype", "-dtype", "name", "Engine", "float64 (default) or float32"),
     _f("device", "-device", "name", "Engine", "cpu (default), cuda or cuda:N"),
@@ -174,7 +188,7 @@ NOT_C_FLAGS: dict[str, tuple[int, str]] = {
 }
 
 _BY_NAME = {name: flag for flag in FLAGS for name in flag.names}
-GROUP_ORDER = ("Crystal", "Beam", "Detector", "Rotation", "Output", "Engine")
+GROUP_ORDER = ("Crystal", "Beam", "Detector", "Rotation", "Output", "Dataset", "Engine")
 
 
 def _is_flag_like(token: str) -> bool:

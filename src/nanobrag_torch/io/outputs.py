@@ -71,6 +71,11 @@ def outputs_from_config(config) -> Outputs:
                    pgmscale=oc.pgmscale, adc=oc.adc, seed=oc.seed)
 
 
+def roi_of(det) -> np.ndarray:
+    """(spixels, fpixels) bool: the detector's ROI window (masked pixels included), where C writes pixels."""
+    return roi_mask(det.shape, det.roi if det.roi is not None else (0, det.fpixels, 0, det.spixels))
+
+
 def noise_image(image32: np.ndarray, in_roi: np.ndarray, seed: int, adc: float, rng=None):
     """C's Poisson noise image (ROI pixels in raster order, one seed stream): (uint16 image, photons,
     overloads). ``rng`` continues C's random state (after the misset and mosaic draws of the same run)."""
@@ -82,17 +87,17 @@ def noise_image(image32: np.ndarray, in_roi: np.ndarray, seed: int, adc: float, 
     return full, photons, overloads
 
 
-def write_c_outputs(image, model, outputs: Outputs, out=None) -> ImageStats:
+def write_c_outputs(image, model, outputs: Outputs, out=None, noise=None) -> ImageStats:
     """Write C's files for ``image`` (spixels, fpixels) rendered from ``model``; C's end-of-run lines go to
     ``out`` (e.g. ``print``; default: nowhere). Returns the image statistics. Nothing is written unless every
-    file can be."""
+    file can be. ``noise``: the noise image already drawn (``noise_image``'s result), else drawn here."""
     from ..geometry import place_detector
 
     out = out or (lambda line: None)
     image32 = image.detach().to("cpu").numpy().astype(np.float32) if hasattr(image, "detach") else \
         np.asarray(image, dtype=np.float32)
     det = model.detector
-    in_roi = roi_mask(det.shape, det.roi if det.roi is not None else (0, det.fpixels, 0, det.spixels))
+    in_roi = roi_of(det)
     rendered = det.rendered_mask().cpu().numpy()
     st = summarize(image32, rendered, in_roi, float(det.pixel_size), model.sampling.oversample)
     files: list = []
@@ -111,9 +116,10 @@ def write_c_outputs(image, model, outputs: Outputs, out=None) -> ImageStats:
         pgm = pgm_image(image32, in_roi, pscale)
         files.append((outputs.pgmfile, None, lambda p: write_pgm(p, pgm, pscale)))
     if outputs.noisefile is not None:
-        seed = outputs.seed if outputs.seed is not None else int(time.time())
-        rng = getattr(model.info, "rng", None)
-        noise, photons, overloads = noise_image(image32, in_roi, seed, outputs.adc, rng)
+        if noise is None:
+            seed = outputs.seed if outputs.seed is not None else int(time.time())
+            noise = noise_image(image32, in_roi, seed, outputs.adc, getattr(model.info, "rng", None))
+        noise, photons, overloads = noise
         out(f"{photons:.0f} photons on noise image ({overloads} overloads)")
         files.append((outputs.noisefile, header + noise.tobytes(), None))
     table = getattr(model.info, "hkl_table", None)
