@@ -94,8 +94,10 @@ def phase_d_check(c, config=None):
             "device": "cpu|cuda (default cpu)", "threads": "torch intra-op threads (default: torch's)",
             "outdir": "bundle directory (default: reports/profile/<STAMP>)"})
 def profile(c, config=None, detpixels=4096, dtype="float32", device="cpu", threads=None, outdir=None):
-    """Profile a warm 4096² multi-source render (torch.profiler) -> reports/profile/<STAMP>/ (top operators,
-    Chrome trace, peak memory); refuses unless `invoke phase-d-check` passes for the current code."""
+    """Profile a warm 4096² render -> reports/profile/<STAMP>/; refuses without a PASS `phase-d-check`.
+
+    Writes the top operators (torch.profiler), a Chrome trace and the peak
+    memory of a warm multi-source render; refuses unless `invoke phase-d-check` passes for the current code."""
     from tools import profile as prof
 
     argv = ["--detpixels", str(detpixels), "--dtype", dtype, "--device", device]

@@ -53,13 +53,18 @@ def refine(n: int = 128, steps: int = 12, seed: int = 0, out=print) -> dict:
             return loss
         loss = float(opt.step(closure).detach())
         curve.append(loss)
-        out(f"step {step:2d}  loss {loss:.6f}  cell error (%) {[round(float(x) * 100, 4) for x in dcell]}  "
-            f"distance error {float(ddist):+.4f} mm")
+        out(f"step {step:2d}  loss {loss:.6f}  cell error (%) {[round(float(x) * 100, 4) for x in dcell.detach()]}  "
+            f"distance error {float(ddist.detach()):+.4f} mm")
+        if len(curve) > 1 and curve[-1] == curve[-2]:
+            out(f"converged after {step + 1} L-BFGS steps")
+            break
     refined = current()
     result = {
         "true_cell": true_cell[:3].tolist(), "refined_cell": refined.crystal.cell[:3].tolist(),
-        "true_distance_mm": float(true_distance) * 1e3, "refined_distance_mm": float(refined.detector.distance) * 1e3,
-        "cell_rel_error": float(dcell.detach().abs().max()), "distance_error_mm": abs(float(ddist)), "loss": curve,
+        "true_distance_mm": float(true_distance) * 1e3,
+        "refined_distance_mm": float(refined.detector.distance.detach()) * 1e3,
+        "cell_rel_error": float(dcell.detach().abs().max()), "distance_error_mm": abs(float(ddist.detach())),
+        "loss": curve,
     }
     out(f"cell {['%.4f' % x for x in result['refined_cell']]} A (true {result['true_cell']}), "
         f"distance {result['refined_distance_mm']:.4f} mm (true {result['true_distance_mm']:.4f})")

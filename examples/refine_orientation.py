@@ -51,8 +51,11 @@ def refine(n: int = 128, steps: int = 10, seed: int = 1, out=print) -> dict:
             loss.backward()
             return loss
         curve.append(float(opt.step(closure).detach()))
-        out(f"step {step:2d}  loss {curve[-1]:.6f}  misset error (deg) {[round(float(x), 5) for x in dmis]}  "
-            f"beam-centre error (mm) {[round(float(x), 5) for x in dctr]}")
+        out(f"step {step:2d}  loss {curve[-1]:.6f}  misset error (deg) {[round(float(x), 5) for x in dmis.detach()]}  "
+            f"beam-centre error (mm) {[round(float(x), 5) for x in dctr.detach()]}")
+        if len(curve) > 1 and curve[-1] == curve[-2]:
+            out(f"converged after {step + 1} L-BFGS steps")
+            break
     result = {"misset_error_deg": float(dmis.detach().abs().max()),
               "centre_error_mm": float(dctr.detach().abs().max()), "loss": curve}
     out(f"largest misset error {result['misset_error_deg']:.5f} deg, "

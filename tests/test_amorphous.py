@@ -1,4 +1,4 @@
-"""Amorphous scattering (amorphous.py, docs/c-behaviour.md §11.2-§11.4): each physics function against a hand
+"""Amorphous scattering (amorphous.py, docs/c-behaviour.md §12.2-§12.4): each physics function against a hand
 computation, and the render against the formula for a flat table on hand-placed pixels."""
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import nanobrag_torch as nb
 from nanobrag_torch import amorphous as am
 from nanobrag_torch import nonbragg
 from nanobrag_torch.config import AVOGADRO, DEFAULT_FLUENCE, R_E_SQR
-from nanobrag_torch.flags import parse_argv
 
 F64 = torch.float64
 
@@ -23,14 +22,14 @@ def t(x):
 
 # ------------------------------------------------------------------------------------------- the table
 def test_stol_table_pads_like_c():
-    # §11.2: x scaled to 1/m, missing F -> 0, two nodes below/above repeating the first/last F GIVEN.
+    # §12.2: x scaled to 1/m, missing F -> 0, two nodes below/above repeating the first/last F GIVEN.
     xa, ya = am.stol_table(t([0.0, 0.1, 0.2, 0.3]), t([math.nan, 2.0, 3.0, math.nan]), 1e10)
     assert xa.tolist() == [-1e99, -1e98, 0.0, 0.1e10, 0.2e10, 0.3e10, 1e98, 1e99]
     assert ya.tolist() == [2.0, 2.0, 0.0, 2.0, 3.0, 0.0, 3.0, 3.0]
 
 
 def test_units_of_the_first_column():
-    # -stol: sin(theta)/lambda in 1/A; -4stol: four times that; -Q: 4 pi times that (§11.2).
+    # -stol: sin(theta)/lambda in 1/A; -4stol: four times that; -Q: 4 pi times that (§12.2).
     assert am.STOL_UNITS["stol"] == 1e10
     assert am.STOL_UNITS["4stol"] * 4 == 1e10
     assert am.STOL_UNITS["Q"] == pytest.approx(1e10 / (4 * math.pi), rel=1e-15)
@@ -102,7 +101,7 @@ def test_unitize_c_keeps_zero_and_matches_the_norm():
 # ------------------------------------------------------------------------------------------ render
 def _run_model(tmp_path, table: str, *flags):
     (tmp_path / "t.stol").write_text(table)
-    cfg = nonbragg.build_config(parse_argv(["-stol", str(tmp_path / "t.stol"), *flags], nonbragg.FLAGS))
+    cfg = nonbragg.build_config(nonbragg.parse(["-stol", str(tmp_path / "t.stol"), *flags]))
     det, beam, sample = nonbragg.build_model(cfg, nonbragg.read_inputs(cfg, warn=lambda m: None))
     return cfg, det, beam, sample
 

@@ -144,12 +144,18 @@ def test_a_fast_wrong_image_fails(tmp_path):
     assert data["passed"] is False and "FAIL: floatfile: |sum_ratio-1|" in (out / "bench.md").read_text()
 
 
-def test_real_cli_against_itself(tmp_path):
-    # Our CLI on both sides (the 'C binary' runs it too): every output is identical. (The noise image's
-    # comparison is exercised with the fake above; the CLI's noise image is checked against C by the golden tests.)
+def _cli_as_c(tmp_path: Path) -> Path:
+    """A 'C binary' that runs our CLI."""
     exe = tmp_path / "fake_nanoBragg"
     exe.write_text(f'#!/bin/sh\nexec {sys.executable} -m nanobrag_torch "$@"\n')
     exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
+    return exe
+
+
+def test_real_cli_against_itself(tmp_path):
+    # Our CLI on both sides (the 'C binary' runs it too): every output is identical. (The noise image's
+    # comparison is exercised with the fake above; the CLI's noise image is checked against C by the golden tests.)
+    exe = _cli_as_c(tmp_path)
     cfg = tmp_path / "bench.toml"
     cfg.write_text('threads = 1\nrepeats = 1\nimport_probe = "import json"\n[[case]]\nid = "tiny"\n'
                    'argv = "-cell 100 100 100 90 90 90 -default_F 100 -N 3 -detpixels 16 -oversample 1 -nonoise"\n')
@@ -236,3 +242,24 @@ def test_smv_judge_reads_a_header_longer_than_header_bytes(tmp_path):
     short = tmp_path / "short.img"  # the usual case: text padded with spaces to HEADER_BYTES
     short.write_bytes("{\nHEADER_BYTES=512;\nSIZE1=3;\nSIZE2=2;\n}\f".encode().ljust(512, b" ") + pixels)
     assert corpus.read_smv(short)[1].tolist() == px.tolist()
+
+
+def test_series_case_times_c_per_frame_and_ours_in_one_run(tmp_path):
+    # A [[series]] with our CLI on both sides (the 'C binary' runs it once per frame with -phi phi+i*osc and
+    # -seed seed+i): the launches are summed, ours runs once, and every frame's files match.
+    exe = _cli_as_c(tmp_path)
+    cfg = tmp_path / "bench.toml"
+    cfg.write_text('threads = 1\nrepeats = 1\nimport_probe = "import json"\n[[series]]\nid = "tiny-series"\n'
+                   'argv = "-cell 100 100 100 90 90 90 -default_F 100 -N 3 -detpixels 16 -oversample 1 -osc 0.5 '
+                   '-nopgm"\nframes = 2\nphi = 2.0\nseed = 4\nworkers = [0]\n'
+                   '[[target]]\nwhat = "series"\ncase = "tiny-series"\nmetric = "series_ratio"\nworkers = 0\n'
+                   'max = 100\n')
+    out = tmp_path / "bundle"
+    assert bench.main(["--config", str(cfg), "--outdir", str(out), "--c-bin", str(exe), "--no-scaling"]) == 0
+    data = json.loads((out / "bench.json").read_text())
+    row = data["series"][0]
+    assert row["c"]["exit"] == [0, 0] and row["c"]["median_total_wall_s"] > 0, "one launch per frame, summed"
+    assert row["ours"]["0"]["exit"] == [0] and row["ours"]["0"]["median_frames_per_s"] > 0
+    assert row["parity"] == {"status": "PASS", "files_checked": 6, "reasons": []}, "float, int, noise per frame"
+    assert data["targets"][0]["status"] == "MET" and data["passed"] is True
+    assert "| tiny-series | 2 |" in (out / "bench.md").read_text()

@@ -300,3 +300,13 @@ def test_oversample_note_says_what_the_rule_compares():
     nanobrag_torch.load_model(nanobrag_torch.config_from_argv(
         "-cell 100 100 100 90 90 90 -default_F 100 -N 5 -detpixels 8 -oversample 2".split()), log=lines.append)
     assert not [ln for ln in lines if ln.startswith("note:")]
+
+
+def test_help_and_usage_errors_answer_without_importing_torch():
+    # --help and a bad flag must come back fast: importing torch alone takes ~2 s (issue 11, lazy imports)
+    probe = ("import sys; from nanobrag_torch.cli import main; codes = (main(['-h']), main(['-bogus'])); "
+             "print(codes, 'torch' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=ENV, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "(0, 2) False"
+    assert r.stderr.strip() == "nanobrag-torch: error: unknown flag -bogus (see --help)"

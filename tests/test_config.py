@@ -320,3 +320,37 @@ def test_units_converted_once():
     assert cfg("-energy 12398.42").beam.wavelength == pytest.approx(1e-10)
     c = cfg("-distance 250 -twotheta 20")
     assert c.detector.distance == pytest.approx(0.25) and c.detector.twotheta == pytest.approx(20 * RAD)
+
+
+def _first_differing(c_form, other_form):
+    """The first value of a grid of typed-looking numbers for which C's expression and the other one round
+    to different doubles (so the check below can tell the two apart)."""
+    for i in range(1, 10000):
+        v = i / 100
+        if c_form(v) != other_form(v):
+            return v
+    raise AssertionError("no differing value")
+
+
+RTD = 180.0 / math.pi
+
+
+@pytest.mark.parametrize("flag, get, c_form, other_form", [
+    ("-distance", lambda c: c.detector.distance, lambda v: v / 1000.0, lambda v: v * 1e-3),
+    ("-pixel", lambda c: c.detector.pixel_size, lambda v: v / 1000.0, lambda v: v * 1e-3),
+    ("-lambda", lambda c: c.beam.wavelength, lambda v: v / 1e10, lambda v: v * 1e-10),
+    ("-energy", lambda c: c.beam.wavelength, lambda v: (12398.42 / v) / 1e10, lambda v: (12398.42 / v) * 1e-10),
+    ("-dispersion", lambda c: c.beam.dispersion, lambda v: v / 100.0, lambda v: v * 0.01),
+    ("-water", lambda c: c.beam.water_size, lambda v: v / 1e6, lambda v: v * 1e-6),
+    ("-mosaic", lambda c: c.crystal.mosaic_spread, lambda v: v / RTD, lambda v: v * (1 / RTD)),
+    ("-detector_rotx", lambda c: c.detector.rot[0], lambda v: v / RTD, lambda v: v * (1 / RTD)),
+    ("-phi", lambda c: c.crystal.phi0, lambda v: v / RTD, lambda v: v * (1 / RTD)),
+    ("-detector_thick", lambda c: c.detector.thickness, lambda v: v * 1e-6, lambda v: v / 1e6),
+    ("-dmin", lambda c: c.beam.dmin, lambda v: v * 1e-10, lambda v: v / 1e10),
+])
+def test_flag_values_are_converted_with_cs_operation(flag, get, c_form, other_form):
+    # §1.1 item 9: C divides by the unit (mm, A, deg, %, water um) and multiplies for the sensor thickness and
+    # dmin; the other form gives another double for some values, which would move every pixel by an ulp.
+    v = _first_differing(c_form, other_form)
+    config = config_from_argv(f"-cell 100 100 100 90 90 90 -default_F 1 {flag} {v!r}".split())
+    assert get(config) == c_form(v)

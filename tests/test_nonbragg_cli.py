@@ -1,4 +1,4 @@
-"""The nonbragg and add subcommands without the C program: files, end-of-run lines, refusals (§11).
+"""The nonbragg and add subcommands without the C program: files, end-of-run lines, refusals (§12).
 
 Refusals: one line on stderr naming the flag or file, exit 2 (usage) or 1 (input file), no file written.
 """
@@ -73,7 +73,7 @@ def test_nopgm_and_nonoise_are_honoured(run):
 
 def test_img_analysis_recovers_the_table(run, tmp_path):
     # A noiseless "measurement" made from our own render (counts = adc + photons) must bin back to the table's
-    # F: the -img analysis inverts the render with each pixel's polarization and solid angle (§11.7).
+    # F: the -img analysis inverts the render with each pixel's polarization and solid angle (§12.7).
     table = "0 2\n0.02 2.2\n0.04 2.5\n0.06 2.6\n0.08 2.4\n0.1 2.2\n0.3 2\n1 2\n"
     (tmp_path / "r.stol").write_text(table)
     base = ["-stol", "r.stol", "-detpixels", "120", "-distance", "30", "-fluence", "2e21", "-nonoise", "-nopgm"]

@@ -1,5 +1,5 @@
 """The nonBragg live corpus (tests/data/live_corpus_nonbragg) and the tools' support for the C suite's programs
-(tools.cbin.PROGRAMS, a case's ``program``): without a C binary.
+(tools.corpus.PROGRAMS, a case's ``program``): without a C binary.
 
 Parity against the C program itself: tests/test_nonbragg_parity.py (skips without NB_NONBRAGG_BIN).
 """
@@ -14,10 +14,9 @@ import numpy as np
 import pytest
 
 from nanobrag_torch import nonbragg
-from nanobrag_torch.flags import parse_argv
 from tests.helpers.synthetic import fake_sim_cmd, make_case, make_corpus
-from tools.cbin import PROGRAMS, program, resolve_c_binary
-from tools.corpus import load_corpus, read_pgm, run_py_case
+from tools.cbin import resolve_c_binary
+from tools.corpus import PROGRAMS, load_corpus, read_pgm, run_py_case
 from tools.parity_matrix import main as matrix_main
 
 CORPUS = Path(__file__).resolve().parent / "data" / "live_corpus_nonbragg"
@@ -43,7 +42,7 @@ def test_every_case_parses_and_records_the_detector_shape(corpus, monkeypatch):
     for c in corpus.cases:
         if c.is_error:
             continue
-        cfg = nonbragg.build_config(parse_argv(list(c.argv), nonbragg.FLAGS))
+        cfg = nonbragg.build_config(nonbragg.parse(c.argv))
         assert (cfg.detector.spixels, cfg.detector.fpixels) == tuple(c.shape), c.id
 
 
@@ -60,21 +59,21 @@ def test_error_cases_refuse_without_files(corpus):
     assert len(errors) >= 3 and all(c.outputs == {} for c in errors)
 
 
-def test_program_table_names_binary_variable_and_subcommand():
-    assert program("nonBragg").env_var == "NB_NONBRAGG_BIN" and program("nonBragg").subcommand == ("nonbragg",)
-    assert program("nanoBragg").env_var == "NB_C_BIN" and program("nanoBragg").subcommand == ()
-    with pytest.raises(ValueError, match="unknown program 'nearBragg'"):
-        program("nearBragg")
-    assert set(PROGRAMS) >= {"nanoBragg", "nonBragg"}
+def test_program_table_names_binary_variable_subcommand_and_quirks():
+    nb = PROGRAMS["nonBragg"]
+    assert (nb.c_bin_env, nb.c_name, nb.subcommand, nb.engine_flags) == ("NB_NONBRAGG_BIN", "nonBragg", ("nonbragg",),
+                                                                         True)
+    assert nb.quirks == {"pgm_trailing_bytes"} and PROGRAMS["nanoBragg"].quirks == frozenset()
 
 
 def test_resolver_uses_the_programs_variable(tmp_path):
     exe = tmp_path / "nonBragg"
     exe.write_text("#!/bin/sh\n")
     exe.chmod(0o755)
-    found = resolve_c_binary(env={"NB_NONBRAGG_BIN": str(exe), "NB_C_BIN": "/nonexistent"}, name="nonBragg")
+    found = resolve_c_binary(env={"NB_NONBRAGG_BIN": str(exe), "NB_C_BIN": "/nonexistent"},
+                             env_var="NB_NONBRAGG_BIN", program="nonBragg")
     assert found.ok and found.path == exe.resolve() and found.source == "$NB_NONBRAGG_BIN"
-    none = resolve_c_binary(env={"PATH": str(tmp_path / "empty")}, name="nonBragg")
+    none = resolve_c_binary(env={"PATH": str(tmp_path / "empty")}, env_var="NB_NONBRAGG_BIN", program="nonBragg")
     assert not none.ok and "NB_NONBRAGG_BIN is not set" in none.problem
 
 

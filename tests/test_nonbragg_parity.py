@@ -1,4 +1,4 @@
-"""nonbragg against the C program nonBragg, live (§11): skips unless NB_NONBRAGG_BIN (or nonBragg on PATH) names
+"""nonbragg against the C program nonBragg, live (§12): skips unless NB_NONBRAGG_BIN (or nonBragg on PATH) names
 the binary, built outside this repository from the upstream bl831/nanoBragg.
 
 A few cases of tests/data/live_corpus_nonbragg, one per hard part (the table walk, Kahn polarization, weighted
@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from tools.cbin import resolve_c_binary
-from tools.corpus import evaluate_case, load_corpus, run_c_case, run_py_case
+from tools.corpus import PROGRAMS, evaluate_case, load_corpus, run_c_case, run_py_case
 
 CORPUS = Path(__file__).resolve().parent / "data" / "live_corpus_nonbragg"
-C = resolve_c_binary(name="nonBragg")
+C = resolve_c_binary(env_var=PROGRAMS["nonBragg"].c_bin_env, program=PROGRAMS["nonBragg"].c_name)
 pytestmark = pytest.mark.skipif(not C.ok, reason=f"C nonBragg parity: {C.problem}")
 
 
@@ -46,7 +46,7 @@ END_LINES = ("solid angle subtended", "wrote ", "max_I = ", "mean= ", "intfile_s
 
 def test_img_analysis_and_end_of_run_lines_match_c(corpus, tmp_path):
     # -img: output.stol's stol, mean, rmsd and pixel-count columns are C's (C leaves the median and MAD columns
-    # uninitialised, §11.7); the end-of-run lines, including C's mean over the last bin's count, read the same.
+    # uninitialised, §12.7); the end-of-run lines, including C's mean over the last bin's count, read the same.
     case = _case(corpus, "img_header_stolout")
     c_run = run_c_case(corpus, case, tmp_path / "c", C.path)
     py_run = run_py_case(corpus, case, tmp_path / "py", dtype="float64")

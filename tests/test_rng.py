@@ -142,6 +142,18 @@ def test_gaussdev_moments_and_spare():
     assert s2.value == before
 
 
+def test_gaussdev_spare_is_shared_by_every_seed_variable():
+    # C's gaussdev has no seed test (NR's gasdev drops the spare on a negative seed; C does not): a call with
+    # another, even negative, seed variable returns the spare left by the first stream and leaves that seed
+    # untouched, so it does not re-initialise the table either (noisify's -calib_seed after -flicker).
+    rng, s = R.CRandom(), R.Seed(-5)
+    rng.gaussdev(s)
+    spare, table = rng.gauss_spare, rng.table.copy()
+    other = R.Seed(-77)
+    assert rng.gaussdev(other) == spare and other.value == -77
+    assert np.array_equal(rng.table, table) and rng.gauss_spare is None
+
+
 @pytest.mark.parametrize("xm", [0.5, 5.0, 50.0, 2.0e6])
 def test_poidev_moments(xm):
     # Poisson(xm): mean xm (sd sqrt(xm/N)), variance xm (sd ~ sqrt((2xm^2 + xm)/N)); 5-sigma bounds.
@@ -375,15 +387,15 @@ def test_golden_noise_image_bit_exact():
 @pytest.mark.golden
 def test_golden_noise_after_c_order_and_dirty_statics():
     # In C the mosaic stream (seed -12345678, 1 domain) runs first on the same table; the noise seed
-    # is negative, so it re-initialises iv/iy. poidev's statics are a pure cache of functions of xm
-    # and gaussdev is never called before noise in C, so neither can change the image: check it
-    # with a table used by misset and mosaic and with poisoned caches.
+    # is negative, so it re-initialises iv/iy. poidev's statics are a pure cache of functions of xm, so
+    # they cannot change the image: check it with a table used by misset and mosaic and with poisoned
+    # caches. (gaussdev's spare is not a cache: C keeps it across streams, §7.2; nanoBragg never calls
+    # gaussdev before the noise image, so it starts empty there.)
     flt, noise, photons, _ = _golden_noise_inputs()
     rng = R.CRandom()
     R.random_misset(3, rng)
     R.mosaic_umats(0.0, 1, R.DEFAULT_MOSAIC_SEED, rng)
     rng.poidev(20.0, R.Seed(5))  # leaves sq/alxm/g/oldm for xm = 20
-    rng.gaussdev(R.Seed(5))  # leaves a spare
     img, ph, _ = R.poisson_noise(flt, 12345, 10, rng)
     assert np.array_equal(img, noise) and ph == photons
 

@@ -1,4 +1,4 @@
-"""The .stol table reader (io/stol.py, docs/c-behaviour.md §11.2): what it reads like C, what it refuses.
+"""The .stol table reader (io/stol.py, docs/c-behaviour.md §12.2): what it reads like C, what it refuses.
 
 Refusals are InputError with one line naming the flag, the file and (where there is one) the line. The
 property tests follow tests/test_readers_fuzz.py: random and mutated files either parse to what an
@@ -52,7 +52,7 @@ def test_c_delimiters_extra_columns_crlf_and_bom(tmp_path):
 
 
 def test_comments_and_blank_lines_are_skipped(tmp_path):
-    # C would read '#x y type' as the point (0, 0): we skip it (docs/c-behaviour.md §11.2).
+    # C would read '#x y type' as the point (0, 0): we skip it (docs/c-behaviour.md §12.2).
     t, _ = _read(_write(tmp_path, "#Curve 0, 3 points\n#x y\n\n0 1.3\n   \n0.002 0.48 i\n0.004 0.11 i\n"))
     assert t.x.tolist() == [0.0, 0.002, 0.004] and t.F.tolist() == [1.3, 0.48, 0.11]
 
@@ -112,7 +112,7 @@ class Bad(Exception):
 
 
 def ref_stol(data: bytes) -> tuple[list[float], list[float]]:
-    """An independent reading of §11.2: LF lines (CR, BOM dropped), '#'/blank skipped, columns split at
+    """An independent reading of §12.2: LF lines (CR, BOM dropped), '#'/blank skipped, columns split at
     white space or ',;:!', two finite decimals (or one: F missing), no equal x within four lines."""
     text = data.decode("utf-8", errors="replace").removeprefix("\ufeff")
     xs, Fs = [], []

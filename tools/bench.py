@@ -14,6 +14,11 @@ a float32 render moves the pixel values that decide how many draws each pixel ta
 ours and C against pixel count and against sources x mosaic domains and fits power-law exponents (scaling.png).
 The config's [[target]] entries are evaluated into a MET/MISSED table.
 
+A [[series]] entry (issue 13) times a dataset: the C program launched once per frame with the matching -phi
+and -seed (the total of those walls), against ours rendering all frames in one run (-frames N) for each count
+of -workers listed; the frames of the first repeat are parity-checked frame by frame (float, int and, in
+float64, noise images). Reported: totals, ours/C, and our in-run frames/s (from the CLI's last line).
+
 Writes DIR/bench.json, DIR/bench.md and DIR/scaling.png (default DIR: reports/bench/<UTC STAMP>/); the
 directory is assembled under a temporary name and renamed when complete. Exit status 0 when every run
 succeeded and every checked output passed, 1 otherwise, 2 for a bad config or option.
@@ -53,6 +58,7 @@ from tools import REPO as ROOT  # noqa: E402
 DEFAULT_CONFIG = ROOT / "configs" / "bench.toml"
 OUTPUTS = (("floatimage.bin", "float"), ("intimage.img", "smv"), ("image.pgm", "pgm"), ("noiseimage.img", "noise"))
 RENDERED = re.compile(r"rendered in ([0-9.eE+-]+) s")
+FRAMES_PER_S = re.compile(r"\(([0-9.eE+-]+) frames/s\)")
 NOISE_PROBE = """import json, sys, time
 t0 = time.perf_counter()
 import numpy as np
@@ -153,8 +159,12 @@ def load_config(path) -> dict:
     cfg.setdefault("import_probe", "import torch")
     cfg.setdefault("case_inputs", None)
     cfg.setdefault("case", [])
+    cfg.setdefault("series", [])
     cfg.setdefault("target", [])
-    ids = [c.get("id") for c in cfg["case"]]
+    ids = [c.get("id") for c in cfg["case"]] + [c.get("id") for c in cfg["series"]]
+    for c in cfg["series"]:
+        if not c.get("id") or "argv" not in c or int(c.get("frames", 0)) < 1:
+            raise BenchError(f"{path}: each [[series]] needs an id, argv and frames >= 1 ({c})")
     for c in cfg["case"]:
         if not c.get("id") or ("argv" in c) == ("phase_d" in c):
             raise BenchError(f"{path}: each [[case]] needs an id and exactly one of argv / phase_d ({c})")
@@ -303,6 +313,80 @@ def run_case(runner: Runner, case: dict, inputs: list[Path], repeats: int, dtype
     return row
 
 
+def _series_parity(c_dir: Path, py_dir: Path, frames: int, dtype: str, shape) -> dict:
+    """Frame i of ours against C's run i: float image (thresholds), int and (float64) noise SMV images."""
+    reasons, checked = [], 0
+    for i in range(frames):
+        pairs = [("float", f"c_{i}.bin", f"f_{i + 1:05d}.bin"), ("intfile", f"c_{i}.img", f"i_{i + 1:05d}.img")]
+        if dtype == "float64":
+            pairs.append(("noisefile", f"c_{i}_noise.img", f"n_{i + 1:05d}.img"))
+        for kind, ref, ours in pairs:
+            if not (c_dir / ref).exists():
+                continue
+            if not (py_dir / ours).exists():
+                reasons.append(f"frame {i + 1}: {ours} missing")
+                continue
+            try:
+                if kind == "float":
+                    why = corpus.compare_float(c_dir / ref, py_dir / ours, shape, dtype)[1]
+                else:
+                    why = corpus.compare_smv(c_dir / ref, py_dir / ours, kind, dtype)[1]
+            except ValueError as exc:
+                why = [str(exc)]
+            checked += 1
+            reasons += [f"frame {i + 1}: {r}" for r in why]
+    return {"status": "FAIL" if reasons else "PASS", "files_checked": checked, "reasons": reasons[:10]}
+
+
+def run_series_case(runner: Runner, s: dict, inputs: list[Path], repeats: int) -> dict:
+    """C launched once per frame (-phi phi+i*osc, -seed seed+i) against ours in one run per -workers count."""
+    argv = shlex.split(s["argv"])
+    n, phi, seed = int(s["frames"]), float(s.get("phi", 0.0)), int(s.get("seed", 1))
+    osc, dtype = _flag(argv, "-osc", 0.0), s.get("dtype", "float64")
+    workers = [int(w) for w in s.get("workers", [1, 2])]
+    c_totals, c_frames, c_exits, ours = [], [], [], {w: [] for w in workers}
+    first: dict[str, Path] = {}
+    try:
+        for rep in range(repeats):
+            if runner.c_bin:
+                d = fresh_dir(runner.scratch, inputs, "c")
+                runs = [measure([str(runner.c_bin), *argv, "-phi", repr(phi + i * osc), "-seed", str(seed + i),
+                                 "-floatfile", f"c_{i}.bin", "-intfile", f"c_{i}.img", "-noisefile",
+                                 f"c_{i}_noise.img"], d, runner.env, runner.cfg["timeout_s"]) for i in range(n)]
+                c_exits += [r.exit for r in runs]
+                ok = all(r.exit == 0 and r.wall_s is not None for r in runs)
+                c_totals.append(round(sum(r.wall_s for r in runs), 4) if ok else None)
+                c_frames += [r.wall_s for r in runs]
+                if rep == 0:
+                    first["c"] = d
+                else:
+                    shutil.rmtree(d)
+            for w in workers:
+                d = fresh_dir(runner.scratch, inputs, f"w{w}")
+                r = measure([*runner.py_cmd, *argv, "-phi", repr(phi), "-seed", str(seed), "-frames", str(n),
+                             "-workers", str(w), "-floatfile", "f_#####.bin", "-intfile", "i_#####.img",
+                             "-noisefile", "n_#####.img", "-dtype", dtype, "-noprogress"],
+                            d, runner.env, runner.cfg["timeout_s"])
+                m = FRAMES_PER_S.search(r.tail)
+                ours[w].append((r, float(m.group(1)) if m else None))
+                if rep == 0 and w == workers[0]:
+                    first["ours"] = d
+                else:
+                    shutil.rmtree(d)
+        row = {"id": s["id"], "note": s.get("note", ""), "argv": shlex.join(argv), "frames": n, "phi": phi,
+               "osc": osc, "dtype": dtype,
+               "c": {"exit": c_exits, "total_wall_s": c_totals, "median_total_wall_s": median(c_totals),
+                     "median_frame_wall_s": median(c_frames)} if runner.c_bin else None,
+               "ours": {str(w): {**summarise([r for r, _ in ours[w]]),
+                                 "median_frames_per_s": median([f for _, f in ours[w]])} for w in workers}}
+        if "c" in first and "ours" in first and not any(c_exits) and ours[workers[0]][0][0].exit == 0:
+            row["parity"] = _series_parity(first["c"], first["ours"], n, dtype, image_shape(argv))
+    finally:
+        for d in first.values():
+            shutil.rmtree(d, ignore_errors=True)
+    return row
+
+
 def _flag(argv: list[str], flag: str, default):
     return type(default)(argv[argv.index(flag) + 1]) if flag in argv else default
 
@@ -413,6 +497,12 @@ def plot_scaling(scaling: dict, path: Path) -> None:
 def target_value(t: dict, rows: dict, imports: dict, scaling: dict):
     """The measured value of one [[target]] (None when not measured in this run)."""
     metric = t["metric"]
+    if metric == "series_ratio":  # ours in one run (the target's -workers count) over C's launches, summed
+        row = rows.get(("series", t.get("case")))
+        if row is None or not row.get("c"):
+            return None
+        w, cw = row["ours"].get(str(t.get("workers", 1)), {}).get("median_wall_s"), row["c"]["median_total_wall_s"]
+        return round(w / cw, 3) if w and cw else None
     if metric.endswith("_exponent"):
         s = scaling.get(metric[: -len("_exponent")])
         return s["exponents"].get(t.get("series", "ours_in_process")) if s else None
@@ -476,6 +566,22 @@ def markdown(data: dict) -> str:
             fails = "" if not any(o.get("exit", [])) else f" exits {o['exit']}"
             lines.append(f"| {r['id']} | {dt} | {cw or '-'} | {w}{fails} ({o.get('median_render_s')}) | {ratio} | "
                          f"{minus} | {c.get('peak_rss_mb', '-')} / {o.get('peak_rss_mb')} | {parity_cell(o)} |")
+    if data.get("series"):
+        lines += ["", "Datasets: C launched once per frame (matching -phi, -seed) vs ours in one run (-frames):", "",
+                  "| series | frames | C total s (per frame) | workers | ours wall s (in-run s) | ours/C | frames/s "
+                  "in-run | parity |", "|---|---|---|---|---|---|---|---|"]
+        for r in data["series"]:
+            c = r.get("c") or {}
+            cw = c.get("median_total_wall_s")
+            par = r.get("parity") or {}
+            cell = par.get("status", "-") + (": " + "; ".join(par.get("reasons", []))[:160] if par.get("reasons")
+                                             else f" ({par.get('files_checked')} files)" if par else "")
+            for w, o in r["ours"].items():
+                ratio = f"{o['median_wall_s'] / cw:.2f}" if o.get("median_wall_s") and cw else "-"
+                fails = "" if not any(o.get("exit", [])) else f" exits {o['exit']}"
+                lines.append(f"| {r['id']} | {r['frames']} | {cw or '-'} ({c.get('median_frame_wall_s', '-')}) | {w} | "
+                             f"{o.get('median_wall_s')}{fails} ({o.get('median_render_s')}) | {ratio} | "
+                             f"{o.get('median_frames_per_s')} | {cell} |")
     noise = [(r["id"], r["noise_probe"]) for r in data["cases"] if r.get("noise_probe")]
     if noise:
         lines += ["", "Noise generator alone (fresh interpreter, on our float image of the case):", ""]
@@ -545,6 +651,11 @@ def passed(data: dict) -> bool:
     for s in data.get("scaling", {}).values():
         if any(any(p[k]["exit"]) for p in s["points"] for k in p if isinstance(p[k], dict)):
             return False
+    for r in data.get("series", []):
+        if any((r.get("c") or {}).get("exit", [])) or any(any(o["exit"]) for o in r["ours"].values()):
+            return False
+        if (r.get("parity") or {}).get("status") == "FAIL":
+            return False
     return True
 
 
@@ -565,7 +676,7 @@ def parse_args(argv):
 
 def plan(args, cfg: dict) -> tuple[list[dict], int, list[str]]:
     """The selected cases, repeat count and dtypes; BenchError for an unknown id or a bad count."""
-    known = [c["id"] for c in cfg["case"]]
+    known = [c["id"] for c in cfg["case"]] + [c["id"] for c in cfg["series"]]
     unknown = sorted(set(args.select or []) - set(known))
     if unknown:
         raise BenchError(f"--select: unknown case id(s) {', '.join(unknown)} (known: {', '.join(known)})")
@@ -611,6 +722,11 @@ def bench(cfg, cases, repeats, dtypes, args, outdir: Path, cb) -> int:
         for case in cases:
             print(f"bench {case['id']} ...", file=sys.stderr, flush=True)
             data["cases"].append(run_case(runner, case, inputs, repeats, dtypes))
+        data["series"] = []
+        for s in cfg["series"]:
+            if not args.select or s["id"] in args.select:
+                print(f"bench {s['id']} ...", file=sys.stderr, flush=True)
+                data["series"].append(run_series_case(runner, s, inputs, repeats))
         if sc:
             print("bench scaling ...", file=sys.stderr, flush=True)
             sizes = args.sizes or sc.get("sizes", [256, 512, 1024, 2048, 4096])
@@ -620,6 +736,7 @@ def bench(cfg, cases, repeats, dtypes, args, outdir: Path, cb) -> int:
         shutil.rmtree(scratch, ignore_errors=True)
     data["env"]["loadavg_after"] = _loadavg()
     rows = {r["id"]: r for r in data["cases"]}
+    rows.update({("series", r["id"]): r for r in data["series"]})
     data["targets"] = evaluate_targets(cfg, rows, data["imports"], data.get("scaling", {}))
     data["passed"] = passed(data)
     write_bundle(outdir, data)

@@ -2,10 +2,11 @@
 
     python -m tools.bench_grad [--sizes 256 1024] [--repeats 3] [--outdir DIR]   (invoke bench-grad)
 
-Each measurement runs in a fresh process: the model is loaded, the peak RSS is reset (Linux clear_refs),
-then the render (no grad) or render + backward w.r.t. the cell and the distance is timed and the peak RSS
-increase read back. Writes grad.json and grad.md to reports/bench/grad-<STAMP>/ (atomically, a new directory
-each run). Records numbers; asserts nothing.
+Each measurement runs in a fresh process: the model is loaded, an 8x8 render in the same mode warms up (so
+first-call costs of autograd and of the kernels count in neither mode), the peak RSS is reset (Linux
+clear_refs), then the render (no grad) or render + backward w.r.t. the orientation matrix and the distance is
+timed and the peak RSS increase read back. Writes grad.json and grad.md to reports/bench/grad-<STAMP>/
+(atomically, a new directory each run). Records numbers; asserts nothing.
 """
 from __future__ import annotations
 
@@ -29,7 +30,15 @@ import json, sys, time, torch
 import nanobrag_torch as nb
 argv, mode, budget = sys.argv[1], sys.argv[2], float(sys.argv[3])
 model = nb.load_model(nb.config_from_argv(argv.split()))
-nb.render(model.replace(detector__fpixels=8, detector__spixels=8, detector__roi=(0, 8, 0, 8)), kernel="torch")
+def run(m):
+    if mode == "forward":
+        with torch.no_grad():
+            return nb.render(m, kernel="torch", max_memory_gb=budget)
+    mat = m.crystal.matrix.clone().requires_grad_(True)
+    d = m.detector.distance.clone().requires_grad_(True)
+    img = nb.render(m.replace(crystal__matrix=mat, detector__distance=d), kernel="torch", max_memory_gb=budget)
+    img.sum().backward()
+run(model.replace(detector__fpixels=8, detector__spixels=8, detector__roi=(0, 8, 0, 8)))  # warm-up, same mode
 def hwm():
     for line in open("/proc/self/status"):
         if line.startswith("VmHWM"):
@@ -44,14 +53,7 @@ except OSError:
     pass
 base = rss()
 t0 = time.perf_counter()
-if mode == "forward":
-    with torch.no_grad():
-        nb.render(model, kernel="torch", max_memory_gb=budget)
-else:
-    mat = model.crystal.matrix.clone().requires_grad_(True)
-    d = model.detector.distance.clone().requires_grad_(True)
-    img = nb.render(model.replace(crystal__matrix=mat, detector__distance=d), kernel="torch", max_memory_gb=budget)
-    img.sum().backward()
+run(model)
 dt = time.perf_counter() - t0
 print(json.dumps({"seconds": dt, "peak_extra_bytes": hwm() - base}))
 """

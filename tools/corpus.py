@@ -1,10 +1,7 @@
 """Golden-corpus harness: load a corpus, select cases, run one case hermetically, compare its outputs.
 
 A corpus is any directory in the format of ``../shared/golden`` (``cases.json`` with ``cases`` and
-optionally ``c_behaviour_records``, ``inputs/``, ``out/<id>/``). Which program of the C suite a case runs is
-its ``program`` (default: the corpus's top-level ``program``, else nanoBragg), a key of ``tools.cbin.PROGRAMS``:
-that table gives the C binary's variable (``NB_C_BIN``, ``NB_NONBRAGG_BIN``, ...) and the subcommand that runs
-the same program in ours. This is the one implementation used by
+optionally ``c_behaviour_records``, ``inputs/``, ``out/<id>/``). This is the one implementation used by
 ``tests/test_golden_parity.py`` and ``tools/parity_matrix.py``; metrics and thresholds come from
 ``tools.metrics`` and ``tools.thresholds``.
 
@@ -31,7 +28,6 @@ import numpy as np
 
 from tools import REPO, cmdlog
 from tools import thresholds as th
-from tools.cbin import DEFAULT_PROGRAM, program
 from tools.cmdlog import RunResult
 from tools.hermetic import prepare_run_dir
 from tools.metrics import compare_images, read_float_image, verdict
@@ -42,6 +38,30 @@ RNG_TAGS = ("mosaic_domains", "misset_random", "noise")
 OUTPUT_KINDS = ("floatfile", "intfile", "noisefile", "pgmfile", "dumpfile")
 # SMV header keys that carry a date or time and are not compared.
 _DATE_KEY = re.compile(r"DATE|TIME", re.IGNORECASE)
+
+
+# ------------------------------------------------------------------------- programs of the C suite (issue 14)
+# A case's optional "program" field names the C program it runs (default nanoBragg): our side runs the same
+# argv after ``subcommand`` (python -m nanobrag_torch <subcommand> ...), the live C side the binary that
+# ``c_bin_env`` names (tools.cbin.resolve_c_binary), and only programs with ``engine_flags`` get -dtype/-device;
+# ``quirks`` are defects of the C program's files that the comparison allows (e.g. "pgm_trailing_bytes").
+@dataclass(frozen=True)
+class Program:
+    subcommand: tuple[str, ...]
+    c_bin_env: str
+    c_name: str
+    engine_flags: bool
+    quirks: frozenset[str] = frozenset()
+
+
+PROGRAMS = {
+    "nanoBragg": Program((), "NB_C_BIN", "nanoBragg", True),
+    "noisify": Program(("noisify",), "NB_NOISIFY_BIN", "noisify", False),
+    # nonBragg writes its PGM with two bytes per pixel: whatever memory follows the image trails it (§12.6)
+    "nonBragg": Program(("nonbragg",), "NB_NONBRAGG_BIN", "nonBragg", True, frozenset({"pgm_trailing_bytes"})),
+}
+DEFAULT_PROGRAM = "nanoBragg"
+# --------------------------------------------------------------------------------------------- end issue 14
 
 
 # --------------------------------------------------------------------------------------------- corpus
@@ -58,8 +78,8 @@ class Case:
     shape: tuple[int, int] | None = None
     summary: str = ""
     wall_s: float | None = None  # recorded C wall time
-    program: str = DEFAULT_PROGRAM  # the C suite's program (tools.cbin.PROGRAMS)
     raw: dict = field(default_factory=dict, repr=False, compare=False)
+    program: str = DEFAULT_PROGRAM  # a key of PROGRAMS (issue 14)
 
     @property
     def is_error(self) -> bool:
@@ -75,16 +95,14 @@ class Case:
         return self.shape[0] * self.shape[1] if self.shape else 0
 
     @classmethod
-    def from_dict(cls, d: dict, default_program: str = DEFAULT_PROGRAM) -> "Case":
+    def from_dict(cls, d: dict) -> "Case":
         for key in ("id", "argv", "exit_code"):
             if key not in d:
                 raise ValueError(f"case {d.get('id', '?')!r} has no {key!r}")
         shape = d.get("shape")
-        name = str(d.get("program") or default_program)
-        try:
-            program(name)
-        except ValueError as e:
-            raise ValueError(f"case {d['id']!r}: {e}") from None
+        program = str(d.get("program") or DEFAULT_PROGRAM)
+        if program not in PROGRAMS:
+            raise ValueError(f"case {d['id']!r}: unknown program {program!r} (known: {', '.join(PROGRAMS)})")
         return cls(
             id=str(d["id"]),
             argv=tuple(str(a) for a in d["argv"]),
@@ -95,8 +113,8 @@ class Case:
             shape=(int(shape[0]), int(shape[1])) if shape else None,
             summary=d.get("summary", ""),
             wall_s=d.get("wall_s"),
-            program=name,
             raw=d,
+            program=program,
         )
 
 
@@ -137,12 +155,8 @@ def load_corpus(root: str | Path) -> Corpus:
         raise ValueError(f"{manifest}: invalid JSON ({e})") from None
     if not isinstance(data, dict) or not isinstance(data.get("cases"), list):
         raise ValueError(f"{manifest}: expected an object with a 'cases' list")
-    default_program = str(data.get("program") or DEFAULT_PROGRAM)
-    try:
-        cases = [Case.from_dict(d, default_program) for d in data["cases"]]
-        records = [Case.from_dict(d, default_program) for d in data.get("c_behaviour_records") or []]
-    except ValueError as e:
-        raise ValueError(f"{manifest}: {e}") from None
+    cases = [Case.from_dict(d) for d in data["cases"]]
+    records = [Case.from_dict(d) for d in data.get("c_behaviour_records") or []]
     ids = [c.id for c in cases + records]
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup:
@@ -208,13 +222,13 @@ def thread_env(threads: int | None = None) -> dict:
 def run_py_case(corpus: Corpus, case: Case, workdir: Path, *, dtype: str | None = "float64",
                 device: str | None = None, py_cmd: list[str] | None = None, timeout: float = 600.0,
                 threads: int | None = None) -> RunResult:
-    """Run our simulator on ``case`` in the fresh ``workdir`` (created here): inputs staged, the subcommand of the
-    case's program, exact argv + our flags."""
+    """Run our simulator on ``case`` in the fresh ``workdir`` (created here): inputs staged, exact argv + our flags."""
     stage_inputs(corpus, case, workdir)
-    cmd = list(py_cmd or default_py_cmd()) + list(program(case.program).subcommand) + list(case.argv)
-    if dtype:
+    program = PROGRAMS[case.program]
+    cmd = list(py_cmd or default_py_cmd()) + list(program.subcommand) + list(case.argv)
+    if dtype and program.engine_flags:
         cmd += ["-dtype", dtype]
-    if device:
+    if device and program.engine_flags:
         cmd += ["-device", device]
     return run_in_dir(cmd, workdir, timeout=timeout, env=thread_env(threads))
 
@@ -230,7 +244,8 @@ def run_c_case(corpus: Corpus, case: Case, workdir: Path, c_bin: str | Path, *, 
 # ----------------------------------------------------------------------------------------- file readers
 # Deliberately independent of nanobrag_torch.io: the harness must not judge our files with our own readers.
 def read_smv(path: str | Path) -> tuple[list[tuple[str, str]], np.ndarray]:
-    """Read an SMV image: (header items in order as (KEY, VALUE) without ';', uint16 pixels [slow][fast])."""
+    """Read an SMV image: (header items in order as (KEY, VALUE) without ';', pixels [slow][fast]: uint16, or
+    uint32 for TYPE=long_integer)."""
     raw = Path(path).read_bytes()
     if not raw.startswith(b"{"):
         raise ValueError(f"{path}: not an SMV image (no '{{' at byte 0)")
@@ -253,15 +268,16 @@ def read_smv(path: str | Path) -> tuple[list[tuple[str, str]], np.ndarray]:
     except (KeyError, ValueError) as e:
         raise ValueError(f"{path}: SMV header lacks a valid HEADER_BYTES/SIZE1/SIZE2 ({e})") from None
     order = ">" if hdr.get("BYTE_ORDER", "little_endian").startswith("big") else "<"
-    if hdr.get("TYPE", "unsigned_short") != "unsigned_short":
+    width = {"unsigned_short": 2, "long_integer": 4}.get(hdr.get("TYPE", "unsigned_short"))  # 4: noisify -bits 32
+    if width is None:
         raise ValueError(f"{path}: SMV TYPE {hdr['TYPE']!r} not supported")
     # C writes its header text as is when it is longer than HEADER_BYTES (no truncation; e.g. 515 bytes for the
     # Phase D geometry at 4096x4096): the pixels then start right after the closing "}" and its form feed.
     nbytes = max(nbytes, end + 1 + (raw[end + 1:end + 2] == b"\f"))
     body = len(raw) - nbytes
-    if body != 2 * fast * slow:
-        raise ValueError(f"{path}: {body} bytes after the header, expected {slow}x{fast} 2-byte pixels")
-    data = np.frombuffer(raw, dtype=f"{order}u2", offset=nbytes)
+    if body != width * fast * slow:
+        raise ValueError(f"{path}: {body} bytes after the header, expected {slow}x{fast} {width}-byte pixels")
+    data = np.frombuffer(raw, dtype=f"{order}u{width}", offset=nbytes)
     return items, data.reshape(slow, fast)
 
 
@@ -480,8 +496,7 @@ def compare_outputs(case: Case, ref_dir: Path, py_dir: Path, dtype: str, *, ref_
             elif kind in ("intfile", "noisefile"):
                 m, reasons, score = compare_smv(ref, ours, kind, dtype)
             elif kind == "pgmfile":
-                m, reasons, score = compare_pgm(ref, ours, dtype,
-                                                "pgm_trailing_bytes" in program(case.program).quirks)
+                m, reasons, score = compare_pgm(ref, ours, dtype, "pgm_trailing_bytes" in PROGRAMS[case.program].quirks)
             elif kind == "dumpfile":
                 m, reasons, score = compare_fdump(ref, ours)
             else:
@@ -512,7 +527,6 @@ class CaseResult:
     dtype: str | None
     device: str | None
     images: tuple | None = field(default=None, repr=False)  # (C, PyTorch) float images with keep_images
-    program: str = DEFAULT_PROGRAM
 
     def to_json(self) -> dict:
         return {
@@ -533,7 +547,6 @@ class CaseResult:
             "c_run": self.c_run.summary() if self.c_run else None,
             "dtype": self.dtype,
             "device": self.device,
-            "program": self.program,
         }
 
 
@@ -562,8 +575,7 @@ def evaluate_case(corpus: Corpus, case: Case, *, dtype: str = "float64", device:
                   py_cmd: list[str] | None = None, timeout: float = 600.0, c_bin: str | Path | None = None,
                   threads: int | None = None, keep_images: bool = False, workroot: str | Path | None = None
                   ) -> CaseResult:
-    """Run ``case`` with our simulator (and, with ``c_bin``, the binary of the case's C program) in fresh temp
-    dirs and judge it.
+    """Run ``case`` with our simulator (and, with ``c_bin``, the C program) in fresh temp dirs and judge it.
 
     Never raises for a failure of the simulator or of a file; problems become ``reasons``."""
     reasons: list[str] = []
@@ -614,5 +626,4 @@ def evaluate_case(corpus: Corpus, case: Case, *, dtype: str = "float64", device:
         passed=not reasons, reasons=reasons, score=score, checks=checks, py_run=run,
         c_run=c_run, py_wall_s=run.wall_s if run else None,
         c_wall_s=c_run.wall_s if c_run else case.wall_s, dtype=dtype, device=device, images=images,
-        program=case.program,
     )

@@ -6,9 +6,7 @@
 
 Writes ``reports/parity/<UTC STAMP>/`` (or ``--outdir``): ``matrix.json``, ``index.md``, a self-contained
 ``index.html`` (thumbnails embedded) and ``cases/<id>.png`` (C / PyTorch / difference) plus
-``cases/<id>_profile.png`` (line profiles through the worst pixel). With ``--live`` each case runs the binary
-of its program (``tools.cbin.PROGRAMS``: ``$NB_C_BIN`` for nanoBragg, ``$NB_NONBRAGG_BIN`` for nonBragg, ...;
-``--c-bin`` names it when the selection uses one program). Exit status: 0 when every case passes,
+``cases/<id>_profile.png`` (line profiles through the worst pixel). Exit status: 0 when every case passes,
 1 when any case misses, 2 on a usage error. Running and judging a case is ``tools.corpus``; pictures are
 ``tools.compare_images``; numbers are ``tools.metrics`` against ``tools.thresholds``.
 """
@@ -91,10 +89,12 @@ def run_one(corpus_root: str, case_id: str, opts: dict) -> dict:
     corpus = load_corpus(corpus_root)
     case = next(c for c in corpus.cases if c.id == case_id)
     try:
+        c_bin = opts["c_bin"]
+        if isinstance(c_bin, dict):  # issue 14: one binary per program of the C suite
+            c_bin = c_bin.get(case.program)
         res: CaseResult = evaluate_case(
             corpus, case, dtype=opts["dtype"], device=opts["device"], py_cmd=opts["py_cmd"],
-            timeout=opts["timeout"], c_bin=(opts.get("c_bins") or {}).get(case.program), threads=opts["threads"],
-            keep_images=opts["images"])
+            timeout=opts["timeout"], c_bin=c_bin, threads=opts["threads"], keep_images=opts["images"])
         out = res.to_json()
         out["images"] = _draw(res, Path(opts["outdir"])) if opts["images"] else {}
     except Exception as e:  # a harness bug on one case must not stop the others
@@ -260,10 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m tools.parity_matrix", description=__doc__.split("\n\n")[0])
     p.add_argument("--corpus", default=None, help="corpus directory (default $NB_GOLDEN_DIR or ../shared/golden)")
     p.add_argument("--live", action="store_true",
-                   help="re-run the C program of every case (binary: --c-bin, or the program's variable: "
-                        "$NB_C_BIN for nanoBragg, $NB_NONBRAGG_BIN for nonBragg)")
-    p.add_argument("--c-bin", default=None,
-                   help="C executable for --live when the selected cases use one program (default: its variable)")
+                   help="re-run the C program for every case (binary: --c-bin or $NB_C_BIN)")
+    p.add_argument("--c-bin", default=None, help="C executable for --live (default $NB_C_BIN; for a case whose "
+                   "'program' is noisify, $NB_NOISIFY_BIN)")
     p.add_argument("--select", nargs="+", action="extend", default=None, metavar="ID_OR_TAG",
                    help="case ids or feature tags (comma lists allowed); default: every case")
     p.add_argument("--exclude", nargs="+", action="extend", default=None, metavar="TAG",
@@ -286,8 +285,7 @@ def _usage(msg: str) -> int:
 
 
 def _plan(args) -> tuple:
-    """(corpus, cases, {program: C binary} or None) for the arguments; raises ValueError with a one-line usage
-    message."""
+    """(corpus, cases, C binary or None) for the arguments; raises ValueError with a one-line usage message."""
     if args.jobs < 1:
         raise ValueError("-j must be >= 1")
     try:
@@ -297,21 +295,31 @@ def _plan(args) -> tuple:
         raise ValueError(str(e)) from None
     if not cases:
         raise ValueError("the selection leaves no case to run")
-    c_bins = None
+    c_bin = None
     if args.live:
-        from tools.cbin import resolve_c_binary
+        c_bin = _resolve_c_bins(args.c_bin, cases)
+    return corpus, cases, c_bin
 
-        programs = sorted({c.program for c in cases})
-        if args.c_bin and len(programs) > 1:
-            raise ValueError(f"--c-bin: the selected cases run {' and '.join(programs)}; name their binaries with "
-                             "their variables instead")
-        c_bins = {}
-        for name in programs:
-            found = resolve_c_binary(args.c_bin, name=name)
-            if not found.ok:
-                raise ValueError(f"--live: {found.problem}")
-            c_bins[name] = str(found.path)
-    return corpus, cases, c_bins
+
+def _resolve_c_bins(explicit: str | None, cases) -> str | dict:
+    """issue 14: the C binary of every program the cases run (a path for nanoBragg alone, as before; else
+    {program: path}); ``--c-bin`` names it when the cases run one program. Raises ValueError naming what is
+    missing."""
+    from tools.cbin import resolve_c_binary
+    from tools.corpus import PROGRAMS
+
+    programs = sorted({c.program for c in cases})
+    if explicit and len(programs) > 1:
+        raise ValueError(f"--c-bin: the selection runs several C programs ({', '.join(programs)}); "
+                         "give each one's binary in its environment variable instead")
+    found = {}
+    for name in programs:
+        prog = PROGRAMS[name]
+        cb = resolve_c_binary(explicit, env_var=prog.c_bin_env, program=prog.c_name)
+        if not cb.ok:
+            raise ValueError(f"--live: {cb.problem}")
+        found[name] = str(cb.path)
+    return found["nanoBragg"] if programs == ["nanoBragg"] else found
 
 
 def _outdir(args) -> Path:
@@ -372,15 +380,14 @@ def write_reports(outdir: Path, meta: dict, results: list[dict]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        corpus, cases, c_bins = _plan(args)
+        corpus, cases, c_bin = _plan(args)
         outdir = _outdir(args)
     except ValueError as e:
         return _usage(str(e))
     py_cmd = shlex.split(args.py_cmd) if args.py_cmd else default_py_cmd()
     cores = os.cpu_count() or 1
     workers = bounded_workers(args.jobs, len(cases), cores, available_memory_gb())
-    c_bin = None if not c_bins else (next(iter(c_bins.values())) if len(c_bins) == 1 else c_bins)
-    opts = {"dtype": args.dtype, "device": args.device, "py_cmd": py_cmd, "timeout": args.timeout, "c_bins": c_bins,
+    opts = {"dtype": args.dtype, "device": args.device, "py_cmd": py_cmd, "timeout": args.timeout, "c_bin": c_bin,
             "threads": max(1, cores // workers) if workers > 1 else None, "images": not args.no_images,
             "outdir": str(outdir)}
     t0 = time.perf_counter()

@@ -6,26 +6,48 @@
     water = nb.amorphous_sample("water.stol", thickness=1e-4)   # nonBragg's amorphous background
     image = image + nb.render_background(model, water)          # same units: photons per pixel
     nb.write_c_outputs(image, model, nb.outputs_from_config(config))   # C's files
+    images = nb.apply_detector_response(image, nb.DetectorResponse(seed=1))  # noisify's detector images
 
 Citations "§N.M" in this package name sections of docs/c-behaviour.md (the C program's behaviour we mirror).
 """
 __version__ = "0.1.0"
 
-from .amorphous import AmorphousSample, amorphous_sample, render_amorphous, render_background  # noqa: E402
-from .config import SimConfig, build_config  # noqa: E402
-from .flags import parse_argv  # noqa: E402
-from .io.outputs import Outputs, outputs_from_config, write_c_outputs  # noqa: E402
-from .load import build_model, load_model, read_inputs  # noqa: E402
-from .model import Beam, Crystal, Detector, Model, Sampling, StructureFactors  # noqa: E402
-from .renderer import RenderResult, render, render_details  # noqa: E402
+# The public names, imported on first use (PEP 562): `python -m nanobrag_torch -h` and a bad flag answer without
+# importing torch, which alone takes ~2 s.
+_LAZY = {
+    "SimConfig": "config", "build_config": "config", "parse_argv": "flags",
+    "Outputs": "io.outputs", "outputs_from_config": "io.outputs", "write_c_outputs": "io.outputs",
+    "build_model": "load", "load_model": "load", "read_inputs": "load",
+    "Beam": "model", "Crystal": "model", "Detector": "model", "Model": "model", "Sampling": "model",
+    "StructureFactors": "model",
+    "RenderResult": "renderer", "render": "renderer", "render_details": "renderer",
+    "apply_detector_response": "detector_response", "DetectorResponse": "detector_response",
+    "DetectorImages": "detector_response",
+    "AmorphousSample": "amorphous", "amorphous_sample": "amorphous", "render_amorphous": "amorphous",
+    "render_background": "amorphous",
+}
 
 
-def config_from_argv(argv: list[str]) -> SimConfig:
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def config_from_argv(argv: list[str]):
     """A SimConfig from C-style command-line flags (the same the CLI takes)."""
+    from .config import build_config
+    from .flags import parse_argv
+
     return build_config(parse_argv(list(argv)))
 
 
 __all__ = ["SimConfig", "build_config", "config_from_argv", "parse_argv", "load_model", "build_model",
            "read_inputs", "render", "render_details", "RenderResult", "Model", "Crystal", "Detector", "Beam",
-           "StructureFactors", "Sampling", "Outputs", "outputs_from_config", "write_c_outputs", "AmorphousSample",
-           "amorphous_sample", "render_amorphous", "render_background", "__version__"]
+           "StructureFactors", "Sampling", "Outputs", "outputs_from_config", "write_c_outputs", "__version__",
+           "apply_detector_response", "DetectorResponse", "DetectorImages", "AmorphousSample", "amorphous_sample",
+           "render_amorphous", "render_background"]

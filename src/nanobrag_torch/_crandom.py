@@ -116,12 +116,11 @@ def ran1(seed, table):
 
 
 def gaussdev(seed, table, cache):
-    """NR ``gasdev``: polar Box-Muller in float32, returning the cached spare on every second call.
+    """C's ``gaussdev``: polar Box-Muller in float32, returning the cached spare on every second call (§7.2).
 
-    A negative seed (a stream about to be re-initialised) drops the spare, as in NR.
+    The spare is one static shared by every seed variable, and unlike NR's ``gasdev`` C keeps it when a
+    negative seed (a stream about to be re-initialised) comes in: the call returns it and draws nothing.
     """
-    if seed[0] < 0:
-        cache[HAS_SPARE] = 0.0
     if cache[HAS_SPARE] != 0.0:
         cache[HAS_SPARE] = 0.0
         return cache[SPARE]

@@ -1,4 +1,4 @@
-"""Amorphous scattering (the C program nonBragg): pure torch physics and its render (§11).
+"""Amorphous scattering (the C program nonBragg): pure torch physics and its render (§12).
 
 A disordered sample (water, air, ice, a protein solution) scatters with a structure factor F that depends only
 on sin(theta)/lambda, given as a table (a ``.stol`` file, ``io.stol``). Every pixel collects
@@ -27,7 +27,7 @@ from .geometry import DetectorGeometry, pixel_positions, place_detector
 from .model import SETUP_DTYPE, Beam, Detector
 from .physics import polarization_factor
 
-# Units of the table's abscissa -> sin(theta)/lambda in 1/m, by the flag naming the file (§11.2).
+# Units of the table's abscissa -> sin(theta)/lambda in 1/m, by the flag naming the file (§12.2).
 STOL_UNITS = {"stol": 1e10, "4stol": 1e10 / 4, "Q": 1e10 / math.pi / 4}
 # C's table padding: two nodes far below and two far above the file's values.
 PAD_LOW = (-1e99, -1e98)
@@ -63,7 +63,7 @@ def unitize_fixed_point(v: torch.Tensor, limit: int = 8) -> tuple[torch.Tensor, 
 
 
 def stol_table(x: torch.Tensor, F: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """C's interpolation table from a .stol file (§11.2): abscissae x*scale (1/m) between two nodes at -1e99,
+    """C's interpolation table from a .stol file (§12.2): abscissae x*scale (1/m) between two nodes at -1e99,
     -1e98 and two at 1e98, 1e99; a missing F (NaN) is 0, and the end nodes repeat the first and the last F
     given in the file. Differentiable in ``x`` and ``F``."""
     given = ~torch.isnan(F)
@@ -149,7 +149,7 @@ def table_windows(xa: torch.Tensor, ya: torch.Tensor) -> tuple[torch.Tensor, tor
 
 def interpolate_F(stol: torch.Tensor, xa: torch.Tensor, ya: torch.Tensor, index: torch.Tensor,
                   windows: tuple | None = None) -> torch.Tensor:
-    """F at ``stol`` by C's cubic through table nodes index-1 .. index+2 (§11.3); ``windows``: the table's
+    """F at ``stol`` by C's cubic through table nodes index-1 .. index+2 (§12.3); ``windows``: the table's
     ``table_windows`` when already computed."""
     nodes, F, den = windows if windows is not None else table_windows(xa, ya)
     return polint4(nodes[index], F[index], stol, den[index])
@@ -166,7 +166,7 @@ def scattering_stol(diffracted: torch.Tensor, incident: torch.Tensor, wavelength
 
 def pixel_solid_angle(airpath: torch.Tensor, pixel_size, close_distance, point_pixel: bool) -> torch.Tensor:
     """C's solid angle of a (sub-)pixel at distance R: pixel^2/R/R*close/R (the whole pixel's area, with
-    obliquity), or 1/R/R with -point_pixel (§11.3)."""
+    obliquity), or 1/R/R with -point_pixel (§12.3)."""
     if point_pixel:
         return 1.0 / airpath / airpath
     return pixel_size * pixel_size / airpath / airpath * close_distance / airpath
@@ -301,7 +301,7 @@ def _chunk_terms(pos, g: DetectorGeometry, inc, lam, weights, polar_axis, kahn, 
 def render_amorphous(detector: Detector, beam: Beam, sample: AmorphousSample, oversample: int = 1, *,
                      dtype: torch.dtype = torch.float64, fmap: bool = False, keep_last: bool = False,
                      max_evals: int = _EVALS_PER_CHUNK) -> AmorphousResult:
-    """Render the amorphous scattering of ``sample`` onto ``detector`` lit by ``beam`` (§11.3), in photons per
+    """Render the amorphous scattering of ``sample`` onto ``detector`` lit by ``beam`` (§12.3), in photons per
     pixel: sum over sub-pixels and sources of sign(F) F^2 x polarization x solid angle x source weight, times
     r_e^2 x fluence x molecules / (sources x oversample^2). Pure; differentiable in the continuous parameters
     (detector placement, wavelengths, fluence, the table's F, molecules).

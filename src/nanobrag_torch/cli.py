@@ -67,6 +67,10 @@ def run(argv: list[str], out=print) -> int:
     log = (lambda msg: None) if quiet else out
     for w in config.warnings:
         print(f"WARNING: {w}", file=sys.stderr)
+    if config.dataset.active:  # -frames / -stills: a dataset (series_cli), not one image
+        from .series_cli import run_series
+
+        return run_series(events, config, out)
 
     from .io.outputs import outputs_from_config, write_c_outputs
     from .load import load_model
@@ -94,6 +98,7 @@ def run(argv: list[str], out=print) -> int:
 # "module:function" inside this package, imported only when used; the function takes argv (without NAME)
 # and returns the exit code, raising NanoBraggError for bad input like ``run``.
 SUBCOMMANDS: dict[str, str] = {
+    "noisify": ".noisify:run",  # C noisify: detector response of a photons/pixel image
     "nonbragg": ".nonbragg:run",  # nonBragg: amorphous scattering from a .stol table
     "add": ".addimages:run",  # float_add: the sum of raw float images
 }

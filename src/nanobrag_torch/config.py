@@ -166,6 +166,28 @@ class EngineConfig:
 
 
 @dataclass(frozen=True)
+class DatasetConfig:
+    """Dataset flags (ours, issue 13): a rotation series or stills in one run, where they go, what renders them;
+    plus the values the dataset's headers record. Inactive (no frames, no stills) for a single image."""
+
+    frames: int = 0
+    stills: int = 0
+    stills_file: str | None = None
+    nexus: str | None = None
+    cbf: str | None = None
+    resume: bool = False
+    workers: int | None = None
+    scheduler: str | None = None
+    phi_deg: float = 0.0  # -phi as given (deg): frame i starts at phi_deg + i*osc_deg, summed in double
+    osc_deg: float = 0.0  # -osc as given (deg), else the oscillation C's phi rule settled on
+    exposure: float = 1.0  # -exposure (s), for the headers
+
+    @property
+    def active(self) -> bool:
+        return self.frames != 0 or self.stills != 0 or self.stills_file is not None
+
+
+@dataclass(frozen=True)
 class SimConfig:
     beam: BeamConfig
     detector: DetectorConfig
@@ -174,6 +196,7 @@ class SimConfig:
     output: OutputConfig = field(default_factory=OutputConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
     warnings: tuple[str, ...] = ()
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
 
     def with_engine(self, **kw) -> SimConfig:
         return replace(self, engine=replace(self.engine, **kw))
@@ -281,6 +304,7 @@ def initial_state() -> SimpleNamespace:
         noisefile="noiseimage.img", noise=True, scale=0.0, pgmscale=0.0, adc=40.0, seed=None,
         progress=None, quiet=False, dtype="float64", device="cpu", max_memory_gb=2.0, kernel="auto", help=False,
         warnings=[],
+        frames=0, stills=0, stills_file=None, nexus=None, cbf=None, resume=False, workers=None, scheduler=None,
     )
 
 
@@ -295,64 +319,94 @@ def apply_smv_header(st: SimpleNamespace, header: dict, width: int, height: int,
     st.detsize_f = st.pixel * width
     st.detsize_s = st.pixel * height
     for key, attr, conv in (
-        ("DISTANCE", "distance", 1e-3), ("CLOSE_DISTANCE", "close_distance", 1e-3),
-        ("WAVELENGTH", "wavelength", 1e-10), ("BEAM_CENTER_X", "Xbeam", 1e-3),
-        ("ORGX", "ORGX", 1.0), ("ORGY", "ORGY", 1.0), ("PHI", "phi0", 1 / RTD), ("OSC_RANGE", "osc", 1 / RTD),
+        ("DISTANCE", "distance", _mm), ("CLOSE_DISTANCE", "close_distance", _mm),
+        ("WAVELENGTH", "wavelength", _angstrom), ("BEAM_CENTER_X", "Xbeam", _mm),
+        ("ORGX", "ORGX", float), ("ORGY", "ORGY", float), ("PHI", "phi0", _deg), ("OSC_RANGE", "osc", _deg),
     ):
         v = header_value(header, key)
         if v is not None:
-            setattr(st, attr, v * conv)
+            setattr(st, attr, conv(v))
     v = header_value(header, "BEAM_CENTER_Y")
     if v is not None:
         st.Ybeam = (st.detsize_s - v / 1000.0) if is_mask else v / 1000.0
 
 
-MM = 1e-3
+# Unit conversions written as C writes them (§1.1 item 9): it divides by the unit for mm, Å, degrees, percent and
+# the water size in µm (x/1000.0, x/1e10, x/RTD, x/100.0, x/1e6) and multiplies for the sensor thickness
+# and dmin (x*1e-6, x*1e-10). x/1000.0 and x*1e-3 round differently for about one value in six, so the form
+# decides whether a flag's value is the same double as C's.
+
+
+def _mm(v: float) -> float:
+    return v / 1000.0
+
+
+def _deg(v: float) -> float:
+    return v / RTD
+
+
+def _angstrom(v: float) -> float:
+    return v / 1e10
+
+
+def _percent(v: float) -> float:
+    return v / 100.0
+
+
+def _water_um(v: float) -> float:
+    return v / 1e6
+
+
+def _times(factor: float):
+    """A conversion C writes as a multiplication (x*1e-6 for the sensor thickness, x*1e-10 for dmin)."""
+    return lambda v: v * factor
+
+
 UM = 1e-6
 
 # Flags whose value is stored as given (after a unit factor), optionally with other state set alongside:
 #   key -> (state attributes the value goes to, unit factor, {other attribute: value})
 # C's handler for each of these only stores the (converted) value; e.g. -distance also selects the beam
 # pivot and -close_distance the sample pivot.
-_STORE: dict[str, tuple[tuple[str, ...], float | None, dict]] = {
+_STORE: dict[str, tuple[tuple[str, ...], object, dict]] = {
     "mat": (("mat",), None, {}),
     "cell": (("cell",), None, {}),
     "misset_seed": (("misset_seed",), None, {}),
     "N": (("Na", "Nb", "Nc"), None, {}),
     "Na": (("Na",), None, {}), "Nb": (("Nb",), None, {}), "Nc": (("Nc",), None, {}),
-    "xtal_size": (("sample_x", "sample_y", "sample_z"), MM, {}),
-    "xtal_x": (("sample_x",), MM, {}), "xtal_y": (("sample_y",), MM, {}), "xtal_z": (("sample_z",), MM, {}),
-    "mosaic": (("mosaic_spread",), 1 / RTD, {}),
-    "lambda": (("wavelength",), 1e-10, {}),
-    "beamsize": (("beamsize",), MM, {}),
-    "dispersion": (("dispersion",), 0.01, {}),
-    "divergence": (("hdivrange", "vdivrange"), MM, {}),
-    "hdivrange": (("hdivrange",), MM, {}), "vdivrange": (("vdivrange",), MM, {}),
-    "hdivstep": (("hdivstep",), MM, {}), "vdivstep": (("vdivstep",), MM, {}),
+    "xtal_size": (("sample_x", "sample_y", "sample_z"), _mm, {}),
+    "xtal_x": (("sample_x",), _mm, {}), "xtal_y": (("sample_y",), _mm, {}), "xtal_z": (("sample_z",), _mm, {}),
+    "mosaic": (("mosaic_spread",), _deg, {}),
+    "lambda": (("wavelength",), _angstrom, {}),
+    "beamsize": (("beamsize",), _mm, {}),
+    "dispersion": (("dispersion",), _percent, {}),
+    "divergence": (("hdivrange", "vdivrange"), _mm, {}),
+    "hdivrange": (("hdivrange",), _mm, {}), "vdivrange": (("vdivrange",), _mm, {}),
+    "hdivstep": (("hdivstep",), _mm, {}), "vdivstep": (("vdivstep",), _mm, {}),
     "divsteps": (("hdivsteps", "vdivsteps"), None, {}),
     "polar": (("kahn",), None, {"nopolar": False}),
-    "water": (("water",), UM, {}),
-    "distance": (("distance",), MM, {"pivot": "beam"}),
-    "close_distance": (("close_distance",), MM, {"pivot": "sample"}),
-    "detsize": (("detsize_f", "detsize_s"), MM, {}),
-    "detsize_f": (("detsize_f",), MM, {}), "detsize_s": (("detsize_s",), MM, {}),
+    "water": (("water",), _water_um, {}),
+    "distance": (("distance",), _mm, {"pivot": "beam"}),
+    "close_distance": (("close_distance",), _mm, {"pivot": "sample"}),
+    "detsize": (("detsize_f", "detsize_s"), _mm, {}),
+    "detsize_f": (("detsize_f",), _mm, {}), "detsize_s": (("detsize_s",), _mm, {}),
     "detpixels": (("fpixels", "spixels"), None, {}),
     "detpixels_f": (("fpixels",), None, {}), "detpixels_s": (("spixels",), None, {}),
-    "pixel": (("pixel",), MM, {}),
-    "Xbeam": (("Xbeam",), MM, {"pivot": "beam"}), "Ybeam": (("Ybeam",), MM, {"pivot": "beam"}),
-    "Xclose": (("Xclose",), MM, {"pivot": "sample"}), "Yclose": (("Yclose",), MM, {"pivot": "sample"}),
+    "pixel": (("pixel",), _mm, {}),
+    "Xbeam": (("Xbeam",), _mm, {"pivot": "beam"}), "Ybeam": (("Ybeam",), _mm, {"pivot": "beam"}),
+    "Xclose": (("Xclose",), _mm, {"pivot": "sample"}), "Yclose": (("Yclose",), _mm, {"pivot": "sample"}),
     "ORGX": (("ORGX",), None, {"pivot": "sample"}), "ORGY": (("ORGY",), None, {"pivot": "sample"}),
     "pivot": (("pivot",), None, {}),
-    "twotheta": (("twotheta",), 1 / RTD, {"pivot": "sample"}),
-    "detector_rotx": (("rotx",), 1 / RTD, {}), "detector_roty": (("roty",), 1 / RTD, {}),
-    "detector_rotz": (("rotz",), 1 / RTD, {}),
-    "detector_thick": (("thick",), UM, {}),
+    "twotheta": (("twotheta",), _deg, {"pivot": "sample"}),
+    "detector_rotx": (("rotx",), _deg, {}), "detector_roty": (("roty",), _deg, {}),
+    "detector_rotz": (("rotz",), _deg, {}),
+    "detector_thick": (("thick",), _times(1e-6), {}),
     "thicksteps": (("thicksteps",), None, {}),
     "roi": (("roi",), None, {}),
-    "dmin": (("dmin",), 1e-10, {}),
-    "phi": (("phi0",), 1 / RTD, {}),
-    "osc": (("osc",), 1 / RTD, {}),
-    "phistep": (("phistep",), 1 / RTD, {}),
+    "dmin": (("dmin",), _times(1e-10), {}),
+    "phi": (("phi0",), _deg, {}),
+    "osc": (("osc",), _deg, {}),
+    "phistep": (("phistep",), _deg, {}),
     "phisteps": (("phisteps",), None, {}),
     "pgmfile": (("pgmfile",), None, {"write_pgm": True}),
     "noisefile": (("noisefile",), None, {"noise": True}),
@@ -362,7 +416,8 @@ _STORE: dict[str, tuple[tuple[str, ...], float | None, dict]] = {
 # Flags whose value is stored under the flag's own name, unconverted.
 for _key in ("fudge", "default_F", "hkl", "dump", "sourcefile", "exposure", "fluence", "flux", "adc", "scale",
              "seed", "mosaic_domains", "mosaic_seed", "dispsteps", "hdivsteps", "vdivsteps", "oversample",
-             "mask", "img", "dtype", "device", "max_memory_gb", "kernel", "floatfile", "intfile"):
+             "mask", "img", "dtype", "device", "max_memory_gb", "kernel", "floatfile", "intfile",
+             "frames", "stills", "stills_file", "nexus", "cbf", "workers", "scheduler"):
     _STORE[_key] = ((_key,), None, {})
 # Switches (no value): key -> {attribute: value}.
 _SWITCH: dict[str, dict] = {
@@ -376,6 +431,7 @@ _SWITCH: dict[str, dict] = {
     "oversample_omega": {"os_omega": True},
     "nonoise": {"noise": False}, "nopgm": {"write_pgm": False},
     "noprogress": {"progress": False}, "progress": {"progress": True}, "quiet": {"quiet": True},
+    "resume": {"resume": True},
     **{f"conv_{c.lower()}": {"convention": c} for c in ("MOSFLM", "DENZO", "ADXV", "XDS", "DIALS")},
 }
 # Accepted, stored nowhere, with one warning (C reads them and they change nothing in the image).
@@ -398,7 +454,7 @@ def _on_misset(st: SimpleNamespace, v) -> None:
 
 def _on_energy(st: SimpleNamespace, v) -> None:
     """-energy eV sets the wavelength through C's constant hc = 12398.42 eV A."""
-    st.wavelength = (12398.42 / v) * 1e-10
+    st.wavelength = (12398.42 / v) / 1e10
 
 
 def _on_vector(st: SimpleNamespace, key: str, v) -> None:
@@ -417,12 +473,12 @@ def _on_detector_abs(st: SimpleNamespace, v) -> None:
 
 
 def apply_table_event(st: SimpleNamespace, key: str, v, store: dict, switch: dict) -> bool:
-    """Apply an event found in a store table (key -> (attributes, unit factor, {other attribute: value}), like
-    ``_STORE``) or a switch table (key -> {attribute: value}, like ``_SWITCH``); False when neither has it."""
+    """Apply an event found in a store table (key -> (attributes, conversion or None, {other attribute: value}),
+    like ``_STORE``) or a switch table (key -> {attribute: value}, like ``_SWITCH``); False when neither has it."""
     if key in store:
-        attrs, factor, extra = store[key]
+        attrs, convert, extra = store[key]
         for attr in attrs:
-            setattr(st, attr, v * factor if factor is not None else v)
+            setattr(st, attr, convert(v) if convert is not None else v)
         for attr, value in extra.items():
             setattr(st, attr, value)
         return True
@@ -661,7 +717,18 @@ def build_config(events: list[tuple[str, object]], header_hook=None) -> SimConfi
                               oversample_polar=st.os_polar, oversample_omega=st.os_omega)
     engine = EngineConfig(dtype=st.dtype, device=st.device, max_memory_gb=st.max_memory_gb, kernel=st.kernel)
     return SimConfig(beam=beam, detector=detector, crystal=crystal, sampling=sampling, output=output_config(st),
-                     engine=engine, warnings=tuple(st.warnings))
+                     engine=engine, warnings=tuple(st.warnings), dataset=dataset_config(st, events, crystal))
+
+
+def dataset_config(st: SimpleNamespace, events: list[tuple[str, object]], crystal: CrystalConfig) -> DatasetConfig:
+    """The dataset flags, with -phi and -osc in degrees as given (so frame i's -phi is exactly phi + i*osc)."""
+    given = dict(events)  # the last value of each flag
+    phi_deg = given["phi"] if "phi" in given else st.phi0 * RTD
+    osc = given.get("osc")
+    osc_deg = osc if osc is not None and osc * (1 / RTD) == crystal.osc else crystal.osc * RTD
+    return DatasetConfig(frames=st.frames, stills=st.stills, stills_file=st.stills_file, nexus=st.nexus,
+                         cbf=st.cbf, resume=st.resume, workers=st.workers, scheduler=st.scheduler,
+                         phi_deg=phi_deg, osc_deg=osc_deg, exposure=st.exposure)
 
 
 def _time_seed() -> int:

@@ -156,6 +156,20 @@ FLAGS: tuple[Flag, ...] = (
     _f("printout_pixel", "-printout_pixel", "pair", "Output", "accepted for compatibility; no effect"),
     _f("noprogress", "-noprogress", "none", "Output", "no progress bar"),
     _f("progress", "-progress", "none", "Output", "show a progress bar (default for long renders)"),
+    # Datasets (ours, issue 13): a rotation series or stills in one run; see README "Simulating a dataset"
+    _f("frames", "-frames", "int", "Dataset",
+       "rotation series of N frames: frame i is the run with -phi (phi + i*osc), noise -seed (seed + i)"),
+    _f("stills", "-stills", "int", "Dataset",
+       "N stills: frame i as -misset random -misset_seed (misset_seed + i), or the first N of -stills_file"),
+    _f("stills_file", "-stills_file", "file", "Dataset",
+       "stills orientations, one per line: rx ry rz (deg, as -misset) or a 3x3 rotation matrix by rows"),
+    _f("nexus", "-nexus", "str", "Dataset", "write the frames as one NeXus/NXmx file (HDF5, bitshuffle/LZ4)"),
+    _f("cbf", "-cbf", "str", "Dataset",
+       "write one miniCBF per frame; #### in the name is the frame number (from 1), e.g. frame_#####.cbf"),
+    _f("resume", "-resume", "none", "Dataset", "keep the frames an interrupted run completed (checked); do the rest"),
+    _f("workers", "-workers", "int", "Dataset",
+       "embedded dask cluster of N worker processes (0: render in this process; default: one per 2 cores)"),
+    _f("scheduler", "-scheduler", "name", "Dataset", "render on an existing dask cluster: tcp://HOST:PORT"),
     # Ours
     _f("dtype", "-dtype", "name", "Engine", "float64 (default) or float32"),
     _f("device", "-device", "name", "Engine", "cpu (default), cuda or cuda:N"),
@@ -174,7 +188,7 @@ NOT_C_FLAGS: dict[str, tuple[int, str]] = {
 }
 
 _BY_NAME = {name: flag for flag in FLAGS for name in flag.names}
-GROUP_ORDER = ("Crystal", "Beam", "Detector", "Rotation", "Output", "Engine")
+GROUP_ORDER = ("Crystal", "Beam", "Detector", "Rotation", "Output", "Dataset", "Engine")
 
 
 def _is_flag_like(token: str) -> bool:
@@ -258,20 +272,25 @@ _VALUES = {
 }
 
 
-def parse_argv(argv: list[str], flags: tuple[Flag, ...] | None = None) -> list[tuple[str, object]]:
+def parse_argv(argv: list[str], flags: tuple[Flag, ...] | None = None,
+               positional: str | None = None, not_c_flags: dict | None = None) -> list[tuple[str, object]]:
     """Tokenize argv into ordered (key, value) events; raise UsageError with one line on bad input.
 
-    ``flags``: the flag table of another program of the C suite (default: nanoBragg's ``FLAGS``).
-    """
+    ``flags``: another program's flag table (default: nanoBragg's ``FLAGS`` and ``NOT_C_FLAGS``);
+    ``positional``: the event key of a bare argument (e.g. an input file), which is otherwise an error;
+    ``not_c_flags``: that program's accepted non-flags (like ``NOT_C_FLAGS``; default none)."""
     by_name = _BY_NAME if flags is None else {name: flag for flag in flags for name in flag.names}
+    not_c_flags = NOT_C_FLAGS if flags is None else (not_c_flags or {})
     events: list[tuple[str, object]] = []
     cur = _Cursor(argv)
     while cur.i < len(argv):
         token = argv[cur.i]
         if token in ("-h", "--help", "-help"):
             events.append(("help", True))
-        elif token in NOT_C_FLAGS:
-            count, meant = NOT_C_FLAGS[token]
+        elif positional is not None and not _is_flag_like(token) and token not in by_name:
+            events.append((positional, token))
+        elif token in not_c_flags:
+            count, meant = not_c_flags[token]
             cur.take(count, token)
             events.append(("not_a_c_flag", (token, meant)))
         else:
@@ -290,17 +309,26 @@ def parse_argv(argv: list[str], flags: tuple[Flag, ...] | None = None) -> list[t
     return events
 
 
-def help_text(prog: str = "nanobrag-torch", flags: tuple[Flag, ...] | None = None,
-              intro: list[str] | None = None, groups: tuple[str, ...] | None = None) -> str:
-    """Our help text, grouped by topic (``flags``, ``intro`` lines and ``groups``: another program's)."""
-    flags = FLAGS if flags is None else flags
-    lines = intro or [
+def help_text(prog: str = "nanobrag-torch") -> str:
+    """Our help text, grouped by topic."""
+    lines = [
         f"usage: {prog} -mat A.mat|-cell a b c al be ga  -hkl P1.hkl|-default_F F  [options]",
         "",
         "PyTorch port of the nanoBragg diffraction simulator: the C program's single-dash flags,",
         "the same output files. Units: mm for lengths, A for wavelength/cell/dmin, deg for angles.",
     ]
-    for group in groups or GROUP_ORDER:
+    lines += flag_help_lines(FLAGS, GROUP_ORDER)
+    lines += ["", "Not flags of the C program (it skips them and their values; accepted and ignored, with a warning):",
+              "  " + ", ".join(f"{name} ({meant})" for name, (_, meant) in NOT_C_FLAGS.items())]
+    lines += ["", "  -h, --help                                   show this help and exit"]
+    return "\n".join(lines) + "\n"
+
+
+def flag_help_lines(flags: tuple[Flag, ...], groups: tuple[str, ...]) -> list[str]:
+    """Help lines for a flag table, grouped by ``groups`` in order: a blank line and a title per group, then one
+    line per flag (its first three spellings, its value and its help)."""
+    lines: list[str] = []
+    for group in groups:
         lines += ["", f"{group}:"]
         for flag in flags:
             if flag.group != group:
@@ -312,7 +340,4 @@ def help_text(prog: str = "nanobrag-torch", flags: tuple[Flag, ...] | None = Non
             }[flag.kind]
             names = ", ".join(flag.names[:3])
             lines.append(f"  {names + arg:<44s} {flag.help}")
-    lines += ["", "Not flags of the C program (it skips them and their values; accepted and ignored, with a warning):",
-              "  " + ", ".join(f"{name} ({meant})" for name, (_, meant) in NOT_C_FLAGS.items())]
-    lines += ["", "  -h, --help                                   show this help and exit"]
-    return "\n".join(lines) + "\n"
+    return lines

@@ -157,6 +157,12 @@ def _render_tiles(t0, t1, idx, geo, inc, lam, orient, recip, polax, Fpad, prm, i
     With ``ipr[I_INTERP]`` tricubic F is used until each pixel's first out-of-range lookup
     (``had_oor``); ``used_interp`` says whether a pixel used it at all. ``known_first[0]``: the smallest
     pixel position known to hold an out-of-range lookup (tiles after it use nearest F).
+
+    Why one long function: it is the whole per-tile evaluation compiled as one numba function, so that the
+    stage loops (positions, per source, per orientation) share their tile-sized scratch arrays and LLVM
+    vectorises each loop in place; split into separately compiled functions, the scratch arrays cross call
+    boundaries and the loops stop vectorising (docs/development/fused-kernel.md). Its stages are marked by
+    comments in the order of the eager kernel's named stages (kernel.render_chunk).
     """
     T = values.dtype.type
     n_pix = idx.size
@@ -628,6 +634,17 @@ def render(geom, idx: torch.Tensor, inp, s, fpixels: int, pixel_size: float, ove
     """
     tdtype = inp.orientations.dtype
     dt = np.float32 if tdtype == torch.float32 else np.float64
+    args = _kernel_arrays(geom, inp, s, dt, fpixels, pixel_size, oversample, thickstep, thicksteps, curved,
+                          interp_enabled)
+    pix = np.ascontiguousarray(idx.detach().cpu().numpy(), dtype=np.int64)
+    values, omsum, still_on = _render_pixels(pix, args, dt, interp_enabled, progress)
+    omega_sum = torch.as_tensor(omsum.sum(dtype=np.float64), dtype=tdtype)
+    return (torch.from_numpy(values), omega_sum, torch.as_tensor(still_on))
+
+
+def _kernel_arrays(geom, inp, s, dt, fpixels, pixel_size, oversample, thickstep, thicksteps, curved,
+                   interp_enabled):
+    """The compiled kernel's arguments (numpy, engine dtype ``dt``) from the eager path's inputs/settings."""
     T = dt
     geo = np.stack([_np(v, dt) for v in (geom.pix0, geom.fdet, geom.sdet, geom.odet, geom.beam)])
     inc = _np(inp.incident, dt).reshape(-1, 3)
@@ -677,15 +694,20 @@ def render(geom, idx: torch.Tensor, inp, s, fpixels: int, pixel_size: float, ove
     ipr[I_INTERP] = bool(s.interpolate and interp_enabled)
     ipr[I_DMIN] = s.dmin > 0
     ipr[I_WIDE] = dt == np.float32 and Fpad.size >= 2**24
-    pix = np.ascontiguousarray(idx.detach().cpu().numpy(), dtype=np.int64)
+    known_first = np.full(1, np.iinfo(np.int64).max, dtype=np.int64)
+    return (geo, inc, lam, orient, recip, polax, Fpad, prm, ipr, known_first)
+
+
+def _render_pixels(pix, args, dt, interp_enabled: bool, progress):
+    """Run the tiles over ``pix`` with C's global tricubic shut-off; (values, omega per pixel, still on)."""
+    ipr = args[8]
     n = pix.size
     values = np.empty(n, dtype=dt)
     omsum = np.empty(n, dtype=dt)
     had_oor = np.empty(n, dtype=np.bool_)
     used = np.empty(n, dtype=np.bool_)
-    known_first = np.full(1, n, dtype=np.int64)
+    args[9][0] = n
     threads = num_threads()
-    args = (geo, inc, lam, orient, recip, polax, Fpad, prm, ipr, known_first)
     _run_tiles(pix, args, (values, omsum, had_oor, used), threads, progress)
     still_on = bool(interp_enabled)
     if ipr[I_INTERP] and had_oor.any():
@@ -700,5 +722,4 @@ def render(geom, idx: torch.Tensor, inp, s, fpixels: int, pixel_size: float, ove
                        np.empty(redo.size, np.bool_))
             _run_tiles(pix[redo], args, scratch, threads)
             values[redo] = v2
-    omega_sum = torch.as_tensor(omsum.sum(dtype=np.float64), dtype=tdtype)
-    return (torch.from_numpy(values), omega_sum, torch.as_tensor(still_on))
+    return values, omsum, still_on

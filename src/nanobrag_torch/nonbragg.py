@@ -1,4 +1,4 @@
-"""``python -m nanobrag_torch nonbragg`` (console script ``nonbragg-torch``): the C program nonBragg (§11).
+"""``python -m nanobrag_torch nonbragg`` (console script ``nonbragg-torch``): the C program nonBragg (§12).
 
     nonbragg-torch -stol water.stol -lambda 1 -distance 100 -detpixels 1024 -thick 0.1 -density 1 -MW 18
 
@@ -22,22 +22,17 @@ import numpy as np
 import torch
 
 from .config import (DEFAULT_FLUENCE, RTD, SOURCE_DISTANCE, BeamConfig, DetectorConfig, EngineConfig, OutputConfig,
-                     _auto_steps, _phi_steps, apply_table_event, fluence_from_flux, not_a_c_flag_warning,
-                     roi_window, state_from_events)
+                     _angstrom, _auto_steps, _deg, _mm, _percent, _phi_steps, _times, apply_table_event,
+                     fluence_from_flux, not_a_c_flag_warning, roi_window, state_from_events)
 from .checks import check_device
 from .errors import InputError, UsageError
 from .flags import FLAGS as NANOBRAGG_FLAGS
-from .flags import Flag, help_text, parse_argv
+from .flags import NOT_C_FLAGS, Flag, _f, flag_help_lines, parse_argv
 
 # nonBragg has no detector conventions: CUSTOM's axes, the beam centre taken as (fast, slow) and the near point
 # for the sample pivot, which is what geometry.place_detector does for a convention name it does not special-case.
 CONVENTION = "NONBRAGG"
-MM, UM = 1e-3, 1e-6
 GROUPS = ("Sample", "Beam", "Detector", "Rotation", "Output", "Engine")
-
-
-def _f(key, names, kind, group, help_):
-    return Flag(key, tuple(names.split()), kind, group, help_)
 
 
 _BASE = {flag.key: flag for flag in NANOBRAGG_FLAGS}
@@ -125,29 +120,31 @@ INTRO = [
     "mrad for divergence, % for dispersion, deg for angles, g/cm^3 and g/mol for the sample.",
 ]
 
-# flag key -> (state attributes, unit factor or None, {other attribute: value})
-_STORE: dict[str, tuple[tuple[str, ...], float | None, dict]] = {
-    "sample_x": (("sample_x",), MM, {}), "sample_y": (("sample_y",), MM, {}), "sample_z": (("sample_z",), MM, {}),
-    "sample_size": (("sample_x", "sample_y", "sample_z"), MM, {}),
-    "density": (("density",), 1e6, {}), "molecules": (("molecules",), None, {}), "MW": (("MW",), None, {}),
-    "lambda": (("wavelength",), 1e-10, {}), "beamsize": (("beamsize",), MM, {}),
-    "dispersion": (("dispersion",), 0.01, {}), "divergence": (("hdivrange", "vdivrange"), MM, {}),
-    "hdivrange": (("hdivrange",), MM, {}), "vdivrange": (("vdivrange",), MM, {}),
-    "hdivstep": (("hdivstep",), MM, {}), "vdivstep": (("vdivstep",), MM, {}),
-    "divsteps": (("hdivsteps", "vdivsteps"), None, {}), "source_distance": (("source_distance",), MM, {}),
+# flag key -> (state attributes, conversion or None, {other attribute: value}); the conversions are C's own
+# operations (x/1000.0 for mm and mrad, x/1e10 for A, x/RTD for degrees, x/100.0 for %, x*1e6 for g/cm^3), so
+# every value is the same double as in C (§1.1).
+_STORE: dict[str, tuple[tuple[str, ...], object, dict]] = {
+    "sample_x": (("sample_x",), _mm, {}), "sample_y": (("sample_y",), _mm, {}), "sample_z": (("sample_z",), _mm, {}),
+    "sample_size": (("sample_x", "sample_y", "sample_z"), _mm, {}),
+    "density": (("density",), _times(1e6), {}), "molecules": (("molecules",), None, {}), "MW": (("MW",), None, {}),
+    "lambda": (("wavelength",), _angstrom, {}), "beamsize": (("beamsize",), _mm, {}),
+    "dispersion": (("dispersion",), _percent, {}), "divergence": (("hdivrange", "vdivrange"), _mm, {}),
+    "hdivrange": (("hdivrange",), _mm, {}), "vdivrange": (("vdivrange",), _mm, {}),
+    "hdivstep": (("hdivstep",), _mm, {}), "vdivstep": (("vdivstep",), _mm, {}),
+    "divsteps": (("hdivsteps", "vdivsteps"), None, {}), "source_distance": (("source_distance",), _mm, {}),
     "polar": (("kahn",), None, {"nopolar": False}),
-    "distance": (("distance",), MM, {"pivot": "beam"}),
-    "close_distance": (("close_distance",), MM, {"pivot": "sample"}),
-    "detsize": (("detsize_f", "detsize_s"), MM, {}), "detsize_x": (("detsize_f",), MM, {}),
-    "detsize_y": (("detsize_s",), MM, {}), "detpixels": (("fpixels", "spixels"), None, {}),
-    "detpixels_f": (("fpixels",), None, {}), "detpixels_s": (("spixels",), None, {}), "pixel": (("pixel",), MM, {}),
-    "Xbeam": (("Xbeam",), MM, {"pivot": "beam"}), "Ybeam": (("Ybeam",), MM, {"pivot": "beam"}),
-    "Xclose": (("Xclose",), MM, {"pivot": "sample"}), "Yclose": (("Yclose",), MM, {"pivot": "sample"}),
+    "distance": (("distance",), _mm, {"pivot": "beam"}),
+    "close_distance": (("close_distance",), _mm, {"pivot": "sample"}),
+    "detsize": (("detsize_f", "detsize_s"), _mm, {}), "detsize_x": (("detsize_f",), _mm, {}),
+    "detsize_y": (("detsize_s",), _mm, {}), "detpixels": (("fpixels", "spixels"), None, {}),
+    "detpixels_f": (("fpixels",), None, {}), "detpixels_s": (("spixels",), None, {}), "pixel": (("pixel",), _mm, {}),
+    "Xbeam": (("Xbeam",), _mm, {"pivot": "beam"}), "Ybeam": (("Ybeam",), _mm, {"pivot": "beam"}),
+    "Xclose": (("Xclose",), _mm, {"pivot": "sample"}), "Yclose": (("Yclose",), _mm, {"pivot": "sample"}),
     "ORGX": (("ORGX",), None, {"pivot": "sample"}), "ORGY": (("ORGY",), None, {"pivot": "sample"}),
-    "pivot": (("pivot",), None, {}), "twotheta": (("twotheta",), 1 / RTD, {"pivot": "sample"}),
-    "detector_rotx": (("rotx",), 1 / RTD, {}), "detector_roty": (("roty",), 1 / RTD, {}),
-    "detector_rotz": (("rotz",), 1 / RTD, {}),
-    "phi": (("phi0",), 1 / RTD, {}), "osc": (("osc",), 1 / RTD, {}), "phistep": (("phistep",), 1 / RTD, {}),
+    "pivot": (("pivot",), None, {}), "twotheta": (("twotheta",), _deg, {"pivot": "sample"}),
+    "detector_rotx": (("rotx",), _deg, {}), "detector_roty": (("roty",), _deg, {}),
+    "detector_rotz": (("rotz",), _deg, {}),
+    "phi": (("phi0",), _deg, {}), "osc": (("osc",), _deg, {}), "phistep": (("phistep",), _deg, {}),
     "noisefile": (("noisefile",), None, {"noise": True}), "pgmfile": (("pgmfile",), None, {"write_pgm": True}),
 }
 for _key in ("fluence", "flux", "exposure", "dispsteps", "hdivsteps", "vdivsteps", "sourcefile", "oversample",
@@ -161,6 +158,21 @@ _SWITCH: dict[str, dict] = {
 }
 _NO_EFFECT = ("coherent", "odet_vector", "pix0_vector", "spindle_axis", "noreject", "printout", "printout_pixel",
               "noprogress", "progress")
+
+
+def parse(argv: list[str]) -> list[tuple[str, object]]:
+    """nonBragg's command line -> ordered (key, value) events (``flags.parse_argv`` with this program's flags and
+    the upstream non-flags -hdiv, -vdiv, -dispstep, ...)."""
+    return parse_argv(list(argv), FLAGS, not_c_flags=NOT_C_FLAGS)
+
+
+def help_text() -> str:
+    """nonbragg's help: its flags by topic, and the upstream spellings it accepts and ignores."""
+    lines = INTRO + flag_help_lines(FLAGS, GROUPS)
+    lines += ["", "Not flags of the C program (it skips them and their values; accepted and ignored, with a warning):",
+              "  " + ", ".join(f"{name} ({meant})" for name, (_, meant) in NOT_C_FLAGS.items())]
+    lines += ["", "  -h, --help                                   show this help and exit"]
+    return "\n".join(lines) + "\n"
 
 
 def initial_state() -> SimpleNamespace:
@@ -184,7 +196,7 @@ def initial_state() -> SimpleNamespace:
 
 
 def apply_img_header(st: SimpleNamespace, header: dict, width: int, height: int) -> None:
-    """C's -img pre-pass (§11.1): the image's size and header values are starting values flags override."""
+    """C's -img pre-pass (§12.1): the image's size and header values are starting values flags override."""
     from .io.smv import header_value
 
     st.fpixels, st.spixels = width, height
@@ -265,7 +277,7 @@ def _img_hook(st: SimpleNamespace, events) -> None:
 
 
 def detector_size(st: SimpleNamespace) -> tuple[int, int]:
-    """nonBragg's detector size rule: pixel counts override sizes; counts = ceil(size/pixel) (§11.1)."""
+    """nonBragg's detector size rule: pixel counts override sizes; counts = ceil(size/pixel) (§12.1)."""
     px = st.pixel
     if not px > 0:
         raise UsageError(f"-pixel: must be positive, got {px * 1000:g}")
@@ -282,7 +294,7 @@ def detector_size(st: SimpleNamespace) -> tuple[int, int]:
 
 
 def _sample(st: SimpleNamespace) -> tuple[tuple[float, float, float], float, float]:
-    """(sample sizes after the beam clip, density g/m^3, molecules) as C straightens them up (§11.4)."""
+    """(sample sizes after the beam clip, density g/m^3, molecules) as C straightens them up (§12.4)."""
     from .amorphous import density_from_molecules, sample_volume, scatterer_count
 
     x, y, z = st.sample_x, st.sample_y, st.sample_z
@@ -304,7 +316,7 @@ def _sample(st: SimpleNamespace) -> tuple[tuple[float, float, float], float, flo
 
 
 def detector_config(st: SimpleNamespace) -> DetectorConfig:
-    """The detector: size, C's default near point and beam centre (§11.1), pivot, axes and ROI."""
+    """The detector: size, C's default near point and beam centre (§12.1), pivot, axes and ROI."""
     fpixels, spixels = detector_size(st)
     px, nan = st.pixel, math.isnan
     xclose = st.ORGX * px if not nan(st.ORGX) else st.Xclose
@@ -326,7 +338,7 @@ def detector_config(st: SimpleNamespace) -> DetectorConfig:
 
 
 def build_config(events: list[tuple[str, object]], header_hook=_img_hook) -> NonBraggConfig:
-    """Replay parsed events onto nonBragg's defaults and apply its rules (§11.1)."""
+    """Replay parsed events onto nonBragg's defaults and apply its rules (§12.1)."""
     st = state_from_events(events, header_hook, initial_state, apply_event)
     if st.stol is None:
         raise UsageError("no structure-factor table: give -stol FILE (or -4stol/-Q FILE)")
@@ -425,7 +437,7 @@ def build_model(config: NonBraggConfig, inputs: NonBraggInputs):
 
 # ------------------------------------------------------------------------------------------- -img analysis
 def img_profile(config: NonBraggConfig, img: np.ndarray, last: dict, sample, steps: int) -> tuple[list, int]:
-    """C's -img analysis (§11.7): each rendered pixel's counts back to a structure factor with its last
+    """C's -img analysis (§12.7): each rendered pixel's counts back to a structure factor with its last
     evaluation's polarization and solid angle, binned at the table's abscissae; per bin with more than 100
     pixels a line 'stol mean rmsd median mad n' (float32 sums in raster order, as C). Returns (the lines,
     the pixel count of the last bin, which C then uses as the pixel count of the mean)."""
@@ -494,9 +506,9 @@ def run(argv: list[str], out=print) -> int:
     from .io.smv import format_header, nonbragg_header
     from .stats import roi_mask
 
-    events = parse_argv(argv, FLAGS)
+    events = parse(argv)
     if any(k == "help" for k, _ in events) or not argv:
-        sys.stdout.write(help_text("nonbragg-torch", FLAGS, INTRO, GROUPS))
+        sys.stdout.write(help_text())
         return 0 if argv else 2
     config = build_config(events)
     quiet = config.output.quiet

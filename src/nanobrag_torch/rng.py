@@ -61,20 +61,37 @@ def _jit(numba, fn, inline: bool):
         return numba.njit(**opts)(fn)
 
 
+def compile_module(name: str, generators=None):
+    """A private copy of the module ``name`` whose functions listed in its ``KERNELS`` are numba dispatchers
+    (those in its ``INLINE`` inlined into their callers), so that they call each other compiled. With
+    ``generators`` (the compiled copy of :mod:`._crandom`), every global of the module that is one of
+    ``_crandom``'s functions (``from ._crandom import gaussdev, poidev``) is replaced by its compiled
+    version first, so the module's loops draw from the same compiled code and C state as everything else."""
+    import numba
+
+    spec = importlib.util.find_spec(name)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    if generators is not None:
+        for fn in generators.KERNELS:
+            if getattr(mod, fn, None) is getattr(_k, fn):
+                setattr(mod, fn, getattr(generators, fn))
+    for fn in mod.KERNELS:
+        setattr(mod, fn, _jit(numba, getattr(mod, fn), fn in mod.INLINE))
+    return mod
+
+
 def _compiled():
-    """The generators of :mod:`._crandom` compiled with numba: a private copy of that module whose functions
-    are numba dispatchers (so the compiled functions call each other compiled), made on first use."""
+    """The generators of :mod:`._crandom` compiled with numba (made on first use)."""
     global _COMPILED
     if _COMPILED is None:
-        import numba
-
-        spec = importlib.util.find_spec(_k.__name__)
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        for name in mod.KERNELS:
-            setattr(mod, name, _jit(numba, getattr(mod, name), name in mod.INLINE))
-        _COMPILED = mod
+        _COMPILED = compile_module(_k.__name__)
     return _COMPILED
+
+
+def compiled_with_generators(name: str):
+    """:func:`compile_module` of a module of per-pixel loops that import ``_crandom``'s generators."""
+    return compile_module(name, _compiled())
 
 
 def gammln(xx: float) -> float:

@@ -76,7 +76,7 @@ def summarize(image32: np.ndarray, rendered: np.ndarray, in_roi: np.ndarray, pix
               oversample: int, *, rmsd_offset: int = 0, count: int | None = None) -> ImageStats:
     """Statistics as C computes them: mean/rms over rendered pixels, rmsd over all ROI pixels (double sums).
 
-    nonBragg's variants (§11.5): ``rmsd_offset`` 1 takes each ROI pixel's deviation at the next pixel index
+    nonBragg's variants (§12.5): ``rmsd_offset`` 1 takes each ROI pixel's deviation at the next pixel index
     (a zero past the last pixel); ``count`` replaces the number of pixels that divides the mean and rms.
     """
     flat = image32.reshape(-1)

@@ -136,12 +136,8 @@ class CRandom:
 
     # -- gaussdev ------------------------------------------------------------------------------
     def gaussdev(self, seed: Seed) -> float:
-        """Polar Box-Muller (float32), returning the cached spare on every second call.
-
-        As in NR's gasdev, a negative seed (a stream about to be re-initialised) drops the spare.
-        """
-        if seed.value < 0:
-            self.gauss_spare = None
+        """Polar Box-Muller (float32), returning the cached spare on every second call, whatever the seed
+        (C keeps the spare when a negative seed comes in, unlike NR's gasdev)."""
         if self.gauss_spare is None:
             while True:
                 v1 = _f32(2.0 * self.ran1(seed) - 1.0)

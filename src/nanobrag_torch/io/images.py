@@ -5,6 +5,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checks import check_readable_file
+from ..errors import InputError
+
 
 def write_float_image(path: str | Path, image: np.ndarray) -> None:
     """Raw native float32, [slow][fast], no header (C -floatfile)."""
@@ -17,3 +20,16 @@ def write_pgm(path: str | Path, pixels: np.ndarray, scale: float) -> None:
     with open(path, "wb") as fh:
         fh.write(f"P5\n{fpixels} {spixels}\n# pixels scaled by {scale:g}\n255\n".encode("ascii"))
         fh.write(np.ascontiguousarray(pixels, dtype=np.uint8).tobytes())
+
+
+def read_float_image(path: str | Path, flag: str) -> np.ndarray:
+    """A raw native float32 image named by ``flag`` (C -floatfile layout), flat; one line naming the file if
+    it is missing, unreadable, empty or not a whole number of 4-byte floats."""
+    p = check_readable_file(flag, str(path))
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{flag}: cannot read {path}: {exc.strerror or exc}") from None
+    if not data or len(data) % 4:
+        raise InputError(f"{flag}: {path}: {len(data)} bytes is not a raw float32 image (a non-zero multiple of 4)")
+    return np.frombuffer(data, dtype=np.float32).copy()

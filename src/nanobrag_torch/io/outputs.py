@@ -27,7 +27,7 @@ def write_atomically(files: list[tuple[str | Path, bytes | None, object]]) -> No
     temporary name first, then all renamed; on any failure (or Ctrl-C) the temporaries are removed and no
     target is touched. An OSError becomes one ``InputError`` line naming the file."""
     done: list[tuple[str, str]] = []
-    name = None
+    name = tmp = None
     try:
         for name, data, writer in files:
             tmp = f"{name}.part{os.getpid()}"
@@ -41,7 +41,8 @@ def write_atomically(files: list[tuple[str | Path, bytes | None, object]]) -> No
         for tmp, _ in done:
             Path(tmp).unlink(missing_ok=True)
         if isinstance(exc, OSError):
-            raise InputError(f"cannot write {exc.filename or name}: {exc.strerror or exc}") from None
+            where = name if exc.filename in (None, tmp) else exc.filename  # the target, not its temporary name
+            raise InputError(f"cannot write {where}: {exc.strerror or exc}") from None
         raise
     for tmp, target in done:
         os.replace(tmp, target)
@@ -70,6 +71,11 @@ def outputs_from_config(config) -> Outputs:
                    pgmscale=oc.pgmscale, adc=oc.adc, seed=oc.seed)
 
 
+def roi_of(det) -> np.ndarray:
+    """(spixels, fpixels) bool: the detector's ROI window (masked pixels included), where C writes pixels."""
+    return roi_mask(det.shape, det.roi if det.roi is not None else (0, det.fpixels, 0, det.spixels))
+
+
 def noise_image(image32: np.ndarray, in_roi: np.ndarray, seed: int, adc: float, rng=None):
     """C's Poisson noise image (ROI pixels in raster order, one seed stream): (uint16 image, photons,
     overloads). ``rng`` continues C's random state (after the misset and mosaic draws of the same run)."""
@@ -81,31 +87,31 @@ def noise_image(image32: np.ndarray, in_roi: np.ndarray, seed: int, adc: float, 
     return full, photons, overloads
 
 
-def write_c_outputs(image, model, outputs: Outputs, out=None) -> ImageStats:
+def write_c_outputs(image, model, outputs: Outputs, out=None, noise=None) -> ImageStats:
     """Write C's files for ``image`` (spixels, fpixels) rendered from ``model``; C's end-of-run lines go to
     ``out`` (e.g. ``print``; default: nowhere). Returns the image statistics. Nothing is written unless every
-    file can be."""
+    file can be. ``noise``: the noise image already drawn (``noise_image``'s result), else drawn here."""
     from ..geometry import place_detector
 
     det = model.detector
-    in_roi = roi_mask(det.shape, det.roi if det.roi is not None else (0, det.fpixels, 0, det.spixels))
     header = format_header(nanobragg_header(model, place_detector(det, model.beam.beam_vector)))
     table = getattr(model.info, "hkl_table", None)
     extra = []
     if outputs.dumpfile is not None and table is not None:
         extra.append((outputs.dumpfile, None, lambda p: write_fdump(p, table)))
-    return write_image_outputs(image, outputs, header, in_roi, det.rendered_mask().cpu().numpy(),
+    return write_image_outputs(image, outputs, header, roi_of(det), det.rendered_mask().cpu().numpy(),
                                float(det.pixel_size), model.sampling.oversample, out,
-                               rng=getattr(model.info, "rng", None), extra_files=extra)
+                               rng=getattr(model.info, "rng", None), noise=noise, extra_files=extra)
 
 
 def write_image_outputs(image, outputs: Outputs, header: bytes, in_roi: np.ndarray, rendered: np.ndarray,
-                        pixel_size: float, oversample: int, out=None, *, rng=None, extra_files=(),
+                        pixel_size: float, oversample: int, out=None, *, rng=None, noise=None, extra_files=(),
                         rmsd_offset: int = 0, count: int | None = None) -> ImageStats:
     """The output stage shared by the programs of the C suite: statistics (``stats.summarize``; ``rmsd_offset``
     and ``count`` as there), the float image, the SMV int image and the noise image under ``header``, the PGM,
     and ``extra_files`` (``write_atomically`` entries), all or nothing; C's end-of-run lines go to ``out``.
-    ``rng``: C's random state to continue for the noise image (None: a fresh one)."""
+    ``rng``: C's random state to continue for the noise image (None: a fresh one); ``noise``: the noise image
+    already drawn (``noise_image``'s result)."""
     out = out or (lambda line: None)
     image32 = image.detach().to("cpu").numpy().astype(np.float32) if hasattr(image, "detach") else \
         np.asarray(image, dtype=np.float32)
@@ -125,8 +131,10 @@ def write_image_outputs(image, outputs: Outputs, header: bytes, in_roi: np.ndarr
         pgm = pgm_image(image32, in_roi, pscale)
         files.append((outputs.pgmfile, None, lambda p: write_pgm(p, pgm, pscale)))
     if outputs.noisefile is not None:
-        seed = outputs.seed if outputs.seed is not None else int(time.time())
-        noise, photons, overloads = noise_image(image32, in_roi, seed, outputs.adc, rng)
+        if noise is None:
+            seed = outputs.seed if outputs.seed is not None else int(time.time())
+            noise = noise_image(image32, in_roi, seed, outputs.adc, rng)
+        noise, photons, overloads = noise
         out(f"{photons:.0f} photons on noise image ({overloads} overloads)")
         files.append((outputs.noisefile, header + noise.tobytes(), None))
     files.extend(extra_files)

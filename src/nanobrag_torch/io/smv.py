@@ -13,10 +13,11 @@ from ..errors import InputError
 HEADER_BYTES = 512
 
 
-def format_header(fields: list[tuple[str, str]]) -> bytes:
-    """'{' + 'KEY=VALUE;' lines + '}' + form feed, padded with spaces to 512 bytes (never truncated, as C)."""
+def format_header(fields: list[tuple[str, str]], pixel_type: str = "unsigned_short") -> bytes:
+    """'{' + 'KEY=VALUE;' lines + '}' + form feed, padded with spaces to 512 bytes (never truncated, as C).
+    ``pixel_type``: the TYPE line (``long_integer`` for noisify's 32-bit images)."""
     order = "little_endian" if sys.byteorder == "little" else "big_endian"
-    lines = ["{", "HEADER_BYTES=512;", "DIM=2;", f"BYTE_ORDER={order};", "TYPE=unsigned_short;"]
+    lines = ["{", "HEADER_BYTES=512;", "DIM=2;", f"BYTE_ORDER={order};", f"TYPE={pixel_type};"]
     for key, value in fields:
         lines.append(f"{key}={value}" if key == "DIALS_ORIGIN" else f"{key}={value};")
     text = ("\n".join(lines) + "\n}\f").encode("ascii")
@@ -54,7 +55,7 @@ def nanobragg_header(model, geometry) -> list[tuple[str, str]]:
 
 def nonbragg_header(geometry, fpixels: int, spixels: int, pixel_size: float, wavelength: float, detsize_s: float,
                     phi0: float, osc: float, twotheta: float) -> list[tuple[str, str]]:
-    """The header values nonBragg writes (§11.6): its placed ``geometry`` (``geometry.place_detector``) in mm,
+    """The header values nonBragg writes (§12.6): its placed ``geometry`` (``geometry.place_detector``) in mm,
     BEAM_CENTER_Y measured from the far edge, ORGX/ORGY as near point / pixel (no half pixel), angles in
     degrees (``phi0``, ``osc``, ``twotheta`` in rad), %g."""
     g = geometry
@@ -110,8 +111,9 @@ def header_value(header: dict[str, str] | str, key: str) -> float | None:
         return None
 
 
-def read_smv(path: str | Path, flag: str) -> tuple[dict[str, str], np.ndarray]:
-    """Read an SMV file named by ``flag``: (header dict incl. '__text__', uint16 image [slow][fast])."""
+def _read_smv_bytes(path: str | Path, flag: str) -> tuple[bytes, dict[str, str], int, int, int]:
+    """The bytes of the SMV file named by ``flag`` and its header: (data, header dict incl. '__text__',
+    HEADER_BYTES, SIZE1, SIZE2)."""
     p = check_readable_file(flag, str(path))
     try:
         data = p.read_bytes()
@@ -131,6 +133,25 @@ def read_smv(path: str | Path, flag: str) -> tuple[dict[str, str], np.ndarray]:
         raise InputError(f"{flag}: {path}: SMV header lacks HEADER_BYTES/SIZE1/SIZE2") from None
     if hbytes < 0 or width <= 0 or height <= 0:
         raise InputError(f"{flag}: {path}: bad SMV header (HEADER_BYTES={hbytes}, SIZE1={width}, SIZE2={height})")
+    return data, header, hbytes, width, height
+
+
+def read_smv_header(path: str | Path, flag: str) -> tuple[dict[str, str], bytes, int, int]:
+    """The header of the SMV file named by ``flag``, as noisify's ``-header`` takes it: (header dict incl.
+    '__text__', its first HEADER_BYTES bytes verbatim, SIZE1, SIZE2). The pixels need not be there, but C
+    reads 512 bytes first, so the file must hold at least 512 bytes and at least HEADER_BYTES (§11.7)."""
+    data, header, hbytes, width, height = _read_smv_bytes(path, flag)
+    if hbytes == 0:
+        raise InputError(f"{flag}: {path}: bad SMV header (HEADER_BYTES=0)")
+    need = max(hbytes, HEADER_BYTES)
+    if len(data) < need:
+        raise InputError(f"{flag}: {path}: truncated SMV header ({len(data)} bytes, expected at least {need})")
+    return header, data[:hbytes], width, height
+
+
+def read_smv(path: str | Path, flag: str) -> tuple[dict[str, str], np.ndarray]:
+    """Read an SMV file named by ``flag``: (header dict incl. '__text__', uint16 image [slow][fast])."""
+    data, header, hbytes, width, height = _read_smv_bytes(path, flag)
     need = hbytes + 2 * width * height
     if len(data) < need:
         raise InputError(f"{flag}: {path}: truncated SMV image ({len(data)} bytes, expected {need})")

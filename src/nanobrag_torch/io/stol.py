@@ -1,4 +1,4 @@
-"""Amorphous structure-factor tables (nonBragg's -stol/-4stol/-Q): one 'stol F' pair per line (§11.2)."""
+"""Amorphous structure-factor tables (nonBragg's -stol/-4stol/-Q): one 'stol F' pair per line (§12.2)."""
 from __future__ import annotations
 
 import re
@@ -37,7 +37,7 @@ class StolFile:
 
 
 def read_stol(path: str | Path, flag: str = "-stol", warn=None) -> StolFile:
-    """Read a .stol table (§11.2): per line the abscissa and F, split at white space or any of ',;:!';
+    """Read a .stol table (§12.2): per line the abscissa and F, split at white space or any of ',;:!';
     columns after the second are ignored (as C). A line with one column has no F: C uses 0 there and leaves
     it out of the values it extends the table with; we do the same, with one warning naming the lines.
 

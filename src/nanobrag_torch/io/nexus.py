@@ -1,0 +1,254 @@
+"""NeXus/NXmx files (-nexus): the frames as one chunked, compressed stack and the instrument model, written
+with h5py; bitshuffle + LZ4 from hdf5plugin, the filter DIALS and XDS's Dectris plugin read.
+
+Geometry goes into the NeXus (McStas) frame: z along the beam, y up, x horizontal. The rotation from the
+simulation's lab frame (``lab_to_mcstas``) takes the beam to +z and the spindle (made perpendicular to the
+beam) to -x, so a horizontal spindle along the detector's fast axis reads in DIALS as its usual (1, 0, 0).
+
+What is written (``FIELDS`` lists every path, checked by tests/test_series.py against the NXmx definition):
+
+* ``/entry`` (NXentry, @version "1.0"): definition "NXmx", title, start_time, end_time_estimated.
+* ``/entry/data`` (NXdata, @signal "data"): data (frames, slow, fast), chunks of one frame, bitshuffle/LZ4.
+* ``/entry/sample`` (NXsample): name, depends_on; for a rotation series transformations/omega (deg, one start
+  angle per frame; @vector the spindle), omega_end and omega_increment_set; for stills depends_on "." and the
+  per-frame misset angles in ``/entry/sample/simulation`` (NXcollection).
+* ``/entry/instrument`` (NXinstrument): name (@short_name), time_zone; beam (NXbeam): incident_wavelength
+  (Å), flux_integrated (fluence, photons/m²), incident_polarization_stokes (one row per frame); detector
+  (NXdetector): depends_on -> transformations/det_z (the perpendicular distance along the detector normal) ->
+  "."; module (NXdetector_module): data_origin, data_size, data_stride, module_offset (pix0 within the detector
+  plane; depends_on det_z), fast_pixel_direction and slow_pixel_direction (pixel size, @vector the axes;
+  depends_on module_offset); data (link), description, type, distance (along the beam to the beam spot),
+  distance_derived, beam_center_x/y (pixels), count_time, pixel_mask (bit 0 for pixels outside -roi or
+  masked), pixel_mask_applied, saturation_value, bit_depth_readout, sensor_material, sensor_thickness; for
+  noise images simulation/adc_offset (NXcollection: photons = data - adc_offset).
+* ``/entry/source`` (NXsource): name (@short_name).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+
+# Every dataset path written (attributes are listed in the module doc); the tests compare them with NXmx.
+FIELDS = (
+    "/entry/definition", "/entry/title", "/entry/start_time", "/entry/end_time_estimated",
+    "/entry/data/data",
+    "/entry/sample/name", "/entry/sample/depends_on",
+    "/entry/instrument/name", "/entry/instrument/time_zone",
+    "/entry/instrument/beam/incident_wavelength", "/entry/instrument/beam/flux_integrated",
+    "/entry/instrument/beam/incident_polarization_stokes",
+    "/entry/instrument/detector/depends_on", "/entry/instrument/detector/transformations/det_z",
+    "/entry/instrument/detector/data", "/entry/instrument/detector/description", "/entry/instrument/detector/type",
+    "/entry/instrument/detector/distance", "/entry/instrument/detector/distance_derived",
+    "/entry/instrument/detector/beam_center_x", "/entry/instrument/detector/beam_center_y",
+    "/entry/instrument/detector/count_time", "/entry/instrument/detector/pixel_mask",
+    "/entry/instrument/detector/pixel_mask_applied", "/entry/instrument/detector/saturation_value",
+    "/entry/instrument/detector/bit_depth_readout", "/entry/instrument/detector/sensor_material",
+    "/entry/instrument/detector/sensor_thickness",
+    "/entry/instrument/detector/module/data_origin", "/entry/instrument/detector/module/data_size",
+    "/entry/instrument/detector/module/data_stride", "/entry/instrument/detector/module/module_offset",
+    "/entry/instrument/detector/module/fast_pixel_direction",
+    "/entry/instrument/detector/module/slow_pixel_direction",
+    "/entry/source/name",
+)
+ROTATION_FIELDS = ("/entry/sample/transformations/omega", "/entry/sample/transformations/omega_end",
+                   "/entry/sample/transformations/omega_increment_set")
+STILLS_FIELDS = ("/entry/sample/simulation/misset_angles",)
+NOISE_FIELDS = ("/entry/instrument/detector/simulation/adc_offset",)
+
+
+@dataclass(frozen=True)
+class NexusMeta:
+    """What the file records beyond the model: frame count and angles, time, exposure, what the data are."""
+
+    frames: int
+    start_time: datetime
+    exposure: float = 1.0  # s per frame
+    omega: tuple[float, ...] | None = None  # rotation: start angle per frame (deg)
+    osc: float = 0.0  # deg per frame
+    missets_deg: tuple[tuple[float, float, float], ...] | None = None  # stills: per frame
+    adc: float | None = None  # noise images: the ADC offset in the counts; None: float images
+    title: str = "nanobrag-torch simulation"
+    creator: str = "nanobrag-torch"
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    n = float(np.linalg.norm(v))
+    return v / n if n > 0 else v
+
+
+def lab_to_mcstas(beam, spindle, polar=None) -> np.ndarray:
+    """Rotation (3x3, rows the McStas axes in lab coordinates) taking the beam to +z and the part of the
+    spindle (or, failing that, the polarization axis, then any axis) perpendicular to the beam to -x."""
+    z = _unit(np.asarray(beam, dtype=np.float64))
+    for cand in (spindle, polar, (1.0, 0.0, 0.0), (0.0, 1.0, 0.0)):
+        if cand is None:
+            continue
+        c = np.asarray(cand, dtype=np.float64)
+        perp = c - np.dot(c, z) * z
+        if np.linalg.norm(perp) > 1e-9:
+            x = -_unit(perp)
+            break
+    y = np.cross(z, x)
+    return np.stack((x, y, z))
+
+
+def _iso(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _ds(group, name, value, units=None, **attrs):
+    d = group.create_dataset(name, data=value)
+    if units is not None:
+        d.attrs["units"] = units
+    for k, v in attrs.items():
+        d.attrs[k] = v
+    return d
+
+
+def _group(parent, name, nx_class, **attrs):
+    g = parent.create_group(name)
+    g.attrs["NX_class"] = nx_class
+    for k, v in attrs.items():
+        g.attrs[k] = v
+    return g
+
+
+def _translation(group, name, value_mm, vector, depends_on, offset=(0.0, 0.0, 0.0)):
+    return _ds(group, name, float(value_mm), "mm", transformation_type="translation",
+               vector=np.asarray(vector, dtype=np.float64), offset=np.asarray(offset, dtype=np.float64),
+               offset_units="mm", depends_on=depends_on)
+
+
+def stokes(kahn: float, polar_mcstas: np.ndarray) -> tuple[float, float, float, float]:
+    """Stokes (I, Q, U, V) of a beam with fraction ``kahn`` linearly polarized along ``polar`` (Q, U measured
+    from McStas x)."""
+    chi = math.atan2(float(polar_mcstas[1]), float(polar_mcstas[0]))
+    clean = lambda x: round(x, 12) + 0.0  # noqa: E731  (no -0.0 or 1e-17 from the angle's rounding)
+    return 1.0, clean(kahn * math.cos(2 * chi)), clean(kahn * math.sin(2 * chi)), 0.0
+
+
+def write_nxmx(path, model, meta: NexusMeta, frame_reader, dtype, file_name: str | None = None) -> None:
+    """Write the NXmx file ``path`` (directly: callers write to a temporary name and rename; ``file_name`` is
+    the final name, recorded in the file): the instrument of ``model`` and ``meta.frames`` frames, frame i from
+    ``frame_reader(i)`` as ``dtype``."""
+    import h5py
+    import hdf5plugin
+
+    from ..geometry import place_detector
+    from .outputs import roi_of
+
+    det, beam, crystal = model.detector, model.beam, model.crystal
+    g = place_detector(det, beam.beam_vector)
+    vec = lambda t: np.asarray(t.detach().cpu().numpy(), dtype=np.float64)  # noqa: E731
+    spindle = vec(crystal.spindle_axis) if crystal.spindle_axis is not None else None
+    R = lab_to_mcstas(vec(g.beam), spindle, vec(beam.polar_vector))
+    px_mm = float(det.pixel_size) * 1000.0
+    S, F = det.spixels, det.fpixels
+    dtype = np.dtype(dtype)
+    end = meta.start_time + timedelta(seconds=meta.frames * meta.exposure)
+
+    with h5py.File(path, "w", libver=("v110", "latest"), track_order=True) as f:
+        f.attrs.update({"NX_class": "NXroot", "file_name": file_name or Path(path).name,
+                        "file_time": _iso(meta.start_time), "creator": meta.creator,
+                        "HDF5_Version": h5py.version.hdf5_version, "h5py_version": h5py.version.version,
+                        "default": "entry"})
+        entry = _group(f, "entry", "NXentry", version="1.0", default="data")
+        _ds(entry, "definition", "NXmx")
+        _ds(entry, "title", meta.title)
+        _ds(entry, "start_time", _iso(meta.start_time))
+        _ds(entry, "end_time_estimated", _iso(end))
+
+        data = _group(entry, "data", "NXdata", signal="data")
+        stack = data.create_dataset("data", shape=(meta.frames, S, F), dtype=dtype, chunks=(1, S, F),
+                                    **hdf5plugin.Bitshuffle(cname="lz4"))
+        for i in range(meta.frames):
+            stack[i] = np.asarray(frame_reader(i), dtype=dtype)
+
+        sample = _group(entry, "sample", "NXsample")
+        _ds(sample, "name", "simulated crystal")
+        if meta.omega is not None:
+            axis = R @ _unit(spindle)
+            tr = _group(sample, "transformations", "NXtransformations")
+            omega = np.asarray(meta.omega, dtype=np.float64)
+            _ds(tr, "omega", omega, "deg", transformation_type="rotation", vector=axis,
+                offset=np.zeros(3), offset_units="mm", depends_on=".")
+            _ds(tr, "omega_end", omega + meta.osc, "deg")
+            _ds(tr, "omega_increment_set", float(meta.osc), "deg")
+            _ds(sample, "depends_on", "/entry/sample/transformations/omega")
+        else:
+            _ds(sample, "depends_on", ".")
+            sim = _group(sample, "simulation", "NXcollection")
+            if meta.missets_deg is not None:
+                _ds(sim, "misset_angles", np.asarray(meta.missets_deg, dtype=np.float64), "deg",
+                    description="per-frame rotations about lab x, y, z of the simulation (-misset)")
+
+        inst = _group(entry, "instrument", "NXinstrument")
+        _ds(inst, "name", "nanoBragg simulation", short_name="nanobrag-torch")
+        _ds(inst, "time_zone", "UTC+00:00")
+        b = _group(inst, "beam", "NXbeam", flux="flux_integrated")
+        _ds(b, "incident_wavelength", float(beam.wavelength) * 1e10, "angstrom")
+        _ds(b, "flux_integrated", float(beam.fluence), "m^-2")
+        polar = R @ _unit(vec(beam.polar_vector))
+        _ds(b, "incident_polarization_stokes", np.tile(stokes(float(beam.kahn), polar), (meta.frames, 1)))
+
+        d = _group(inst, "detector", "NXdetector")
+        det_z = "/entry/instrument/detector/transformations/det_z"
+        _ds(d, "depends_on", det_z)
+        dtr = _group(d, "transformations", "NXtransformations")
+        _translation(dtr, "det_z", float(g.close_distance) * 1000.0, R @ vec(g.odet), ".")
+        d["data"] = stack  # a hard link: the same dataset
+        _ds(d, "description", "nanoBragg simulated detector (nanobrag-torch)")
+        _ds(d, "type", "pixel")
+        _ds(d, "distance", float(g.distance) * 1000.0, "mm")
+        _ds(d, "distance_derived", True)
+        _ds(d, "beam_center_x", float(g.fbeam) / float(det.pixel_size), "pixel")
+        _ds(d, "beam_center_y", float(g.sbeam) / float(det.pixel_size), "pixel")
+        _ds(d, "count_time", float(meta.exposure), "s")
+        mask = np.where(det.rendered_mask().cpu().numpy() & roi_of(det), 0, 1).astype(np.int32)
+        d.create_dataset("pixel_mask", data=mask, chunks=(S, F), **hdf5plugin.Bitshuffle(cname="lz4"))
+        _ds(d, "pixel_mask_applied", False)
+        if dtype.kind in "iu":
+            _ds(d, "saturation_value", int(np.iinfo(dtype).max))
+        _ds(d, "bit_depth_readout", dtype.itemsize * 8)
+        _ds(d, "sensor_material", "Si")
+        _ds(d, "sensor_thickness", float(det.thickness) * 1000.0, "mm")
+        if meta.adc is not None:  # not NXdata/data_offset: fabio would read that as one more frame
+            sim = _group(d, "simulation", "NXcollection")
+            _ds(sim, "adc_offset", float(meta.adc), "counts",
+                description="C's -adc, added to every count of the noise images (photons = data - adc_offset)")
+
+        m = _group(d, "module", "NXdetector_module")
+        _ds(m, "data_origin", np.array([0, 0], dtype=np.int32))
+        _ds(m, "data_size", np.array([S, F], dtype=np.int32))
+        _ds(m, "data_stride", np.array([1, 1], dtype=np.int32))
+        in_plane = vec(g.pix0) - float(g.close_distance) * vec(g.odet)  # pix0 relative to the normal's foot
+        length = float(np.linalg.norm(in_plane))
+        offset_dir = R @ (in_plane / length) if length > 0 else R @ vec(g.fdet)
+        mod = "/entry/instrument/detector/module/module_offset"
+        _translation(m, "module_offset", length * 1000.0, offset_dir, det_z)
+        _translation(m, "fast_pixel_direction", px_mm, R @ vec(g.fdet), mod)
+        _translation(m, "slow_pixel_direction", px_mm, R @ vec(g.sdet), mod)
+
+        src = _group(entry, "source", "NXsource")
+        _ds(src, "name", "nanoBragg simulation", short_name="simulation")
+
+
+def nexus_frames(path) -> tuple[int, tuple[int, int]] | None:
+    """(frames, (slow, fast)) of a complete NXmx file written by ``write_nxmx``, or None when the file is
+    missing or not readable as one (checked by opening it and reading the stack's shape and last frame)."""
+    import h5py
+    import hdf5plugin  # noqa: F401  (registers the filter)
+
+    try:
+        with h5py.File(path, "r") as f:
+            d = f["/entry/data/data"]
+            if f["/entry/definition"][()] not in (b"NXmx", "NXmx") or d.ndim != 3 or d.shape[0] == 0:
+                return None
+            d[-1]
+            return d.shape[0], (d.shape[1], d.shape[2])
+    except (OSError, KeyError, ValueError):
+        return None
