@@ -190,3 +190,12 @@ def test_add_refuses_with_one_line(run, tmp_path, argv, code, needle):
 def test_add_help(run):
     code, out, _, _ = run("add", "--help")
     assert code == 0 and "-o, -outfile FILE" in out
+
+
+def test_help_and_usage_errors_import_no_torch():
+    # -h and a bad command line answer before torch (about 2 s to import) is loaded, as for nanoBragg and noisify
+    code = ("import sys\nfrom nanobrag_torch.cli import main\n"
+            "assert main(['nonbragg', '-h']) == 0 and main(['nonbragg', '-stol', 'x.stol', '-bogus']) == 2\n"
+            "assert main(['add', 'a.bin']) == 2\nassert 'torch' not in sys.modules, 'torch imported'\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr

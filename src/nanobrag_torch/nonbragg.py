@@ -18,9 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
-import torch
-
 from .config import (DEFAULT_FLUENCE, RTD, SOURCE_DISTANCE, BeamConfig, DetectorConfig, EngineConfig, OutputConfig,
                      _angstrom, _auto_steps, _deg, _mm, _percent, _phi_steps, _times, apply_table_event,
                      fluence_from_flux, not_a_c_flag_warning, roi_window, state_from_events)
@@ -376,7 +373,7 @@ class NonBraggInputs:
 
     table: object
     source_rows: list | None = None
-    img: np.ndarray | None = None
+    img: object = None  # numpy uint16 (spixels, fpixels)
 
 
 def read_inputs(config: NonBraggConfig, workdir: str | Path = ".", warn=None) -> NonBraggInputs:
@@ -400,6 +397,8 @@ def read_inputs(config: NonBraggConfig, workdir: str | Path = ".", warn=None) ->
 
 def build_model(config: NonBraggConfig, inputs: NonBraggInputs):
     """(``model.Detector``, ``model.Beam``, ``amorphous.AmorphousSample``) of a nonBragg run (float64 setup)."""
+    import torch
+
     from .amorphous import STOL_UNITS, AmorphousSample, stol_table, unitize_c
     from .geometry import rotate_xyz
     from .model import SETUP_DTYPE, Beam, detector_from_config
@@ -436,11 +435,13 @@ def build_model(config: NonBraggConfig, inputs: NonBraggInputs):
 
 
 # ------------------------------------------------------------------------------------------- -img analysis
-def img_profile(config: NonBraggConfig, img: np.ndarray, last: dict, sample, steps: int) -> tuple[list, int]:
+def img_profile(config: NonBraggConfig, img, last: dict, sample, steps: int) -> tuple[list, int]:
     """C's -img analysis (§12.7): each rendered pixel's counts back to a structure factor with its last
     evaluation's polarization and solid angle, binned at the table's abscissae; per bin with more than 100
     pixels a line 'stol mean rmsd median mad n' (float32 sums in raster order, as C). Returns (the lines,
     the pixel count of the last bin, which C then uses as the pixel count of the mean)."""
+    import numpy as np
+
     from .amorphous import STOL_UNITS
     from .config import R_E_SQR
 
@@ -499,13 +500,8 @@ def _report(config: NonBraggConfig, det, beam, g, out) -> None:
 
 
 def run(argv: list[str], out=print) -> int:
-    """nonBragg's command line ``argv`` (without the program name): parse -> load -> render -> write."""
-    from .amorphous import render_amorphous
-    from .geometry import place_detector
-    from .io.outputs import Outputs, write_image_outputs
-    from .io.smv import format_header, nonbragg_header
-    from .stats import roi_mask
-
+    """nonBragg's command line ``argv`` (without the program name): parse -> load -> render -> write (torch is
+    imported only once the command line is valid, so -h and usage errors answer at once)."""
     events = parse(argv)
     if any(k == "help" for k, _ in events) or not argv:
         sys.stdout.write(help_text())
@@ -515,6 +511,14 @@ def run(argv: list[str], out=print) -> int:
     log = (lambda msg: None) if quiet else out
     for w in config.warnings:
         print(f"WARNING: {w}", file=sys.stderr)
+    import torch
+
+    from .amorphous import render_amorphous
+    from .geometry import place_detector
+    from .io.outputs import Outputs, write_image_outputs
+    from .io.smv import format_header, nonbragg_header
+    from .stats import roi_mask
+
     t0 = time.perf_counter()
     inputs = read_inputs(config)
     det, beam, sample = build_model(config, inputs)
