@@ -19,7 +19,7 @@ import os
 
 import pytest
 
-from tools.corpus import RNG_TAGS, default_corpus_dir, default_py_cmd, evaluate_case, load_corpus
+from tools.corpus import IN_PROCESS, RNG_TAGS, default_corpus_dir, default_py_cmd, evaluate_case, load_corpus
 
 CORPUS_DIR = default_corpus_dir()
 CORPUS = load_corpus(CORPUS_DIR) if (CORPUS_DIR / "cases.json").is_file() else None
@@ -27,6 +27,10 @@ TIMEOUT_S = float(os.environ.get("NB_GOLDEN_TIMEOUT", "900"))
 LARGE_PIXELS = 512 * 512  # a render this big takes tens of seconds on 2 cores: marked slow
 FLOAT32_CASES = 3  # on the eager kernel; the fused one runs every image case in float32
 KERNELS = ("numba", "torch")
+# Our CLI's entry point is called in this process (tools.corpus.run_in_process: the same argv in a fresh
+# directory, without ~2 s of interpreter and torch start-up per case); NB_GOLDEN_SUBPROCESS=1 starts
+# `python -m nanobrag_torch` (or $NB_PY_CMD) for every case instead. tests/test_cli.py covers the process itself.
+PY_CMD = default_py_cmd() if os.environ.get("NB_GOLDEN_SUBPROCESS") == "1" else [IN_PROCESS]
 
 pytestmark = pytest.mark.golden
 
@@ -55,7 +59,7 @@ def _float32_cases():
 
 
 def _check(case, dtype, kernel):
-    r = evaluate_case(CORPUS, case, dtype=dtype, timeout=TIMEOUT_S, py_cmd=default_py_cmd() + ["-kernel", kernel])
+    r = evaluate_case(CORPUS, case, dtype=dtype, timeout=TIMEOUT_S, py_cmd=PY_CMD + ["-kernel", kernel])
     if not r.passed:
         tail = (r.py_run.stderr.strip().splitlines()[-5:] if r.py_run else [])
         pytest.fail(f"{case.id} ({dtype}, -kernel {kernel}): " + "; ".join(r.reasons)
