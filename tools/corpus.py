@@ -44,18 +44,22 @@ _DATE_KEY = re.compile(r"DATE|TIME", re.IGNORECASE)
 # ------------------------------------------------------------------------- programs of the C suite (issue 14)
 # A case's optional "program" field names the C program it runs (default nanoBragg): our side runs the same
 # argv after ``subcommand`` (python -m nanobrag_torch <subcommand> ...), the live C side the binary that
-# ``c_bin_env`` names (tools.cbin.resolve_c_binary), and only programs with ``engine_flags`` get -dtype/-device.
+# ``c_bin_env`` names (tools.cbin.resolve_c_binary), and only programs with ``engine_flags`` get -dtype/-device;
+# ``quirks`` are defects of the C program's files that the comparison allows (e.g. "pgm_trailing_bytes").
 @dataclass(frozen=True)
 class Program:
     subcommand: tuple[str, ...]
     c_bin_env: str
     c_name: str
     engine_flags: bool
+    quirks: frozenset[str] = frozenset()
 
 
 PROGRAMS = {
     "nanoBragg": Program((), "NB_C_BIN", "nanoBragg", True),
     "noisify": Program(("noisify",), "NB_NOISIFY_BIN", "noisify", False),
+    # nonBragg writes its PGM with two bytes per pixel: whatever memory follows the image trails it (§12.6)
+    "nonBragg": Program(("nonbragg",), "NB_NONBRAGG_BIN", "nonBragg", True, frozenset({"pgm_trailing_bytes"})),
 }
 DEFAULT_PROGRAM = "nanoBragg"
 # --------------------------------------------------------------------------------------------- end issue 14
@@ -321,8 +325,9 @@ def read_smv(path: str | Path) -> tuple[list[tuple[str, str]], np.ndarray]:
     return items, data.reshape(slow, fast)
 
 
-def read_pgm(path: str | Path) -> tuple[list[str], np.ndarray]:
-    """Read a binary PGM (P5, maxval <= 255): (header lines incl. comments, uint8 pixels [rows][cols])."""
+def read_pgm(path: str | Path, trailing_ok: bool = False) -> tuple[list[str], np.ndarray]:
+    """Read a binary PGM (P5, maxval <= 255): (header lines incl. comments, uint8 pixels [rows][cols]).
+    ``trailing_ok``: bytes after the pixels are ignored (C nonBragg writes twice the image's size)."""
     raw = Path(path).read_bytes()
     lines, pos, fields = [], 0, []
     while len(fields) < 4:
@@ -343,6 +348,8 @@ def read_pgm(path: str | Path) -> tuple[list[str], np.ndarray]:
     if maxval > 255:
         raise ValueError(f"{path}: 16-bit PGM not supported")
     data = np.frombuffer(raw, dtype=np.uint8, offset=pos)
+    if trailing_ok and data.size > w * h:
+        data = data[: w * h]
     if data.size != w * h:
         raise ValueError(f"{path}: {data.size} pixels after the header, expected {w}x{h}")
     return lines, data.reshape(h, w)
@@ -468,8 +475,9 @@ def _judge_pixels(kind: str, px_c: np.ndarray, px_p: np.ndarray, allowed: int, m
 _PGM_SCALE = re.compile(r"^#\s*pixels scaled by\s+(\S+)\s*$")
 
 
-def compare_pgm(ref: Path, ours: Path, dtype: str) -> tuple[dict, list[str], float]:
-    lines_c, px_c = read_pgm(ref)
+def compare_pgm(ref: Path, ours: Path, dtype: str, trailing_ok: bool = False) -> tuple[dict, list[str], float]:
+    """PGM pixels and scale line; ``trailing_ok``: the reference may carry bytes after its pixels."""
+    lines_c, px_c = read_pgm(ref, trailing_ok)
     lines_p, px_p = read_pgm(ours)
     reasons = []
     metrics: dict = {}
@@ -532,7 +540,7 @@ def compare_outputs(case: Case, ref_dir: Path, py_dir: Path, dtype: str, *, ref_
             elif kind in ("intfile", "noisefile"):
                 m, reasons, score = compare_smv(ref, ours, kind, dtype)
             elif kind == "pgmfile":
-                m, reasons, score = compare_pgm(ref, ours, dtype)
+                m, reasons, score = compare_pgm(ref, ours, dtype, "pgm_trailing_bytes" in PROGRAMS[case.program].quirks)
             elif kind == "dumpfile":
                 m, reasons, score = compare_fdump(ref, ours)
             else:

@@ -3,6 +3,8 @@
     config = nb.config_from_argv("-cell 100 100 100 90 90 90 -default_F 100 -N 5".split())
     model = nb.load_model(config)          # reads the files the config names -> tensors
     image = nb.render(model)               # pure; differentiable in the model's continuous parameters
+    water = nb.amorphous_sample("water.stol", thickness=1e-4)   # nonBragg's amorphous background
+    image = image + nb.render_background(model, water)          # same units: photons per pixel
     nb.write_c_outputs(image, model, nb.outputs_from_config(config))   # C's files
     images = nb.apply_detector_response(image, nb.DetectorResponse(seed=1))  # noisify's detector images
 
@@ -21,6 +23,8 @@ _LAZY = {
     "RenderResult": "renderer", "render": "renderer", "render_details": "renderer",
     "apply_detector_response": "detector_response", "DetectorResponse": "detector_response",
     "DetectorImages": "detector_response",
+    "AmorphousSample": "amorphous", "amorphous_sample": "amorphous", "render_amorphous": "amorphous",
+    "render_background": "amorphous",
 }
 
 
@@ -45,4 +49,5 @@ def config_from_argv(argv: list[str]):
 __all__ = ["SimConfig", "build_config", "config_from_argv", "parse_argv", "load_model", "build_model",
            "read_inputs", "render", "render_details", "RenderResult", "Model", "Crystal", "Detector", "Beam",
            "StructureFactors", "Sampling", "Outputs", "outputs_from_config", "write_c_outputs", "__version__",
-           "apply_detector_response", "DetectorResponse", "DetectorImages"]
+           "apply_detector_response", "DetectorResponse", "DetectorImages", "AmorphousSample", "amorphous_sample",
+           "render_amorphous", "render_background"]

@@ -58,3 +58,18 @@ def check_choice(flag: str, token: str, choices: tuple[str, ...]) -> str:
     if token not in choices:
         raise UsageError(f"{flag}: expected one of {', '.join(choices)}, got {token!r}")
     return token
+
+
+def check_device(flag: str, name: str) -> str:
+    """A torch device name that this installation can use (cpu, cuda, cuda:N)."""
+    import torch
+
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"{flag}: expected cpu, cuda or cuda:N, got {name!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"{flag}: {name}: no CUDA device is available to torch here")
+    if dev.type not in ("cpu", "cuda"):
+        raise UsageError(f"{flag}: expected cpu, cuda or cuda:N, got {name!r}")
+    return name

@@ -99,6 +99,8 @@ def run(argv: list[str], out=print) -> int:
 # and returns the exit code, raising NanoBraggError for bad input like ``run``.
 SUBCOMMANDS: dict[str, str] = {
     "noisify": ".noisify:run",  # C noisify: detector response of a photons/pixel image
+    "nonbragg": ".nonbragg:run",  # nonBragg: amorphous scattering from a .stol table
+    "add": ".addimages:run",  # float_add: the sum of raw float images
 }
 
 

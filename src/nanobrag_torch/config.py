@@ -472,21 +472,31 @@ def _on_detector_abs(st: SimpleNamespace, v) -> None:
         st.mu = 1.0 / (v * UM)
 
 
+def apply_table_event(st: SimpleNamespace, key: str, v, store: dict, switch: dict) -> bool:
+    """Apply an event found in a store table (key -> (attributes, conversion or None, {other attribute: value}),
+    like ``_STORE``) or a switch table (key -> {attribute: value}, like ``_SWITCH``); False when neither has it."""
+    if key in store:
+        attrs, convert, extra = store[key]
+        for attr in attrs:
+            setattr(st, attr, convert(v) if convert is not None else v)
+        for attr, value in extra.items():
+            setattr(st, attr, value)
+        return True
+    if key in switch:
+        for attr, value in switch[key].items():
+            setattr(st, attr, value)
+        return True
+    return False
+
+
 def apply_event(st: SimpleNamespace, key: str, v) -> None:
     """Replay one command-line event onto the state with C's handler semantics (exact-match flags).
 
     Most flags only store their converted value (``_STORE``) or set a switch (``_SWITCH``); the few with
     more logic have a named handler above.
     """
-    if key in _STORE:
-        attrs, convert, extra = _STORE[key]
-        for attr in attrs:
-            setattr(st, attr, convert(v) if convert is not None else v)
-        for attr, value in extra.items():
-            setattr(st, attr, value)
-    elif key in _SWITCH:
-        for attr, value in _SWITCH[key].items():
-            setattr(st, attr, value)
+    if apply_table_event(st, key, v, _STORE, _SWITCH):
+        pass
     elif key in _NO_EFFECT:
         st.warnings.append(_NO_EFFECT[key])
     elif key == "misset":
@@ -497,20 +507,26 @@ def apply_event(st: SimpleNamespace, key: str, v) -> None:
         _on_vector(st, key, v)
     elif key == "detector_abs":
         _on_detector_abs(st, v)
-    elif key == "not_a_c_flag":  # flags.NOT_C_FLAGS: C skips the token and its values
-        st.warnings.append(f"{v[0]} is not a flag of the C program, which ignores it and its values; so do we "
-                           f"(use {v[1]} for that effect)")
+    elif key == "not_a_c_flag":
+        st.warnings.append(not_a_c_flag_warning(v))
     else:  # pragma: no cover - flag table and handlers out of sync
         raise AssertionError(f"no handler for {key}")
 
 
-def state_from_events(events: list[tuple[str, object]], header_hook=None) -> SimpleNamespace:
-    """C's variables after its pre-pass (-mask/-img headers, via ``header_hook``) and every flag, in order."""
-    st = initial_state()
+def not_a_c_flag_warning(v: tuple[str, str]) -> str:
+    """The warning for a ``flags.NOT_C_FLAGS`` spelling: C skips the token and its values."""
+    return (f"{v[0]} is not a flag of the C program, which ignores it and its values; so do we "
+            f"(use {v[1]} for that effect)")
+
+
+def state_from_events(events: list[tuple[str, object]], header_hook=None, initial=None, apply=None) -> SimpleNamespace:
+    """C's variables after its pre-pass (-mask/-img headers, via ``header_hook``) and every flag, in order
+    (``initial``/``apply``: another program's ``initial_state``/``apply_event``; default nanoBragg's)."""
+    st = (initial or initial_state)()
     if header_hook is not None:
         header_hook(st, events)
     for key, value in events:
-        apply_event(st, key, value)
+        (apply or apply_event)(st, key, value)
     return st
 
 

@@ -273,13 +273,14 @@ _VALUES = {
 
 
 def parse_argv(argv: list[str], flags: tuple[Flag, ...] | None = None,
-               positional: str | None = None) -> list[tuple[str, object]]:
+               positional: str | None = None, not_c_flags: dict | None = None) -> list[tuple[str, object]]:
     """Tokenize argv into ordered (key, value) events; raise UsageError with one line on bad input.
 
     ``flags``: another program's flag table (default: nanoBragg's ``FLAGS`` and ``NOT_C_FLAGS``);
-    ``positional``: the event key of a bare argument (e.g. an input file), which is otherwise an error."""
+    ``positional``: the event key of a bare argument (e.g. an input file), which is otherwise an error;
+    ``not_c_flags``: that program's accepted non-flags (like ``NOT_C_FLAGS``; default none)."""
     by_name = _BY_NAME if flags is None else {name: flag for flag in flags for name in flag.names}
-    not_c_flags = NOT_C_FLAGS if flags is None else {}
+    not_c_flags = NOT_C_FLAGS if flags is None else (not_c_flags or {})
     events: list[tuple[str, object]] = []
     cur = _Cursor(argv)
     while cur.i < len(argv):

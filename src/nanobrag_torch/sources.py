@@ -42,22 +42,32 @@ def divergence_grid(beam: BeamConfig) -> list[tuple[float, float]]:
     return pts
 
 
+def file_positions(beam: BeamConfig, file_rows, dtype, device,
+                   source_distance: float = SOURCE_DISTANCE) -> tuple[torch.Tensor, torch.Tensor]:
+    """(positions (NS, 3) as the file gives them, wavelengths (NS,) with NaN for "lambda0") from source-file
+    rows; a missing coordinate puts the source ``source_distance`` up-beam, as C does."""
+    b = unitize(torch.as_tensor(beam.beam_vector, dtype=dtype, device=device))
+    pos = []
+    for X, Y, Z, _w, _lam in file_rows:
+        pos.append([-source_distance * float(b[i]) if math.isnan(v) else v for i, v in enumerate((X, Y, Z))])
+    lams = torch.as_tensor([r[4] for r in file_rows], dtype=dtype, device=device)
+    return torch.as_tensor(pos, dtype=dtype, device=device), lams
+
+
 def file_sources(beam: BeamConfig, file_rows, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
     """(unit directions (NS, 3), wavelengths (NS,) with NaN for "lambda0") from source-file rows.
 
     Missing columns take C's defaults: a position 10 m up-beam, weight 1 (read, never used), lambda0.
     """
-    b = unitize(torch.as_tensor(beam.beam_vector, dtype=dtype, device=device))
-    pos = []
-    for X, Y, Z, _w, _lam in file_rows:
-        pos.append([-SOURCE_DISTANCE * float(b[i]) if math.isnan(v) else v for i, v in enumerate((X, Y, Z))])
-    lams = torch.as_tensor([r[4] for r in file_rows], dtype=dtype, device=device)
-    return unitize(torch.as_tensor(pos, dtype=dtype, device=device)), lams
+    pos, lams = file_positions(beam, file_rows, dtype, device)
+    return unitize(pos), lams
 
 
-def grid_sources(beam: BeamConfig, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(unit directions (NS, 3), wavelength factors (NS,)) of C's divergence x dispersion loops: every
-    kept (hdiv, vdiv) point (h outer, v inner) times every wavelength lambda0 (1 + k step - dispersion/2)."""
+def grid_positions(beam: BeamConfig, dtype, device,
+                   source_distance: float = SOURCE_DISTANCE) -> tuple[torch.Tensor, torch.Tensor]:
+    """(positions (NS, 3) at ``source_distance``, wavelength factors (NS,)) of C's divergence x dispersion
+    loops: every kept (hdiv, vdiv) point (h outer, v inner) times every wavelength lambda0 (1 + k step -
+    dispersion/2); the up-beam vector is turned about the E-vector by vdiv, then about B by hdiv."""
     t = lambda x: torch.as_tensor(x, dtype=dtype, device=device)  # noqa: E731
     b = unitize(t(beam.beam_vector))
     e = unitize(t(beam.polar_vector))
@@ -66,9 +76,16 @@ def grid_sources(beam: BeamConfig, dtype, device) -> tuple[torch.Tensor, torch.T
     if not pts:
         raise ValueError("the divergence grid kept no source points")
     factors = [1.0 + beam.disp_step * k - beam.dispersion / 2.0 for k in range(beam.disp_steps)]
-    dirs = [rotate_axis(rotate_axis(-SOURCE_DISTANCE * b, e, vdiv), v, hdiv) for hdiv, vdiv in pts]
+    dirs = [rotate_axis(rotate_axis(-source_distance * b, e, vdiv), v, hdiv) for hdiv, vdiv in pts]
     dirs = torch.stack(dirs).repeat_interleave(len(factors), dim=0)
-    return unitize(dirs), t(factors * len(pts))
+    return dirs, t(factors * len(pts))
+
+
+def grid_sources(beam: BeamConfig, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(unit directions (NS, 3), wavelength factors (NS,)) of C's divergence x dispersion loops (see
+    ``grid_positions``)."""
+    dirs, factors = grid_positions(beam, dtype, device)
+    return unitize(dirs), factors
 
 
 def build_sources(beam: BeamConfig, file_rows, dtype, device) -> Sources:

@@ -73,20 +73,27 @@ def _compiled():
 
 
 def summarize(image32: np.ndarray, rendered: np.ndarray, in_roi: np.ndarray, pixel_size: float,
-              oversample: int) -> ImageStats:
-    """Statistics as C computes them: mean/rms over rendered pixels, rmsd over all ROI pixels (double sums)."""
+              oversample: int, *, rmsd_offset: int = 0, count: int | None = None) -> ImageStats:
+    """Statistics as C computes them: mean/rms over rendered pixels, rmsd over all ROI pixels (double sums).
+
+    nonBragg's variants (§12.5): ``rmsd_offset`` 1 takes each ROI pixel's deviation at the next pixel index
+    (a zero past the last pixel); ``count`` replaces the number of pixels that divides the mean and rms.
+    """
     flat = image32.reshape(-1)
     fz = _compiled()
 
-    def sums(mask, shift=None):
+    def sums(mask, shift=None, values=flat):
         if fz is not None:
-            return fz.masked_sums(flat, mask, math.nan if shift is None else shift)
-        return _double_sums(flat, mask, shift)
+            return fz.masked_sums(values, mask, math.nan if shift is None else shift)
+        return _double_sums(values, mask, shift)
 
     n, total, sumsqr = sums(rendered.reshape(-1))
+    if count is not None:
+        n = count
     mean = total / (n if n > 0 else 1)
     rms = math.sqrt(sumsqr / ((n if n > 1 else 2) - 1)) if not math.isnan(sumsqr) else math.nan
-    nr, _, dev = sums(in_roi.reshape(-1), mean)
+    shifted = flat if rmsd_offset == 0 else np.concatenate((flat[rmsd_offset:], np.zeros(rmsd_offset, flat.dtype)))
+    nr, _, dev = sums(in_roi.reshape(-1), mean, shifted)
     rmsd = math.sqrt(dev / ((nr if nr > 1 else 2) - 1)) if not math.isnan(dev) else math.nan
     # max_I: strict '>' from 0 in raster order over rendered pixels; NaN never wins
     if rendered.all() and not np.isnan(total):

@@ -93,13 +93,29 @@ def write_c_outputs(image, model, outputs: Outputs, out=None, noise=None) -> Ima
     file can be. ``noise``: the noise image already drawn (``noise_image``'s result), else drawn here."""
     from ..geometry import place_detector
 
+    det = model.detector
+    header = format_header(nanobragg_header(model, place_detector(det, model.beam.beam_vector)))
+    table = getattr(model.info, "hkl_table", None)
+    extra = []
+    if outputs.dumpfile is not None and table is not None:
+        extra.append((outputs.dumpfile, None, lambda p: write_fdump(p, table)))
+    return write_image_outputs(image, outputs, header, roi_of(det), det.rendered_mask().cpu().numpy(),
+                               float(det.pixel_size), model.sampling.oversample, out,
+                               rng=getattr(model.info, "rng", None), noise=noise, extra_files=extra)
+
+
+def write_image_outputs(image, outputs: Outputs, header: bytes, in_roi: np.ndarray, rendered: np.ndarray,
+                        pixel_size: float, oversample: int, out=None, *, rng=None, noise=None, extra_files=(),
+                        rmsd_offset: int = 0, count: int | None = None) -> ImageStats:
+    """The output stage shared by the programs of the C suite: statistics (``stats.summarize``; ``rmsd_offset``
+    and ``count`` as there), the float image, the SMV int image and the noise image under ``header``, the PGM,
+    and ``extra_files`` (``write_atomically`` entries), all or nothing; C's end-of-run lines go to ``out``.
+    ``rng``: C's random state to continue for the noise image (None: a fresh one); ``noise``: the noise image
+    already drawn (``noise_image``'s result)."""
     out = out or (lambda line: None)
     image32 = image.detach().to("cpu").numpy().astype(np.float32) if hasattr(image, "detach") else \
         np.asarray(image, dtype=np.float32)
-    det = model.detector
-    in_roi = roi_of(det)
-    rendered = det.rendered_mask().cpu().numpy()
-    st = summarize(image32, rendered, in_roi, float(det.pixel_size), model.sampling.oversample)
+    st = summarize(image32, rendered, in_roi, pixel_size, oversample, rmsd_offset=rmsd_offset, count=count)
     files: list = []
     if outputs.floatfile is not None:
         files.append((outputs.floatfile, None, lambda p: write_float_image(p, image32)))
@@ -107,7 +123,6 @@ def write_c_outputs(image, model, outputs: Outputs, out=None, noise=None) -> Ima
         out(line)
     iscale = int_scale(outputs.scale, st.max_I)
     out(f"intfile_scale = {iscale:g}")
-    header = format_header(nanobragg_header(model, place_detector(det, model.beam.beam_vector)))
     if outputs.intfile is not None:
         files.append((outputs.intfile, header + int_image(image32, in_roi, iscale, outputs.adc).tobytes(), None))
     if outputs.pgmfile is not None:
@@ -118,12 +133,10 @@ def write_c_outputs(image, model, outputs: Outputs, out=None, noise=None) -> Ima
     if outputs.noisefile is not None:
         if noise is None:
             seed = outputs.seed if outputs.seed is not None else int(time.time())
-            noise = noise_image(image32, in_roi, seed, outputs.adc, getattr(model.info, "rng", None))
+            noise = noise_image(image32, in_roi, seed, outputs.adc, rng)
         noise, photons, overloads = noise
         out(f"{photons:.0f} photons on noise image ({overloads} overloads)")
         files.append((outputs.noisefile, header + noise.tobytes(), None))
-    table = getattr(model.info, "hkl_table", None)
-    if outputs.dumpfile is not None and table is not None:
-        files.append((outputs.dumpfile, None, lambda p: write_fdump(p, table)))
+    files.extend(extra_files)
     write_atomically(files)
     return st

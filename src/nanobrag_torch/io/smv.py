@@ -53,6 +53,25 @@ def nanobragg_header(model, geometry) -> list[tuple[str, str]]:
     ]
 
 
+def nonbragg_header(geometry, fpixels: int, spixels: int, pixel_size: float, wavelength: float, detsize_s: float,
+                    phi0: float, osc: float, twotheta: float) -> list[tuple[str, str]]:
+    """The header values nonBragg writes (§12.6): its placed ``geometry`` (``geometry.place_detector``) in mm,
+    BEAM_CENTER_Y measured from the far edge, ORGX/ORGY as near point / pixel (no half pixel), angles in
+    degrees (``phi0``, ``osc``, ``twotheta`` in rad), %g."""
+    g = geometry
+    f = lambda x: f"{float(x):g}"  # noqa: E731
+    deg = 180.0 / math.pi
+    return [
+        ("SIZE1", str(fpixels)), ("SIZE2", str(spixels)), ("PIXEL_SIZE", f(pixel_size * 1000.0)),
+        ("DISTANCE", f(float(g.distance) * 1000.0)), ("WAVELENGTH", f(wavelength * 1e10)),
+        ("BEAM_CENTER_X", f(float(g.fbeam) * 1000.0)), ("BEAM_CENTER_Y", f((detsize_s - float(g.sbeam)) * 1000)),
+        ("ORGX", f(float(g.fclose) / pixel_size)), ("ORGY", f(float(g.sclose) / pixel_size)),
+        ("CLOSE_DISTANCE", f(float(g.close_distance) * 1000.0)),
+        ("PHI", f(phi0 * deg)), ("OSC_START", f(phi0 * deg)), ("OSC_RANGE", f(osc * deg)),
+        ("TWOTHETA", f(twotheta * deg)), ("DETECTOR_SN", "000"), ("BEAMLINE", "fake"),
+    ]
+
+
 def write_smv(path: str | Path, pixels: np.ndarray, fields: list[tuple[str, str]]) -> None:
     """Write an SMV file: header (see ``format_header``) then native-endian uint16 [slow][fast]."""
     data = np.ascontiguousarray(pixels, dtype=np.uint16)
