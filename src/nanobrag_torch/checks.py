@@ -16,6 +16,8 @@ def check_float(flag: str, token: str) -> float:
         raise UsageError(f"{flag}: expected a number, got {token!r}") from None
     if math.isnan(value):
         raise UsageError(f"{flag}: expected a number, got {token!r}")
+    if math.isinf(value):
+        raise UsageError(f"{flag}: expected a finite number, got {token!r}")
     return value
 
 
