@@ -30,8 +30,9 @@ WATER_F = 2.57
 _BYTES_PER_EVAL = 8 * 48
 _BYTES_PER_EVAL_INTERP = 8 * (48 + 3 * 64 + 64)
 _BYTES_PER_EVAL_GRAD = 8 * 160  # what autograd keeps for the backward, per evaluation
-# Whole-image buffers per pixel besides the image itself: the pixel index (int64) and the rendered mask (bool).
-_BYTES_PER_PIXEL = 8 + 1
+# Whole-image buffers per pixel besides the image and its chunks: the pixel index (int64, in torch and in the
+# fused kernel), the rendered mask and the fused kernel's two per-pixel flags (bool).
+_BYTES_PER_PIXEL = 8 + 8 + 1 + 2
 # Evaluations per chunk on the CPU: intermediates of a few MB stay in cache and in malloc's reused heap.
 _CPU_CHUNK_EVALS = 1 << 18
 KERNELS = ("auto", "torch", "numba")
@@ -285,11 +286,13 @@ def render_details(model: Model, *, kernel: str = "auto", max_memory_gb: float =
     os_ = model.sampling.oversample
     if fused is not None:
         bar = _progress(idx.numel(), progress)
-        v, om, still = fused.render(prep.detector, idx, prep.inputs, prep.settings, det.fpixels,
-                                    _value(det.pixel_size), os_, _value(det.thickstep), det.thicksteps,
-                                    det.curved, progress=bar.update if bar is not None else None)
-        if bar is not None:
-            bar.close()
+        try:
+            v, om, still = fused.render(prep.detector, idx, prep.inputs, prep.settings, det.fpixels,
+                                        _value(det.pixel_size), os_, _value(det.thickstep), det.thicksteps,
+                                        det.curved, progress=bar.update if bar is not None else None)
+        finally:  # also on Ctrl-C: the bar is cleared, so the CLI's one line stays the only one
+            if bar is not None:
+                bar.close()
         values, omega_sum, interp = [v[None]], om, still.reshape(1)
     else:
         values, omega_sum, interp = _render_eager(model, prep, idx, max_memory_gb, grad, progress)
@@ -326,18 +329,20 @@ def _render_eager(model: Model, prep: Prepared, idx: torch.Tensor, max_memory_gb
     starts = range(0, idx.numel(), chunk)
     bar = _progress(len(starts), progress)
     values = []
-    for start in starts:
-        sel = idx[start:start + chunk]
-        if recompute:
-            v, om, interp = _checkpoint(one_chunk, sel, interp, use_reentrant=False)
-        else:
-            v, om, interp = one_chunk(sel, interp)
-        values.append(v)
-        omega_sum = omega_sum + om.detach().sum()
+    try:
+        for start in starts:
+            sel = idx[start:start + chunk]
+            if recompute:
+                v, om, interp = _checkpoint(one_chunk, sel, interp, use_reentrant=False)
+            else:
+                v, om, interp = one_chunk(sel, interp)
+            values.append(v)
+            omega_sum = omega_sum + om.detach().sum()
+            if bar is not None:
+                bar.update(1)
+    finally:  # also on Ctrl-C: the bar is cleared, so the CLI's one line stays the only one
         if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
+            bar.close()
     return values, omega_sum, interp
 
 

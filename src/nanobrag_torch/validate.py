@@ -258,8 +258,9 @@ def _check_roi(c: _Checker, det) -> None:
             c.fail("Detector.mask", f"the mask is {det.mask.shape[-1]}x{det.mask.shape[0]} pixels, the detector "
                    f"{det.fpixels}x{det.spixels}")
         if not bool(det.rendered_mask().any()):
+            whole = det.roi is None or tuple(det.roi) == (0, det.fpixels, 0, det.spixels)
             c.fail("Detector.mask", "no pixel left to render: the mask is zero everywhere"
-                   + (" inside the -roi window" if det.roi is not None else ""))
+                   + ("" if whole else " inside the -roi window"))
 
 
 def _check_crystal(c: _Checker) -> None:
