@@ -60,8 +60,10 @@ def write_atomically(files: list[tuple[str | Path, bytes | None, object]]) -> No
 
 
 def _remove(paths) -> None:
+    """Remove temporaries that may not exist (or whose directory does not)."""
     for p in paths:
-        Path(p).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            Path(p).unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
