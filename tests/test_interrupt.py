@@ -10,8 +10,6 @@ process: a file-size limit (RLIMIT_FSIZE) makes the write of the float image fai
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import resource
 import signal
@@ -23,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nanobrag_torch.cli import main as cli_main
 from nanobrag_torch.io import outputs
+from tests.helpers.cli import run_inproc
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]),
@@ -78,17 +76,10 @@ def test_a_disk_that_fills_up_mid_write_leaves_nothing(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-def run_inproc(argv, cwd: Path):
-    cwd.mkdir(exist_ok=True)
-    err = io.StringIO()
-    old = os.getcwd()
-    try:
-        os.chdir(cwd)
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
-            code = cli_main(list(argv))
-    finally:
-        os.chdir(old)
-    return code, err.getvalue().splitlines(), sorted(os.listdir(cwd))
+def run(argv, cwd: Path):
+    """cli.main in ``cwd``: (exit code, stderr lines, the names in ``cwd`` afterwards)."""
+    r = run_inproc(argv, cwd)
+    return r.returncode, r.stderr.splitlines(), r.files
 
 
 def test_no_space_left_names_the_file_and_leaves_nothing(tmp_path, monkeypatch):
@@ -99,7 +90,7 @@ def test_no_space_left_names_the_file_and_leaves_nothing(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device", str(path))
 
     monkeypatch.setattr(outputs, "write_pgm", full_disk)
-    code, lines, files = run_inproc(SMALL, tmp_path / "run")
+    code, lines, files = run(SMALL, tmp_path / "run")
     assert (code, lines, files) == (1, ["nanobrag-torch: error: cannot write image.pgm: No space left on device"], [])
 
 
@@ -111,13 +102,13 @@ def test_no_space_left_names_the_file_and_leaves_nothing(tmp_path, monkeypatch):
 def test_an_unwritable_output_path_is_named_and_nothing_is_written(tmp_path, target, reason):
     # A float image in a directory that does not exist, under a regular file, or with the name of a
     # directory: one line naming the path; the int image (next in line, in a writable place) is not written.
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "a_file").write_text("x")
-    (run / "a_dir").mkdir()
-    code, lines, files = run_inproc([*SMALL, "-nonoise", "-nopgm", "-floatfile", target], run)
+    d = tmp_path / "run"
+    d.mkdir()
+    (d / "a_file").write_text("x")
+    (d / "a_dir").mkdir()
+    code, lines, files = run([*SMALL, "-nonoise", "-nopgm", "-floatfile", target], d)
     assert (code, lines) == (1, [f"nanobrag-torch: error: cannot write {target}: {reason}"])
-    assert files == ["a_dir", "a_file"] and os.listdir(run / "a_dir") == []
+    assert files == ["a_dir", "a_file"] and os.listdir(d / "a_dir") == []
 
 
 def test_ctrl_c_while_writing_leaves_nothing(tmp_path, monkeypatch):
@@ -128,7 +119,7 @@ def test_ctrl_c_while_writing_leaves_nothing(tmp_path, monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(outputs, "write_pgm", interrupted)
-    code, lines, files = run_inproc(SMALL, tmp_path / "run")
+    code, lines, files = run(SMALL, tmp_path / "run")
     assert (code, lines, files) == (130, ["nanobrag-torch: interrupted (SIGINT)"], [])
 
 
@@ -161,7 +152,7 @@ def test_a_signal_during_the_renames_waits_until_every_file_is_in_place(tmp_path
 def test_the_sigterm_handler_is_the_cli_entry_points_only(tmp_path):
     # main() installs its SIGTERM handler for the run and restores the previous one after.
     before = signal.getsignal(signal.SIGTERM)
-    code, _, files = run_inproc([*SMALL, "-nonoise", "-nopgm"], tmp_path / "run")
+    code, _, files = run([*SMALL, "-nonoise", "-nopgm"], tmp_path / "run")
     assert code == 0 and files == ["floatimage.bin", "intimage.img"]
     assert signal.getsignal(signal.SIGTERM) == before
     assert np.fromfile(tmp_path / "run" / "floatimage.bin", dtype="<f4").size == 32 * 32

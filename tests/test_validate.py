@@ -8,11 +8,8 @@ is listed in the README's differences; these tests only need our side. The comma
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import io
 import math
-import os
 import re
 
 import numpy as np
@@ -20,11 +17,11 @@ import pytest
 import torch
 
 import nanobrag_torch as nb
-from nanobrag_torch.cli import main as cli_main
 from nanobrag_torch.errors import InputError, UsageError
 from nanobrag_torch.io.smv import format_header
 from nanobrag_torch.model import Sampling
 from nanobrag_torch.validate import check_memory, validate_model
+from tests.helpers.cli import run_inproc
 
 BASE = "-cell 100 100 100 90 90 90 -default_F 100 -N 2 -detpixels 8 -pixel 0.1 -distance 100 -oversample 1".split()
 QUIET = "-nonoise -nopgm -noprogress".split()
@@ -44,15 +41,8 @@ def run(tmp_path, argv, files=None):
     d.mkdir()
     for name, data in (files or {}).items():
         (d / name).write_bytes(data if isinstance(data, bytes) else data.encode())
-    err = io.StringIO()
-    old = os.getcwd()
-    try:
-        os.chdir(d)
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
-            code = cli_main(list(argv))
-    finally:
-        os.chdir(old)
-    return code, err.getvalue().strip().splitlines(), sorted(set(os.listdir(d)) - set(files or {}))
+    r = run_inproc(argv, d)
+    return r.returncode, r.stderr.strip().splitlines(), sorted(set(r.files) - set(files or {}))
 
 
 # name: (flags replacing/adding to BASE, input files, exit code, the one stderr line after "nanobrag-torch: error: ")

@@ -174,7 +174,8 @@ FLAGS: tuple[Flag, ...] = (
     # Ours
     _f("dtype", "-dtype", "name", "Engine", "float64 (default) or float32"),
     _f("device", "-device", "name", "Engine", "cpu (default), cuda or cuda:N"),
-    _f("max_memory_gb", "-max_memory_gb", "float", "Engine", "memory budget for one pixel chunk (GiB, default 2)"),
+    _f("max_memory_gb", "-max_memory_gb", "float", "Engine",
+       "memory budget of a render: image buffers + one chunk (GiB, default 2)"),
     _f("kernel", "-kernel", "name", "Engine", "auto (default: fused numba on the CPU), torch or numba"),
     _f("quiet", "-quiet", "none", "Engine", "print only warnings and the end-of-run statistics"),
 )
