@@ -140,6 +140,7 @@ CASES = {
                           "-divsteps: must be at least 1, got -2 (leave the flag out for the automatic choice)"),
     "mosaic_negative": ("-mosaic -1", None, 2, "-mosaic: must not be negative, got -1"),
     "max_memory_zero": ("-max_memory_gb 0", None, 2, "-max_memory_gb: must be positive, got 0"),
+    "frames_zero": ("-frames 0", None, 2, "-frames: must be at least 1, got 0"),  # not a single image instead
 }
 
 

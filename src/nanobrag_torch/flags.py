@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .checks import check_choice, check_float, check_int
+from .checks import check_choice, check_flag_value, check_float, check_int
 from .errors import UsageError
-from .validate import check_flag_value
 
 
 @dataclass(frozen=True)
@@ -302,7 +301,7 @@ def parse_argv(argv: list[str], flags: tuple[Flag, ...] | None = None,
                     raise UsageError(f"unexpected argument {token!r} (values must follow their flag)")
                 raise UsageError(f"unknown flag {token} (see --help)")
             value = _VALUES[flag.kind](cur, token)
-            check_flag_value(flag.key, token, value)  # the value's physical domain (validate.py)
+            check_flag_value(flag.key, token, value)  # the value's physical domain
             if flag.key == "dtype":
                 check_choice(token, str(value), ("float32", "float64"))
             if flag.key == "kernel":
