@@ -13,22 +13,19 @@ Torch start-up (~2 s of CPU) dominates a 32x32 render, so only the runs that mus
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 import nanobrag_torch
-from nanobrag_torch.cli import main as cli_main
 from nanobrag_torch.config import DEFAULT_FLUENCE, R_E_SQR
 from nanobrag_torch.io.hkl import read_fdump, read_hkl
+from tests.helpers.cli import run_inproc
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {
@@ -52,20 +49,6 @@ def run_cli(args, cwd: Path) -> subprocess.CompletedProcess:
         timeout=300,
         check=False,
     )
-
-
-def run_inproc(args, cwd: Path) -> SimpleNamespace:
-    """cli.main(args) in ``cwd``: the same result fields as a CompletedProcess."""
-    cwd.mkdir(parents=True, exist_ok=True)
-    out, err = io.StringIO(), io.StringIO()
-    old = os.getcwd()
-    try:
-        os.chdir(cwd)
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = cli_main(list(args))
-    finally:
-        os.chdir(old)
-    return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
 
 
 def run_all(jobs: dict[str, tuple[list[str], Path]], subprocesses: set[str]) -> dict[str, object]:

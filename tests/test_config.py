@@ -36,7 +36,6 @@ def cfg(argv: str = ""):
         ("-phisteps 4 -phistep 0.1", 2, 0.1, 0.1),  # count + step: osc = step, count forced to 2
         ("-phisteps 4 -osc 2", 4, 2.0, 0.5),  # count + osc: step = osc/N
         ("-phisteps 3 -osc 2 -phistep 0.5", 3, 2.0, 0.5),  # all three: as given
-        ("-phisteps 0", 1, 1.0, 1.0),  # 0 is treated as 1 (then the count-only row)
     ],
 )
 def test_phi_auto_rule(argv, steps, osc_deg, step_deg):
@@ -44,6 +43,16 @@ def test_phi_auto_rule(argv, steps, osc_deg, step_deg):
     assert c.phisteps == steps
     assert c.osc == pytest.approx(osc_deg * RAD)
     assert c.phistep == pytest.approx(step_deg * RAD)
+
+
+def test_phi_rule_counts_zero_steps_as_one():
+    # C: a count of 0 is treated as 1 (then the count-only row: osc 1 deg, step 1 deg). The command line
+    # refuses -phisteps 0 (issue 12: counts >= 1), so the rule is checked on the function itself.
+    from nanobrag_torch.config import _phi_steps
+
+    assert _phi_steps(0, -1.0, -1.0) == (1, pytest.approx(RAD), pytest.approx(RAD))
+    with pytest.raises(UsageError, match=r"^-phisteps: must be at least 1, got 0"):
+        cfg("-phisteps 0")
 
 
 # ----------------------------------------------------------------------------------------- divergence

@@ -44,7 +44,9 @@ BRANCHES = {
     "curved": "-curved_det",
     "sources_mosaic": "-divergence 0.5 -divsteps 3 -dispersion 1 -dispsteps 3 -mosaic 1 -mosaic_domains 4",
     "roi": "-roi 2 10 3 20",
-    "nan_source": "-sourcefile zero.txt",  # a zero wavelength: NaN Miller indices, an all-NaN image (as C)
+    # a zero wavelength: NaN Miller indices, an all-NaN image (as C). Refused by validate.py since issue 12;
+    # rendered here with the checks switched off, to keep both kernels' NaN paths the same.
+    "nan_source": "-sourcefile zero.txt",
 }
 
 
@@ -80,7 +82,10 @@ def _branch(tmp_path: Path, branch: str, dtype: str):
 
 
 @pytest.mark.parametrize("branch", list(BRANCHES))
-def test_fused_equals_eager_float64(tmp_path, branch):
+def test_fused_equals_eager_float64(tmp_path, branch, monkeypatch):
+    if branch == "nan_source":
+        for module in ("load", "renderer"):
+            monkeypatch.setattr(f"nanobrag_torch.{module}.validate_model", lambda model: None)
     got, sim_f, ref, sim_e = _branch(tmp_path, branch, "float64")
     assert got.dtype == torch.float64
     _assert_same_float64(got, ref)

@@ -1,7 +1,9 @@
 """Command-line entry point: parse -> config -> load_model -> render -> write the C program's files."""
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
 import sys
 import time
 
@@ -114,18 +116,46 @@ def _runner(argv: list[str]):
     return run, argv, "nanobrag-torch"
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C's KeyboardInterrupt so that the same clean-up runs (no partial output)."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_raises():
+    """Inside: SIGTERM raises ``Terminated`` (main thread only; the previous handler is restored after)."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread: signals are not ours to handle
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point: one line on stderr and a non-zero exit code for bad input."""
+    """Console entry point: one line on stderr and a non-zero exit code for bad input; Ctrl-C exits 130 and
+    SIGTERM 143 (128 + the signal), with one line and no output file (outputs are renamed into place only
+    when all of them were written)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     runner, argv, prog = _runner(argv)
     try:
-        code = runner(argv)
+        with _sigterm_raises():
+            code = runner(argv)
     except NanoBraggError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         code = exc.exit_code
+    except Terminated:
+        print(f"{prog}: terminated (SIGTERM)", file=sys.stderr)
+        code = 128 + signal.SIGTERM
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        code = 130
+        print(f"{prog}: interrupted (SIGINT)", file=sys.stderr)
+        code = 128 + signal.SIGINT
     sys.stdout.flush()
     return code
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .checks import check_choice, check_float, check_int
+from .checks import check_choice, check_flag_value, check_float, check_int
 from .errors import UsageError
 
 
@@ -173,7 +173,8 @@ FLAGS: tuple[Flag, ...] = (
     # Ours
     _f("dtype", "-dtype", "name", "Engine", "float64 (default) or float32"),
     _f("device", "-device", "name", "Engine", "cpu (default), cuda or cuda:N"),
-    _f("max_memory_gb", "-max_memory_gb", "float", "Engine", "memory budget for one pixel chunk (GiB, default 2)"),
+    _f("max_memory_gb", "-max_memory_gb", "float", "Engine",
+       "memory budget of a render: image buffers + one chunk (GiB, default 2)"),
     _f("kernel", "-kernel", "name", "Engine", "auto (default: fused numba on the CPU), torch or numba"),
     _f("quiet", "-quiet", "none", "Engine", "print only warnings and the end-of-run statistics"),
 )
@@ -300,6 +301,7 @@ def parse_argv(argv: list[str], flags: tuple[Flag, ...] | None = None,
                     raise UsageError(f"unexpected argument {token!r} (values must follow their flag)")
                 raise UsageError(f"unknown flag {token} (see --help)")
             value = _VALUES[flag.kind](cur, token)
+            check_flag_value(flag.key, token, value)  # the value's physical domain
             if flag.key == "dtype":
                 check_choice(token, str(value), ("float32", "float64"))
             if flag.key == "kernel":

@@ -607,16 +607,16 @@ def _run_tiles(pix, args, out, threads: int, progress=None) -> None:
         _render_tiles(r[0], r[1], pix, *args, *out)
         return (r[1] - r[0]) * TILE
 
-    if threads == 1 or len(ranges) == 1:
-        done = map(one, ranges)
-        for k in done:
-            if progress is not None:
-                progress(k)
-        return
-    with ThreadPoolExecutor(threads, thread_name_prefix="nb-fused") as ex:
+    # Even with one thread the chunks run in a worker: the main thread only waits, so Ctrl-C and SIGTERM reach
+    # it between chunks (never inside numba's compiler, which an interrupt can crash), and the chunks not
+    # started yet are dropped instead of rendered first.
+    ex = ThreadPoolExecutor(max(1, min(threads, len(ranges))), thread_name_prefix="nb-fused")
+    try:
         for k in ex.map(one, ranges):
             if progress is not None:
                 progress(k)
+    finally:
+        ex.shutdown(wait=True, cancel_futures=True)
 
 
 def _np(t: torch.Tensor, dtype) -> np.ndarray:

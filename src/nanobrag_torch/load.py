@@ -18,10 +18,11 @@ from .errors import InputError, UsageError
 from .io.hkl import HKLTable, read_fdump, read_hkl
 from .io.mat import read_mat
 from .io.smv import read_smv
-from .io.sourcefile import read_sourcefile
+from .io.sourcefile import read_sourcefile_lines
 from .model import (SETUP_DTYPE, Beam, Crystal, Model, Sampling, StructureFactors, detector_from_config)
 from .rng import CRandom, mosaic_draws, random_misset
 from .sources import file_sources, grid_sources
+from .validate import check_memory, validate_model
 
 
 @dataclass
@@ -32,7 +33,9 @@ class Inputs:
     hkl_from_dump: bool = False
     matrix: tuple | None = None  # (a*, b*, c*) as written (lambda-scaled), see io.mat.read_mat
     source_rows: list | None = None
+    source_lines: list[int] | None = None  # the line of each source row in its file
     mask: np.ndarray | None = None
+    files: dict[str, str] = field(default_factory=dict)  # flag -> the file read for it (for messages)
 
 
 @dataclass
@@ -46,6 +49,8 @@ class LoadInfo:
     hkl_from_dump: bool = False
     rng: CRandom = field(default_factory=CRandom)  # C's random state after the misset and mosaic draws
     messages: list[str] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)  # flag -> file read for it (validate names it)
+    source_lines: list[int] | None = None  # the source file's line of each source (validate names it)
 
 
 def _warn(msg: str) -> None:
@@ -64,17 +69,22 @@ def read_inputs(config: SimConfig, workdir: str | Path = ".", warn=_warn, log=No
     out = Inputs()
     if cc.hkl is not None:
         out.hkl = read_hkl(wd / cc.hkl, cc.default_F, warn)
+        out.files["-hkl"] = cc.hkl
     elif (wd / cc.dump).is_file():
         out.hkl, out.hkl_from_dump = read_fdump(wd / cc.dump), True
+        out.files["-hkl"] = cc.dump
         log(f"reading Fs from {cc.dump}")
     elif cc.default_F == 0.0:
         raise UsageError("no structure factors: give -hkl FILE or -default_F F "
                          f"(or keep a {cc.dump} from an earlier run in the working directory)")
     if cc.mat is not None:
         out.matrix = read_mat(wd / cc.mat)
+        out.files["-mat"] = cc.mat
     if bc.sourcefile is not None:
-        out.source_rows = read_sourcefile(wd / bc.sourcefile, warn)
+        out.source_rows, out.source_lines = read_sourcefile_lines(wd / bc.sourcefile, warn)
+        out.files["-sourcefile"] = bc.sourcefile
     if dc.mask is not None:
+        out.files["-mask"] = dc.mask
         _, m = read_smv(wd / dc.mask, "-mask")
         if m.shape != (dc.spixels, dc.fpixels):
             raise InputError(f"-mask: {dc.mask}: {m.shape[1]}x{m.shape[0]} pixels, detector is "
@@ -92,7 +102,7 @@ def _crystal(config: SimConfig, inputs: Inputs, info: LoadInfo, device) -> Cryst
     cc, bc = config.crystal, config.beam
     matrix = None
     if inputs.matrix is not None:  # the file holds a*/lambda etc.: divide by the -lambda given, as C
-        matrix = _t(inputs.matrix, device) * (1e-10 / bc.wavelength)
+        matrix = _t(inputs.matrix, device) * (1e-10 / bc.wavelength if bc.wavelength else math.inf)
     misset = cc.misset
     if cc.misset_random:
         _, misset = random_misset(cc.misset_seed, info.rng)
@@ -102,7 +112,8 @@ def _crystal(config: SimConfig, inputs: Inputs, info: LoadInfo, device) -> Cryst
     return Crystal(
         cell=None if cc.cell is None else _t(cc.cell, device), matrix=matrix,
         misset=_t(misset if misset is not None else (0.0, 0.0, 0.0), device),
-        N=_t((cc.Na, cc.Nb, cc.Nc), device), shape=cc.shape, fudge=_t(cc.fudge, device), scale=_t(1.0, device),
+        N=_t(tuple(max(n, 1) for n in (cc.Na, cc.Nb, cc.Nc)), device), shape=cc.shape, fudge=_t(cc.fudge, device),
+        scale=_t(1.0, device),
         mosaic_spread=_t(cc.mosaic_spread, device), mosaic_reference_spread=draws.spread if mosaic else 0.0,
         mosaic_axes=_t(draws.axes, device) if mosaic else None,
         mosaic_angles=_t(draws.angles, device) if mosaic else None,
@@ -155,18 +166,18 @@ def build_model(config: SimConfig, inputs: Inputs, log=None, warn=_warn) -> Mode
     log = log or (lambda msg: None)
     dev = torch.device(config.engine.device)
     cc, dc, bc = config.crystal, config.detector, config.beam
-    info = LoadInfo(hkl_table=inputs.hkl, hkl_from_dump=inputs.hkl_from_dump)
+    info = LoadInfo(hkl_table=inputs.hkl, hkl_from_dump=inputs.hkl_from_dump, files=dict(inputs.files),
+                    source_lines=inputs.source_lines if inputs.source_rows else None)
     crystal = _crystal(config, inputs, info, dev)
     mask = None if inputs.mask is None else torch.as_tensor(inputs.mask != 0, device=dev)
     detector = detector_from_config(dc, dev, mask)
     beam = _beam(config, inputs, dev)
     model = Model(crystal=crystal, detector=detector, beam=beam,
                   structure_factors=_structure_factors(config, inputs.hkl, dev),
-                  dtype={"float32": torch.float32, "float64": torch.float64}[config.engine.dtype])
+                  dtype={"float32": torch.float32, "float64": torch.float64}[config.engine.dtype], info=info)
+    validate_model(model)  # every quantity in its physical domain before anything is derived from it
 
     cr = crystal_geometry(model)
-    if not all(math.isfinite(float(x)) for x in torch.cat((cr.a0, cr.b0, cr.c0))):
-        raise InputError("the crystal cell is degenerate (zero volume): check -mat/-cell")
     N = crystal_counts(cr, cc.Na, cc.Nb, cc.Nc, cc.sample_x, cc.sample_y, cc.sample_z)
     info.N = N
     model.crystal.N = _t(N, dev)
@@ -189,7 +200,8 @@ def build_model(config: SimConfig, inputs: Inputs, log=None, warn=_warn) -> Mode
     sc = config.sampling
     model.sampling = Sampling(oversample=os_, oversample_thick=sc.oversample_thick,
                               oversample_polar=sc.oversample_polar, oversample_omega=sc.oversample_omega)
-    model.info = info
+    eager = config.engine.kernel == "torch" or dev.type != "cpu"  # else the fused kernel, at least for a C run
+    check_memory(model, config.engine.max_memory_gb, eager)
     return model
 
 

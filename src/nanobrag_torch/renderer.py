@@ -8,6 +8,7 @@ them all would exceed the budget, so the backward fits the same budget as the fo
 """
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass
 
@@ -21,6 +22,7 @@ from .crystal import CrystalGeometry, build_crystal, mosaic_umats_from_draws, or
 from .errors import UsageError
 from .geometry import DetectorGeometry, pixel_positions, place_detector, unitize
 from .model import SETUP_DTYPE, Model, check_discrete
+from .validate import check_memory, validate_model
 
 AVOGADRO = 6.02214179e23
 WATER_F = 2.57
@@ -28,6 +30,9 @@ WATER_F = 2.57
 _BYTES_PER_EVAL = 8 * 48
 _BYTES_PER_EVAL_INTERP = 8 * (48 + 3 * 64 + 64)
 _BYTES_PER_EVAL_GRAD = 8 * 160  # what autograd keeps for the backward, per evaluation
+# Whole-image buffers per pixel besides the image and its chunks: the pixel index (int64, in torch and in the
+# fused kernel), the rendered mask and the fused kernel's two per-pixel flags (bool).
+_BYTES_PER_PIXEL = 8 + 8 + 1 + 2
 # Evaluations per chunk on the CPU: intermediates of a few MB stay in cache and in malloc's reused heap.
 _CPU_CHUNK_EVALS = 1 << 18
 KERNELS = ("auto", "torch", "numba")
@@ -140,8 +145,10 @@ def _water_background(water_size, fluence) -> torch.Tensor:
 
 
 def prepare(model: Model) -> Prepared:
-    """Derived geometry and kernel arguments for ``model`` (float64 setup, vectors cast to the render dtype)."""
+    """Derived geometry and kernel arguments for ``model`` (float64 setup, vectors cast to the render dtype);
+    a quantity outside its physical domain is refused first (``validate.validate_model``)."""
     check_discrete(model)
+    validate_model(model)
     dtype, dev = model.dtype, model.device
     cr = crystal_geometry(model)
     orient = orientations(model, cr)  # (B, K, 3, 3)
@@ -201,16 +208,33 @@ def prepare(model: Model) -> Prepared:
     return Prepared(detector=g_render, crystal=cr, inputs=inputs, settings=settings)
 
 
-def chunk_pixels(model: Model, prep: Prepared, max_memory_gb: float, grad: bool) -> tuple[int, bool]:
-    """(pixels per chunk, recompute chunks in the backward) from the memory budget."""
+def _evaluations_per_pixel(model: Model) -> int:
+    """Kernel evaluations per pixel: layers x sub-pixels x sources x crystals x phi steps x mosaic domains."""
+    batch = math.prod(model.crystal.batch_shape)
+    return (model.detector.thicksteps * model.sampling.oversample ** 2 * model.beam.sources * batch
+            * model.crystal.phisteps * model.crystal.mosaic_domains)
+
+
+def memory_needs(model: Model) -> tuple[int, int]:
+    """(bytes of the whole-image buffers, bytes of the eager kernel's intermediates per pixel) of a render:
+    the image and its chunks, the pixel index and mask; every evaluation of a pixel at once."""
     det = model.detector
-    evals = (det.thicksteps * model.sampling.oversample ** 2 * model.beam.sources
-             * prep.inputs.orientations.shape[0] * prep.inputs.orientations.shape[1])
-    per = _BYTES_PER_EVAL_INTERP if prep.settings.interpolate else _BYTES_PER_EVAL
+    item = torch.finfo(model.dtype).bits // 8
+    batch = math.prod(model.crystal.batch_shape)
+    image = det.fpixels * det.spixels * (_BYTES_PER_PIXEL + 2 * item * batch)
+    per = _BYTES_PER_EVAL_INTERP if model.structure_factors.interpolate else _BYTES_PER_EVAL
     if model.dtype == torch.float32:
         per //= 2
-    budget = max_memory_gb * 2**30
-    n = budget // max(1, evals * per)
+    return image, _evaluations_per_pixel(model) * per
+
+
+def chunk_pixels(model: Model, prep: Prepared, max_memory_gb: float, grad: bool) -> tuple[int, bool]:
+    """(pixels per chunk, recompute chunks in the backward) from what the budget leaves beside the image."""
+    det = model.detector
+    evals = _evaluations_per_pixel(model)
+    image, per_pixel = memory_needs(model)
+    budget = max_memory_gb * 2**30 - image
+    n = budget // max(1, per_pixel)
     if model.device.type == "cpu":
         n = min(n, _CPU_CHUNK_EVALS // max(1, evals))
     pixels = det.fpixels * det.spixels
@@ -254,18 +278,21 @@ def render_details(model: Model, *, kernel: str = "auto", max_memory_gb: float =
     det = model.detector
     dev = model.device
     B = prep.settings.batch
+    fused = _fused_module(kernel, model, prep, grad)
+    check_memory(model, max_memory_gb, eager=fused is None)  # before any buffer of the image's size
     rendered = det.rendered_mask().reshape(-1)
     full = bool(rendered.all())  # every pixel rendered: no index list to search, no scatter
     idx = torch.arange(rendered.numel(), device=dev) if full else torch.nonzero(rendered).reshape(-1)
     os_ = model.sampling.oversample
-    fused = _fused_module(kernel, model, prep, grad)
     if fused is not None:
         bar = _progress(idx.numel(), progress)
-        v, om, still = fused.render(prep.detector, idx, prep.inputs, prep.settings, det.fpixels,
-                                    _value(det.pixel_size), os_, _value(det.thickstep), det.thicksteps,
-                                    det.curved, progress=bar.update if bar is not None else None)
-        if bar is not None:
-            bar.close()
+        try:
+            v, om, still = fused.render(prep.detector, idx, prep.inputs, prep.settings, det.fpixels,
+                                        _value(det.pixel_size), os_, _value(det.thickstep), det.thicksteps,
+                                        det.curved, progress=bar.update if bar is not None else None)
+        finally:  # also on Ctrl-C: the bar is cleared, so the CLI's one line stays the only one
+            if bar is not None:
+                bar.close()
         values, omega_sum, interp = [v[None]], om, still.reshape(1)
     else:
         values, omega_sum, interp = _render_eager(model, prep, idx, max_memory_gb, grad, progress)
@@ -302,18 +329,20 @@ def _render_eager(model: Model, prep: Prepared, idx: torch.Tensor, max_memory_gb
     starts = range(0, idx.numel(), chunk)
     bar = _progress(len(starts), progress)
     values = []
-    for start in starts:
-        sel = idx[start:start + chunk]
-        if recompute:
-            v, om, interp = _checkpoint(one_chunk, sel, interp, use_reentrant=False)
-        else:
-            v, om, interp = one_chunk(sel, interp)
-        values.append(v)
-        omega_sum = omega_sum + om.detach().sum()
+    try:
+        for start in starts:
+            sel = idx[start:start + chunk]
+            if recompute:
+                v, om, interp = _checkpoint(one_chunk, sel, interp, use_reentrant=False)
+            else:
+                v, om, interp = one_chunk(sel, interp)
+            values.append(v)
+            omega_sum = omega_sum + om.detach().sum()
+            if bar is not None:
+                bar.update(1)
+    finally:  # also on Ctrl-C: the bar is cleared, so the CLI's one line stays the only one
         if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
+            bar.close()
     return values, omega_sum, interp
 
 

@@ -10,8 +10,11 @@ from ..errors import InputError
 
 
 def write_float_image(path: str | Path, image: np.ndarray) -> None:
-    """Raw native float32, [slow][fast], no header (C -floatfile)."""
-    np.ascontiguousarray(image, dtype=np.float32).tofile(str(path))
+    """Raw native float32, [slow][fast], no header (C -floatfile). Written through a Python file, so that a
+    failed write (a full disk) raises the OSError of its cause, not numpy's byte count."""
+    data = np.ascontiguousarray(image, dtype=np.float32).reshape(-1).view(np.uint8)  # no copy of the image
+    with open(path, "wb") as fh:
+        fh.write(memoryview(data))
 
 
 def write_pgm(path: str | Path, pixels: np.ndarray, scale: float) -> None:

@@ -8,7 +8,10 @@ only when every file was written, removed on any failure or interruption.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +27,16 @@ from .smv import format_header, nanobragg_header
 
 def write_atomically(files: list[tuple[str | Path, bytes | None, object]]) -> None:
     """Write ``(path, bytes, None)`` or ``(path, None, writer(tmp_path))`` entries: every file under a
-    temporary name first, then all renamed; on any failure (or Ctrl-C) the temporaries are removed and no
-    target is touched. An OSError becomes one ``InputError`` line naming the file."""
+    temporary name next to its target first, then all renamed; on any failure (a full disk, an unwritable or
+    missing directory, a target that is a directory) or interruption (Ctrl-C, SIGTERM) the temporaries are
+    removed and no target is touched. An OSError becomes one ``InputError`` line naming the target file.
+    The renames run with SIGINT and SIGTERM deferred, so an interruption lands before or after all of them."""
     done: list[tuple[str, str]] = []
     name = tmp = None
     try:
         for name, data, writer in files:
+            if os.path.isdir(name):
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(name))
             tmp = f"{name}.part{os.getpid()}"
             done.append((tmp, str(name)))
             if data is not None:
@@ -38,14 +45,51 @@ def write_atomically(files: list[tuple[str | Path, bytes | None, object]]) -> No
             else:
                 writer(tmp)
     except BaseException as exc:
-        for tmp, _ in done:
-            Path(tmp).unlink(missing_ok=True)
+        _remove(tmp for tmp, _ in done)
         if isinstance(exc, OSError):
             where = name if exc.filename in (None, tmp) else exc.filename  # the target, not its temporary name
             raise InputError(f"cannot write {where}: {exc.strerror or exc}") from None
         raise
-    for tmp, target in done:
-        os.replace(tmp, target)
+    with _signals_deferred():
+        for i, (tmp, target) in enumerate(done):
+            try:
+                os.replace(tmp, target)
+            except OSError as exc:
+                _remove(t for t, _ in done[i:])
+                raise InputError(f"cannot write {target}: {exc.strerror or exc}") from None
+
+
+def _remove(paths) -> None:
+    """Remove temporaries that may not exist (or whose directory does not)."""
+    for p in paths:
+        with contextlib.suppress(OSError):
+            Path(p).unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _signals_deferred():
+    """SIGINT and SIGTERM that arrive inside are acted on (by the handler they had) when it ends.
+
+    Python runs signal handlers in the main thread whichever thread the signal reached, so swapping the
+    handlers defers them for the whole process; outside the main thread this is a no-op."""
+    caught: list[int] = []
+    try:
+        old = {s: signal.signal(s, lambda signum, frame: caught.append(signum))
+               for s in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+        for s in caught[:1]:
+            handler = old[s]
+            if callable(handler):
+                handler(s, None)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(s)
 
 
 @dataclass

@@ -20,9 +20,15 @@ def read_sourcefile(path: str | Path, warn=None) -> list[tuple[float, float, flo
     Differences from C, by design: '#' comment lines and blank lines are skipped (one warning naming the
     lines), CRLF and a missing final newline end a line normally, and a non-numeric token is an error.
     """
+    return read_sourcefile_lines(path, warn)[0]
+
+
+def read_sourcefile_lines(path: str | Path, warn=None) -> tuple[list[tuple[float, float, float, float, float]],
+                                                               list[int]]:
+    """``read_sourcefile``'s rows and the line number (from 1) of each, for messages naming the line."""
     warn = warn or (lambda msg: print(f"WARNING: {msg}", file=sys.stderr))
     p = check_readable_file("-sourcefile", str(path))
-    rows = []
+    rows, linenos = [], []
     comments = []
     for lineno, raw in enumerate(read_lines("-sourcefile", p), start=1):
         line = raw.strip(_STRIP)
@@ -40,9 +46,10 @@ def read_sourcefile(path: str | Path, warn=None) -> list[tuple[float, float, flo
             vals.append(v)
         vals += [math.nan] * (5 - len(vals))
         rows.append(tuple(vals))
+        linenos.append(lineno)
     if comments:
         warn(f"{path}: skipped comment lines {', '.join(map(str, comments))} "
              "(the C program reads them as extra sources at the origin with zero wavelength)")
     if not rows:
         raise InputError(f"-sourcefile: {path}: no sources found")
-    return rows
+    return rows, linenos
