@@ -333,8 +333,12 @@ def test_resume_after_a_kill_gives_the_files_of_an_uninterrupted_run(tmp_path, m
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()
-    done = files_of(cut, "s_*.cbf")
-    assert 2 <= len(done) < 5 and not (cut / "s.h5").exists()  # killed mid-series, before the NeXus file
+    # a frame is complete when all its files are there: its CBF, its noise image and its NeXus spool frame
+    # (written in that order, each atomically, so the kill can fall between them)
+    done = [i for i in range(1, 6) if (cut / f"s_{i:04d}.cbf").exists() and (cut / f"n_{i:04d}.img").exists()
+            and (cut / "s.h5.frames" / f"frame_{i:07d}.npy").exists()]
+    assert done == list(range(1, len(done) + 1)) and len(done) < 5 and not (cut / "s.h5").exists()
+    assert (cut / "s_0002.cbf").exists()  # killed mid-series, before the NeXus file
 
     again = run_inproc([*SLOW, "-resume"], cut)
     assert again.returncode == 0, again.stderr
