@@ -1,4 +1,5 @@
-"""The one subprocess runner of the tools, the command log it writes, and the UTC stamp.
+"""The one subprocess runner of the tools, the command log it writes, and the UTC stamp; and the in-process
+runner of our own CLI (:func:`run_in_process`) that the test suite uses where a process start is not the point.
 
 Every command a tool runs goes through :func:`run`, which returns one :class:`RunResult` and, given a log,
 appends exactly one line to it (a bundle's ``commands.txt``)::
@@ -192,3 +193,43 @@ def run(argv, *, cwd=None, env=None, timeout_s: float | None = None, merge_stder
     if log_path is not None:
         log_command(log_path, code, command, started)
     return RunResult(argv, command, None if cwd is None else str(cwd), code, out, err, wall, timed_out, new)
+
+
+IN_PROCESS = "@in-process"  # argv[0] of a RunResult from run_in_process
+
+
+def run_in_process(argv: list[str], workdir) -> RunResult:
+    """``nanobrag_torch.cli.main(argv)`` called in this process with ``workdir`` as the working directory and
+    stdout/stderr captured: what ``python -m nanobrag_torch ARGV`` does there, without starting an interpreter
+    and importing torch for every run (~2 s each). The test suite's golden cases use it; the pipeline tools,
+    which time whole processes, do not. An exception escaping ``main`` (a bug) is exit 1 with its traceback on
+    stderr, as the interpreter would report it. No timeout."""
+    import contextlib
+    import io
+    import signal
+    import traceback
+
+    from nanobrag_torch.cli import main
+
+    workdir = Path(workdir)
+    before = {p.name for p in workdir.iterdir()}
+    out, err = io.StringIO(), io.StringIO()
+    cwd, handlers = os.getcwd(), {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    t0 = time.monotonic()
+    try:
+        os.chdir(workdir)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(argv))
+            except Exception:  # noqa: BLE001 - reported like an uncaught exception in a process
+                traceback.print_exc()
+                code = 1
+    finally:
+        os.chdir(cwd)
+        for s, h in handlers.items():
+            signal.signal(s, h)
+    wall = time.monotonic() - t0
+    new = sorted(p.name for p in workdir.iterdir() if p.name not in before)
+    command = "python -m nanobrag_torch " + shlex.join(argv) + "  # in-process"
+    return RunResult([IN_PROCESS, *argv], command, str(workdir), code, out.getvalue(), err.getvalue(), wall,
+                     False, new)

@@ -21,7 +21,6 @@ import re
 import shlex
 import sys
 import tempfile
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -196,50 +195,14 @@ def select_cases(cases: list[Case], select=None, exclude_tags=()) -> list[Case]:
 
 # ---------------------------------------------------------------------------------------------- runs
 # A ``py_cmd`` whose first word is IN_PROCESS calls our CLI's entry point in this process (the remaining words
-# come before the case's argv) instead of starting ``python -m nanobrag_torch``; see ``run_in_process``.
-IN_PROCESS = "@in-process"
+# come before the case's argv) instead of starting ``python -m nanobrag_torch``; see ``cmdlog.run_in_process``.
+IN_PROCESS = cmdlog.IN_PROCESS
 
 
 def default_py_cmd() -> list[str]:
     """Command that runs our simulator: $NB_PY_CMD (shell-split) or ``<this python> -m nanobrag_torch``."""
     env = os.environ.get("NB_PY_CMD")
     return shlex.split(env) if env else [sys.executable, "-m", "nanobrag_torch"]
-
-
-def run_in_process(argv: list[str], workdir: Path) -> RunResult:
-    """``nanobrag_torch.cli.main(argv)`` called in this process with ``workdir`` as the working directory and
-    stdout/stderr captured: what ``python -m nanobrag_torch ARGV`` does there, without starting an interpreter
-    and importing torch for every run (~2 s each). The test suite's golden cases use it; the pipeline tools,
-    which time whole processes, do not. An exception escaping ``main`` (a bug) is exit 1 with its traceback on
-    stderr, as the interpreter would report it. No timeout."""
-    import contextlib
-    import io
-    import signal
-    import traceback
-
-    from nanobrag_torch.cli import main
-
-    before = {p.name for p in workdir.iterdir()}
-    out, err = io.StringIO(), io.StringIO()
-    cwd, handlers = os.getcwd(), {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    t0 = time.monotonic()
-    try:
-        os.chdir(workdir)
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                code = main(list(argv))
-            except Exception:  # noqa: BLE001 - reported like an uncaught exception in a process
-                traceback.print_exc()
-                code = 1
-    finally:
-        os.chdir(cwd)
-        for s, h in handlers.items():
-            signal.signal(s, h)
-    wall = time.monotonic() - t0
-    new = sorted(p.name for p in workdir.iterdir() if p.name not in before)
-    command = "python -m nanobrag_torch " + shlex.join(argv) + "  # in-process"
-    return RunResult([IN_PROCESS, *argv], command, str(workdir), code, out.getvalue(), err.getvalue(), wall,
-                     False, new)
 
 
 def stage_inputs(corpus: Corpus, case: Case, workdir: Path) -> list[dict]:
@@ -273,7 +236,7 @@ def run_py_case(corpus: Corpus, case: Case, workdir: Path, *, dtype: str | None 
     if device and program.engine_flags:
         cmd += ["-device", device]
     if cmd[0] == IN_PROCESS:
-        return run_in_process(cmd[1:], workdir)
+        return cmdlog.run_in_process(cmd[1:], workdir)
     return run_in_dir(cmd, workdir, timeout=timeout, env=thread_env(threads))
 
 
