@@ -11,6 +11,8 @@ Python with these classes; ``render(model)`` turns it into an image and never to
 """
 from __future__ import annotations
 
+import itertools
+
 from dataclasses import dataclass, field, fields, replace
 
 import torch
@@ -18,6 +20,17 @@ import torch
 from .errors import UsageError
 
 SETUP_DTYPE = torch.float64
+
+
+def _broadcast_shapes(shapes) -> torch.Size:
+    """torch.broadcast_shapes without its import of torch's symbolic-shape machinery (~0.3 s per process)."""
+    out: list[int] = []
+    for dims in itertools.zip_longest(*(reversed(tuple(s)) for s in shapes), fillvalue=1):
+        sizes = {d for d in dims if d != 1}
+        if len(sizes) > 1:
+            raise ValueError(f"batch shapes {[tuple(s) for s in shapes]} do not broadcast")
+        out.append(sizes.pop() if sizes else 1)
+    return torch.Size(reversed(out))
 
 
 def _tensor_fields(obj):
@@ -77,7 +90,7 @@ class Crystal:
             shapes.append(self.matrix.shape[:-2])
         if isinstance(self.scale, torch.Tensor):
             shapes.append(self.scale.shape)
-        return torch.broadcast_shapes(*shapes)
+        return _broadcast_shapes(shapes)
 
     @property
     def mosaic_domains(self) -> int:
