@@ -115,11 +115,11 @@ def phase_d(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none", requires=["project"], default=False)
 def parity_matrix(session: nox.Session) -> None:
-    """C-vs-PyTorch parity matrix: python -m tools.parity_matrix [ARGS] (--corpus --live --select ...)."""
-    _in_project(session, "-m", "tools.parity_matrix", *session.posargs, env={"NB_GOLDEN_DIR": _golden_dir()})
+    """C-vs-PyTorch parity matrix: python -m tools.matrix.parity_matrix [ARGS] (--corpus --live --select ...)."""
+    _in_project(session, "-m", "tools.matrix.parity_matrix", *session.posargs, env={"NB_GOLDEN_DIR": _golden_dir()})
 
 
 @nox.session(venv_backend="none", requires=["project"], default=False)
 def bench(session: nox.Session) -> None:
-    """Benchmarks vs the C program ($NB_C_BIN): python -m tools.bench [ARGS] -> reports/bench/<STAMP>/."""
-    _in_project(session, "-m", "tools.bench", *session.posargs)
+    """Benchmarks vs the C program ($NB_C_BIN): python -m tools.perf.bench [ARGS] -> reports/bench/<STAMP>/."""
+    _in_project(session, "-m", "tools.perf.bench", *session.posargs)

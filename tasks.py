@@ -98,7 +98,7 @@ def profile(c, config=None, detpixels=4096, dtype="float32", device="cpu", threa
 
     Writes the top operators (torch.profiler), a Chrome trace and the peak
     memory of a warm multi-source render; refuses unless `invoke phase-d-check` passes for the current code."""
-    from tools import profile as prof
+    from tools.perf import profile as prof
 
     argv = ["--detpixels", str(detpixels), "--dtype", dtype, "--device", device]
     for flag, value in (("--config", config), ("--threads", threads), ("--outdir", outdir)):
@@ -159,7 +159,7 @@ def bench(c, select=None, repeats=None, dtype=None, no_scaling=False, sizes=None
             "outdir": "report directory (default: reports/bench/grad-<STAMP>)"})
 def bench_grad(c, sizes="256 1024", repeats=3, outdir=None):
     """Gradient cost of the eager render: forward vs forward+backward time and peak memory -> reports/bench/."""
-    from tools import bench_grad as bg
+    from tools.perf import bench_grad as bg
 
     raise Exit(code=bg.main(["--sizes", *sizes.split(), "--repeats", str(repeats),
                              *(["--outdir", outdir] if outdir else [])]))

@@ -1,4 +1,4 @@
-"""tools.bench: the benchmark bundle (timings recorded, never asserted; parity of every output checked).
+"""tools.perf.bench: the benchmark bundle (timings recorded, never asserted; parity of every output checked).
 
 Most tests run a fake simulator (no torch) on both sides: it writes C's default outputs from a fixed pattern
 and prints a "rendered in" time proportional to pixels x sources x domains, so the fitted exponents are known.
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tools import bench
+from tools.perf import bench
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -230,7 +230,7 @@ def test_phase_d_case_at_another_size():
 def test_smv_judge_reads_a_header_longer_than_header_bytes(tmp_path):
     # C's SMV header for the Phase D geometry at 4096^2 is 515 bytes ("}" at 513, then a form feed) although it
     # says HEADER_BYTES=512, and C writes it as is: the pixels follow the form feed. Ours writes the same bytes.
-    from tools import corpus
+    from tools.matrix import corpus
 
     text = "{\nHEADER_BYTES=512;\nSIZE1=3;\nSIZE2=2;\nTYPE=unsigned_short;\n" + "PAD=" + "x" * 470 + ";\n}\f"
     assert len(text) > 512

@@ -1,9 +1,9 @@
-"""tools.bench_grad: one real (tiny) measurement per mode and the report it writes."""
+"""tools.perf.bench_grad: one real (tiny) measurement per mode and the report it writes."""
 from __future__ import annotations
 
 import json
 
-from tools import bench_grad
+from tools.perf import bench_grad
 
 
 def test_measures_both_modes_and_writes_a_report(tmp_path):

@@ -1,4 +1,4 @@
-"""Tests of the golden-corpus harness (tools.corpus) on synthetic corpora and files made here."""
+"""Tests of the golden-corpus harness (tools.matrix.corpus) on synthetic corpora and files made here."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,7 @@ import pytest
 
 from tests.helpers.synthetic import (fake_sim_cmd, fdump_bytes, make_case, make_corpus, pattern, pgm_bytes,
                                      smv_bytes, standard_corpus, write_smv)
-from tools.corpus import (RNG_TAGS, compare_fdump, compare_pgm, compare_smv, evaluate_case, load_corpus,
+from tools.matrix.corpus import (RNG_TAGS, compare_fdump, compare_pgm, compare_smv, evaluate_case, load_corpus,
                           read_pgm, read_smv, run_py_case, select_cases)
 
 
@@ -89,7 +89,7 @@ def test_read_smv_and_pgm_reject_truncated_files(tmp_path):
 
 def test_read_golden_smv_header_if_present():
     # Golden cubic_spots_baseline is 256x256 with a 512-byte header and 27 header keys (README layout).
-    from tools.corpus import default_corpus_dir
+    from tools.matrix.corpus import default_corpus_dir
     path = default_corpus_dir() / "out" / "cubic_spots_baseline" / "intimage.img"
     if not path.is_file():
         pytest.skip("golden corpus absent")

@@ -1,7 +1,7 @@
 """Golden-corpus parity: our CLI against the recorded C outputs, case by case (issue 2, Acceptance).
 
 Every case of ``cases`` in $NB_GOLDEN_DIR (default ../shared/golden) is run hermetically with its exact argv
-and every output file it lists is compared (tools.corpus; thresholds in tools.thresholds). Cases are data:
+and every output file it lists is compared (tools.matrix.corpus; thresholds in tools.thresholds). Cases are data:
 nothing here names a case id, so any directory in the same format works. Skips when the corpus is absent.
 
 Every test runs on both render kernels (``-kernel numba``: the fused CPU path, ``-kernel torch``: the eager
@@ -19,7 +19,7 @@ import os
 
 import pytest
 
-from tools.corpus import IN_PROCESS, RNG_TAGS, default_corpus_dir, default_py_cmd, evaluate_case, load_corpus
+from tools.matrix.corpus import IN_PROCESS, RNG_TAGS, default_corpus_dir, default_py_cmd, evaluate_case, load_corpus
 
 CORPUS_DIR = default_corpus_dir()
 CORPUS = load_corpus(CORPUS_DIR) if (CORPUS_DIR / "cases.json").is_file() else None
@@ -27,7 +27,7 @@ TIMEOUT_S = float(os.environ.get("NB_GOLDEN_TIMEOUT", "900"))
 LARGE_PIXELS = 512 * 512  # a render this big takes tens of seconds on 2 cores: marked slow
 FLOAT32_CASES = 3  # on the eager kernel; the fused one runs every image case in float32
 KERNELS = ("numba", "torch")
-# Our CLI's entry point is called in this process (tools.corpus.run_in_process: the same argv in a fresh
+# Our CLI's entry point is called in this process (tools.matrix.corpus.run_in_process: the same argv in a fresh
 # directory, without ~2 s of interpreter and torch start-up per case); NB_GOLDEN_SUBPROCESS=1 starts
 # `python -m nanobrag_torch` (or $NB_PY_CMD) for every case instead. tests/test_cli.py covers the process itself.
 PY_CMD = default_py_cmd() if os.environ.get("NB_GOLDEN_SUBPROCESS") == "1" else [IN_PROCESS]

@@ -2,7 +2,7 @@
 
 The C side runs live (``NB_NOISIFY_BIN``, or ``noisify`` on PATH; the tests skip without it); our side runs in
 this process (``python -m nanobrag_torch noisify`` without the start-up cost). Every output file is judged
-with the parity matrix's comparisons and thresholds (tools.corpus, tools.thresholds) and must moreover be
+with the parity matrix's comparisons and thresholds (tools.matrix.corpus, tools.thresholds) and must moreover be
 byte-identical to C's: every noisify image comes from C's generators or from integer conversions. Cases that
 C refuses must be refused by us with one line, a non-zero exit and no file. Without the C binary, the corpus
 itself is still checked (every flag is exercised).
@@ -18,7 +18,7 @@ from nanobrag_torch.cli import main
 from nanobrag_torch.noisify import FLAGS
 from tools import REPO
 from tools.cbin import resolve_c_binary
-from tools.corpus import PROGRAMS, compare_outputs, load_corpus, stage_inputs
+from tools.matrix.corpus import PROGRAMS, compare_outputs, load_corpus, stage_inputs
 
 CORPUS = load_corpus(REPO / "tests" / "data" / "live_corpus_noisify")
 _PROG = PROGRAMS["noisify"]

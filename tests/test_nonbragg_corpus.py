@@ -1,5 +1,5 @@
 """The nonBragg live corpus (tests/data/live_corpus_nonbragg) and the tools' support for the C suite's programs
-(tools.corpus.PROGRAMS, a case's ``program``): without a C binary.
+(tools.matrix.corpus.PROGRAMS, a case's ``program``): without a C binary.
 
 Parity against the C program itself: tests/test_nonbragg_parity.py (skips without NB_NONBRAGG_BIN).
 """
@@ -16,8 +16,8 @@ import pytest
 from nanobrag_torch import nonbragg
 from tests.helpers.synthetic import fake_sim_cmd, make_case, make_corpus
 from tools.cbin import resolve_c_binary
-from tools.corpus import PROGRAMS, load_corpus, read_pgm, run_py_case
-from tools.parity_matrix import main as matrix_main
+from tools.matrix.corpus import PROGRAMS, load_corpus, read_pgm, run_py_case
+from tools.matrix.parity_matrix import main as matrix_main
 
 CORPUS = Path(__file__).resolve().parent / "data" / "live_corpus_nonbragg"
 

@@ -1,4 +1,4 @@
-"""Tests of the parity matrix (tools.parity_matrix) on a tiny synthetic corpus with a fake simulator.
+"""Tests of the parity matrix (tools.matrix.parity_matrix) on a tiny synthetic corpus with a fake simulator.
 
 standard_corpus (tests/helpers/synthetic.py): spots_ok passes, sum_off misses (its reference is 1.01x
 brighter: score |1/1.01 - 1| / 1e-5 = 990), refused passes (both sides refuse a missing -hkl file).
@@ -14,7 +14,7 @@ import stat
 import pytest
 
 from tests.helpers.synthetic import fake_sim_cmd, make_case, make_corpus, standard_corpus
-from tools.parity_matrix import available_memory_gb, bounded_workers, feature_counts, main, sort_key
+from tools.matrix.parity_matrix import available_memory_gb, bounded_workers, feature_counts, main, sort_key
 
 FAKE = shlex.join(fake_sim_cmd())
 

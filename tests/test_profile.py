@@ -1,4 +1,4 @@
-"""tools.profile: refuses without a PASS Phase D bundle for the current code; otherwise writes a profile bundle."""
+"""tools.perf.profile: refuses without a PASS Phase D bundle for the current code; otherwise writes a profile bundle."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,7 @@ import pytest
 
 from tools.evidence import phase_d
 from tools.evidence.bundle import BLOCKED, PASS, BundleError
-from tools import profile as prof
+from tools.perf import profile as prof
 from tools.evidence.case import DEFAULT_CONFIG, load_case
 
 REPO = Path(__file__).resolve().parents[1]

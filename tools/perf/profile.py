@@ -1,6 +1,6 @@
 """Profile a warm 4096² multi-source render with torch.profiler (what the Phase D evidence exists for).
 
-    python -m tools.profile [--config CASE.toml] [--detpixels 4096] [--dtype float32] [--device cpu]
+    python -m tools.perf.profile [--config CASE.toml] [--detpixels 4096] [--dtype float32] [--device cpu]
                             [--threads N] [--outdir DIR]
 
 Refuses (exit 1, one line saying why and where the evidence lives) unless a PASS Phase D bundle exists for the
@@ -33,7 +33,7 @@ from pathlib import Path
 
 from tools.evidence import phase_d
 from tools.evidence.bundle import BundleError
-from tools.bench import phase_d_run
+from tools.perf.bench import phase_d_run
 from tools.evidence.case import ConfigError, load_case
 from tools.cmdlog import utc_stamp
 from tools.files import atomic_write
@@ -207,7 +207,7 @@ def run(args) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tools.profile", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m tools.perf.profile", description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", default=None, help="Phase D case file (default: configs/phase_d_source_weights.toml)")
     ap.add_argument("--detpixels", type=int, default=4096, help="detector size (default 4096)")
     ap.add_argument("--dtype", default="float32", choices=("float32", "float64"))

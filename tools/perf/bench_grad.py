@@ -1,6 +1,6 @@
 """Cost of gradients: forward vs forward+backward time and peak memory of the eager render (issue 8).
 
-    python -m tools.bench_grad [--sizes 256 1024] [--repeats 3] [--outdir DIR]   (invoke bench-grad)
+    python -m tools.perf.bench_grad [--sizes 256 1024] [--repeats 3] [--outdir DIR]   (invoke bench-grad)
 
 Each measurement runs in a fresh process: the model is loaded, an 8x8 render in the same mode warms up (so
 first-call costs of autograd and of the kernels count in neither mode), the peak RSS is reset (Linux

@@ -3,7 +3,7 @@
 The CPU float64 render is the reference (it matches the C program bit for bit on the golden corpus), so
 this needs neither the corpus nor a C binary. Usage (on a machine with CUDA):
 
-    PYTHONPATH=src:. python -m tools.device_check --out DIR [--quick]
+    PYTHONPATH=src:. python -m tools.device.check --out DIR [--quick]
 
 Writes DIR/device_check.json and DIR/device_check.md, and prints the table last.
 """

@@ -1,13 +1,13 @@
 """Parity matrix: every case of a golden-format corpus against our simulator, in one worst-first report.
 
-    python -m tools.parity_matrix [--corpus DIR] [--live [--c-bin PATH]] [--select IDS_OR_TAGS ...]
+    python -m tools.matrix.parity_matrix [--corpus DIR] [--live [--c-bin PATH]] [--select IDS_OR_TAGS ...]
                                   [--exclude TAGS ...] [--dtype float64|float32] [--device cpu|cuda]
                                   [-j N] [--outdir DIR] [--py-cmd CMD] [--timeout S] [--no-images]
 
 Writes ``reports/parity/<UTC STAMP>/`` (or ``--outdir``): ``matrix.json``, ``index.md``, a self-contained
 ``index.html`` (thumbnails embedded) and ``cases/<id>.png`` (C / PyTorch / difference) plus
 ``cases/<id>_profile.png`` (line profiles through the worst pixel). Exit status: 0 when every case passes,
-1 when any case misses, 2 on a usage error. Running and judging a case is ``tools.corpus``; pictures are
+1 when any case misses, 2 on a usage error. Running and judging a case is ``tools.matrix.corpus``; pictures are
 ``tools.compare_images``; numbers are ``tools.metrics`` against ``tools.thresholds``.
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ from pathlib import Path
 
 from tools import REPO, cmdlog
 from tools import thresholds as th
-from tools.corpus import CaseResult, default_corpus_dir, default_py_cmd, evaluate_case, load_corpus, select_cases
+from tools.matrix.corpus import CaseResult, default_corpus_dir, default_py_cmd, evaluate_case, load_corpus, select_cases
 from tools.files import atomic_write, fresh_dir
 
 # Memory one worker may need: the simulator's default chunk budget (-max_memory_gb 2) plus interpreter,
@@ -257,7 +257,7 @@ def _git_commit() -> str | None:
 
 # ------------------------------------------------------------------------------------------ driver
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m tools.parity_matrix", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m tools.matrix.parity_matrix", description=__doc__.split("\n\n")[0])
     p.add_argument("--corpus", default=None, help="corpus directory (default $NB_GOLDEN_DIR or ../shared/golden)")
     p.add_argument("--live", action="store_true",
                    help="re-run the C program for every case (binary: --c-bin or $NB_C_BIN)")
@@ -306,7 +306,7 @@ def _resolve_c_bins(explicit: str | None, cases) -> str | dict:
     {program: path}); ``--c-bin`` names it when the cases run one program. Raises ValueError naming what is
     missing."""
     from tools.cbin import resolve_c_binary
-    from tools.corpus import PROGRAMS
+    from tools.matrix.corpus import PROGRAMS
 
     programs = sorted({c.program for c in cases})
     if explicit and len(programs) > 1:
@@ -348,7 +348,7 @@ def run_cases(corpus, cases, opts: dict, workers: int, progress: bool) -> list[d
             bar.update(1)
     else:
         # spawn: no fork of a process holding threads (tqdm's monitor); workers import run_one by module name
-        from tools.parity_matrix import run_one as worker
+        from tools.matrix.parity_matrix import run_one as worker
 
         with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             futs = {pool.submit(worker, str(corpus.root), c.id, opts): c for c in cases}

@@ -1,6 +1,6 @@
 """Benchmarks: whole runs of our CLI and of the C program on the same cores, with every output parity-checked.
 
-    python -m tools.bench [--config configs/bench.toml] [--select ID ...] [--repeats N] [--dtype D ...]
+    python -m tools.perf.bench [--config configs/bench.toml] [--select ID ...] [--repeats N] [--dtype D ...]
                           [--no-scaling] [--sizes N ...] [--outdir DIR] [--c-bin PATH]
 
 For each case of the config, the C program and our CLI (once per dtype) run alternately ``repeats`` times,
@@ -48,7 +48,7 @@ try:
 except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib
 
-from tools import corpus
+from tools.matrix import corpus
 from tools.evidence.case import ConfigError, load_case
 from tools.cbin import resolve_c_binary, sha256_file
 from tools.cmdlog import utc_stamp
@@ -661,7 +661,7 @@ def passed(data: dict) -> bool:
 
 # ------------------------------------------------------------------------------------------------ main
 def parse_args(argv):
-    ap = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m tools.perf.bench", description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", default=str(DEFAULT_CONFIG))
     ap.add_argument("--select", nargs="+", default=None, metavar="ID", help="case ids (default: every case)")
     ap.add_argument("--repeats", type=int, default=None, help="alternations per case (default: the config's)")
