@@ -7,6 +7,7 @@ derivatives of the grating and sphere functions at their singular points.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -266,3 +267,18 @@ def test_batch_through_n_alone(tmp_path):
     for b in range(2):
         one = nb.render(m.replace(crystal__N=Ns[b]))
         assert torch.allclose(batch[b], one, rtol=1e-13, atol=1e-13 * float(one.max()))
+
+
+def test_matrix_and_source_wavelengths_match_finite_differences(tmp_path):
+    # the -mat path (the model holds the reciprocal matrix) and per-source wavelengths (a source file line
+    # with its own wavelength), the two continuous parameters the 64x64 -cell case above does not exercise
+    import shutil
+
+    shutil.copy(Path(__file__).parent / "data" / "live_corpus" / "inputs" / "A.mat", tmp_path / "A.mat")
+    argv = SPOTS.replace("-cell 20 22 24 88 91 93", "-mat A.mat").replace("-detpixels 64", "-detpixels 32")
+    m = model_of(argv, tmp_path)
+    # both sources with a wavelength of their own (the file's second line follows lambda0: NaN in the model)
+    m = m.replace(beam__source_wavelengths=torch.tensor([1.0e-10, 1.02e-10], dtype=F64))
+    assert float(nb.render(m).max()) > 20 * float(nb.render(m).mean()), "the case must have spots"
+    for key in ("crystal__matrix", "beam__source_wavelengths"):
+        check_against_fd(m, key)
