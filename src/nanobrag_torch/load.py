@@ -30,7 +30,6 @@ class Inputs:
     """What the input files hold: structure factors, MOSFLM matrix rows, source rows, detector mask."""
 
     hkl: HKLTable | None = None
-    hkl_from_dump: bool = False
     matrix: tuple | None = None  # (a*, b*, c*) as written (lambda-scaled), see io.mat.read_mat
     source_rows: list | None = None
     source_lines: list[int] | None = None  # the line of each source row in its file
@@ -46,7 +45,6 @@ class LoadInfo:
     oversample: int = 1
     misset_angles_deg: tuple[float, float, float] | None = None
     hkl_table: HKLTable | None = None
-    hkl_from_dump: bool = False
     rng: CRandom = field(default_factory=CRandom)  # C's random state after the misset and mosaic draws
     messages: list[str] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)  # flag -> file read for it (validate names it)
@@ -71,7 +69,7 @@ def read_inputs(config: SimConfig, workdir: str | Path = ".", warn=_warn, log=No
         out.hkl = read_hkl(wd / cc.hkl, cc.default_F, warn)
         out.files["-hkl"] = cc.hkl
     elif (wd / cc.dump).is_file():
-        out.hkl, out.hkl_from_dump = read_fdump(wd / cc.dump), True
+        out.hkl = read_fdump(wd / cc.dump)
         out.files["-hkl"] = cc.dump
         log(f"reading Fs from {cc.dump}")
     elif cc.default_F == 0.0:
@@ -166,7 +164,7 @@ def build_model(config: SimConfig, inputs: Inputs, log=None, warn=_warn) -> Mode
     log = log or (lambda msg: None)
     dev = torch.device(config.engine.device)
     cc, dc, bc = config.crystal, config.detector, config.beam
-    info = LoadInfo(hkl_table=inputs.hkl, hkl_from_dump=inputs.hkl_from_dump, files=dict(inputs.files),
+    info = LoadInfo(hkl_table=inputs.hkl, files=dict(inputs.files),
                     source_lines=inputs.source_lines if inputs.source_rows else None)
     crystal = _crystal(config, inputs, info, dev)
     mask = None if inputs.mask is None else torch.as_tensor(inputs.mask != 0, device=dev)
