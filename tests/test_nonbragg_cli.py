@@ -185,6 +185,7 @@ def test_add_refuses_with_one_line(run, tmp_path, argv, code, needle):
     got, _, err, files = run("add", *argv)
     line = _one_line(err)
     assert got == code and needle in line and line.startswith("add: error: ") and files == []
+    assert not line.startswith("add: error: add:")  # the program is named once
 
 
 def test_add_help(run):

@@ -27,15 +27,15 @@ and its background renders, ready for a noise model. Every input must have the s
 
 def read_float_file(path: str | Path) -> np.ndarray:
     """A raw native float32 image file as a flat array; one-line InputError for a missing or ragged file."""
-    p = check_readable_file("add", str(path))
+    p = check_readable_file("input image", str(path))
     try:
         data = p.read_bytes()
     except OSError as exc:
-        raise InputError(f"add: cannot read {path}: {exc.strerror or exc}") from None
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
     if len(data) % 4:
-        raise InputError(f"add: {path}: {len(data)} bytes is not a whole number of 4-byte floats")
+        raise InputError(f"{path}: {len(data)} bytes is not a whole number of 4-byte floats")
     if not data:
-        raise InputError(f"add: {path}: empty file")
+        raise InputError(f"{path}: empty file")
     return np.frombuffer(data, dtype=np.float32)
 
 
@@ -43,13 +43,13 @@ def add_images(paths) -> np.ndarray:
     """The float32 sum of the raw float images at ``paths`` (summed in float64, in order)."""
     paths = list(paths)
     if not paths:
-        raise UsageError("add: no input images")
+        raise UsageError("no input images")
     first = read_float_file(paths[0])
     total = first.astype(np.float64)
     for path in paths[1:]:
         img = read_float_file(path)
         if img.size != first.size:
-            raise InputError(f"add: {path}: {img.size} floats, but {paths[0]} has {first.size} "
+            raise InputError(f"{path}: {img.size} floats, but {paths[0]} has {first.size} "
                              "(images of different sizes cannot be added)")
         total += img
     return total.astype(np.float32)
@@ -64,12 +64,12 @@ def parse(argv: list[str]) -> tuple[list[str], str | None, bool]:
             return inputs, output, True
         if tok in ("-o", "-outfile", "-output"):
             if i + 1 >= len(argv) or argv[i + 1].startswith("-"):
-                raise UsageError(f"add: {tok}: expects a file name")
+                raise UsageError(f"{tok}: expects a file name")
             output = argv[i + 1]
             i += 2
             continue
         if tok.startswith("-") and tok != "-":
-            raise UsageError(f"add: unknown flag {tok} (see --help)")
+            raise UsageError(f"unknown flag {tok} (see --help)")
         inputs.append(tok)
         i += 1
     return inputs, output, False
@@ -85,9 +85,9 @@ def run(argv: list[str], out=print) -> int:
         sys.stdout.write(USAGE)
         return 0 if argv else 2
     if output is None:
-        raise UsageError("add: no output file: give -o SUM.bin")
+        raise UsageError("no output file: give -o SUM.bin")
     if len(inputs) < 2:
-        raise UsageError(f"add: expects at least two images to add, got {len(inputs)}")
+        raise UsageError(f"expects at least two images to add, got {len(inputs)}")
     total = add_images(inputs)
     write_atomically([(output, None, lambda p: write_float_image(p, total))])
     out(f"wrote {output} as {total.size} 4-byte floats: the sum of {len(inputs)} images")

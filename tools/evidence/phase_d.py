@@ -162,8 +162,7 @@ def run_chain(outdir, commands, runner=None, root=REPO) -> int:
             b.record(step, SKIPPED, f"not run: step {b.hard_blocked()['step']} blocked the run")
             print(f"phase-d [{i}/{len(commands)}] {step}: skipped", flush=True)
             continue
-        if step != "report":
-            print(f"phase-d [{i}/{len(commands)}] {step}: {report.STEP_TITLES[step]} ...", flush=True)
+        print(f"phase-d [{i}/{len(commands)}] {step}: {report.STEP_TITLES[step]} ...", flush=True)
         started = cmdlog.utc_now()
         res = runner(argv)
         cmdlog.log_command(b.commands, res.exit_code, cmdlog.format_command(argv, root=root), started)
