@@ -431,3 +431,14 @@ def test_series_matches_c_frame_by_frame(tmp_path):
         theirs = read_float_image(c_dir / "c.bin", (48, 48))
         ok, why = verdict(compare_images(theirs, ours), tolerances("float64").float_image)
         assert ok, (i, why)
+
+
+@pytest.mark.parametrize("missing, flags", [("fabio", ["-cbf", "s_####.cbf"]), ("h5py", ["-nexus", "s.h5"])])
+def test_a_missing_writer_package_is_one_line_before_rendering(tmp_path, monkeypatch, missing, flags):
+    monkeypatch.setitem(sys.modules, missing, None)  # import fails as if the package were not installed
+    argv = "-cell 70 80 90 90 90 90 -default_F 100 -N 5 -detpixels 16 -frames 2 -osc 1 -nonoise".split()
+    r = run_inproc([*argv, *flags], tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [f"nanobrag-torch: error: {flags[0]} needs the Python package {missing}: "
+                                             f"pip install {missing}"]
+    assert r.files == []

@@ -158,6 +158,19 @@ def _engine(config, todo: int, log):
     return handle
 
 
+def _check_writers_importable(files) -> None:
+    """Before anything is rendered: the packages the requested writers need (one line if one is missing)."""
+    import importlib
+
+    needs = (["h5py", "hdf5plugin"] if files.nexus else []) + (["fabio"] if files.cbf else [])
+    for name in needs:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            flag = "-cbf" if name == "fabio" else "-nexus"
+            raise UsageError(f"{flag} needs the Python package {name}: pip install {name}") from None
+
+
 def run_series(events, config, out=print) -> int:
     """The dataset run of ``config`` (``config.dataset.active``); returns the exit code."""
     from . import __version__
@@ -170,6 +183,7 @@ def run_series(events, config, out=print) -> int:
     quiet = config.output.quiet
     warn = lambda msg: print(f"WARNING: {msg}", file=sys.stderr)  # noqa: E731
     files = dataset_files(events, config)
+    _check_writers_importable(files)
     ds = config.dataset
     record_path = Path(f"{files.anchor}.series.json")
     rec, new_record = open_record(record_path, events, config, ds.resume, warn)
