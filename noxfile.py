@@ -84,9 +84,12 @@ def project(session: nox.Session) -> None:
             session.run("python", "-c", CHECK_TORCH)
 
 
-def _in_project(session: nox.Session, *args, **kwargs) -> None:
-    """Run ``python ARGS`` in the `project` environment."""
-    session.run(str(PROJECT_BIN / "python"), *args, external=True, **kwargs)
+def _in_project(session: nox.Session, *args, env: dict | None = None, **kwargs) -> None:
+    """Run ``python ARGS`` in the `project` environment. Hypothesis keeps its example database and caches
+    under `.nox/hypothesis` (not `.hypothesis/` at the repository root): a run leaves nothing outside
+    `.nox/` and `reports/`."""
+    env = {"HYPOTHESIS_STORAGE_DIRECTORY": str(Path(".nox", "hypothesis").resolve()), **(env or {})}
+    session.run(str(PROJECT_BIN / "python"), *args, external=True, env=env, **kwargs)
 
 
 @nox.session(venv_backend="none", requires=["project"])

@@ -49,22 +49,28 @@ def grating_smooth(h: torch.Tensor, n) -> torch.Tensor:
     return sign * torch.where(small, series, closed)
 
 
-def grating_derivatives(h: torch.Tensor, n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def grating_derivatives(h: torch.Tensor, n: torch.Tensor, need_n: bool = True
+                         ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(d/dh, d/dN) of ``grating_smooth``: closed forms away from integer h, their series within |N pi d| < 1e-2
-    (where the closed d/dh cancels catastrophically and d/dN is 0/0 at d = 0)."""
+    (where the closed d/dh cancels catastrophically and d/dN is 0/0 at d = 0). d/dN is None unless
+    ``need_n`` (N rarely carries a gradient; skipping it saves a fifth of the backward)."""
     h0 = torch.round(h)
     x = math.pi * (h - h0)
-    sign = 1.0 - 2.0 * torch.remainder(h0 * (torch.round(n) - 1), 2.0)
-    small = (n * x).abs() < 1e-2
-    xs = torch.where(small, torch.ones_like(x), x)
+    sign = math.pi * (1.0 - 2.0 * torch.remainder(h0 * (torch.round(n) - 1), 2.0))
+    nx = n * x
+    small = nx.abs() < 1e-2
+    xs = torch.where(small, 1.0, x)
     s, c = torch.sin(xs), torch.cos(xs)
-    sn, cn = torch.sin(n * xs), torch.cos(n * xs)
+    nxs = n * xs
+    sn, cn = torch.sin(nxs), torch.cos(nxs)
     x2, n2 = x * x, n * n
-    dx = torch.where(small, n * (n2 - 1.0) * x * (-1.0 / 3.0 + (3.0 * n2 - 7.0) * x2 / 90.0),
+    dx = torch.where(small, nx * (n2 - 1.0) * (-1.0 / 3.0 + (3.0 * n2 - 7.0) * x2 / 90.0),
                      (n * cn * s - sn * c) / (s * s))
+    if not need_n:
+        return sign * dx, None
     dn = torch.where(small, 1.0 - (3.0 * n2 - 1.0) * x2 / 6.0 + (15.0 * n2 * n2 - 30.0 * n2 + 7.0) * x2 * x2 / 360.0,
                      xs * cn / s)
-    return sign * math.pi * dx, sign * dn
+    return sign * dx, sign / math.pi * dn
 
 
 def _sum_to(g: torch.Tensor, shape) -> torch.Tensor:
@@ -95,7 +101,7 @@ class _Grating(torch.autograd.Function):
     def backward(ctx, g):
         h, n = ctx.saved_tensors
         nb = n.expand_as(h) if n.shape != h.shape else n
-        dh, dn = grating_derivatives(h, nb)
+        dh, dn = grating_derivatives(h, nb, need_n=ctx.needs_input_grad[1])
         gh = g * dh if ctx.needs_input_grad[0] else None
         gn = _sum_to(g * dn, n.shape) if ctx.needs_input_grad[1] else None
         return gh, gn, None

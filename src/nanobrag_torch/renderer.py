@@ -29,7 +29,11 @@ WATER_F = 2.57
 # Rough bytes of intermediates per evaluation (pixel x layer x sub-pixel x source x crystal x phi x domain).
 _BYTES_PER_EVAL = 8 * 48
 _BYTES_PER_EVAL_INTERP = 8 * (48 + 3 * 64 + 64)
-_BYTES_PER_EVAL_GRAD = 8 * 160  # what autograd keeps for the backward, per evaluation
+# What autograd keeps for the backward, per evaluation: measured ~115 B (nearest F, gradient w.r.t. the
+# orientation matrix and the distance, 1024² x 10 domains: 1.16 GB peak), kept with a margin; tricubic F keeps
+# its 64 neighbours and their weights as well.
+_BYTES_PER_EVAL_GRAD = 8 * 20
+_BYTES_PER_EVAL_GRAD_INTERP = 8 * (20 + 3 * 64 + 64)
 # Whole-image buffers per pixel besides the image and its chunks: the pixel index (int64, in torch and in the
 # fused kernel), the rendered mask and the fused kernel's two per-pixel flags (bool).
 _BYTES_PER_PIXEL = 8 + 8 + 1 + 2
@@ -238,7 +242,8 @@ def chunk_pixels(model: Model, prep: Prepared, max_memory_gb: float, grad: bool)
     if model.device.type == "cpu":
         n = min(n, _CPU_CHUNK_EVALS // max(1, evals))
     pixels = det.fpixels * det.spixels
-    recompute = grad and pixels * evals * _BYTES_PER_EVAL_GRAD > budget
+    per_grad = _BYTES_PER_EVAL_GRAD_INTERP if model.structure_factors.interpolate else _BYTES_PER_EVAL_GRAD
+    recompute = grad and pixels * evals * per_grad > budget
     return int(max(1, min(pixels, n))), recompute
 
 
