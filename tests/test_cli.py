@@ -91,6 +91,8 @@ ERRORS = {
     "no_structure_factors": (CELL, 2, ["no structure factors", "-hkl", "-default_F"], None),
     "no_crystal": (["-default_F", "1"], 2, ["no crystal", "-mat", "-cell"], None),
     "bad_dtype": ([*CELL, "-default_F", "1", "-dtype", "float16"], 2, ["-dtype", "float16"], None),
+    "same_output_twice": ([*CELL, "-default_F", "1", "-detpixels", "8", "-floatfile", "same.img", "-intfile",
+                           "same.img", "-nopgm", "-nonoise"], 2, ["-floatfile and -intfile", "same.img"], None),
 }
 
 

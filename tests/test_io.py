@@ -327,3 +327,14 @@ def test_write_float_image_is_raw_float32(tmp_path):
     write_float_image(tmp_path / "f.bin", img)
     data = (tmp_path / "f.bin").read_bytes()
     assert data == img.astype(np.float32).tobytes() and len(data) == 16
+
+
+def test_write_atomically_refuses_one_target_twice(tmp_path):
+    # two entries for one file would rename the first and fail on the second, leaving a file behind
+    from nanobrag_torch.errors import UsageError
+    from nanobrag_torch.io.outputs import write_atomically
+
+    target = tmp_path / "same.img"
+    with pytest.raises(UsageError, match="same.img"):
+        write_atomically([(target, b"a", None), (str(tmp_path / "." / "same.img"), b"b", None)])
+    assert list(tmp_path.iterdir()) == []

@@ -7,6 +7,7 @@ cell is known, exactly where C applies them.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 
@@ -695,8 +696,23 @@ def crystal_config(st: SimpleNamespace, vec: dict) -> CrystalConfig:
     )
 
 
+def _distinct_outputs(named: dict[str, str | None]) -> None:
+    """Two outputs given the same file name are refused (C writes one over the other)."""
+    seen: dict[str, str] = {}
+    for flag, name in named.items():
+        if name is None:
+            continue
+        key = os.path.normpath(name)
+        if key in seen:
+            raise UsageError(f"{seen[key]} and {flag} name the same file {name}: give each output its own name")
+        seen[key] = flag
+
+
 def output_config(st: SimpleNamespace) -> OutputConfig:
     """Output names (C's defaults), image scales, ADC offset, noise seed and reporting switches."""
+    _distinct_outputs({"-floatfile": st.floatfile, "-intfile": st.intfile,
+                       "-pgmfile": st.pgmfile if st.write_pgm else None,
+                       "-noisefile": st.noisefile if st.noise else None})
     return OutputConfig(
         floatfile=st.floatfile, intfile=st.intfile, pgmfile=st.pgmfile if st.write_pgm else None,
         noisefile=st.noisefile if st.noise else None, scale=st.scale, pgmscale=st.pgmscale, adc=st.adc,

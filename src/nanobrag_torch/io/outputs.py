@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, UsageError
 from ..stats import ImageStats, int_image, int_scale, pgm_image, pgm_scale, roi_mask, summarize
 from .hkl import write_fdump
 from .images import write_float_image, write_pgm
@@ -31,6 +31,10 @@ def write_atomically(files: list[tuple[str | Path, bytes | None, object]]) -> No
     missing directory, a target that is a directory) or interruption (Ctrl-C, SIGTERM) the temporaries are
     removed and no target is touched. An OSError becomes one ``InputError`` line naming the target file.
     The renames run with SIGINT and SIGTERM deferred, so an interruption lands before or after all of them."""
+    targets = [os.path.normpath(os.path.abspath(name)) for name, _, _ in files]
+    if len(set(targets)) != len(targets):
+        dup = next(str(files[i][0]) for i, t in enumerate(targets) if targets.index(t) != i)
+        raise UsageError(f"two outputs name the same file {dup}: give each output its own name")
     done: list[tuple[str, str]] = []
     name = tmp = None
     try:
