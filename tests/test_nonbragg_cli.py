@@ -106,6 +106,11 @@ def test_img_analysis_recovers_the_table(run, tmp_path):
     (["-4stol", "bad.stol"], 1, "-4stol: bad.stol line 2: not a number"),
     (["-stol", "t.stol", "-sourcefile", "nosrc.txt"], 1, "-sourcefile: file not found"),
     (["-stol", "t.stol", "-img", "nope.img"], 1, "-img: file not found"),
+    # meaningless sample and detector values (C renders negative or zero images): the shared validation
+    (["-stol", "t.stol", "-molecules", "-5"], 2, "-molecules: must not be negative, got -5"),
+    (["-stol", "t.stol", "-density", "0"], 2, "-density: must be positive, got 0 g/cm^3"),
+    (["-stol", "t.stol", "-roi", "100", "200", "100", "200"], 2, "-roi: the window x 100..200, y 100..200 does not"),
+    (["-stol", "t.stol", "-distance", "0"], 2, "-distance: must be positive, got 0"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(run, tmp_path, argv, code, needle):
     (tmp_path / "bad.stol").write_text("0 1\n0.1 x\n")

@@ -304,6 +304,10 @@ def _sample(st: SimpleNamespace) -> tuple[tuple[float, float, float], float, flo
     y, z = (min(y, st.beamsize), min(z, st.beamsize)) if st.beamsize >= 0 else (y, z)
     if not st.MW > 0:
         raise UsageError(f"-MW: the molecular weight must be positive, got {st.MW:g}")
+    if st.molecules < 0:
+        raise UsageError(f"-molecules: must not be negative, got {st.molecules:g}")
+    if st.molecules == 0 and not st.density > 0:
+        raise UsageError(f"-density: must be positive, got {st.density / 1e6:g} g/cm^3")
     if not volume > 0:
         raise UsageError(f"the sample volume is {volume:g} m^3; check -thick/-sample_size/-width/-height/-beamsize")
     density = st.density
@@ -403,11 +407,13 @@ def build_model(config: NonBraggConfig, inputs: NonBraggInputs):
     from .geometry import rotate_xyz
     from .model import SETUP_DTYPE, Beam, detector_from_config
     from .sources import file_positions, grid_positions
+    from .validate import validate_detector
 
     dev = torch.device(config.engine.device)
     t = lambda x: torch.as_tensor(x, dtype=SETUP_DTYPE, device=dev)  # noqa: E731
     dc, bc = config.detector, config.beam
     det = detector_from_config(dc, dev)
+    validate_detector(det)
     f, _ = unitize_c(det.fdet)
     s, _ = unitize_c(det.sdet)
     det.odet, _ = unitize_c(torch.cross(f, s, dim=-1))  # C always replaces odet by fdet x sdet

@@ -332,6 +332,16 @@ def validate_model(model) -> None:
         _check_crystal_geometry(c)
 
 
+def validate_detector(detector) -> None:
+    """The detector checks of ``validate_model`` (sizes, distances, axes, sensor, ROI and mask) for a detector
+    rendered without a crystal (nonbragg)."""
+    from types import SimpleNamespace
+
+    c = _Checker(SimpleNamespace(detector=detector, info=None))
+    with torch.no_grad():
+        _check_detector(c)
+
+
 # ------------------------------------------------------------------------------------------------- memory
 def check_memory(model, max_memory_gb: float, eager: bool) -> None:
     """Refuse up front a render that cannot fit ``max_memory_gb``: its whole-image buffers plus (for the eager
