@@ -363,3 +363,12 @@ def test_flag_values_are_converted_with_cs_operation(flag, get, c_form, other_fo
     v = _first_differing(c_form, other_form)
     config = config_from_argv(f"-cell 100 100 100 90 90 90 -default_F 1 {flag} {v!r}".split())
     assert get(config) == c_form(v)
+
+
+def test_an_integer_that_does_not_fit_a_c_long_is_refused():
+    # C reads seeds into a 64-bit long; a larger number would overflow the generator's arithmetic
+    with pytest.raises(UsageError, match="-misset_seed: 999999999999999999999 does not fit in a 64-bit integer"):
+        config_from_argv("-cell 100 100 100 90 90 90 -default_F 1 -misset random "
+                         "-misset_seed 999999999999999999999".split())
+    config = config_from_argv("-cell 100 100 100 90 90 90 -default_F 1 -seed -9223372036854775808".split())
+    assert config.output.seed == -(2**63)

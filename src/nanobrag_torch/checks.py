@@ -22,18 +22,21 @@ def check_float(flag: str, token: str) -> float:
 
 
 def check_int(flag: str, token: str) -> int:
-    """A flag value that must be an integer (C truncates with atoi; we refuse fractions)."""
+    """A flag value that must be an integer within C's 64-bit long (C truncates with atoi; we refuse
+    fractions and values that do not fit)."""
     try:
-        return int(token)
+        value = int(token)
     except ValueError:
-        pass
-    try:
-        value = float(token)
-    except ValueError:
-        raise UsageError(f"{flag}: expected an integer, got {token!r}") from None
-    if not value.is_integer():
-        raise UsageError(f"{flag}: expected an integer, got {token!r}")
-    return int(value)
+        try:
+            number = float(token)
+        except ValueError:
+            raise UsageError(f"{flag}: expected an integer, got {token!r}") from None
+        if not number.is_integer():
+            raise UsageError(f"{flag}: expected an integer, got {token!r}") from None
+        value = int(number)
+    if not -(2**63) <= value < 2**63:
+        raise UsageError(f"{flag}: {token} does not fit in a 64-bit integer")
+    return value
 
 
 def check_readable_file(flag: str, path: str) -> Path:
