@@ -7,8 +7,12 @@
 * The NXmx file has every field the NXmx application definition requires (transcribed below), its geometry
   puts the direct beam where the command line put it, and its stack reads back (h5py, fabio) as the noise
   images; the miniCBFs read back with fabio to the same pixels and the header values of the command line.
-* A series killed mid-run and resumed with ``-resume`` gives the same files as an uninterrupted one.
-* Frame by frame against the C program (skips without NB_C_BIN).
+* A series killed mid-run and resumed with ``-resume`` gives the same files as an uninterrupted one; ``-resume``
+  refuses other flags or an input file changed since (sha256 in the run record).
+* Refusals (bad engine flags, an unreachable scheduler, unwritable output names, a stills matrix that is not
+  a rotation) are one line and leave the folder exactly as it was, an earlier dataset included.
+* Frame angles are the typed degrees converted as a single run converts them (phi0 equal to the bit).
+* Frame by frame against the C program, float images byte for byte (skips without NB_C_BIN).
 
 Images are 48x48 (64x64 for the killed run, whose frames must take long enough to be caught mid-series).
 """
@@ -402,7 +406,7 @@ def test_bad_dataset_flags_exit_2_and_write_nothing(tmp_path, extra, message):
     r = run_inproc([*BASE, *extra], tmp_path)
     assert r.returncode == 2 and message in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
-    assert not [p for p in tmp_path.iterdir() if p.suffix in (".bin", ".cbf", ".h5", ".img")]
+    assert r.files == []  # no frame, and no run record either
 
 
 def test_resume_refuses_frames_made_with_other_flags(tmp_path):
@@ -412,25 +416,201 @@ def test_resume_refuses_frames_made_with_other_flags(tmp_path):
     assert other.returncode == 2 and "made with different flags" in other.stderr
 
 
+TINY = ("-cell 100 100 100 90 90 90 -default_F 100 -N 2 -detpixels 16 -oversample 1 -osc 1 -quiet -noprogress "
+        "-workers 0").split()
+
+
+def snapshot(d: Path) -> dict[str, bytes | None]:
+    """Every entry of a folder: a file's bytes, None for a folder."""
+    return {p.name: p.read_bytes() if p.is_file() else None for p in sorted(d.iterdir())}
+
+
+def _one_line(r, code: int, *words: str) -> None:
+    assert r.returncode == code, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and all(w in lines[0] for w in words), r.stderr
+
+
+@pytest.mark.parametrize("extra, code, words", [
+    (["-workers", "-1"], 2, ["-workers", "-1"]),
+    (["-scheduler", "garbage"], 2, ["-scheduler", "garbage"]),
+    (["-hkl", "missing.hkl"], 1, ["-hkl", "missing.hkl"]),
+    (["-N", "3", "-resume"], 2, ["-resume", "different flags"]),
+])
+def test_a_refused_rerun_leaves_the_earlier_dataset_as_it_was(tmp_path, extra, code, words):
+    if "-scheduler" in extra:
+        pytest.importorskip("distributed")
+    base = [*TINY, "-frames", "3", "-nexus", "x.h5", "-cbf", "c_#.cbf", "-seed", "1"]
+    first = run_inproc(base, tmp_path)
+    assert first.returncode == 0, first.stderr
+    before = snapshot(tmp_path)
+    assert {"x.h5", "x.h5.series.json", "c_1.cbf", "c_3.cbf"} <= before.keys()
+    _one_line(run_inproc([*base, *extra], tmp_path), code, *words)
+    assert snapshot(tmp_path) == before
+
+
+def _mkdir(name):
+    return lambda d: (d / name).mkdir()
+
+
+def _touch(name):
+    return lambda d: (d / name).touch()
+
+
+@pytest.mark.parametrize("setup, flags, words", [
+    (_mkdir("x.h5"), ["-nexus", "x.h5"], ["-nexus", "x.h5", "directory"]),
+    (_mkdir("f_1.bin"), ["-floatfile", "f_#.bin"], ["-floatfile", "f_1.bin", "directory"]),
+    (_mkdir("c_2.cbf"), ["-cbf", "c_#.cbf"], ["-cbf", "c_2.cbf", "directory"]),
+    (_touch("x.h5.frames"), ["-nexus", "x.h5"], ["-nexus", "x.h5.frames", "not a folder"]),
+    (_mkdir("x.h5.series.json"), ["-nexus", "x.h5"], ["-nexus", "x.h5.series.json", "directory"]),
+    (lambda d: None, ["-floatfile", "nowhere/f_#.bin"], ["-floatfile", "cannot write nowhere/", "no folder nowhere"]),
+])
+def test_an_unwritable_output_name_is_one_line_and_touches_nothing(tmp_path, setup, flags, words):
+    setup(tmp_path)
+    before = snapshot(tmp_path)
+    _one_line(run_inproc([*TINY, "-frames", "2", "-nonoise", *flags], tmp_path), 1, *words)
+    assert snapshot(tmp_path) == before
+
+
+def test_frame_angles_are_the_typed_degrees_converted_as_a_single_run_converts_them():
+    # Frame i of -phi P -osc O is the run with -phi (P + i*O): its phi0 must be that run's, to the bit. The
+    # command line converts degrees as C does (value / RTD); value * (1/RTD) differs for 1.5 and 1 value in 8.
+    from nanobrag_torch.series import SeriesPlan, frame_model, misset_radians
+
+    for phi, osc in (("0", "1.5"), ("0.3", "1.83"), ("-7.1", "0.35")):
+        config = nb.config_from_argv([*TINY, "-phi", phi, "-osc", osc, "-frames", "2"])
+        assert config.dataset.osc_deg == float(osc) and config.dataset.phi_deg == float(phi)  # as typed
+        model = nb.load_model(config)
+        plan = SeriesPlan(frames=40, phi=config.dataset.phi_deg, osc=config.dataset.osc_deg)
+        for i in range(40):
+            single = nb.config_from_argv([*TINY, "-phi", repr(plan.phi_deg(i)), "-osc", osc])
+            assert float(frame_model(model, plan, i).crystal.phi0) == single.crystal.phi0, (phi, osc, i)
+    for angles in ((1.5, 10, -20), (33.3, 0.7, 1.83)):
+        single = nb.config_from_argv([*TINY, "-misset", *map(repr, angles)])
+        assert misset_radians(angles) == single.crystal.misset
+
+
+def test_rotation_frames_with_osc_1_5_are_the_single_runs_and_omega_the_typed_angles(tmp_path):
+    r = run_inproc([*TINY, "-phi", "0", "-osc", "1.5", "-frames", "3", "-floatfile", "f_#.bin", "-nonoise",
+                    "-nexus", "s.h5"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    for i in range(3):
+        single = run_inproc([*TINY, "-phi", repr(0 + i * 1.5), "-osc", "1.5", "-floatfile", f"single{i}.bin",
+                             "-nonoise"], tmp_path)
+        assert single.returncode == 0, single.stderr
+        assert (tmp_path / f"f_{i + 1}.bin").read_bytes() == (tmp_path / f"single{i}.bin").read_bytes()
+    r = run_inproc([*TINY, "-phi", "0.3", "-osc", "1.83", "-frames", "4", "-nonoise", "-nexus", "t.h5"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    with h5py.File(tmp_path / "t.h5", "r") as f:
+        assert list(f["/entry/sample/transformations/omega"][()]) == [0.3 + i * 1.83 for i in range(4)]
+    with h5py.File(tmp_path / "s.h5", "r") as f:
+        assert list(f["/entry/sample/transformations/omega"][()]) == [0.0, 1.5, 3.0]
+
+
+def _mask(d: Path, value: int) -> None:
+    from nanobrag_torch.io.smv import write_smv
+
+    pixels = np.ones((16, 16), dtype=np.uint16)
+    pixels[3, 4] = value
+    write_smv(d / "mask.img", pixels, [("SIZE1", "16"), ("SIZE2", "16")])
+
+
+# flag(s) reading the input, (writes the file, writes it changed)
+INPUTS = {
+    "-hkl": (["-hkl", "in.hkl"], lambda d: (d / "in.hkl").write_text("0 0 0 10\n1 -1 2 20\n"),
+             lambda d: (d / "in.hkl").write_text("0 0 0 10\n1 -1 2 30\n")),
+    "-mat": (["-mat", "A.mat"], lambda d: (d / "A.mat").write_text("0.01 0 0\n0 0.01 0\n0 0 0.01\n"),
+             lambda d: (d / "A.mat").write_text("0.01 0 0\n0 0.0101 0\n0 0 0.01\n")),
+    "-sourcefile": (["-sourcefile", "src.txt"], lambda d: (d / "src.txt").write_text("-10 0 0 1 1e-10\n"),
+                    lambda d: (d / "src.txt").write_text("-10 0.01 0 1 1e-10\n")),
+    "-mask": (["-mask", "mask.img"], lambda d: _mask(d, 1), lambda d: _mask(d, 0)),
+    "-stills_file": (["-stills_file", "o.txt"], lambda d: (d / "o.txt").write_text("1 2 3\n4 5 6\n"),
+                     lambda d: (d / "o.txt").write_text("1 2 3\n4 5 7\n")),
+    # a stale Fdump.bin, read in place of -hkl: made by a single -hkl run, then replaced by another one's
+    "Fdump.bin": ([], lambda d: _fdump(d, "20"), lambda d: _fdump(d, "30")),
+}
+
+
+def _fdump(d: Path, f: str) -> None:
+    (d / "f.hkl").write_text(f"0 0 0 10\n1 -1 2 {f}\n")
+    r = run_inproc([*TINY, "-hkl", "f.hkl", "-floatfile", "junk.bin", "-nonoise", "-nopgm", "-intfile", "junk.img"],
+                   d)
+    assert r.returncode == 0 and (d / "Fdump.bin").is_file(), r.stderr
+    for name in ("f.hkl", "junk.bin", "junk.img"):
+        (d / name).unlink()
+
+
+@pytest.mark.parametrize("which", list(INPUTS))
+def test_resume_refuses_an_input_file_changed_since_the_interrupted_run(tmp_path, which):
+    flags, write, change = INPUTS[which]
+    write(tmp_path)
+    kind = ["-stills", "2"] if which == "-stills_file" else ["-frames", "2"]
+    if which in ("-mat", "-hkl", "Fdump.bin"):  # the matrix replaces -cell; an F table replaces -default_F
+        base = [a for a in TINY if a not in ("-cell", "100", "90", "-default_F")]
+        base = base if which == "-mat" else [*base, "-cell", "100", "100", "100", "90", "90", "90"]
+        base = base if which != "-mat" else [*base, "-default_F", "100"]
+    else:
+        base = TINY
+    argv = [*base, *flags, *kind, "-floatfile", "f_#.bin", "-nonoise"]
+    first = run_inproc(argv, tmp_path)
+    assert first.returncode == 0, first.stderr
+    same = run_inproc([*argv, "-resume"], tmp_path)  # unchanged: resumes (and finds every frame complete)
+    assert same.returncode == 0 and "0 rendered, 2 already complete" in same.stdout, same.stderr
+    change(tmp_path)
+    before = snapshot(tmp_path)
+    name = {"-hkl": "in.hkl", "-mat": "A.mat", "-sourcefile": "src.txt", "-mask": "mask.img",
+            "-stills_file": "o.txt", "Fdump.bin": "Fdump.bin"}[which]
+    _one_line(run_inproc([*argv, "-resume"], tmp_path), 2, "-resume", name, "run without -resume")
+    assert snapshot(tmp_path) == before
+    again = run_inproc(argv, tmp_path)  # starting over takes the new file
+    assert again.returncode == 0 and "2 rendered" in again.stdout, again.stderr
+
+
+@pytest.mark.parametrize("matrix, words", [
+    ("0 0 0 0 0 0 0 0 0", "not orthonormal"),
+    ("2 0 0 0 2 0 0 0 2", "not orthonormal"),
+    ("1 0 0 0 1 0 0 0 -1", "determinant is -1"),
+    ("1 0 0 0.1 1 0 0 0 1", "not orthonormal"),
+])
+def test_stills_file_refuses_a_matrix_that_is_not_a_rotation(tmp_path, matrix, words):
+    from nanobrag_torch.errors import InputError
+    from nanobrag_torch.io.stills import read_stills
+
+    (tmp_path / "o.txt").write_text(f"# orientations\n1 0 0 0 0 -1 0 1 0\n{matrix}\n")
+    with pytest.raises(InputError, match=words):
+        read_stills(tmp_path / "o.txt")
+    r = run_inproc([*TINY, "-stills_file", "o.txt", "-floatfile", "f_#.bin", "-nonoise"], tmp_path)
+    _one_line(r, 1, "-stills_file", "o.txt", "line 3", words)
+    assert r.files == ["o.txt"]
+
+
+def test_stills_file_takes_a_rotation_given_to_six_decimals(tmp_path):
+    c, s = "0.707107", "0.707107"  # 45 degrees about z, as people write it
+    (tmp_path / "o.txt").write_text(f"{c} -{s} 0 {s} {c} 0 0 0 1\n")
+    from nanobrag_torch.io.stills import read_stills
+
+    (rx, ry, rz), = read_stills(tmp_path / "o.txt")
+    assert (rx, ry) == (0.0, 0.0) and rz == pytest.approx(45.0)
+
+
 # ------------------------------------------------------------------------------ against the C program
 C = resolve_c_binary()
 
 
 @pytest.mark.skipif(not C.ok, reason=f"needs the C program: {C.problem}")
-def test_series_matches_c_frame_by_frame(tmp_path):
-    argv = [*BASE, "-nonoise", "-phi", str(PHI)]
-    r = run_inproc([*argv, "-frames", "3", "-floatfile", "py_#.bin", "-workers", "0"], tmp_path)
+# (1.5, 1.5): angles where v/RTD and v*(1/RTD) differ; not -phi 0, where C reuses a stale rotation (§6.5)
+@pytest.mark.parametrize("phi, osc", [(PHI, OSC), (1.5, 1.5)])
+def test_series_matches_c_frame_by_frame(tmp_path, phi, osc):
+    argv = [a if a != str(OSC) else str(osc) for a in BASE] + ["-nonoise"]
+    r = run_inproc([*argv, "-phi", str(phi), "-frames", "3", "-floatfile", "py_#.bin", "-workers", "0"], tmp_path)
     assert r.returncode == 0, r.stderr
     for i in range(3):
         c_dir = tmp_path / f"c{i}"
         c_dir.mkdir()
-        c_argv = [a if a != str(PHI) else phi_arg(i) for a in argv]
-        subprocess.run([str(C.path), *c_argv, "-floatfile", "c.bin"], cwd=c_dir, check=True, capture_output=True,
-                       env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
-        ours = read_float_image(tmp_path / f"py_{i + 1}.bin", (48, 48))
-        theirs = read_float_image(c_dir / "c.bin", (48, 48))
-        ok, why = verdict(compare_images(theirs, ours), tolerances("float64").float_image)
-        assert ok, (i, why)
+        subprocess.run([str(C.path), *argv, "-phi", repr(phi + i * osc), "-floatfile", "c.bin"], cwd=c_dir,
+                       check=True, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
+        # the README promises frames identical to C's single runs: the float images, byte for byte
+        assert (tmp_path / f"py_{i + 1}.bin").read_bytes() == (c_dir / "c.bin").read_bytes(), i
 
 
 @pytest.mark.parametrize("missing, flags", [("fabio", ["-cbf", "s_####.cbf"]), ("h5py", ["-nexus", "s.h5"])])

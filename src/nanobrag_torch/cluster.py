@@ -120,7 +120,7 @@ def open_client(workers: int | None = None, scheduler: str | None = None, thread
     if scheduler is not None:
         try:
             client = distributed.Client(scheduler, timeout="30s")
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError, ValueError) as exc:  # ValueError: not an address (no port, bad scheme)
             raise UsageError(f"-scheduler: cannot reach {scheduler}: {exc}") from None
         return ClusterHandle(client, None, threads)
     cores = usable_cores()

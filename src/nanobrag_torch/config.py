@@ -741,7 +741,7 @@ def dataset_config(st: SimpleNamespace, events: list[tuple[str, object]], crysta
     given = dict(events)  # the last value of each flag
     phi_deg = given["phi"] if "phi" in given else st.phi0 * RTD
     osc = given.get("osc")
-    osc_deg = osc if osc is not None and osc * (1 / RTD) == crystal.osc else crystal.osc * RTD
+    osc_deg = osc if osc is not None and _deg(osc) == crystal.osc else crystal.osc * RTD
     return DatasetConfig(frames=st.frames, stills=st.stills, stills_file=st.stills_file, nexus=st.nexus,
                          cbf=st.cbf, resume=st.resume, workers=st.workers, scheduler=st.scheduler,
                          phi_deg=phi_deg, osc_deg=osc_deg, exposure=st.exposure)

@@ -26,20 +26,20 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .config import RTD
+from .config import RTD, _deg
 from .errors import UsageError
 from .model import SETUP_DTYPE, Model
 from .rng import CRandom, random_misset
 
 
 def phi_radians(phi_deg: float) -> float:
-    """-phi in degrees -> radians, the conversion the command line applies (config: value * (1/RTD))."""
-    return phi_deg * (1 / RTD)
+    """-phi in degrees -> radians, the command line's own conversion (``config._deg``: value / RTD, as C)."""
+    return _deg(float(phi_deg))
 
 
 def misset_radians(angles_deg) -> tuple[float, float, float]:
-    """-misset rx ry rz in degrees -> radians, the conversion the command line applies (value / RTD)."""
-    return tuple(float(x) / RTD for x in angles_deg)
+    """-misset rx ry rz in degrees -> radians, the command line's own conversion (``config._deg``)."""
+    return tuple(_deg(float(x)) for x in angles_deg)
 
 
 @dataclass(frozen=True)

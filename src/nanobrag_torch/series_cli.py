@@ -2,11 +2,14 @@
 on a dask cluster) -> write each frame -> assemble the NeXus file.
 
 Resuming: a run keeps a record next to its first output (``ANCHOR.series.json``: a fingerprint of the flags
-that decide the pixels, the seeds it used when none were given, and the start time its headers record).
-``-resume`` refuses a record made by different flags, reuses its seeds and start time, and skips the frames
-whose files are all present and read back whole (``io.dataset.DatasetWriter.complete``); a run without
-``-resume`` starts over. With the same record, an interrupted run resumed gives the same files as one that was
-never interrupted (set SOURCE_DATE_EPOCH to fix the recorded start time across separate runs as well).
+that decide the pixels, the sha256 of every input file it read, the seeds it used when none were given, and the
+start time its headers record). ``-resume`` refuses a record made by different flags or from input files that
+have changed since, reuses its seeds and start time, and skips the frames whose files are all present and read
+back whole (``io.dataset.DatasetWriter.complete``); a run without ``-resume`` starts over. Every check that
+can refuse a run (flags, input files, output names, the cluster) comes before the first file is touched, so
+a refused run leaves the folder as it was. With the same record, an interrupted run resumed gives the same
+files as one that was never interrupted (set SOURCE_DATE_EPOCH to fix the recorded start time across separate
+runs as well).
 """
 from __future__ import annotations
 
@@ -20,9 +23,9 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .errors import UsageError
+from .errors import InputError, UsageError
 
-RECORD_FORMAT = "nanobrag-torch dataset record 1"
+RECORD_FORMAT = "nanobrag-torch dataset record 2"  # 2: with the sha256 of the input files
 # Flags that change how or where frames are rendered, never their pixels: left out of the fingerprint.
 NOT_IN_FINGERPRINT = {"resume", "workers", "scheduler", "quiet", "progress", "noprogress", "device", "kernel",
                       "max_memory_gb", "help"}
@@ -56,7 +59,8 @@ def open_record(path: Path, events, config, resume: bool, warn) -> tuple[dict, b
         except (OSError, ValueError):
             rec = None
         if not isinstance(rec, dict) or rec.get("format") != RECORD_FORMAT:
-            raise UsageError(f"-resume: {path} is not a dataset record; run without -resume to start over")
+            raise UsageError(f"-resume: {path} is not a dataset record (of this version); run without -resume "
+                             "to start over")
         if rec.get("fingerprint") != fp:
             raise UsageError(f"-resume: the frames of {path} were made with different flags; run without -resume "
                              "to start over")
@@ -66,6 +70,41 @@ def open_record(path: Path, events, config, resume: bool, warn) -> tuple[dict, b
     return {"format": RECORD_FORMAT, "fingerprint": fp,
             "seed": config.output.seed if config.output.seed is not None else int(time.time()),
             "misset_seed": config.crystal.misset_seed, "start_time": _start_time().isoformat()}, True
+
+
+def input_files(events, config, model) -> dict[str, str]:
+    """flag -> the input file the run read for it: -hkl (or the Fdump.bin read in its place), -mat, -sourcefile,
+    -mask (``model.info.files``), the -img whose header set the geometry, and -stills_file."""
+    files = dict(getattr(model.info, "files", {}) or {})
+    img = dict(events).get("img")
+    if img is not None:
+        files["-img"] = str(img)
+    if config.dataset.stills_file is not None:
+        files["-stills_file"] = config.dataset.stills_file
+    return dict(sorted(files.items()))
+
+
+def file_hashes(files: dict[str, str]) -> dict[str, list[str]]:
+    """flag -> [file, sha256 of its bytes], the inputs a run record pins."""
+    out = {}
+    for flag, name in files.items():
+        try:
+            with open(name, "rb") as fh:
+                digest = hashlib.file_digest(fh, "sha256").hexdigest()
+        except OSError as exc:
+            raise InputError(f"{flag}: cannot read {name}: {exc.strerror or exc}") from None
+        out[flag] = [name, digest]
+    return out
+
+
+def check_inputs(rec: dict, hashes: dict[str, list[str]], path: Path) -> None:
+    """-resume: every input file is the one the interrupted run read (same name, same sha256), else one line."""
+    old = rec.get("inputs", {})
+    for flag in sorted(set(old) | set(hashes)):
+        if old.get(flag) != hashes.get(flag):
+            name = (hashes.get(flag) or old.get(flag))[0]
+            raise UsageError(f"-resume: {name} ({flag}) is not the file the frames of {path} were made from "
+                             "(changed, added or removed since); run without -resume to start over")
 
 
 def write_record(path: Path, rec: dict) -> None:
@@ -141,14 +180,20 @@ def _meta(plan, model, rec, config):
         title=f"nanobrag-torch simulation: {kind}")
 
 
+def check_engine(config) -> None:
+    """The engine flags, before anything is read or written."""
+    ds = config.dataset
+    if ds.workers is not None and ds.workers < 0:
+        raise UsageError(f"-workers: must be 0 or more, got {ds.workers}")
+
+
 def _engine(config, todo: int, log):
     """(cluster handle or None): -scheduler attaches, -workers N>=1 starts N, -workers 0 or a default of one
     worker renders here."""
     from .cluster import default_workers, open_client
 
     ds = config.dataset
-    if ds.workers is not None and ds.workers < 0:
-        raise UsageError(f"-workers: must be 0 or more, got {ds.workers}")
+    check_engine(config)
     if ds.scheduler is None and (ds.workers == 0 or todo <= 1 or (ds.workers is None and default_workers() == 1)):
         return None
     handle = open_client(workers=ds.workers, scheduler=ds.scheduler)
@@ -175,17 +220,21 @@ def run_series(events, config, out=print) -> int:
     """The dataset run of ``config`` (``config.dataset.active``); returns the exit code."""
     from . import __version__
     from .io.cbf import cbf_warnings
-    from .io.dataset import DatasetWriter
+    from .io.dataset import DatasetWriter, check_output_path
     from .io.outputs import write_atomically
     from .load import load_model
     from .series import Progress, render_series, resolve_device
 
     quiet = config.output.quiet
     warn = lambda msg: print(f"WARNING: {msg}", file=sys.stderr)  # noqa: E731
+    # Everything that can refuse comes before the first file is touched: a refused run (bad flag, bad input
+    # file, a name that cannot be written, a cluster that cannot be reached) leaves the folder as it was.
     files = dataset_files(events, config)
     _check_writers_importable(files)
+    check_engine(config)
     ds = config.dataset
     record_path = Path(f"{files.anchor}.series.json")
+    check_output_path(files.anchor_flag, record_path)
     rec, new_record = open_record(record_path, events, config, ds.resume, warn)
     if "misset_seed" not in {k for k, _ in events}:  # -misset random without a seed: the recorded one
         config = replace(config, crystal=replace(config.crystal, misset_seed=rec["misset_seed"]))
@@ -194,17 +243,24 @@ def run_series(events, config, out=print) -> int:
         warn("-frames: -osc is 0, so every frame has the same orientation (frame i starts at phi + i*osc)")
     device = config.engine.device
     model = load_model(config.with_engine(device="cpu"), log=None if quiet else out)
+    hashes = file_hashes(input_files(events, config, model))
+    if new_record:
+        rec["inputs"] = hashes
+    else:
+        check_inputs(rec, hashes, record_path)
     for w in cbf_warnings(model) if files.cbf else ():
         warn(w)
     writer = DatasetWriter(files, model, plan, _meta(plan, model, rec, config), __version__)
-    if new_record:  # starting over: no file of an earlier run may pass for a frame of this one
-        writer.reset()
-        write_record(record_path, rec)
+    writer.check_targets()
     todo = [i for i in range(plan.frames) if new_record or not writer.complete(i)]
     handle = _engine(config, len(todo), out) if todo else None
-    t0 = time.perf_counter()  # frames/s counts rendering and writing, not the cluster's start-up
-    progress = Progress(plan.frames, skipped=plan.frames - len(todo), enabled=config.output.progress is not False)
     try:
+        if new_record:  # starting over: no file of an earlier run may pass for a frame of this one
+            writer.reset()
+            write_record(record_path, rec)
+        t0 = time.perf_counter()  # frames/s counts rendering and writing, not the cluster's start-up
+        progress = Progress(plan.frames, skipped=plan.frames - len(todo),
+                            enabled=config.output.progress is not False)
         local = model if handle is not None else model.to(resolve_device(device))
         for frame in render_series(local, plan=plan, indices=todo, client=handle, kernel=config.engine.kernel,
                                    max_memory_gb=config.engine.max_memory_gb,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UsageError
+from ..errors import InputError, UsageError
 from .outputs import Outputs, roi_of, write_atomically, write_c_outputs
 
 _RUN = re.compile(r"#+")
@@ -66,6 +66,21 @@ class DatasetFiles:
     def anchor(self) -> str | None:
         """The file the run record and the spool are named after: the NeXus file, else the first template."""
         return self.nexus or next(iter(self.templates().values()), None)
+
+    @property
+    def anchor_flag(self) -> str | None:
+        """The flag that names the anchor (for messages)."""
+        return "-nexus" if self.nexus else next((f"-{k}" for k in self.templates()), None)
+
+
+def check_output_path(flag: str, name: str | Path) -> None:
+    """``name`` can be written: not a directory, and its folder exists (else InputError naming flag and file)."""
+    p = Path(name)
+    if p.is_dir():
+        raise InputError(f"{flag}: cannot write {name}: it is a directory")
+    parent = p.parent
+    if not parent.is_dir():
+        raise InputError(f"{flag}: cannot write {name}: no folder {parent}")
 
 
 def _remove_temporaries(name: str) -> None:
@@ -149,6 +164,20 @@ class DatasetWriter:
         if self.files.nexus and not self.nexus_complete():
             return _npy_ok(self.spool_path(i), self.shape, self.stack_dtype)
         return True
+
+    def check_targets(self) -> None:
+        """Before anything is removed or rendered: every name this dataset writes can take a file (it is not a
+        directory, its folder exists), and the NeXus spool is a folder if it exists; else one line naming the
+        flag and the file (``InputError``), nothing touched."""
+        targets = [(f"-{k}", frame_name(t, i)) for k, t in self.files.templates().items()
+                   for i in range(self.plan.frames)]
+        if self.files.nexus:
+            targets.append(("-nexus", self.files.nexus))
+        for flag, name in targets:
+            check_output_path(flag, name)
+        if self.spool is not None and self.spool.exists() and not self.spool.is_dir():
+            raise InputError(f"-nexus: {self.spool} (where the frames wait for the NeXus file) is a file, not a "
+                             "folder: remove it or choose another -nexus name")
 
     def reset(self) -> None:
         """A fresh run: remove the files an earlier run left under this dataset's names (its frames, spool and
