@@ -8,12 +8,11 @@ stored as float32 (one rounding per pixel).
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import numpy as np
 
-from .checks import check_readable_file
 from .errors import InputError, UsageError
+from .io.images import read_float_image
 
 USAGE = """usage: nanobrag-torch add A.bin B.bin [C.bin ...] -o SUM.bin
 
@@ -25,29 +24,15 @@ and its background renders, ready for a noise model. Every input must have the s
 """
 
 
-def read_float_file(path: str | Path) -> np.ndarray:
-    """A raw native float32 image file as a flat array; one-line InputError for a missing or ragged file."""
-    p = check_readable_file("input image", str(path))
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if len(data) % 4:
-        raise InputError(f"{path}: {len(data)} bytes is not a whole number of 4-byte floats")
-    if not data:
-        raise InputError(f"{path}: empty file")
-    return np.frombuffer(data, dtype=np.float32)
-
-
 def add_images(paths) -> np.ndarray:
     """The float32 sum of the raw float images at ``paths`` (summed in float64, in order)."""
     paths = list(paths)
     if not paths:
         raise UsageError("no input images")
-    first = read_float_file(paths[0])
+    first = read_float_image(paths[0], "input image")
     total = first.astype(np.float64)
     for path in paths[1:]:
-        img = read_float_file(path)
+        img = read_float_image(path, "input image")
         if img.size != first.size:
             raise InputError(f"{path}: {img.size} floats, but {paths[0]} has {first.size} "
                              "(images of different sizes cannot be added)")

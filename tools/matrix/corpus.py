@@ -40,7 +40,7 @@ OUTPUT_KINDS = ("floatfile", "intfile", "noisefile", "pgmfile", "dumpfile")
 _DATE_KEY = re.compile(r"DATE|TIME", re.IGNORECASE)
 
 
-# ------------------------------------------------------------------------- programs of the C suite (issue 14)
+# ----------------------------------------------------------------------------------- programs of the C suite
 # A case's optional "program" field names the C program it runs (default nanoBragg): our side runs the same
 # argv after ``subcommand`` (python -m nanobrag_torch <subcommand> ...), the live C side the binary that
 # ``c_bin_env`` names (tools.cbin.resolve_c_binary), and only programs with ``engine_flags`` get -dtype/-device;
@@ -61,7 +61,6 @@ PROGRAMS = {
     "nonBragg": Program(("nonbragg",), "NB_NONBRAGG_BIN", "nonBragg", True, frozenset({"pgm_trailing_bytes"})),
 }
 DEFAULT_PROGRAM = "nanoBragg"
-# --------------------------------------------------------------------------------------------- end issue 14
 
 
 # --------------------------------------------------------------------------------------------- corpus
@@ -79,7 +78,7 @@ class Case:
     summary: str = ""
     wall_s: float | None = None  # recorded C wall time
     raw: dict = field(default_factory=dict, repr=False, compare=False)
-    program: str = DEFAULT_PROGRAM  # a key of PROGRAMS (issue 14)
+    program: str = DEFAULT_PROGRAM  # a key of PROGRAMS
 
     @property
     def is_error(self) -> bool:

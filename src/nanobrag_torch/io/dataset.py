@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import re
 import shutil
-from glob import escape as glob_escape
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError, UsageError
-from .outputs import Outputs, roi_of, write_atomically, write_c_outputs
+from .outputs import Outputs, remove_stale_temporaries, roi_of, write_atomically, write_c_outputs
 
 _RUN = re.compile(r"#+")
 
@@ -81,14 +80,6 @@ def check_output_path(flag: str, name: str | Path) -> None:
     parent = p.parent
     if not parent.is_dir():
         raise InputError(f"{flag}: cannot write {name}: no folder {parent}")
-
-
-def _remove_temporaries(name: str) -> None:
-    """Delete ``name.part<pid>`` files (``write_atomically``'s temporaries) that a killed run left behind."""
-    p = Path(name)
-    for tmp in p.parent.glob(glob_escape(p.name) + ".part*"):
-        if tmp.name[len(p.name) + 5:].isdigit():
-            tmp.unlink(missing_ok=True)
 
 
 def _smv_ok(path: Path, shape) -> bool:
@@ -186,12 +177,12 @@ class DatasetWriter:
             for i in range(self.plan.frames):
                 name = frame_name(template, i)
                 Path(name).unlink(missing_ok=True)
-                _remove_temporaries(name)
+                remove_stale_temporaries(name)
         if self.spool is not None and self.spool.is_dir():
             shutil.rmtree(self.spool)
         if self.files.nexus:
             Path(self.files.nexus).unlink(missing_ok=True)
-            _remove_temporaries(self.files.nexus)
+            remove_stale_temporaries(self.files.nexus)
         self._nexus_done = False
 
     # -- writing ---------------------------------------------------------------------------------------
@@ -215,7 +206,7 @@ class DatasetWriter:
         fm = frame_model(self.model, self.plan, i)
         names = {k: frame_name(t, i) for k, t in f.templates().items()}
         for name in names.values():  # temporaries a killed run left behind
-            _remove_temporaries(name)
+            remove_stale_temporaries(name)
         if any(k in names for k in ("floatfile", "intfile", "noisefile", "pgmfile")):
             noise = (frame.noise, frame.photons, frame.overloads) if frame.noise is not None else None
             outs = Outputs(floatfile=names.get("floatfile"), intfile=names.get("intfile"),
@@ -249,7 +240,7 @@ class DatasetWriter:
         if not self.nexus_complete():
             from .nexus import write_nxmx
 
-            _remove_temporaries(self.files.nexus)
+            remove_stale_temporaries(self.files.nexus)
 
             missing = [i + 1 for i in range(self.plan.frames) if not self.spool_path(i).is_file()]
             if missing:  # pragma: no cover - every frame was written or checked before finish

@@ -33,6 +33,8 @@ def read_float_image(path: str | Path, flag: str) -> np.ndarray:
         data = p.read_bytes()
     except OSError as exc:
         raise InputError(f"{flag}: cannot read {path}: {exc.strerror or exc}") from None
-    if not data or len(data) % 4:
-        raise InputError(f"{flag}: {path}: {len(data)} bytes is not a raw float32 image (a non-zero multiple of 4)")
+    if len(data) % 4:
+        raise InputError(f"{flag}: {path}: {len(data)} bytes is not a whole number of 4-byte floats")
+    if not data:
+        raise InputError(f"{flag}: {path}: 0 bytes, an empty file")
     return np.frombuffer(data, dtype=np.float32).copy()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import os
 import signal
 import time
@@ -23,6 +24,22 @@ from ..stats import ImageStats, int_image, int_scale, pgm_image, pgm_scale, roi_
 from .hkl import write_fdump
 from .images import write_float_image, write_pgm
 from .smv import format_header, nanobragg_header
+
+
+_TMP_SUFFIX = ".part"
+
+
+def temporary_name(name) -> str:
+    """The temporary name ``write_atomically`` writes ``name`` under: ``name.part<pid>``."""
+    return f"{name}{_TMP_SUFFIX}{os.getpid()}"
+
+
+def remove_stale_temporaries(name) -> None:
+    """Delete temporaries of ``name`` (``name.part<pid>``, any pid) that a killed process left behind."""
+    p = Path(name)
+    for tmp in p.parent.glob(glob.escape(p.name) + _TMP_SUFFIX + "*"):
+        if tmp.name[len(p.name) + len(_TMP_SUFFIX):].isdigit():
+            tmp.unlink(missing_ok=True)
 
 
 def write_atomically(files: list[tuple[str | Path, bytes | None, object]]) -> None:
@@ -41,7 +58,7 @@ def write_atomically(files: list[tuple[str | Path, bytes | None, object]]) -> No
         for name, data, writer in files:
             if os.path.isdir(name):
                 raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(name))
-            tmp = f"{name}.part{os.getpid()}"
+            tmp = temporary_name(name)
             done.append((tmp, str(name)))
             if data is not None:
                 with open(tmp, "wb") as fh:
