@@ -2,19 +2,20 @@
 
 One environment for everything that needs torch: the `project` session creates `.nox/project` (nox creates
 and reuses it) with torch==2.13.0 installed first, then this package with its `test` and `pipeline` extras
-(pyproject.toml, the one place dependencies are declared). `tests`, `phase_d`, `parity_matrix` and `bench`
-require `project` and run in that environment, so torch is installed once, not once per session; `lint` has
+(pyproject.toml, the one place dependencies are declared). Every session that needs torch requires `project` and
+runs in that environment, so torch is installed once, not once per session; `project` writes a stamp when it
+is complete and does nothing while pyproject.toml and the pin are unchanged (tools/nox_env.py); `lint` has
 its own small environment (ruff only). torch goes in first and pinned, the pin is repeated when the package is
 installed so no resolver can swap it for another build (e.g. CUDA), and the session fails unless the result
 is the CPU build; where pip finds no local CPU wheel, set NB_TORCH_INDEX_URL to a CPU-only torch wheel index.
-Arguments after `--` go to the job: `nox -s tests -- -k ledger`, `nox -s phase_d -- run --config FILE`.
+Arguments after `--` go to the job: `nox -s tests -- -k ledger`, `nox -s parity`, `nox -s metrics -- --outdir DIR`.
+`invoke phase-d` chains the evidence sessions collect, parity, cli_c, cli_py, env, metrics and ledger.
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import logging
 import os
+import sys
 from pathlib import Path
 
 try:
@@ -24,14 +25,17 @@ except ModuleNotFoundError:  # Python 3.10
 
 import nox
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/ (standard library only) for the shared helpers
+from tools import nox_env  # noqa: E402
+
 nox.options.sessions = ["tests", "lint"]
 nox.options.error_on_external_run = True
 nox.options.default_venv_backend = "venv"
 # nox checks for uv whenever it sets up a session and logs "uv binary not found." each time; we use venv.
 logging.getLogger("nox").addFilter(lambda record: "uv binary not found" not in record.getMessage())
 
-TORCH_PIN = os.environ.get("NB_TORCH_SPEC", "torch==2.13.0")
-PROJECT_BIN = Path(".nox", "project", "bin")  # nox's location for the `project` session's environment
+TORCH_PIN = nox_env.TORCH_SPEC
+PROJECT_BIN = nox_env.ENV_DIR / "bin"  # nox's location for the `project` session's environment
 # Fail unless the torch we got is the pinned CPU build (unless NB_TORCH_SPEC overrides the pin).
 CHECK_TORCH = (
     "import sys, torch; v = torch.__version__; cuda = torch.version.cuda; print('torch', v, 'cuda', cuda); "
@@ -44,15 +48,6 @@ def _golden_dir() -> str:
     return os.environ.get("NB_GOLDEN_DIR") or str(Path("..", "shared", "golden").resolve())
 
 
-@contextlib.contextmanager
-def _install_lock():
-    """Two runs started together (two `invoke phase-d`) must not run pip in one environment at once."""
-    Path(".nox").mkdir(exist_ok=True)
-    with open(Path(".nox", "project.lock"), "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        yield
-
-
 def _installed_torch(session: nox.Session) -> str | None:
     """The torch version in the environment, read from its metadata (no import), or None."""
     out = session.run("python", "-c", "import importlib.metadata as m; print(m.version('torch'))", silent=True,
@@ -61,13 +56,30 @@ def _installed_torch(session: nox.Session) -> str | None:
     return last if last[:1].isdigit() else None
 
 
+def _stand_in(session: nox.Session, site: str) -> None:
+    """For the pipeline's own tests only ($NB_NOX_STANDIN_SITE): instead of installing torch and this package,
+    make an existing environment's site-packages visible in the new one (a .pth file), in seconds."""
+    purelib = session.run("python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+                          silent=True, log=False).strip().splitlines()[-1]
+    Path(purelib, "nb_stand_in.pth").write_text(site + "\n")
+    session.log(f"stand-in environment: {site} on its path, nothing installed")
+
+
 @nox.session(reuse_venv=True, default=False)
 def project(session: nox.Session) -> None:
     """The shared environment (.nox/project): torch==2.13.0 CPU first, then this package with [test,pipeline]."""
     index = os.environ.get("NB_TORCH_INDEX_URL")
     index_args = ["--extra-index-url", index] if index else []
     build_requires = tomllib.loads(Path("pyproject.toml").read_text())["build-system"]["requires"]
-    with _install_lock():
+    with nox_env.lock("project.lock"):
+        if nox_env.is_ready(TORCH_PIN):
+            session.log(f"environment ready ({TORCH_PIN}, pyproject.toml unchanged since it was built)")
+            return
+        nox_env.stamp_path().unlink(missing_ok=True)
+        if os.environ.get("NB_NOX_STANDIN_SITE"):
+            _stand_in(session, os.environ["NB_NOX_STANDIN_SITE"])
+            nox_env.mark_ready(TORCH_PIN)
+            return
         have = _installed_torch(session)
         fresh = have is None or have.split("+")[0] != TORCH_PIN.split("==")[-1] or "NB_TORCH_SPEC" in os.environ
         if fresh:
@@ -76,12 +88,15 @@ def project(session: nox.Session) -> None:
             session.install(TORCH_PIN, *build_requires, *index_args, silent=False)
             session.log("installing this package (editable) with its test and pipeline extras; torch stays pinned")
             session.install(TORCH_PIN, "-e", ".[test,pipeline]", *index_args, silent=False)
-        else:  # a reused environment: refresh the editable install (picks up pyproject.toml changes), quietly
+        else:  # pyproject.toml changed since the environment was built: refresh the editable install, quietly
             session.log(f"torch {have} is installed; refreshing this package's editable install (pip -q)")
             session.install("-q", "--no-build-isolation", TORCH_PIN, "-e", ".[test,pipeline]", *index_args,
                             silent=False)
         if "NB_TORCH_SPEC" not in os.environ:
             session.run("python", "-c", CHECK_TORCH)
+        # run_install: skipped when nox reuses the environment without installing (-R), so the stamp only ever
+        # follows installs that really ran.
+        session.run_install("python", "-m", "tools.nox_env", "mark-ready", TORCH_PIN)
 
 
 def _in_project(session: nox.Session, *args, env: dict | None = None, **kwargs) -> None:
@@ -110,10 +125,59 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", *(session.posargs or ["."]))
 
 
+# --- the Phase D evidence steps, one session each (`invoke phase-d` chains them; tools/evidence/phase_d.py) ----
+# With `-- --outdir DIR` a session runs its step on the bundle in DIR (starting one there if DIR has none);
+# `collect` and `parity` also run on their own. Sessions that need torch run in the project environment; the
+# C run and the ledger use only the standard library and run on nox's own interpreter.
+
+def _step(session: nox.Session, step: str, needs_torch: bool = True) -> None:
+    args = ("-m", "tools.evidence.phase_d", step, *session.posargs)
+    if needs_torch:
+        _in_project(session, *args)
+    else:
+        session.run(sys.executable, *args, external=True)
+
+
 @nox.session(venv_backend="none", requires=["project"], default=False)
-def phase_d(session: nox.Session) -> None:
-    """Phase D evidence bundle: python -m tools.evidence.phase_d [run|STEP --outdir DIR|check] (default: run)."""
-    _in_project(session, "-m", "tools.evidence.phase_d", *(session.posargs or ["run"]))
+def collect(session: nox.Session) -> None:
+    """pytest --collect-only -q of the case's tests [-- --outdir DIR: into DIR/pytest_collect.log]."""
+    _step(session, "collect")
+
+
+@nox.session(venv_backend="none", requires=["project"], default=False)
+def parity(session: nox.Session) -> None:
+    """The parity selector against C ($NB_C_BIN), NB_RUN_PARALLEL=1; prints the verdict [-- --outdir DIR]."""
+    _step(session, "parity")
+
+
+@nox.session(venv_backend="none", default=False)
+def cli_c(session: nox.Session) -> None:
+    """The case's run of the C program in a fresh directory -> DIR/cli/c_* (-- --outdir DIR)."""
+    _step(session, "cli_c", needs_torch=False)
+
+
+@nox.session(venv_backend="none", requires=["project"], default=False)
+def cli_py(session: nox.Session) -> None:
+    """The case's run of our CLI in a fresh directory -> DIR/cli/py_* (-- --outdir DIR)."""
+    _step(session, "cli_py")
+
+
+@nox.session(venv_backend="none", requires=["project"], default=False)
+def env(session: nox.Session) -> None:
+    """The environment record: python, torch, numpy, git, the C binary -> DIR/env.json (-- --outdir DIR)."""
+    _step(session, "env")
+
+
+@nox.session(venv_backend="none", requires=["project"], default=False)
+def metrics(session: nox.Session) -> None:
+    """C vs ours: correlation, sum ratio, max error and the gate -> DIR/metrics.json + compare.png (-- --outdir DIR)."""
+    _step(session, "metrics")
+
+
+@nox.session(venv_backend="none", default=False)
+def ledger(session: nox.Session) -> None:
+    """DIR/summary.md, the ledger Attempt in docs/fix_plan.md, plan ticks on a clean PASS (-- --outdir DIR)."""
+    _step(session, "report", needs_torch=False)
 
 
 @nox.session(venv_backend="none", requires=["project"], default=False)

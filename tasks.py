@@ -1,6 +1,7 @@
-"""invoke tasks: each calls Python functions of tools/ or runs ONE nox session (docs/development/testing_strategy.md).
+"""invoke tasks: each calls Python functions of tools/ or runs nox sessions (docs/development/testing_strategy.md).
 
-    invoke phase-d                  # one Phase D evidence bundle, ledger Attempt, plan ticks on a clean PASS
+    invoke phase-d                  # one Phase D evidence bundle, ledger Attempt, plan ticks on a clean PASS:
+                                    # the sessions collect, parity, cli_c, cli_py, env, metrics, ledger in turn
     invoke phase-d --dry-run        # print every command it would run; creates nothing
     invoke tests / lint / metrics --outdir D / ledger / parity-matrix / bench ...
 
@@ -28,11 +29,11 @@ def _run(c, argv) -> int:
         return c.run(shlex.join(str(a) for a in argv), warn=True, pty=False).exited
 
 
-def _phase_d_argv(python, *args) -> list[str]:
-    """``nox -s phase_d -- ARGS``, or ``PYTHON -m tools.evidence.phase_d ARGS`` with ``--python``."""
+def _step_argv(python, step, outdir) -> list[str]:
+    """``nox -s <session> -- --outdir DIR`` for one Phase D step, or ``PYTHON -m tools.evidence.phase_d STEP``."""
     if python:
-        return [python, "-m", pd.STEP_MODULE, *args]
-    return ["nox", "-s", "phase_d", "--", *args]
+        return [python, "-m", pd.STEP_MODULE, step, "--outdir", outdir]
+    return ["nox", "-s", pd.SESSIONS[step], "--", "--outdir", outdir]
 
 
 @task(help={
@@ -54,17 +55,22 @@ def phase_d(c, c_bin=None, python=None, config=None, dry_run=False):
         b = pd.create_bundle(config, c_bin, invocation=" ".join(["invoke phase-d", *[f for f in flags if f]]))
     except (BundleError, ConfigError) as exc:
         raise Exit(f"error: {exc}", code=2) from None
-    code = _run(c, _phase_d_argv(python, "run", "--outdir", rel(b.outdir)))
+    if python:
+        code = _run(c, [python, "-m", pd.STEP_MODULE, "run", "--outdir", rel(b.outdir)])
+    else:
+        with c.cd(str(REPO)):
+            code = pd.run_with_nox(b.outdir)
     done = Bundle(b.outdir)
-    # The last line on the terminal says what happened and, for a block, what is missing and how to provide it
-    # (nox's own "failed" lines come before it).
-    raise Exit(report.outcome_line(done), code=0 if code == 0 and done.verdict() == "PASS" else (code or 1))
+    code = 0 if code == 0 and done.verdict() == "PASS" else (code or 1)
+    # The ledger step's outcome line is the last line on the terminal: it says what happened and, for a block,
+    # what is missing and how to provide it. Only if that step could not run is the outcome said here.
+    raise Exit(None if done.step("report") else report.outcome_line(done), code=code)
 
 
 @task(help={"outdir": "bundle directory", "python": "interpreter instead of nox"})
 def metrics(c, outdir, python=None):
     """Re-run the metrics step of an existing bundle (metrics.json, compare.png, the gate)."""
-    raise Exit(code=_run(c, _phase_d_argv(python, "metrics", "--outdir", outdir)))
+    raise Exit(code=_run(c, _step_argv(python, "metrics", outdir)))
 
 
 @task(help={"outdir": "record this bundle: summary.md, ledger Attempt, plan ticks on a clean PASS",
@@ -72,7 +78,7 @@ def metrics(c, outdir, python=None):
 def ledger(c, outdir=None, item="SOURCE-WEIGHT-001", python=None):
     """Show an item's status and Attempts in docs/fix_plan.md, or record a bundle there with --outdir."""
     if outdir:
-        raise Exit(code=_run(c, _phase_d_argv(python, "report", "--outdir", outdir)))
+        raise Exit(code=_run(c, _step_argv(python, "report", outdir)))
     text = (REPO / "docs" / "fix_plan.md").read_text(encoding="utf-8")
     try:
         print(f"[{item}] status: {led.item_status(text, item)}; attempts: {led.attempt_numbers(text, item) or 'none'}")

@@ -135,24 +135,27 @@ class RunResult:
         return d
 
 
-def _stream(argv, cwd, env) -> tuple[int, str]:
-    """Run with stdout+stderr echoed live to our stdout; return (exit code, everything it printed)."""
+def _stream(argv, cwd, env, echo=None) -> tuple[int, str]:
+    """Run with stdout+stderr echoed live to our stdout (the lines ``echo(line)`` accepts, all by default);
+    return (exit code, everything it printed)."""
     proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, errors="replace")
     chunks = []
     for line in proc.stdout:
-        sys.stdout.write(line)
-        sys.stdout.flush()
+        if echo is None or echo(line):
+            sys.stdout.write(line)
+            sys.stdout.flush()
         chunks.append(line)
     return proc.wait(), "".join(chunks)
 
 
 def run(argv, *, cwd=None, env=None, timeout_s: float | None = None, merge_stderr: bool = True,
-        stream: bool = False, log_path=None, output_path=None, root=None) -> RunResult:
+        stream: bool = False, echo=None, log_path=None, output_path=None, root=None) -> RunResult:
     """Run ``argv``; never raises for the command's own failure (see the exit codes in the module doc).
 
     ``env`` holds overrides on top of the current environment; they are part of the logged command.
-    ``stream`` echoes the output live (merged, no timeout); ``output_path`` receives the merged output;
+    ``stream`` echoes the output live (merged, no timeout; only the lines ``echo(line)`` accepts, when given:
+    the result still holds all of them); ``output_path`` receives the merged output;
     ``log_path`` gets the one command-log line; ``root`` makes the logged line repository-relative.
     """
     if stream and (timeout_s is not None or not merge_stderr):
@@ -167,7 +170,7 @@ def run(argv, *, cwd=None, env=None, timeout_s: float | None = None, merge_stder
     timed_out, out, err = False, "", ""
     try:
         if stream:
-            code, out = _stream(argv, cwd, full_env)
+            code, out = _stream(argv, cwd, full_env, echo)
         else:
             proc = subprocess.run(argv, cwd=cwd, env=full_env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,

@@ -18,13 +18,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tools import REPO, cmdlog, hermetic
+from tools import REPO, cmdlog, hermetic, nox_env
 from tools.cbin import ENV_VAR as C_BIN_ENV
 from tools.cbin import CBinary, resolve_c_binary
-from tools.evidence import ledger, report
+from tools.evidence import ledger, report, steps
 from tools.evidence.bundle import HARD, PASS, SKIPPED, STEPS, Bundle, BundleError
 from tools.evidence.case import DEFAULT_CONFIG, CaseConfig, ConfigError, load_case
-from tools.evidence.steps import STEP_FUNCS
 from tools.files import atomic_write, fresh_dir, read_json, rel, write_json
 
 STEP_MODULE = "tools.evidence.phase_d"
@@ -126,7 +125,7 @@ def run_step(name: str, outdir, config=None, c_bin=None, root=REPO) -> int:
         b.record(name, SKIPPED, f"not run: step {blocked['step']} blocked the run")
         return 0
     try:
-        code = STEP_FUNCS[name](b)
+        code = steps.STEP_FUNCS[name](b)
     except Exception as exc:  # noqa: BLE001 - a crash of the pipeline itself must still leave a blocking.md
         import traceback
 
@@ -144,8 +143,29 @@ def chain_commands(outdir, python=None) -> list[tuple[str, list[str]]]:
     return [(step, [python, "-m", STEP_MODULE, step, "--outdir", rel(outdir)]) for step in STEPS]
 
 
+# The nox session of each step (noxfile.py): the step's name, except the report, which is the `ledger` session.
+SESSIONS = {step: ("ledger" if step == "report" else step) for step in STEPS}
+
+
+def nox_chain_commands(outdir) -> list[tuple[str, list[str]]]:
+    """One command per step, ``nox -R -s <session> -- --outdir OUTDIR`` (what ``invoke phase-d`` runs): the
+    environment is prepared first (tools.nox_env.prepare), so every session reuses it and installs nothing."""
+    return [(step, ["nox", "-R", "-s", SESSIONS[step], "--", "--outdir", rel(outdir)]) for step in STEPS]
+
+
+def nox_summary_line(line: str) -> bool:
+    """nox's own closing lines of a session (``nox > Session parity failed.``, ``nox > Ran 2 sessions ...``):
+    the chain prints each step's recorded outcome instead, so a block expected without a C program does not
+    read as a crash."""
+    text = line.strip()
+    return text.startswith("nox > ") and (
+        (text.startswith("nox > Session ") and (" failed" in text or " was successful" in text))
+        or (text.startswith("nox > Command ") and " failed with exit code " in text)
+        or text.startswith("nox > Ran ") or text.startswith("nox > * "))
+
+
 def _run_streamed(argv, root) -> cmdlog.RunResult:
-    return cmdlog.run(argv, cwd=root, stream=True)
+    return cmdlog.run(argv, cwd=root, stream=True, echo=lambda line: not nox_summary_line(line))
 
 
 def run_chain(outdir, commands, runner=None, root=REPO) -> int:
@@ -180,6 +200,28 @@ def run_chain(outdir, commands, runner=None, root=REPO) -> int:
     return code
 
 
+def run_with_nox(outdir, root=REPO) -> int:
+    """What ``invoke phase-d`` runs on a new bundle: the environment prepared once under a lock (logged in
+    commands.txt when it had to run), then one nox session per step. An environment that cannot be prepared
+    blocks the run at its first step; the ledger session still records the Attempt."""
+    started = cmdlog.utc_now()
+
+    def prepare(argv) -> int:
+        res = _run_streamed(argv, root)
+        cmdlog.log_command(Bundle(outdir, root).commands, res.exit_code, cmdlog.format_command(argv, root=root),
+                           started)
+        return res.exit_code
+
+    print(f"phase-d [0/{len(STEPS)}] environment: {nox_env.ENV_DIR} (made once, then reused) ...", flush=True)
+    code = nox_env.prepare(prepare, nox_env.TORCH_SPEC, root)
+    if code:
+        b = Bundle(outdir, root)
+        b.record(STEPS[0], HARD, f"the nox environment {nox_env.ENV_DIR} could not be prepared: "
+                 f"`{shlex.join(nox_env.PREPARE_COMMAND)}` exited {code}")
+        _refresh_blocking(b)
+    return run_chain(outdir, nox_chain_commands(outdir), root=root)
+
+
 def describe(cfg: CaseConfig, outdir, c: CBinary, python=None) -> list[str]:
     """The dry-run text: every command the chain would run and, under each, the commands it runs."""
     py = python or "python"
@@ -206,7 +248,11 @@ def describe(cfg: CaseConfig, outdir, c: CBinary, python=None) -> list[str]:
     }
     lines = [f"# dry run: would create {outdir}/ (case {rel(cfg.path)}, item [{cfg.item}])",
              f"# C binary: {c.path if c.ok else 'MISSING: ' + str(c.problem)}"]
-    for step, argv in chain_commands(outdir, py):
+    if python is None:
+        lines.append(f"{shlex.join(nox_env.PREPARE_COMMAND)}    # under .nox/prepare.lock, only if {nox_env.ENV_DIR} "
+                     "is not ready; every session below reuses it (-R)")
+    commands = chain_commands(outdir, py) if python else nox_chain_commands(outdir)
+    for step, argv in commands:
         lines.append(shlex.join(argv))
         lines += [f"    {x}" for x in inner[step]]
     return lines
@@ -254,8 +300,9 @@ def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog=f"python -m {STEP_MODULE}", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     for step in STEPS:
-        sp = sub.add_parser(step, help=f"run the {step} step on a bundle")
-        sp.add_argument("--outdir", required=True)
+        sp = sub.add_parser(step, help=f"run the {step} step on a bundle" + (
+            " (without --outdir: on its own)" if step in ("collect", "parity") else ""))
+        sp.add_argument("--outdir", default=None, help="the bundle (collect and parity also run without one)")
         sp.add_argument("--config", default=None, help="case file (only when starting a new bundle)")
         sp.add_argument("--c-bin", default=None, help=f"C binary (default: ${C_BIN_ENV}, then PATH)")
     sp = sub.add_parser("run", help="the whole chain: a new bundle, or --outdir of one just created")
@@ -281,10 +328,33 @@ def _bundle_for_run(args) -> Bundle:
     return init_bundle(args.outdir, args.config, args.c_bin, invocation=invocation)
 
 
+def standalone(step: str, config=None, c_bin=None, root=REPO) -> int:
+    """``collect`` or ``parity`` without a bundle (``nox -s collect``, ``nox -s parity``): the case's tests
+    collected, or its parity selector run against C with the verdict printed. A skip is not a pass, and without
+    a C program the selector is not run at all: one line says what is missing, exit 2."""
+    cfg = _load(config)
+    if step == "collect":
+        return cmdlog.run(steps.collect_command(cfg), cwd=root, stream=True).exit_code
+    if step != "parity":
+        raise BundleError(f"{step} works on a bundle: give --outdir DIR (`nox -s {SESSIONS[step]} -- --outdir DIR`)")
+    c = resolve_c_binary(c_bin)
+    if not c.ok:
+        print(f"parity: not run: {c.problem}", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="parity_") as tmp:
+        argv, env = steps.selector_command(cfg, c.path, Path(tmp) / "junit.xml", root)
+        res = cmdlog.run(argv, cwd=root, env=env, stream=True)
+        problem = steps.parity_problem(steps.junit_counts(Path(tmp) / "junit.xml"), res.exit_code)
+    print(f"parity: {'FAIL: ' + problem if problem else 'PASS'} ({cfg.parity_selector} against {c.path})")
+    return 1 if problem else 0
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.cmd in STEPS:
+            if args.outdir is None:
+                return standalone(args.cmd, args.config, args.c_bin)
             return run_step(args.cmd, args.outdir, args.config, args.c_bin)
         if args.cmd == "check":
             print(passing_bundle_for_code(args.config))

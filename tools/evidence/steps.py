@@ -54,8 +54,7 @@ def _missing_c(b: Bundle, name: str) -> int:
 
 def step_collect(b: Bundle) -> int:
     cfg = b.cfg
-    argv = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *cfg.collect]
-    res = cmdlog.run(argv, cwd=b.root, output_path=b.p("pytest_collect.log"), timeout_s=cfg.timeout_s,
+    res = cmdlog.run(collect_command(cfg), cwd=b.root, output_path=b.p("pytest_collect.log"), timeout_s=cfg.timeout_s,
                      log_path=b.commands, root=b.root)
     text = b.p("pytest_collect.log").read_text(encoding="utf-8")
     if res.exit_code != 0:
@@ -87,12 +86,36 @@ def junit_counts(path) -> dict | None:
 
 
 def parity_command(b: Bundle) -> tuple[list[str], dict]:
-    junit = b.p("pytest", "junit.xml")
-    argv = [sys.executable, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider", f"--junitxml={rel(junit, b.root)}",
-            b.cfg.parity_selector]
-    env = {"NB_RUN_PARALLEL": "1", C_BIN_ENV: str(b.c.path), "KMP_DUPLICATE_LIB_OK": "TRUE",
-           "NB_PHASE_D_CONFIG": rel(b.cfg.path, b.root)}
+    return selector_command(b.cfg, b.c.path, b.p("pytest", "junit.xml"), b.root)
+
+
+def selector_command(cfg, c_path, junit, root) -> tuple[list[str], dict]:
+    """The parity selector's pytest command and environment, its JUnit report written to ``junit``."""
+    argv = [sys.executable, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider", f"--junitxml={rel(junit, root)}",
+            cfg.parity_selector]
+    env = {"NB_RUN_PARALLEL": "1", C_BIN_ENV: str(c_path), "KMP_DUPLICATE_LIB_OK": "TRUE",
+           "NB_PHASE_D_CONFIG": rel(cfg.path, root)}
     return argv, env
+
+
+def collect_command(cfg) -> list[str]:
+    """pytest --collect-only over the case's test paths."""
+    return [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *cfg.collect]
+
+
+def parity_problem(counts: dict | None, exit_code: int) -> str | None:
+    """Why a run of the parity selector is not a pass (None when it is): no report, a skip, a failure, or a
+    selector that ran other than exactly one test."""
+    if counts is None:
+        return f"pytest exited {exit_code} without a JUnit report"
+    if counts["skipped"]:
+        return "evidence invalid: the parity test was SKIPPED, which is not a pass (" + \
+            "; ".join(counts["skip_messages"]) + ")"
+    if exit_code != 0 or counts["failures"] or counts["errors"]:
+        return f"parity test failed: pytest exit {exit_code}, {counts['failures']} failed, {counts['errors']} errors"
+    if counts["tests"] != 1:
+        return f"the selector ran {counts['tests']} tests; exactly 1 expected"
+    return None
 
 
 def step_parity(b: Bundle) -> int:
@@ -103,20 +126,10 @@ def step_parity(b: Bundle) -> int:
     res = cmdlog.run(argv, cwd=b.root, env=env, output_path=b.p("pytest", "pytest.log"), timeout_s=b.cfg.timeout_s,
                      log_path=b.commands, root=b.root)
     counts = junit_counts(b.p("pytest", "junit.xml"))
-    if counts is None:
-        b.record("parity", HARD, f"pytest exited {res.exit_code} without a JUnit report", res)
-        return 1
-    extra = {"junit": {k: v for k, v in counts.items()}}
-    if counts["skipped"]:
-        b.record("parity", HARD, "evidence invalid: the parity test was SKIPPED, which is not a pass ("
-                 + "; ".join(counts["skip_messages"]) + ")", res, **extra)
-        return 1
-    if res.exit_code != 0 or counts["failures"] or counts["errors"]:
-        b.record("parity", HARD, f"parity test failed: pytest exit {res.exit_code}, {counts['failures']} "
-                 f"failed, {counts['errors']} errors", res, **extra)
-        return 1
-    if counts["tests"] != 1:
-        b.record("parity", HARD, f"the selector ran {counts['tests']} tests; exactly 1 expected", res, **extra)
+    problem = parity_problem(counts, res.exit_code)
+    extra = {"junit": dict(counts)} if counts is not None else {}
+    if problem:
+        b.record("parity", HARD, problem, res, **extra)
         return 1
     b.record("parity", OK, "1 passed", res, **extra)
     return 0
