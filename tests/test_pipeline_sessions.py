@@ -18,11 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_pipeline_phase_d import REQUIRED_FILES, attempts, case  # noqa: F401 - the `case` fixture
+from tests import test_pipeline_phase_d as phase_d_tests
 from tools import REPO, cmdlog, nox_env
 from tools.evidence import phase_d
 from tools.evidence.bundle import Bundle
 
+case = phase_d_tests.case  # the fakes, the case file, the temporary ledger and plan
+REQUIRED_FILES, attempts = phase_d_tests.REQUIRED_FILES, phase_d_tests.attempts
 STEP_SESSIONS = ["collect", "parity", "cli_c", "cli_py", "env", "metrics", "ledger"]
 needs_nox_invoke = pytest.mark.skipif(shutil.which("nox") is None or shutil.which("invoke") is None,
                                       reason="nox and invoke are installed with the [pipeline] extra")
@@ -170,7 +172,7 @@ def test_two_invoke_phase_d_started_together_in_a_fresh_clone_both_pass(case, tm
     assert [p.returncode for p in procs] == [0, 0], outs
     bundles = sorted((case.tmp / "bundles").iterdir())
     assert len(bundles) == 2
-    for d, out in zip(bundles, outs):
+    for d in bundles:
         assert all((d / name).is_file() for name in REQUIRED_FILES), d
         assert Bundle(d).step("report")["verdict"] == "PASS"
         # One `nox -R -s <session>` line per step, each with its exit code (0 for a PASS).
