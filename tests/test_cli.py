@@ -78,6 +78,8 @@ def _bad_mat(d: Path) -> None:
 ERRORS_VIA_SUBPROCESS = {"unknown_flag", "missing_hkl"}
 ERRORS = {
     "unknown_flag": (["-bogus", "3", *CELL, "-default_F", "1"], 2, ["unknown flag", "-bogus"], None),
+    "mistyped_flag": ([*CELL, "-default_F", "1", "-distnace", "100"], 2,
+                      ["unknown flag -distnace", "did you mean -distance?"], None),
     "missing_value": ([*CELL, "-default_F", "1", "-distance"], 2, ["-distance", "expects 1 value"], None),
     "non_numeric": (
         [*CELL, "-default_F", "1", "-distance", "abc"],
@@ -126,6 +128,17 @@ def test_error_exit_code_one_line_nothing_written(error_runs, name):
         assert w in lines[0], (w, lines[0])
     assert "Traceback" not in proc.stderr
     assert set(os.listdir(cwd)) == before, "an output file was written despite the error"
+
+
+def test_a_missing_output_folder_is_said_before_the_render(tmp_path, monkeypatch):
+    # Issue 21: a mistyped folder must not cost a whole render: the model is never loaded.
+    import nanobrag_torch.load as load
+
+    monkeypatch.setattr(load, "load_model", lambda *a, **k: pytest.fail("loaded the model before checking outputs"))
+    r = run_inproc([*CELL, "-default_F", "1", "-detpixels", "8", "-intfile", "nowhere/i.img"], tmp_path)
+    assert (r.returncode, r.stderr.strip()) == (1, "nanobrag-torch: error: -intfile: cannot write nowhere/i.img: "
+                                                   "no folder nowhere")
+    assert r.files == []
 
 
 @pytest.fixture(scope="module")

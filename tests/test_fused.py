@@ -250,3 +250,18 @@ def test_compiled_statistics_and_pixels_equal_the_numpy_block_loops(monkeypatch)
     vals = finite[rendered].astype(np.float64)
     assert s.mean == pytest.approx(vals.mean(), rel=1e-12)
     assert s.rmsd == pytest.approx(np.sqrt(((finite[roi] - vals.mean()) ** 2).sum() / (roi.sum() - 1)), rel=1e-9)
+
+
+@pytest.mark.parametrize("kernel", ["torch", "numba"])
+def test_the_progress_bar_counts_pixels_on_both_kernels(tmp_path, monkeypatch, kernel):
+    # Issue 21: the bar's unit is what it counts. Both paths advance it by pixels, ending at the pixel count
+    # (here with -roi: only the rendered window), so its rate reads pixels per second.
+    import nanobrag_torch.renderer as renderer
+
+    bars = []
+    real = renderer._progress
+    monkeypatch.setattr(renderer, "_progress", lambda total, progress: bars.append(real(total, True)) or bars[-1])
+    cfg = config_from_argv((CUBIC + " -roi 2 10 3 20").split())
+    render_details(load_model(cfg, workdir=tmp_path), kernel=kernel, progress=True)
+    (bar,) = bars
+    assert bar.unit == "pixel" and bar.total == bar.n == 9 * 18

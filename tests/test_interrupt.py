@@ -95,19 +95,20 @@ def test_no_space_left_names_the_file_and_leaves_nothing(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("target, reason", [
-    ("missing_dir/f.bin", "No such file or directory"),
-    ("a_file/f.bin", "Not a directory"),
-    ("a_dir", "Is a directory"),
+    ("missing_dir/f.bin", "no folder missing_dir"),
+    ("a_file/f.bin", "a_file is not a folder"),
+    ("a_dir", "it is a directory"),
 ])
 def test_an_unwritable_output_path_is_named_and_nothing_is_written(tmp_path, target, reason):
     # A float image in a directory that does not exist, under a regular file, or with the name of a
-    # directory: one line naming the path; the int image (next in line, in a writable place) is not written.
+    # directory: one line naming the flag and the path, said before the render (issue 21: a mistyped folder
+    # costs nothing); the int image (next in line, in a writable place) is not written.
     d = tmp_path / "run"
     d.mkdir()
     (d / "a_file").write_text("x")
     (d / "a_dir").mkdir()
     code, lines, files = run([*SMALL, "-nonoise", "-nopgm", "-floatfile", target], d)
-    assert (code, lines) == (1, [f"nanobrag-torch: error: cannot write {target}: {reason}"])
+    assert (code, lines) == (1, [f"nanobrag-torch: error: -floatfile: cannot write {target}: {reason}"])
     assert files == ["a_dir", "a_file"] and os.listdir(d / "a_dir") == []
 
 

@@ -12,6 +12,7 @@ import sys
 import numpy as np
 
 from .errors import InputError, UsageError
+from .flags import unknown_flag
 from .io.images import read_float_image
 
 USAGE = """usage: nanobrag-torch add A.bin B.bin [C.bin ...] -o SUM.bin
@@ -54,7 +55,7 @@ def parse(argv: list[str]) -> tuple[list[str], str | None, bool]:
             i += 2
             continue
         if tok.startswith("-") and tok != "-":
-            raise UsageError(f"unknown flag {tok} (see --help)")
+            raise unknown_flag(tok, ("-o", "-outfile", "-output", "-h", "-help", "--help"))
         inputs.append(tok)
         i += 1
     return inputs, output, False

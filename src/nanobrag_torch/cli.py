@@ -74,10 +74,12 @@ def run(argv: list[str], out=print) -> int:
 
         return run_series(events, config, out)
 
-    from .io.outputs import outputs_from_config, write_c_outputs
+    from .io.outputs import check_outputs, outputs_from_config, write_c_outputs
     from .load import load_model
     from .renderer import render_details
 
+    outputs = outputs_from_config(config)
+    check_outputs(outputs)  # a missing folder is said now, not after the render
     t0 = time.perf_counter()
     model = load_model(config, log=log)
     if not quiet:
@@ -90,7 +92,7 @@ def run(argv: list[str], out=print) -> int:
     steps = model.steps
     out(f"solid angle subtended by detector = {res.omega_sum / steps:g} steradian "
         f"( {100 * res.omega_sum / steps / 4 / math.pi:g}% sphere)")
-    write_c_outputs(res.image, model, outputs_from_config(config), out)
+    write_c_outputs(res.image, model, outputs, out)
     if not quiet:
         out(f"rendered in {time.perf_counter() - t0:.3g} s on {config.engine.device} ({config.engine.dtype})")
     return 0

@@ -273,6 +273,15 @@ _VALUES = {
 }
 
 
+def unknown_flag(token: str, known) -> UsageError:
+    """The one-line error for a flag no table has, with the closest known flags as a suggestion (difflib)."""
+    import difflib
+
+    close = difflib.get_close_matches(token, known, n=2, cutoff=0.75)
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    return UsageError(f"unknown flag {token} ({hint}see --help)")
+
+
 def parse_argv(argv: list[str], flags: tuple[Flag, ...] | None = None,
                positional: str | None = None, not_c_flags: dict | None = None) -> list[tuple[str, object]]:
     """Tokenize argv into ordered (key, value) events; raise UsageError with one line on bad input.
@@ -299,7 +308,7 @@ def parse_argv(argv: list[str], flags: tuple[Flag, ...] | None = None,
             if flag is None:
                 if not token.startswith("-"):
                     raise UsageError(f"unexpected argument {token!r} (values must follow their flag)")
-                raise UsageError(f"unknown flag {token} (see --help)")
+                raise unknown_flag(token, list(by_name) + list(not_c_flags))
             value = _VALUES[flag.kind](cur, token)
             check_flag_value(flag.key, token, value)  # the value's physical domain
             if flag.key == "dtype":

@@ -605,7 +605,7 @@ def _run_tiles(pix, args, out, threads: int, progress=None) -> None:
 
     def one(r):
         _render_tiles(r[0], r[1], pix, *args, *out)
-        return (r[1] - r[0]) * TILE
+        return min(r[1] * TILE, pix.size) - r[0] * TILE  # the pixels of these tiles (the last one may be short)
 
     # Even with one thread the chunks run in a worker: the main thread only waits, so Ctrl-C and SIGTERM reach
     # it between chunks (never inside numba's compiler, which an interrupt can crash), and the chunks not

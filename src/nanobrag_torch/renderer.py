@@ -332,7 +332,7 @@ def _render_eager(model: Model, prep: Prepared, idx: torch.Tensor, max_memory_gb
     interp = torch.ones(prep.settings.batch, dtype=torch.bool, device=dev)
     omega_sum = torch.zeros((), dtype=model.dtype, device=dev)
     starts = range(0, idx.numel(), chunk)
-    bar = _progress(len(starts), progress)
+    bar = _progress(idx.numel(), progress)
     values = []
     try:
         for start in starts:
@@ -344,7 +344,7 @@ def _render_eager(model: Model, prep: Prepared, idx: torch.Tensor, max_memory_gb
             values.append(v)
             omega_sum = omega_sum + om.detach().sum()
             if bar is not None:
-                bar.update(1)
+                bar.update(sel.numel())
     finally:  # also on Ctrl-C: the bar is cleared, so the CLI's one line stays the only one
         if bar is not None:
             bar.close()
@@ -357,15 +357,16 @@ def render(model: Model, **kw) -> torch.Tensor:
 
 
 def _progress(total: int, progress: bool | None):
-    """A tqdm bar on stderr: always when asked, never when refused, else only for renders over ~2 s."""
+    """A tqdm bar on stderr counting pixels (``total`` of them): always when asked, never when refused, else only
+    for renders over ~2 s."""
     if progress is False or total <= 1:
         return None
     try:
         from tqdm import tqdm
     except ImportError:  # pragma: no cover
         return None
-    return tqdm(total=total, desc="rendering", unit="chunk", file=sys.stderr, delay=0 if progress else 2.0,
-                leave=False)
+    return tqdm(total=total, desc="rendering", unit="pixel", unit_scale=True, file=sys.stderr,
+                delay=0 if progress else 2.0, leave=False)
 
 
 __all__ = ["render", "render_details", "prepare", "RenderResult", "Prepared", "crystal_geometry"]

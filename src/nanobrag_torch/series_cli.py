@@ -220,7 +220,8 @@ def run_series(events, config, out=print) -> int:
     """The dataset run of ``config`` (``config.dataset.active``); returns the exit code."""
     from . import __version__
     from .io.cbf import cbf_warnings
-    from .io.dataset import DatasetWriter, check_output_path
+    from .io.dataset import DatasetWriter
+    from .io.outputs import check_output_path
     from .io.outputs import write_atomically
     from .load import load_model
     from .series import Progress, render_series, resolve_device

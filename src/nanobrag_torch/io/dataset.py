@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, UsageError
-from .outputs import Outputs, remove_stale_temporaries, roi_of, write_atomically, write_c_outputs
+from .outputs import (Outputs, check_output_path, remove_stale_temporaries, roi_of, write_atomically,
+                      write_c_outputs)
 
 _RUN = re.compile(r"#+")
 
@@ -70,16 +71,6 @@ class DatasetFiles:
     def anchor_flag(self) -> str | None:
         """The flag that names the anchor (for messages)."""
         return "-nexus" if self.nexus else next((f"-{k}" for k in self.templates()), None)
-
-
-def check_output_path(flag: str, name: str | Path) -> None:
-    """``name`` can be written: not a directory, and its folder exists (else InputError naming flag and file)."""
-    p = Path(name)
-    if p.is_dir():
-        raise InputError(f"{flag}: cannot write {name}: it is a directory")
-    parent = p.parent
-    if not parent.is_dir():
-        raise InputError(f"{flag}: cannot write {name}: no folder {parent}")
 
 
 def _smv_ok(path: Path, shape) -> bool:

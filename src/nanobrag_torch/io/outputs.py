@@ -42,6 +42,28 @@ def remove_stale_temporaries(name) -> None:
             tmp.unlink(missing_ok=True)
 
 
+def check_output_path(flag: str, name: str | Path) -> None:
+    """``name`` can be written: not a directory, and its folder exists (else InputError naming flag and file)."""
+    p = Path(name)
+    if p.is_dir():
+        raise InputError(f"{flag}: cannot write {name}: it is a directory")
+    parent = p.parent
+    if parent.exists() and not parent.is_dir():
+        raise InputError(f"{flag}: cannot write {name}: {parent} is not a folder")
+    if not parent.is_dir():
+        raise InputError(f"{flag}: cannot write {name}: no folder {parent}")
+
+
+def check_outputs(outputs: Outputs) -> None:
+    """Every file ``outputs`` names can be written (see ``check_output_path``): checked before a render, so a
+    mistyped folder costs nothing."""
+    for flag, name in (("-floatfile", outputs.floatfile), ("-intfile", outputs.intfile),
+                       ("-pgmfile", outputs.pgmfile), ("-noisefile", outputs.noisefile),
+                       ("-dump", outputs.dumpfile)):
+        if name is not None:
+            check_output_path(flag, name)
+
+
 def write_atomically(files: list[tuple[str | Path, bytes | None, object]]) -> None:
     """Write ``(path, bytes, None)`` or ``(path, None, writer(tmp_path))`` entries: every file under a
     temporary name next to its target first, then all renamed; on any failure (a full disk, an unwritable or
