@@ -123,7 +123,7 @@ def test_links_in_c_behaviour_md_resolve():
 
     links = re.findall(r"\]\(([^)#\s]+)(?:#([^)\s]+))?\)", DOC.read_text(encoding="utf-8"))
     relative = [(t, a) for t, a in links if not re.match(r"[a-z]+:", t)]
-    assert relative, "the page links the README's list of intentional differences"
+    assert relative, "the page links the list of intentional differences"
     for target, anchor in relative:
         path = (DOC.parent / target).resolve()
         assert path.is_file(), target

@@ -3,7 +3,7 @@ names the flag (as typed) or the file (and line), and the value; exit 2 for usag
 output file, no traceback. One or more cases per class of the issue, each checking the exact line.
 
 What the C program does with the same inputs (zeros, NaN, a silent default) was measured with nanoBragg and
-is listed in the README's differences; these tests only need our side. The command line runs in-process
+is listed in docs/c-differences.md; these tests only need our side. The command line runs in-process
 (``cli.main``) in a fresh directory per case, so the whole module takes a few seconds.
 """
 from __future__ import annotations
