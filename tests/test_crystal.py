@@ -21,7 +21,7 @@ from nanobrag_torch.crystal import (
     reciprocal_from_cell,
 )
 from nanobrag_torch.geometry import DBL_MIN, rotate_xyz
-from nanobrag_torch.renderer import crystal_geometry
+from nanobrag_torch.crystal import crystal_geometry
 
 F64 = torch.float64
 RAD = math.pi / 180

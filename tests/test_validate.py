@@ -20,7 +20,8 @@ import nanobrag_torch as nb
 from nanobrag_torch.errors import InputError, UsageError
 from nanobrag_torch.io.smv import format_header
 from nanobrag_torch.model import Sampling
-from nanobrag_torch.validate import check_memory, validate_model
+from nanobrag_torch.budget import check_memory
+from nanobrag_torch.validate import validate_model
 from tests.helpers.cli import run_inproc
 
 BASE = "-cell 100 100 100 90 90 90 -default_F 100 -N 2 -detpixels 8 -pixel 0.1 -distance 100 -oversample 1".split()

@@ -26,9 +26,8 @@ def _header_hook(st, events):
 
 def _report_setup(model, config, out) -> None:
     """The setup lines worth comparing with the C program's stdout."""
-    from .crystal import cell_parameters
+    from .crystal import cell_parameters, crystal_geometry
     from .geometry import place_detector
-    from .renderer import crystal_geometry
 
     dc = config.detector
     info = model.info

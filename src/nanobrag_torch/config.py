@@ -13,11 +13,7 @@ from types import SimpleNamespace
 
 from .errors import UsageError
 
-RTD = 180.0 / math.pi
-R_E_SQR = 7.94079248018965e-30  # classical electron radius squared (m^2), as in C
-DEFAULT_FLUENCE = 125932015286227086360700780544.0  # = 1/r_e^2 photons/m^2, C's default
-AVOGADRO = 6.02214179e23
-WATER_F = 2.57
+from .constants import AVOGADRO, DEFAULT_FLUENCE, R_E_SQR, RTD, WATER_F  # noqa: F401 - also config's names
 SOURCE_DISTANCE = 10.0  # m; C has no flag for it and it has no effect
 
 # Per convention: beam, fdet, sdet, odet, twotheta axis, polar, spindle, pivot (§3.1).

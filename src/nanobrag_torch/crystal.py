@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 import torch
 
+from .errors import UsageError
 from .geometry import DBL_MIN, rotate_axis, rotate_xyz
+from .model import setup_tensor
 
 
 @dataclass
@@ -158,3 +160,29 @@ def mosaic_umats_from_draws(axes: torch.Tensor, angles: torch.Tensor) -> torch.T
         (t11 - t12, t19 + t20, t1 + t2 * (v3 * v3)),
     )
     return torch.stack([torch.stack(r, dim=-1) for r in rows], dim=-2)
+
+
+def crystal_geometry(model) -> CrystalGeometry:
+    """Real and reciprocal vectors after the misset, as C derives them from -cell and/or -mat (float64)."""
+    c = model.crystal
+    dev = model.device
+    cell_lv = None
+    if c.cell is not None:
+        cell = setup_tensor(c.cell, dev)
+        a_star, b_star, c_star, V = reciprocal_from_cell(cell)
+        cell_lv = (cell[..., 0], cell[..., 1], cell[..., 2], V)
+    if c.matrix is not None:
+        a_star, b_star, c_star = setup_tensor(c.matrix, dev).unbind(-2)
+    elif c.cell is None:
+        raise UsageError("the crystal needs a cell or a reciprocal matrix")
+    misset = setup_tensor(c.misset, dev)
+    if misset.dim() == 1 and not (misset.requires_grad or bool((misset != 0).any())):
+        misset = None  # C applies no misset rotation at all
+    cr = build_crystal((a_star, b_star, c_star), None, misset, cell_lv)
+    batch = c.batch_shape
+    if batch and cr.a0.shape[:-1] != batch:  # a batch given only through N or scale
+        cr = CrystalGeometry(*(v.expand(*batch, 3) for v in (cr.a0, cr.b0, cr.c0, cr.a_star, cr.b_star, cr.c_star)),
+                             volume=cr.volume.expand(batch))
+    return cr
+
+

@@ -21,13 +21,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .constants import R_E_SQR
 from .rng import CRandom, Seed, compiled_with_generators
 
 __all__ = ["C_FLUENCE", "DEFAULT_CALIB_SEED", "PSF_KINDS", "AdcImage", "DetectorImages", "DetectorResponse",
            "PsfResult", "adc_image", "apply_detector_response", "apply_psf", "photon_noise", "photons_per_pixel",
            "psf_kernel"]
 
-R_E_SQR = 7.94079248018965e-30  # Thomson cross section (m^2), C's constant
 C_FLUENCE = 125932015286227086360700780544.0  # C's default fluence: r_e^2 * fluence ~ 1 photon per unit
 DEFAULT_CALIB_SEED = -123456789  # the flag value that gives C's initial calibration seed 123456789 (§11.5)
 PSF_KINDS = ("gauss", "fiber")

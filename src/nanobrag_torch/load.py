@@ -13,16 +13,18 @@ import numpy as np
 import torch
 
 from .config import SimConfig
-from .crystal import crystal_counts
+from .crystal import crystal_counts, crystal_geometry
 from .errors import InputError, UsageError
 from .io.hkl import HKLTable, read_fdump, read_hkl
 from .io.mat import read_mat
 from .io.smv import read_smv
 from .io.sourcefile import read_sourcefile_lines
-from .model import (SETUP_DTYPE, Beam, Crystal, Model, Sampling, StructureFactors, detector_from_config)
+from .model import (SETUP_DTYPE, Beam, Crystal, Model, Sampling, StructureFactors, detector_from_config,
+                    setup_tensor)
 from .rng import CRandom, mosaic_draws, random_misset
 from .sources import file_sources, grid_sources
-from .validate import check_memory, validate_model
+from .budget import check_memory
+from .validate import validate_model
 
 
 @dataclass
@@ -91,16 +93,12 @@ def read_inputs(config: SimConfig, workdir: str | Path = ".", warn=_warn, log=No
     return out
 
 
-def _t(x, device) -> torch.Tensor:
-    return torch.as_tensor(x, dtype=SETUP_DTYPE, device=device)
-
-
 def _crystal(config: SimConfig, inputs: Inputs, info: LoadInfo, device) -> Crystal:
     """The crystal tensors; C's random state is consumed in its order (misset, then mosaic domains)."""
     cc, bc = config.crystal, config.beam
     matrix = None
     if inputs.matrix is not None:  # the file holds a*/lambda etc.: divide by the -lambda given, as C
-        matrix = _t(inputs.matrix, device) * (1e-10 / bc.wavelength if bc.wavelength else math.inf)
+        matrix = setup_tensor(inputs.matrix, device) * (1e-10 / bc.wavelength if bc.wavelength else math.inf)
     misset = cc.misset
     if cc.misset_random:
         _, misset = random_misset(cc.misset_seed, info.rng)
@@ -108,16 +106,17 @@ def _crystal(config: SimConfig, inputs: Inputs, info: LoadInfo, device) -> Cryst
     draws = mosaic_draws(cc.mosaic_spread, cc.mosaic_domains, cc.mosaic_seed, info.rng)  # always drawn, as C
     mosaic = cc.mosaic_spread > 0.0
     return Crystal(
-        cell=None if cc.cell is None else _t(cc.cell, device), matrix=matrix,
-        misset=_t(misset if misset is not None else (0.0, 0.0, 0.0), device),
-        N=_t(tuple(max(n, 1) for n in (cc.Na, cc.Nb, cc.Nc)), device), shape=cc.shape, fudge=_t(cc.fudge, device),
-        scale=_t(1.0, device),
-        mosaic_spread=_t(cc.mosaic_spread, device), mosaic_reference_spread=draws.spread if mosaic else 0.0,
-        mosaic_axes=_t(draws.axes, device) if mosaic else None,
-        mosaic_angles=_t(draws.angles, device) if mosaic else None,
-        mosaic_umats=_t(draws.umats, device) if mosaic else None,
-        phi0=_t(cc.phi0, device), phistep=_t(cc.phistep, device), phisteps=cc.phisteps,
-        spindle_axis=_t(cc.spindle_axis, device), osc=cc.osc,
+        cell=None if cc.cell is None else setup_tensor(cc.cell, device), matrix=matrix,
+        misset=setup_tensor(misset if misset is not None else (0.0, 0.0, 0.0), device),
+        N=setup_tensor(tuple(max(n, 1) for n in (cc.Na, cc.Nb, cc.Nc)), device), shape=cc.shape,
+        fudge=setup_tensor(cc.fudge, device),
+        scale=setup_tensor(1.0, device),
+        mosaic_spread=setup_tensor(cc.mosaic_spread, device), mosaic_reference_spread=draws.spread if mosaic else 0.0,
+        mosaic_axes=setup_tensor(draws.axes, device) if mosaic else None,
+        mosaic_angles=setup_tensor(draws.angles, device) if mosaic else None,
+        mosaic_umats=setup_tensor(draws.umats, device) if mosaic else None,
+        phi0=setup_tensor(cc.phi0, device), phistep=setup_tensor(cc.phistep, device), phisteps=cc.phisteps,
+        spindle_axis=setup_tensor(cc.spindle_axis, device), osc=cc.osc,
     )
 
 
@@ -131,10 +130,12 @@ def _beam(config: SimConfig, inputs: Inputs, device) -> Beam:
         dirs, factors = grid_sources(bc, SETUP_DTYPE, device)
         lams = None
     return Beam(
-        wavelength=_t(bc.wavelength, device), source_directions=dirs, source_wavelengths=lams,
-        dispersion_factors=factors, source_weights=torch.ones_like(factors), beam_vector=_t(bc.beam_vector, device),
-        polar_vector=_t(bc.polar_vector, device), kahn=_t(bc.kahn_factor, device), nopolar=bc.nopolar,
-        fluence=_t(bc.fluence, device), water_size=_t(bc.water_size, device), dmin=bc.dmin,
+        wavelength=setup_tensor(bc.wavelength, device), source_directions=dirs, source_wavelengths=lams,
+        dispersion_factors=factors, source_weights=torch.ones_like(factors),
+        beam_vector=setup_tensor(bc.beam_vector, device),
+        polar_vector=setup_tensor(bc.polar_vector, device), kahn=setup_tensor(bc.kahn_factor, device),
+        nopolar=bc.nopolar,
+        fluence=setup_tensor(bc.fluence, device), water_size=setup_tensor(bc.water_size, device), dmin=bc.dmin,
     )
 
 
@@ -142,9 +143,10 @@ def _structure_factors(config: SimConfig, table: HKLTable | None, device) -> Str
     """F table (or none) and C's interpolation decision: the auto rule's choice, off without a table."""
     cc = config.crystal
     if table is None:
-        return StructureFactors(table=None, default_F=_t(cc.default_F, device))
+        return StructureFactors(table=None, default_F=setup_tensor(cc.default_F, device))
     return StructureFactors(
-        table=_t(table.grid, device), default_F=_t(cc.default_F, device), mins=table.mins, maxs=table.maxs,
+        table=setup_tensor(table.grid, device), default_F=setup_tensor(cc.default_F, device), mins=table.mins,
+        maxs=table.maxs,
         missing=None if table.missing is None else torch.as_tensor(table.missing, device=device),
         interpolate=bool(cc.interpolate and table.count > 0),
     )
@@ -159,7 +161,6 @@ def oversample_rule(crystal_size: float, wavelength: float, distance: float, pix
 def build_model(config: SimConfig, inputs: Inputs, log=None, warn=_warn) -> Model:
     """The model of ``config`` with the contents of its files; ``model.info`` says what was decided."""
     from .geometry import place_detector
-    from .renderer import crystal_geometry
 
     log = log or (lambda msg: None)
     dev = torch.device(config.engine.device)
@@ -178,7 +179,7 @@ def build_model(config: SimConfig, inputs: Inputs, log=None, warn=_warn) -> Mode
     cr = crystal_geometry(model)
     N = crystal_counts(cr, cc.Na, cc.Nb, cc.Nc, cc.sample_x, cc.sample_y, cc.sample_z)
     info.N = N
-    model.crystal.N = _t(N, dev)
+    model.crystal.N = setup_tensor(N, dev)
 
     geom = place_detector(detector, beam.beam_vector)
     if geom.odet_regenerated:

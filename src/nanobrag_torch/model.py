@@ -301,21 +301,25 @@ def check_discrete(model: Model) -> None:
             raise UsageError(f"{name} are fixed random draws; differentiate Crystal.mosaic_spread instead")
 
 
-def _t(x, device) -> torch.Tensor:
+def setup_tensor(x, device) -> torch.Tensor:
+    """``x`` as a float64 tensor on ``device`` (the setup precision: geometry and orientations are built in
+    float64 whatever the render's dtype); a tensor keeps its graph."""
     return torch.as_tensor(x, dtype=SETUP_DTYPE, device=device)
+
 
 
 def detector_from_config(dc, device=None, mask=None) -> Detector:
     """The detector panel a ``config.DetectorConfig`` describes (``mask``: optional (S, F) bool tensor)."""
     return Detector(
         convention=dc.convention, pivot=dc.pivot, fpixels=dc.fpixels, spixels=dc.spixels,
-        pixel_size=_t(dc.pixel_size, device), distance=_t(dc.distance, device),
-        close_distance=None if dc.close_distance is None else _t(dc.close_distance, device),
-        beam_center=_t((dc.xbeam, dc.ybeam), device), near_point=_t((dc.fclose, dc.sclose), device),
-        rotations=_t(dc.rot, device), twotheta=_t(dc.twotheta, device), fdet=_t(dc.fdet_vector, device),
-        sdet=_t(dc.sdet_vector, device), odet=_t(dc.odet_vector, device),
-        twotheta_axis=_t(dc.twotheta_axis, device), detsize_s=dc.detsize_s,
-        thickness=_t(dc.thickness, device), mu=_t(dc.mu, device), thicksteps=dc.thicksteps,
+        pixel_size=setup_tensor(dc.pixel_size, device), distance=setup_tensor(dc.distance, device),
+        close_distance=None if dc.close_distance is None else setup_tensor(dc.close_distance, device),
+        beam_center=setup_tensor((dc.xbeam, dc.ybeam), device), near_point=setup_tensor((dc.fclose, dc.sclose), device),
+        rotations=setup_tensor(dc.rot, device), twotheta=setup_tensor(dc.twotheta, device),
+        fdet=setup_tensor(dc.fdet_vector, device),
+        sdet=setup_tensor(dc.sdet_vector, device), odet=setup_tensor(dc.odet_vector, device),
+        twotheta_axis=setup_tensor(dc.twotheta_axis, device), detsize_s=dc.detsize_s,
+        thickness=setup_tensor(dc.thickness, device), mu=setup_tensor(dc.mu, device), thicksteps=dc.thicksteps,
         layer_divisor=round(dc.thickness / dc.thickstep) if dc.thickstep > 0 else 1, curved=dc.curved,
         point_pixel=dc.point_pixel, roi=tuple(dc.roi), mask=mask,
     )

@@ -5,6 +5,8 @@ import math
 
 import torch
 
+from .constants import AVOGADRO, R_E_SQR, WATER_F
+
 ROUND_XTAL_SCALE = 0.723601254558268  # C: sqrt of the cube/sphere volume ratio
 GAUSS_WIDTH = 0.63
 TOPHAT_RADIUS_SQR = 0.3969
@@ -330,6 +332,7 @@ def structure_factor_tricubic(hkl: torch.Tensor, grid: torch.Tensor, mins, ok: t
     return torch.einsum("...a,...b,...c,...abc->...", w[..., 0, :], w[..., 1, :], w[..., 2, :], block)
 
 
-def water_background(water_size: float, r_e_sqr: float, fluence: float, avogadro: float, water_F: float) -> float:
-    """C's I_bg = F_bg^2 r_e^2 fluence (w^3 1e6 N_A / 18) (carries r_e^2 fluence twice, as in C)."""
-    return water_F * water_F * r_e_sqr * fluence * (water_size ** 3 * 1e6 * avogadro / 18.0)
+def water_background(water_size, fluence):
+    """C's -water background I_bg = F_bg^2 r_e^2 fluence (w^3 1e6 N_A / 18) (r_e^2 fluence carried twice, as C);
+    floats or tensors, evaluated in C's order."""
+    return WATER_F * WATER_F * R_E_SQR * fluence * (water_size ** 3 * 1e6 * AVOGADRO / 18.0)

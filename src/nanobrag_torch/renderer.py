@@ -8,7 +8,6 @@ them all would exceed the budget, so the backward fits the same budget as the fo
 """
 from __future__ import annotations
 
-import math
 import sys
 from dataclasses import dataclass
 
@@ -17,28 +16,15 @@ from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from . import kernel as K
 from . import physics
-from .config import R_E_SQR
-from .crystal import CrystalGeometry, build_crystal, mosaic_umats_from_draws, orientation_stack, reciprocal_from_cell
+from .budget import check_memory, chunk_pixels
+from .constants import R_E_SQR
+from .crystal import CrystalGeometry, crystal_geometry, mosaic_umats_from_draws, orientation_stack
 from .errors import UsageError
 from .geometry import DetectorGeometry, pixel_positions, place_detector, unitize
-from .model import SETUP_DTYPE, Model, check_discrete
-from .validate import check_memory, validate_model
+from .model import SETUP_DTYPE, Model, check_discrete, setup_tensor
+from .validate import validate_model
 
-AVOGADRO = 6.02214179e23
-WATER_F = 2.57
 # Rough bytes of intermediates per evaluation (pixel x layer x sub-pixel x source x crystal x phi x domain).
-_BYTES_PER_EVAL = 8 * 48
-_BYTES_PER_EVAL_INTERP = 8 * (48 + 3 * 64 + 64)
-# What autograd keeps for the backward, per evaluation: measured ~115 B (nearest F, gradient w.r.t. the
-# orientation matrix and the distance, 1024² x 10 domains: 1.16 GB peak), kept with a margin; tricubic F keeps
-# its 64 neighbours and their weights as well.
-_BYTES_PER_EVAL_GRAD = 8 * 20
-_BYTES_PER_EVAL_GRAD_INTERP = 8 * (20 + 3 * 64 + 64)
-# Whole-image buffers per pixel besides the image and its chunks: the pixel index (int64, in torch and in the
-# fused kernel), the rendered mask and the fused kernel's two per-pixel flags (bool).
-_BYTES_PER_PIXEL = 8 + 8 + 1 + 2
-# Evaluations per chunk on the CPU: intermediates of a few MB stay in cache and in malloc's reused heap.
-_CPU_CHUNK_EVALS = 1 << 18
 KERNELS = ("auto", "torch", "numba")
 
 
@@ -71,37 +57,11 @@ def _needs_grad(model: Model) -> bool:
     return any(isinstance(v, torch.Tensor) and v.requires_grad for p in parts for v in vars(p).values())
 
 
-def _f64(x, device) -> torch.Tensor:
-    return torch.as_tensor(x, dtype=SETUP_DTYPE, device=device)
 
 
 def _value(x) -> float:
     """A scalar parameter's value (for decisions only; never a path for gradients)."""
     return float(x.detach()) if isinstance(x, torch.Tensor) else float(x)
-
-
-def crystal_geometry(model: Model) -> CrystalGeometry:
-    """Real and reciprocal vectors after the misset, as C derives them from -cell and/or -mat (float64)."""
-    c = model.crystal
-    dev = model.device
-    cell_lv = None
-    if c.cell is not None:
-        cell = _f64(c.cell, dev)
-        a_star, b_star, c_star, V = reciprocal_from_cell(cell)
-        cell_lv = (cell[..., 0], cell[..., 1], cell[..., 2], V)
-    if c.matrix is not None:
-        a_star, b_star, c_star = _f64(c.matrix, dev).unbind(-2)
-    elif c.cell is None:
-        raise UsageError("the crystal needs a cell or a reciprocal matrix")
-    misset = _f64(c.misset, dev)
-    if misset.dim() == 1 and not (misset.requires_grad or bool((misset != 0).any())):
-        misset = None  # C applies no misset rotation at all
-    cr = build_crystal((a_star, b_star, c_star), None, misset, cell_lv)
-    batch = c.batch_shape
-    if batch and cr.a0.shape[:-1] != batch:  # a batch given only through N or scale
-        cr = CrystalGeometry(*(v.expand(*batch, 3) for v in (cr.a0, cr.b0, cr.c0, cr.a_star, cr.b_star, cr.c_star)),
-                             volume=cr.volume.expand(batch))
-    return cr
 
 
 def mosaic_matrices(model: Model) -> torch.Tensor | None:
@@ -110,10 +70,10 @@ def mosaic_matrices(model: Model) -> torch.Tensor | None:
     if c.mosaic_umats is None:
         return None
     dev = model.device
-    spread = _f64(c.mosaic_spread, dev)
+    spread = setup_tensor(c.mosaic_spread, dev)
     ref = c.mosaic_reference_spread
-    umats = _f64(c.mosaic_umats, dev)
-    axes, angles = _f64(c.mosaic_axes, dev), _f64(c.mosaic_angles, dev)
+    umats = setup_tensor(c.mosaic_umats, dev)
+    axes, angles = setup_tensor(c.mosaic_axes, dev), setup_tensor(c.mosaic_angles, dev)
     if ref > 0 and _value(spread) == ref:
         if spread.requires_grad and torch.is_grad_enabled():
             return physics.value_with_grad_of(umats, mosaic_umats_from_draws(axes, angles * (spread / ref)))
@@ -127,8 +87,9 @@ def orientations(model: Model, cr: CrystalGeometry) -> torch.Tensor:
     """(B, K, 3, 3) real-space vectors per crystal, phi step and mosaic domain (B = 1 for one crystal)."""
     c = model.crystal
     dev = model.device
-    phis = _f64(c.phi0, dev) + _f64(c.phistep, dev) * torch.arange(c.phisteps, dtype=SETUP_DTYPE, device=dev)
-    spindle = unitize(_f64(c.spindle_axis, dev))
+    steps = torch.arange(c.phisteps, dtype=SETUP_DTYPE, device=dev)
+    phis = setup_tensor(c.phi0, dev) + setup_tensor(c.phistep, dev) * steps
+    spindle = unitize(setup_tensor(c.spindle_axis, dev))
     o = orientation_stack(cr, spindle, phis, mosaic_matrices(model))
     return o.reshape(-1, *o.shape[-3:]) if o.dim() > 3 else o[None]
 
@@ -138,9 +99,7 @@ def _water_background(water_size, fluence) -> torch.Tensor:
 
     The value is computed in Python doubles exactly as C's expression; gradients from the same formula.
     """
-    def formula(w, f):
-        return WATER_F * WATER_F * R_E_SQR * f * (w ** 3 * 1e6 * AVOGADRO / 18.0)
-
+    formula = physics.water_background
     value = torch.as_tensor(formula(_value(water_size), _value(fluence)), dtype=SETUP_DTYPE,
                             device=water_size.device)
     if (water_size.requires_grad or fluence.requires_grad) and torch.is_grad_enabled():
@@ -158,14 +117,14 @@ def prepare(model: Model) -> Prepared:
     orient = orientations(model, cr)  # (B, K, 3, 3)
     B = orient.shape[0]
     c, det, beam, sf = model.crystal, model.detector, model.beam, model.structure_factors
-    g = place_detector(det, _f64(beam.beam_vector, dev))
+    g = place_detector(det, setup_tensor(beam.beam_vector, dev))
     g_render = DetectorGeometry(**{k: (v.to(dtype) if isinstance(v, torch.Tensor) else v) for k, v in vars(g).items()})
 
-    N = _f64(c.N, dev).expand(*orient.shape[:-3], 3) if B > 1 else _f64(c.N, dev).reshape(3)
+    N = setup_tensor(c.N, dev).expand(*orient.shape[:-3], 3) if B > 1 else setup_tensor(c.N, dev).reshape(3)
     nprod = N.prod(-1)
     shape_scale = nprod * physics.ROUND_XTAL_SCALE if c.shape == "round" else nprod
     n2 = nprod * nprod
-    scale = R_E_SQR * _f64(beam.fluence, dev) / model.steps * _f64(c.scale, dev)
+    scale = R_E_SQR * setup_tensor(beam.fluence, dev) / model.steps * setup_tensor(c.scale, dev)
     recip = torch.stack((cr.a_star, cr.b_star, cr.c_star), dim=-2)
     if B > 1:  # per-crystal values in the render dtype, broadcasting as (B, 1)
         N_k = N[:, None, :].to(dtype)
@@ -182,22 +141,23 @@ def prepare(model: Model) -> Prepared:
 
     table = sf.effective_table()
     if table is not None:
-        grid = _f64(table, dev)
-        padded = physics.pad_structure_factors(grid, sf.mins, sf.maxs, _f64(sf.default_F, dev)).to(dtype)
+        grid = setup_tensor(table, dev)
+        padded = physics.pad_structure_factors(grid, sf.mins, sf.maxs, setup_tensor(sf.default_F, dev)).to(dtype)
         grid = grid.to(dtype)
     else:
         grid = padded = torch.zeros((1, 1, 1), dtype=dtype, device=dev)
-    weights = _f64(beam.source_weights, dev)
-    kahn = _f64(beam.kahn, dev)
-    thickstep = _f64(det.thickstep, dev)
+    weights = setup_tensor(beam.source_weights, dev)
+    kahn = setup_tensor(beam.kahn, dev)
+    thickstep = setup_tensor(det.thickstep, dev)
     inputs = K.KernelInputs(
         odet=g_render.odet, close_distance=g.close_distance,
-        incident=(-unitize(_f64(beam.source_directions, dev))).to(dtype),
+        incident=(-unitize(setup_tensor(beam.source_directions, dev))).to(dtype),
         wavelengths=beam.wavelengths().to(dtype), weights=weights.to(dtype), orientations=orient.to(dtype),
-        recip=recip, polar_axis=unitize(_f64(beam.polar_vector, dev)).to(dtype), F_grid=grid, F_padded=padded,
-        default_F=_f64(sf.default_F, dev), N=N_k, shape_scale=shape_scale, n2=n2, fudge=_f64(c.fudge, dev),
-        kahn=kahn, pixel_area=_f64(det.pixel_size, dev) ** 2, thick_mu=thickstep * _f64(det.mu, dev),
-        I_bg=_water_background(_f64(beam.water_size, dev), _f64(beam.fluence, dev)), scale=scale,
+        recip=recip, polar_axis=unitize(setup_tensor(beam.polar_vector, dev)).to(dtype), F_grid=grid, F_padded=padded,
+        default_F=setup_tensor(sf.default_F, dev), N=N_k, shape_scale=shape_scale, n2=n2,
+        fudge=setup_tensor(c.fudge, dev),
+        kahn=kahn, pixel_area=setup_tensor(det.pixel_size, dev) ** 2, thick_mu=thickstep * setup_tensor(det.mu, dev),
+        I_bg=_water_background(setup_tensor(beam.water_size, dev), setup_tensor(beam.fluence, dev)), scale=scale,
     )
     sm = model.sampling
     settings = K.KernelSettings(
@@ -210,41 +170,6 @@ def prepare(model: Model) -> Prepared:
         batch=B,
     )
     return Prepared(detector=g_render, crystal=cr, inputs=inputs, settings=settings)
-
-
-def _evaluations_per_pixel(model: Model) -> int:
-    """Kernel evaluations per pixel: layers x sub-pixels x sources x crystals x phi steps x mosaic domains."""
-    batch = math.prod(model.crystal.batch_shape)
-    return (model.detector.thicksteps * model.sampling.oversample ** 2 * model.beam.sources * batch
-            * model.crystal.phisteps * model.crystal.mosaic_domains)
-
-
-def memory_needs(model: Model) -> tuple[int, int]:
-    """(bytes of the whole-image buffers, bytes of the eager kernel's intermediates per pixel) of a render:
-    the image and its chunks, the pixel index and mask; every evaluation of a pixel at once."""
-    det = model.detector
-    item = torch.finfo(model.dtype).bits // 8
-    batch = math.prod(model.crystal.batch_shape)
-    image = det.fpixels * det.spixels * (_BYTES_PER_PIXEL + 2 * item * batch)
-    per = _BYTES_PER_EVAL_INTERP if model.structure_factors.interpolate else _BYTES_PER_EVAL
-    if model.dtype == torch.float32:
-        per //= 2
-    return image, _evaluations_per_pixel(model) * per
-
-
-def chunk_pixels(model: Model, prep: Prepared, max_memory_gb: float, grad: bool) -> tuple[int, bool]:
-    """(pixels per chunk, recompute chunks in the backward) from what the budget leaves beside the image."""
-    det = model.detector
-    evals = _evaluations_per_pixel(model)
-    image, per_pixel = memory_needs(model)
-    budget = max_memory_gb * 2**30 - image
-    n = budget // max(1, per_pixel)
-    if model.device.type == "cpu":
-        n = min(n, _CPU_CHUNK_EVALS // max(1, evals))
-    pixels = det.fpixels * det.spixels
-    per_grad = _BYTES_PER_EVAL_GRAD_INTERP if model.structure_factors.interpolate else _BYTES_PER_EVAL_GRAD
-    recompute = grad and pixels * evals * per_grad > budget
-    return int(max(1, min(pixels, n))), recompute
 
 
 def _fused_module(kernel: str, model: Model, prep: Prepared, grad: bool):
@@ -319,9 +244,9 @@ def _render_eager(model: Model, prep: Prepared, idx: torch.Tensor, max_memory_gb
     interpolation still enabled (B,)). Chunks are recomputed in the backward when the budget needs it."""
     det = model.detector
     dev = model.device
-    chunk, recompute = chunk_pixels(model, prep, max_memory_gb, grad)
-    sub = _f64(det.pixel_size, dev)
-    thickstep = _f64(det.thickstep, dev)
+    chunk, recompute = chunk_pixels(model, max_memory_gb, grad)
+    sub = setup_tensor(det.pixel_size, dev)
+    thickstep = setup_tensor(det.thickstep, dev)
     os_ = model.sampling.oversample
 
     def one_chunk(sel, interp):

@@ -26,9 +26,10 @@ from dataclasses import dataclass
 
 import torch
 
+from .constants import RTD
+from .crystal import crystal_geometry
 from .errors import InputError, UsageError
 
-RTD = 180.0 / math.pi
 
 
 # ---------------------------------------------------------------------------------------------- the model
@@ -256,8 +257,6 @@ def _cell_text(cell: torch.Tensor) -> str:
 def _check_crystal_geometry(c: _Checker) -> None:
     """The real and reciprocal vectors C derives from the cell/matrix must be finite (e.g. not a matrix of
     1e200s, whose cell volume underflows)."""
-    from .renderer import crystal_geometry
-
     cr = crystal_geometry(c.model)
     if not all(bool(torch.isfinite(v).all()) for v in (cr.a0, cr.b0, cr.c0, cr.a_star, cr.b_star, cr.c_star)):
         name = "Crystal.matrix" if c.model.crystal.matrix is not None else "Crystal.cell"
@@ -342,34 +341,4 @@ def validate_detector(detector) -> None:
         _check_detector(c)
 
 
-# ------------------------------------------------------------------------------------------------- memory
-def check_memory(model, max_memory_gb: float, eager: bool) -> None:
-    """Refuse up front a render that cannot fit ``max_memory_gb``: its whole-image buffers plus (for the eager
-    kernel, which holds every evaluation of a chunk at once) the intermediates of a chunk of one pixel."""
-    from .renderer import memory_needs
-
-    if not (isinstance(max_memory_gb, (int, float)) and math.isfinite(max_memory_gb) and max_memory_gb > 0):
-        raise UsageError(f"-max_memory_gb: must be positive, got {max_memory_gb}")
-    image, per_pixel = memory_needs(model)
-    need = image + (per_pixel if eager else 0)
-    if need <= max_memory_gb * 2**30:
-        return
-    det = model.detector
-    dtype = str(model.dtype).replace("torch.", "")
-    parts = f"{det.fpixels}x{det.spixels} pixels in {dtype}: {_size(image)} of image buffers"
-    if eager:
-        parts += f", {_size(per_pixel)} of intermediates for each pixel"
-    raise UsageError(f"-max_memory_gb: this render needs at least {_size(need)} ({parts}), more than the budget "
-                     f"of {max_memory_gb:g} GiB; raise -max_memory_gb or render fewer pixels, sources, steps or "
-                     "domains")
-
-
-def _size(nbytes: float) -> str:
-    """A byte count for a message: 3.1 GiB, 12 MiB, 480 KiB, 96 B."""
-    for unit, factor in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if nbytes >= factor:
-            return f"{nbytes / factor:.3g} {unit}"
-    return f"{nbytes:.0f} B"
-
-
-__all__ = ["FIELDS", "validate_model", "check_memory", "real_cell_margin"]
+__all__ = ["FIELDS", "validate_model", "real_cell_margin"]
