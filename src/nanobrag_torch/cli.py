@@ -10,7 +10,7 @@ import time
 
 from . import __version__
 from .config import apply_smv_header, build_config
-from .errors import NanoBraggError, UsageError
+from .errors import NanoBraggError, UsageError, warn
 from .flags import help_text, parse_argv
 from .io.smv import read_smv
 
@@ -67,7 +67,7 @@ def run(argv: list[str], out=print) -> int:
     quiet = config.output.quiet
     log = (lambda msg: None) if quiet else out
     for w in config.warnings:
-        print(f"WARNING: {w}", file=sys.stderr)
+        warn(w)
     if config.dataset.active:  # -frames / -stills: a dataset (series_cli), not one image
         from .series_cli import run_series
 
@@ -86,8 +86,8 @@ def run(argv: list[str], out=print) -> int:
     res = render_details(model, kernel=config.engine.kernel, max_memory_gb=config.engine.max_memory_gb,
                          progress=config.output.progress)
     if model.structure_factors.interpolate and bool(res.interpolation_disabled):
-        print("WARNING: out of range for three point interpolation: nearest-neighbour F used from there on "
-              "(as the C program does)", file=sys.stderr)
+        warn("out of range for three point interpolation: nearest-neighbour F used from there on "
+             "(as the C program does)")
     steps = model.steps
     out(f"solid angle subtended by detector = {res.omega_sum / steps:g} steradian "
         f"( {100 * res.omega_sum / steps / 4 / math.pi:g}% sphere)")

@@ -18,3 +18,10 @@ class InputError(NanoBraggError):
     """A missing, unreadable or malformed input file (exit 1)."""
 
     exit_code = 1
+
+
+def warn(message: str) -> None:
+    """A warning for the user: one line ``WARNING: message`` on stderr (the one format every program uses)."""
+    import sys
+
+    print(f"WARNING: {message}", file=sys.stderr)

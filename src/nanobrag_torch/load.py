@@ -5,7 +5,6 @@ automatic oversampling, the mosaic draws) happens here, once, exactly where the 
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import torch
 from .config import SimConfig
 from .crystal import crystal_counts, crystal_geometry
 from .errors import InputError, UsageError
+from .errors import warn as default_warn
 from .io.hkl import HKLTable, read_fdump, read_hkl
 from .io.mat import read_mat
 from .io.smv import read_smv
@@ -53,11 +53,7 @@ class LoadInfo:
     source_lines: list[int] | None = None  # the source file's line of each source (validate names it)
 
 
-def _warn(msg: str) -> None:
-    print(f"WARNING: {msg}", file=sys.stderr)
-
-
-def read_inputs(config: SimConfig, workdir: str | Path = ".", warn=_warn, log=None) -> Inputs:
+def read_inputs(config: SimConfig, workdir: str | Path = ".", warn=default_warn, log=None) -> Inputs:
     """Read every file ``config`` names (relative to ``workdir``); raise one-line errors for bad files.
 
     Structure factors come from -hkl, else from a dump file (Fdump.bin) left in the working directory by an
@@ -158,7 +154,7 @@ def oversample_rule(crystal_size: float, wavelength: float, distance: float, pix
     return max(1, math.ceil(3.0 * crystal_size / (wavelength * distance / pixel)))
 
 
-def build_model(config: SimConfig, inputs: Inputs, log=None, warn=_warn) -> Model:
+def build_model(config: SimConfig, inputs: Inputs, log=None, warn=default_warn) -> Model:
     """The model of ``config`` with the contents of its files; ``model.info`` says what was decided."""
     from .geometry import place_detector
 
@@ -204,6 +200,6 @@ def build_model(config: SimConfig, inputs: Inputs, log=None, warn=_warn) -> Mode
     return model
 
 
-def load_model(config: SimConfig, workdir: str | Path = ".", log=None, warn=_warn) -> Model:
+def load_model(config: SimConfig, workdir: str | Path = ".", log=None, warn=default_warn) -> Model:
     """``build_model(config, read_inputs(config, workdir))``: the model of a C command line."""
     return build_model(config, read_inputs(config, workdir, warn, log), log, warn)

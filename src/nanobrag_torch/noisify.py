@@ -17,7 +17,7 @@ import numpy as np
 
 from .checks import check_positive
 from .detector_response import DEFAULT_CALIB_SEED, R_E_SQR, DetectorImages, DetectorResponse, apply_detector_response
-from .errors import InputError, UsageError
+from .errors import InputError, UsageError, warn
 from .flags import Flag, _f, flag_help_lines, parse_argv
 from .io.images import read_float_image, write_pgm
 from .io.outputs import write_atomically
@@ -316,7 +316,7 @@ def run(argv: list[str], out=print) -> int:
         out(f"{res.noiseimage.photons:.0f} photons on noise image ({res.noiseimage.overloads} overloads)")
     write_outputs(cfg, res, header if header is not None else smv_header(cfg))
     for w in cfg.warnings:  # after the files: a refusal is one line on stderr
-        print(f"WARNING: {w}", file=sys.stderr)
+        warn(w)
     written = [cfg.intfile] + [n for n in (cfg.pgmfile, cfg.noisefile) if n is not None]
     log(f"wrote {', '.join(written)} ({r.bits}-bit SMV)")
     return 0

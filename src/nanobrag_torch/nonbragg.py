@@ -22,7 +22,7 @@ from .config import (DEFAULT_FLUENCE, RTD, SOURCE_DISTANCE, BeamConfig, Detector
                      _angstrom, _auto_steps, _deg, _mm, _percent, _phi_steps, _times, apply_table_event,
                      fluence_from_flux, not_a_c_flag_warning, roi_window, state_from_events)
 from .checks import check_device
-from .errors import InputError, UsageError
+from .errors import InputError, UsageError, warn
 from .flags import FLAGS as NANOBRAGG_FLAGS
 from .flags import NOT_C_FLAGS, Flag, _f, flag_help_lines, parse_argv
 
@@ -484,8 +484,7 @@ def img_profile(config: NonBraggConfig, img, last: dict, sample, steps: int) -> 
         mad = np.sort(np.abs(vals - median).astype(np.float32))[(n + 1) // 2 - 1]
         lines.append(f"{xa[k] / mult:g} {float(avg):g} {float(rmsd):g}   {float(median):g} {float(mad):g}  {n}")
     if sparse:
-        print(f"WARNING: {sparse} stol bins have 100 pixels or fewer and are left out of {config.stolout}",
-              file=sys.stderr)
+        warn(f"{sparse} stol bins have 100 pixels or fewer and are left out of {config.stolout}")
     return lines, n_last
 
 
@@ -516,7 +515,7 @@ def run(argv: list[str], out=print) -> int:
     quiet = config.output.quiet
     log = (lambda msg: None) if quiet else out
     for w in config.warnings:
-        print(f"WARNING: {w}", file=sys.stderr)
+        warn(w)
     import torch
 
     from .amorphous import render_amorphous

@@ -23,7 +23,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .errors import InputError, UsageError
+from .errors import InputError, UsageError, warn
 
 RECORD_FORMAT = "nanobrag-torch dataset record 2"  # 2: with the sha256 of the input files
 # Flags that change how or where frames are rendered, never their pixels: left out of the fingerprint.
@@ -227,7 +227,6 @@ def run_series(events, config, out=print) -> int:
     from .series import Progress, render_series, resolve_device
 
     quiet = config.output.quiet
-    warn = lambda msg: print(f"WARNING: {msg}", file=sys.stderr)  # noqa: E731
     # Everything that can refuse comes before the first file is touched: a refused run (bad flag, bad input
     # file, a name that cannot be written, a cluster that cannot be reached) leaves the folder as it was.
     files = dataset_files(events, config)

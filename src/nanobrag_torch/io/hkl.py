@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import numpy as np
 
 from ..checks import check_readable_file
 from ..errors import InputError
+from ..errors import warn as default_warn
 from ._text import WS, parse_number, read_lines, show
 
 _COLUMNS = re.compile(r"[ \t\r\f\v,]+")
@@ -47,7 +47,7 @@ def read_hkl(path: str | Path, default_F: float = 0.0, warn=None) -> HKLTable:
     ranges whose grid would exceed ``MAX_CELLS`` are errors (InputError naming the file and line).
     Columns are split at ASCII white space and commas; a UTF-8 byte-order mark and CRLF line ends are read
     as nothing and LF."""
-    warn = warn or (lambda msg: print(f"WARNING: {msg}", file=sys.stderr))
+    warn = warn or default_warn
     p = check_readable_file("-hkl", str(path))
     rows = []
     extra_cols = 0

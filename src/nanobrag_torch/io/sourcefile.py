@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import math
 import re
-import sys
 from pathlib import Path
 
 from ..checks import check_readable_file
 from ..errors import InputError
+from ..errors import warn as default_warn
 from ._text import parse_number, read_lines, show
 
 _DELIMS = re.compile(r"[ \t,;:!]+")
@@ -26,7 +26,7 @@ def read_sourcefile(path: str | Path, warn=None) -> list[tuple[float, float, flo
 def read_sourcefile_lines(path: str | Path, warn=None) -> tuple[list[tuple[float, float, float, float, float]],
                                                                list[int]]:
     """``read_sourcefile``'s rows and the line number (from 1) of each, for messages naming the line."""
-    warn = warn or (lambda msg: print(f"WARNING: {msg}", file=sys.stderr))
+    warn = warn or default_warn
     p = check_readable_file("-sourcefile", str(path))
     rows, linenos = [], []
     comments = []

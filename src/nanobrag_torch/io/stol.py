@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import numpy as np
 
 from ..checks import check_readable_file
 from ..errors import InputError
+from ..errors import warn as default_warn
 from ._text import parse_number, read_lines, show
 
 # C splits the columns at these characters (its text-file reader's delimiter set).
@@ -47,7 +47,7 @@ def read_stol(path: str | Path, flag: str = "-stol", warn=None) -> StolFile:
     are accepted with a warning: C then walks the table from the previous pixel's position, and so do we.
     Errors are InputError lines naming ``flag``, the file and the line.
     """
-    warn = warn or (lambda msg: print(f"WARNING: {msg}", file=sys.stderr))
+    warn = warn or default_warn
     p = check_readable_file(flag, str(path))
     xs: list[float] = []
     Fs: list[float] = []
