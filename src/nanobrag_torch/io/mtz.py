@@ -23,8 +23,27 @@ SIGMA_TYPES = "QLM"
 VALUE_KINDS = {"F": 1, "J": 1, "G": 2, "K": 2}  # column type -> columns it takes (G, K: the (+) and (-) pair)
 
 
+def _check_header_position(p: Path, path, flag: str) -> None:
+    """An MTZ file starts with 'MTZ ' and the (1-based, 4-byte word) position of its text header, which must lie
+    inside the file; gemmi spends seconds on a file whose position points far beyond its end."""
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(12)
+        size = p.stat().st_size
+    except OSError as exc:
+        raise InputError(f"{flag}: cannot read {path}: {exc.strerror or exc}") from None
+    if len(head) < 12 or head[:4] != b"MTZ ":
+        raise InputError(f"{flag}: {path}: not a readable MTZ file (it does not start with 'MTZ ')")
+    little = head[8] & 0xF0 == 0x40  # the machine stamp: 0x4? little-endian IEEE, 0x1? big-endian
+    position = int.from_bytes(head[4:8], "little" if little else "big", signed=True)
+    if not 0 < (position - 1) * 4 < size:
+        raise InputError(f"{flag}: {path}: not a readable MTZ file (its header position {position} lies outside "
+                         f"the {size}-byte file)")
+
+
 def _open(path: str | Path, flag: str) -> gemmi.Mtz:
     p = check_readable_file(flag, str(path))
+    _check_header_position(p, path, flag)
     try:
         mtz = gemmi.read_mtz_file(str(p))
     except (RuntimeError, ValueError, OSError, IndexError) as exc:
