@@ -17,6 +17,7 @@ import torch
 import nanobrag_torch as nb
 from nanobrag_torch.errors import InputError, UsageError
 from nanobrag_torch.flags import help_text
+from nanobrag_torch.io import structure
 from nanobrag_torch.io.hkl import read_hkl
 from nanobrag_torch.io.p1 import expand_to_p1, symmetry_rotations
 from nanobrag_torch.structure_factors import detector_reach
@@ -71,6 +72,20 @@ def test_model_acceptance_every_reflection_to_2A_and_its_mate_and_F_of_the_direc
     for hkl in ((1, 0, 0), (0, 3, 0), (0, 0, -5)):
         assert table[hkl] == 0.0
     assert abs(direct_sum([[1, 0, 0]], atoms)[0]) < 1e-9  # and the direct sum agrees they vanish
+
+
+def test_large_grids_fall_back_to_gemmis_default_sampling_and_still_meet_the_acceptance(light_model, monkeypatch):
+    # The grid spacing is d_min / (2 rate): a 52x61x73 A cell at 2 A has 2.3e5 A^3 * (5/2)^3 = 3.6e6 points at
+    # rate 2.5 (kept); a 400 A cube at 2 A would have 1e9 (> 2^27): rate 1.5. At 1.5 the median error is
+    # about 1e-5 still (1e-4 in the worst reflections), inside the acceptance's 0.1 %.
+    assert structure.fft_rate(gemmi.UnitCell(52, 61, 73, 90, 90, 90), 2.0) == 2.5
+    assert structure.fft_rate(gemmi.UnitCell(400, 400, 400, 90, 90, 90), 2.0) == 1.5
+    monkeypatch.setattr(structure, "FFT_MAX_POINTS", 0)
+    path, atoms = light_model
+    hkl = sphere(2.0)
+    ours, ref = _compare(nb.structure_factors_from_model(path, d_min=2.0), atoms, hkl)
+    present = ref > 1e-6 * ref.max()
+    assert np.median(np.abs(ours[present] - ref[present]) / ref[present]) < 1e-3
 
 
 def test_friedel_mates_equal_without_anomalous(light_model):
