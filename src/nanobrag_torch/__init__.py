@@ -6,6 +6,7 @@
     water = nb.amorphous_sample("water.stol", thickness=1e-4)   # nonBragg's amorphous background
     image = image + nb.render_background(model, water)          # same units: photons per pixel
     nb.write_c_outputs(image, model, nb.outputs_from_config(config))   # C's files
+    sf = nb.structure_factors_from_model("model.pdb", d_min=2.0)       # |F| in P1 from a model (gemmi)
     images = nb.apply_detector_response(image, nb.DetectorResponse(seed=1))  # noisify's detector images
 
 Citations "§N.M" in this package name sections of docs/c-behaviour.md (the C program's behaviour we mirror).
@@ -25,6 +26,7 @@ _LAZY = {
     "DetectorImages": "detector_response",
     "AmorphousSample": "amorphous", "amorphous_sample": "amorphous", "render_amorphous": "amorphous",
     "render_background": "amorphous",
+    "structure_factors_from_model": "structure_factors", "structure_factors_from_mtz": "structure_factors",
 }
 
 
@@ -50,4 +52,4 @@ __all__ = ["SimConfig", "build_config", "config_from_argv", "parse_argv", "load_
            "read_inputs", "render", "render_details", "RenderResult", "Model", "Crystal", "Detector", "Beam",
            "StructureFactors", "Sampling", "Outputs", "outputs_from_config", "write_c_outputs", "__version__",
            "apply_detector_response", "DetectorResponse", "DetectorImages", "AmorphousSample", "amorphous_sample",
-           "render_amorphous", "render_background"]
+           "render_amorphous", "render_background", "structure_factors_from_model", "structure_factors_from_mtz"]

@@ -89,7 +89,7 @@ POSITIVE = ("distance", "close_distance", "pixel", "detsize", "detsize_f", "dets
             "fluence", "fudge", "max_memory_gb")
 NON_NEGATIVE = ("N", "Na", "Nb", "Nc", "xtal_size", "xtal_x", "xtal_y", "xtal_z", "mosaic", "dispersion",
                 "divergence", "hdivrange", "vdivrange", "hdivstep", "vdivstep", "water", "detector_thick",
-                "detector_abs", "dmin", "osc", "phistep", "flux", "exposure")
+                "detector_abs", "dmin", "osc", "phistep", "flux", "exposure", "bfactor", "k_sol", "B_sol")
 AT_LEAST_ONE = ("detpixels", "detpixels_f", "detpixels_s", "frames", "stills")
 # Counts C chooses itself when they are left out (or typed <= 0): refused below 1, with that hint.
 AUTO_COUNTS = ("oversample", "phisteps", "mosaic_domains", "thicksteps", "dispsteps", "hdivsteps", "vdivsteps",

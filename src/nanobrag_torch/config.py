@@ -127,6 +127,29 @@ class CrystalConfig:
 
 
 @dataclass(frozen=True)
+class StructureConfig:
+    """Structure factors from a structure (ours, issue 23): a PDB/mmCIF model (-pdb) or MTZ data (-mtz), and
+    the options of the calculation from a model. Inactive (no file) for a C run."""
+
+    pdb: str | None = None
+    mtz: str | None = None
+    mtz_labels: str | None = None  # e.g. "F,SIGF"; None: the first amplitude/intensity column
+    anomalous: bool = False  # f'/f'' at the beam's wavelength
+    b_factor: float | None = None  # A^2: every atom's B (None: the model's)
+    bulk_solvent: bool = False
+    k_sol: float = 0.35  # e/A^3
+    b_sol: float = 46.0  # A^2
+
+    @property
+    def active(self) -> bool:
+        return self.pdb is not None or self.mtz is not None
+
+    @property
+    def flag(self) -> str | None:
+        return "-pdb" if self.pdb is not None else "-mtz" if self.mtz is not None else None
+
+
+@dataclass(frozen=True)
 class SamplingConfig:
     """Sub-pixel sampling and the C program's per-term factor flags."""
 
@@ -150,6 +173,7 @@ class OutputConfig:
     seed: int | None = None  # None: time-based as in C
     progress: bool | None = None  # None: automatic (long renders on a terminal-or-not stderr)
     quiet: bool = False
+    hklout: str | None = None  # the P1 table the run used, as C's HKL text (ours, issue 23)
 
 
 @dataclass(frozen=True)
@@ -194,6 +218,7 @@ class SimConfig:
     engine: EngineConfig = field(default_factory=EngineConfig)
     warnings: tuple[str, ...] = ()
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    structure: StructureConfig = field(default_factory=StructureConfig)
 
     def with_engine(self, **kw) -> SimConfig:
         return replace(self, engine=replace(self.engine, **kw))
@@ -302,6 +327,8 @@ def initial_state() -> SimpleNamespace:
         progress=None, quiet=False, dtype="float64", device="cpu", max_memory_gb=2.0, kernel="auto", help=False,
         warnings=[],
         frames=0, stills=0, stills_file=None, nexus=None, cbf=None, resume=False, workers=None, scheduler=None,
+        pdb=None, mtz=None, mtz_labels=None, anomalous=False, b_factor=None, bulk_solvent=False, k_sol=0.35,
+        b_sol=46.0, hklout=None,
     )
 
 
@@ -409,12 +436,16 @@ _STORE: dict[str, tuple[tuple[str, ...], object, dict]] = {
     "noisefile": (("noisefile",), None, {"noise": True}),
     "pgmscale": (("pgmscale",), None, {"write_pgm": True}),
     "help": (("help",), None, {}),
+    "k_sol": (("k_sol",), None, {"bulk_solvent": True}),
+    "B_sol": (("b_sol",), None, {"bulk_solvent": True}),
+    "bfactor": (("b_factor",), None, {}),
 }
 # Flags whose value is stored under the flag's own name, unconverted.
 for _key in ("fudge", "default_F", "hkl", "dump", "sourcefile", "exposure", "fluence", "flux", "adc", "scale",
              "seed", "mosaic_domains", "mosaic_seed", "dispsteps", "hdivsteps", "vdivsteps", "oversample",
              "mask", "img", "dtype", "device", "max_memory_gb", "kernel", "floatfile", "intfile",
-             "frames", "stills", "stills_file", "nexus", "cbf", "workers", "scheduler"):
+             "frames", "stills", "stills_file", "nexus", "cbf", "workers", "scheduler",
+             "pdb", "mtz", "mtz_labels", "hklout"):
     _STORE[_key] = ((_key,), None, {})
 # Switches (no value): key -> {attribute: value}.
 _SWITCH: dict[str, dict] = {
@@ -429,6 +460,7 @@ _SWITCH: dict[str, dict] = {
     "nonoise": {"noise": False}, "nopgm": {"write_pgm": False},
     "noprogress": {"progress": False}, "progress": {"progress": True}, "quiet": {"quiet": True},
     "resume": {"resume": True},
+    "anomalous": {"anomalous": True}, "bulk_solvent": {"bulk_solvent": True},
     **{f"conv_{c.lower()}": {"convention": c} for c in ("MOSFLM", "DENZO", "ADXV", "XDS", "DIALS")},
 }
 # Accepted, stored nowhere, with one warning (C reads them and they change nothing in the image).
@@ -671,8 +703,9 @@ def detector_config(st: SimpleNamespace) -> DetectorConfig:
 
 def crystal_config(st: SimpleNamespace, vec: dict) -> CrystalConfig:
     """The crystal: cell or matrix, orientation, size, spot shape, mosaic domains, F source, phi sweep."""
-    if st.mat is None and (st.cell is None or st.cell[0] == 0.0):
-        raise UsageError("no crystal given: use -mat A.mat or -cell a b c alpha beta gamma")
+    if st.mat is None and (st.cell is None or st.cell[0] == 0.0) and st.pdb is None and st.mtz is None:
+        raise UsageError("no crystal given: use -mat A.mat or -cell a b c alpha beta gamma "
+                         "(or -pdb/-mtz, whose cell is used)")
     # Interpolation auto rule: decided on the raw N (before crystal size and clamping), as in C.
     interp_auto = st.interpolate is None
     interpolate = (min(st.Na, st.Nb, st.Nc) <= 2) if interp_auto else st.interpolate
@@ -708,11 +741,11 @@ def output_config(st: SimpleNamespace) -> OutputConfig:
     """Output names (C's defaults), image scales, ADC offset, noise seed and reporting switches."""
     _distinct_outputs({"-floatfile": st.floatfile, "-intfile": st.intfile,
                        "-pgmfile": st.pgmfile if st.write_pgm else None,
-                       "-noisefile": st.noisefile if st.noise else None})
+                       "-noisefile": st.noisefile if st.noise else None, "-hklout": st.hklout})
     return OutputConfig(
         floatfile=st.floatfile, intfile=st.intfile, pgmfile=st.pgmfile if st.write_pgm else None,
         noisefile=st.noisefile if st.noise else None, scale=st.scale, pgmscale=st.pgmscale, adc=st.adc,
-        seed=st.seed, progress=st.progress, quiet=st.quiet,
+        seed=st.seed, progress=st.progress, quiet=st.quiet, hklout=st.hklout,
     )
 
 
@@ -729,7 +762,24 @@ def build_config(events: list[tuple[str, object]], header_hook=None) -> SimConfi
                               oversample_polar=st.os_polar, oversample_omega=st.os_omega)
     engine = EngineConfig(dtype=st.dtype, device=st.device, max_memory_gb=st.max_memory_gb, kernel=st.kernel)
     return SimConfig(beam=beam, detector=detector, crystal=crystal, sampling=sampling, output=output_config(st),
-                     engine=engine, warnings=tuple(st.warnings), dataset=dataset_config(st, events, crystal))
+                     engine=engine, warnings=tuple(st.warnings), dataset=dataset_config(st, events, crystal),
+                     structure=structure_config(st))
+
+
+def structure_config(st: SimpleNamespace) -> StructureConfig:
+    """-pdb / -mtz and the options of a calculation from a model; one source of structure factors only."""
+    given = [flag for flag, v in (("-hkl", st.hkl), ("-pdb", st.pdb), ("-mtz", st.mtz)) if v is not None]
+    if len(given) > 1:
+        raise UsageError(f"{' and '.join(given)}: give one source of structure factors")
+    if st.mtz_labels is not None and st.mtz is None:
+        raise UsageError("-mtz_labels: only with -mtz FILE")
+    if st.pdb is None:
+        for flag, on in (("-anomalous", st.anomalous), ("-bfactor", st.b_factor is not None),
+                         ("-bulk_solvent (-k_sol, -B_sol)", st.bulk_solvent)):
+            if on:
+                raise UsageError(f"{flag}: only with -pdb FILE (a calculation from a model)")
+    return StructureConfig(pdb=st.pdb, mtz=st.mtz, mtz_labels=st.mtz_labels, anomalous=st.anomalous,
+                           b_factor=st.b_factor, bulk_solvent=st.bulk_solvent, k_sol=st.k_sol, b_sol=st.b_sol)
 
 
 def dataset_config(st: SimpleNamespace, events: list[tuple[str, object]], crystal: CrystalConfig) -> DatasetConfig:

@@ -22,7 +22,7 @@ class Flag:
 
     key: str
     names: tuple[str, ...]
-    kind: str  # none | float | int | str | file | name | vec3 | cell | misset | roi | pair | pivot | abs
+    kind: str  # none | float | int | str | file | name | vec3 | cell | misset | roi | pair | pivot | abs | labels
     group: str
     help: str
 
@@ -62,6 +62,21 @@ FLAGS: tuple[Flag, ...] = (
     _f("dump", "-dump", "str", "Crystal", "structure-factor cache file (default Fdump.bin)"),
     _f("interpolate", "-interpolate", "none", "Crystal", "force tricubic interpolation of F"),
     _f("nointerpolate", "-nointerpolate", "none", "Crystal", "force nearest-neighbour F"),
+    # Structure factors from a structure (ours, issue 23; see README "Structure factors from a model or MTZ")
+    _f("pdb", "-pdb", "file", "Structure",
+       "atomic model (PDB or mmCIF): |F| in P1 (both Friedel mates) to the detector's resolution or -dmin; "
+       "cell and space group from the file"),
+    _f("mtz", "-mtz", "file", "Structure", "merged MTZ data, expanded to P1 (cell and space group from the file)"),
+    _f("mtz_labels", "-mtz_labels", "labels", "Structure",
+       "MTZ columns: F,SIGF or I,SIGI (F = sqrt I) or F(+),F(-) (default: the first F, else I column)"),
+    _f("anomalous", "-anomalous", "none", "Structure",
+       "-pdb: f' and f'' at the beam's wavelength (Cromer-Liberman), so F(h) != F(-h)"),
+    _f("bfactor", "-bfactor", "float", "Structure", "-pdb: set every atom's B factor (A^2)"),
+    _f("bulk_solvent", "-bulk_solvent", "none", "Structure", "-pdb: add a flat bulk solvent (gemmi's solvent mask)"),
+    _f("k_sol", "-k_sol", "float", "Structure", "bulk-solvent level (e/A^3, default 0.35); implies -bulk_solvent"),
+    _f("B_sol", "-B_sol", "float", "Structure", "bulk-solvent B factor (A^2, default 46); implies -bulk_solvent"),
+    _f("hklout", "-hklout", "str", "Structure",
+       "write the P1 table the run used as C's HKL text (h k l F), for the C program's -hkl"),
     # Beam and sources
     _f("lambda", "-lambda -wave -wavelength", "float", "Beam", "wavelength (A, default 1)"),
     _f("energy", "-energy", "float", "Beam", "photon energy (eV); sets the wavelength"),
@@ -189,7 +204,7 @@ NOT_C_FLAGS: dict[str, tuple[int, str]] = {
 }
 
 _BY_NAME = {name: flag for flag in FLAGS for name in flag.names}
-GROUP_ORDER = ("Crystal", "Beam", "Detector", "Rotation", "Output", "Dataset", "Engine")
+GROUP_ORDER = ("Crystal", "Structure", "Beam", "Detector", "Rotation", "Output", "Dataset", "Engine")
 
 
 def _is_flag_like(token: str) -> bool:
@@ -261,6 +276,7 @@ _VALUES = {
     "float": lambda cur, f: check_float(f, cur.take(1, f)[0]),
     "int": lambda cur, f: check_int(f, cur.take(1, f)[0]),
     "str": lambda cur, f: cur.take(1, f)[0],
+    "labels": lambda cur, f: cur.take(1, f)[0],
     "file": lambda cur, f: cur.take(1, f)[0],
     "name": lambda cur, f: cur.take(1, f)[0],
     "vec3": lambda cur, f: tuple(check_float(f, v) for v in cur.take(3, f)),
@@ -324,6 +340,7 @@ def help_text(prog: str = "nanobrag-torch") -> str:
     """Our help text, grouped by topic."""
     lines = [
         f"usage: {prog} -mat A.mat|-cell a b c al be ga  -hkl P1.hkl|-default_F F  [options]",
+        f"       {prog} -pdb model.pdb|-mtz data.mtz  [-mat A.mat|-cell ...]  [options]",
         "",
         "PyTorch port of the nanoBragg diffraction simulator: the C program's single-dash flags,",
         "the same output files. Units: mm for lengths, A for wavelength/cell/dmin, deg for angles.",
@@ -347,7 +364,7 @@ def flag_help_lines(flags: tuple[Flag, ...], groups: tuple[str, ...]) -> list[st
             arg = {
                 "none": "", "float": " X", "int": " N", "str": " FILE", "file": " FILE", "name": " NAME",
                 "vec3": " X Y Z", "pair": " F S", "roi": " XMIN XMAX YMIN YMAX", "cell": " a b c al be ga",
-                "misset": " RX RY RZ|random", "pivot": " beam|sample", "abs": " UM|inf",
+                "misset": " RX RY RZ|random", "pivot": " beam|sample", "abs": " UM|inf", "labels": " F,SIGF",
             }[flag.kind]
             names = ", ".join(flag.names[:3])
             lines.append(f"  {names + arg:<44s} {flag.help}")

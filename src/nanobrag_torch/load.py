@@ -12,18 +12,21 @@ import numpy as np
 import torch
 
 from .config import SimConfig
-from .crystal import crystal_counts, crystal_geometry
+from .crystal import cell_parameters, crystal_counts, crystal_geometry
 from .errors import InputError, UsageError
 from .errors import warn as default_warn
 from .io.hkl import HKLTable, read_fdump, read_hkl
 from .io.mat import read_mat
+from .io.mtz import read_mtz
+from .io.p1 import Reflections, within_resolution
+from .io.structure import model_reflections, read_structure, structure_cell
 from .io.smv import read_smv
 from .io.sourcefile import read_sourcefile_lines
-from .model import (SETUP_DTYPE, Beam, Crystal, Model, Sampling, StructureFactors, detector_from_config,
-                    setup_tensor)
+from .budget import check_memory
+from .model import SETUP_DTYPE, Beam, Crystal, Model, Sampling, detector_from_config, setup_tensor
 from .rng import CRandom, mosaic_draws, random_misset
 from .sources import file_sources, grid_sources
-from .budget import check_memory
+from .structure_factors import structure_factors_from_table, table_of, table_resolution
 from .validate import validate_model
 
 
@@ -37,6 +40,9 @@ class Inputs:
     source_lines: list[int] | None = None  # the line of each source row in its file
     mask: np.ndarray | None = None
     files: dict[str, str] = field(default_factory=dict)  # flag -> the file read for it (for messages)
+    structure: object | None = None  # -pdb: the gemmi.Structure (F computed once the resolution is known)
+    reflections: Reflections | None = None  # -mtz: the P1 data, all of it (cut once the resolution is known)
+    cell: tuple | None = None  # the -pdb/-mtz file's cell: a, b, c (A), alpha, beta, gamma (deg)
 
 
 @dataclass
@@ -56,22 +62,30 @@ class LoadInfo:
 def read_inputs(config: SimConfig, workdir: str | Path = ".", warn=default_warn, log=None) -> Inputs:
     """Read every file ``config`` names (relative to ``workdir``); raise one-line errors for bad files.
 
-    Structure factors come from -hkl, else from a dump file (Fdump.bin) left in the working directory by an
-    earlier -hkl run, as in C; with neither and no -default_F there is nothing to render.
+    Structure factors come from -hkl, -pdb or -mtz, else from a dump file (Fdump.bin) left in the working
+    directory by an earlier -hkl run, as in C; with none and no -default_F there is nothing to render.
     """
     log = log or (lambda msg: None)
     wd = Path(workdir)
-    cc, dc, bc = config.crystal, config.detector, config.beam
+    cc, dc, bc, sc = config.crystal, config.detector, config.beam, config.structure
     out = Inputs()
     if cc.hkl is not None:
         out.hkl = read_hkl(wd / cc.hkl, cc.default_F, warn)
         out.files["-hkl"] = cc.hkl
+    elif sc.pdb is not None:
+        out.structure = read_structure(wd / sc.pdb)
+        out.cell = structure_cell(out.structure)
+        out.files["-pdb"] = sc.pdb
+    elif sc.mtz is not None:
+        out.reflections = read_mtz(wd / sc.mtz, sc.mtz_labels, warn=warn)
+        out.cell = out.reflections.cell
+        out.files["-mtz"] = sc.mtz
     elif (wd / cc.dump).is_file():
         out.hkl = read_fdump(wd / cc.dump)
         out.files["-hkl"] = cc.dump
         log(f"reading Fs from {cc.dump}")
     elif cc.default_F == 0.0:
-        raise UsageError("no structure factors: give -hkl FILE or -default_F F "
+        raise UsageError("no structure factors: give -hkl FILE, -pdb FILE, -mtz FILE or -default_F F "
                          f"(or keep a {cc.dump} from an earlier run in the working directory)")
     if cc.mat is not None:
         out.matrix = read_mat(wd / cc.mat)
@@ -101,8 +115,11 @@ def _crystal(config: SimConfig, inputs: Inputs, info: LoadInfo, device) -> Cryst
         info.misset_angles_deg = tuple(math.degrees(x) for x in misset)
     draws = mosaic_draws(cc.mosaic_spread, cc.mosaic_domains, cc.mosaic_seed, info.rng)  # always drawn, as C
     mosaic = cc.mosaic_spread > 0.0
+    cell = cc.cell
+    if cell is None and inputs.cell is not None and matrix is None:  # the -pdb/-mtz file's cell
+        cell = (*inputs.cell[:3], *(math.radians(x) for x in inputs.cell[3:]))
     return Crystal(
-        cell=None if cc.cell is None else setup_tensor(cc.cell, device), matrix=matrix,
+        cell=None if cell is None else setup_tensor(cell, device), matrix=matrix,
         misset=setup_tensor(misset if misset is not None else (0.0, 0.0, 0.0), device),
         N=setup_tensor(tuple(max(n, 1) for n in (cc.Na, cc.Nb, cc.Nc)), device), shape=cc.shape,
         fudge=setup_tensor(cc.fudge, device),
@@ -135,17 +152,45 @@ def _beam(config: SimConfig, inputs: Inputs, device) -> Beam:
     )
 
 
-def _structure_factors(config: SimConfig, table: HKLTable | None, device) -> StructureFactors:
+def _structure_factors(config: SimConfig, table: HKLTable | None, device):
     """F table (or none) and C's interpolation decision: the auto rule's choice, off without a table."""
     cc = config.crystal
-    if table is None:
-        return StructureFactors(table=None, default_F=setup_tensor(cc.default_F, device))
-    return StructureFactors(
-        table=setup_tensor(table.grid, device), default_F=setup_tensor(cc.default_F, device), mins=table.mins,
-        maxs=table.maxs,
-        missing=None if table.missing is None else torch.as_tensor(table.missing, device=device),
-        interpolate=bool(cc.interpolate and table.count > 0),
-    )
+    return structure_factors_from_table(table, cc.default_F, cc.interpolate, device)
+
+
+def _table_from_structure(config: SimConfig, inputs: Inputs, model: Model, cr, log, warn) -> HKLTable:
+    """-pdb/-mtz: the P1 table to the resolution the run needs (``table_resolution``), computed once."""
+    cc, sc = config.crystal, config.structure
+    flag = sc.flag
+    name = sc.pdb if sc.pdb is not None else sc.mtz
+    d = table_resolution(model, cc.interpolate, cr)
+    if inputs.structure is not None:
+        refl = model_reflections(inputs.structure, d, wavelength=config.beam.wavelength * 1e10,
+                                 anomalous=sc.anomalous, b_factor=sc.b_factor, bulk_solvent=sc.bulk_solvent,
+                                 k_sol=sc.k_sol, b_sol=sc.b_sol, source=f"{flag}: {name}")
+    else:
+        refl = within_resolution(inputs.reflections, d)
+    if len(refl) == 0:
+        raise InputError(f"{flag}: {name}: no reflection with d >= {d:.4g} A (the resolution this run reaches)")
+    if cc.cell is not None or cc.mat is not None:
+        _check_cell(refl.cell, cr, flag, name, "-mat " + cc.mat if cc.mat is not None else "-cell", warn)
+    extra = f", anomalous at {config.beam.wavelength * 1e10:g} A" if sc.anomalous else ""
+    log(f"structure factors: {len(refl)} P1 reflections (both Friedel mates) to {d:.4g} A from {name} "
+        f"({refl.spacegroup}{extra})")
+    return table_of(refl, cc.default_F)
+
+
+def _check_cell(cell, cr, flag: str, name: str, given: str, warn) -> None:
+    """Warn when the crystal's cell (-cell or -mat) is not the structure file's (0.2 % in length, 0.2 deg)."""
+    if cr.a0.dim() != 1:  # a batch of crystals: each has its own cell
+        return
+    real, _ = cell_parameters(cr)
+    if all(abs(x - y) <= 2e-3 * y for x, y in zip(real[:3], cell[:3])) and \
+            all(abs(x - y) <= 0.2 for x, y in zip(real[3:], cell[3:])):
+        return
+    fmt = lambda c: " ".join(f"{x:.4g}" for x in c)  # noqa: E731
+    warn(f"the crystal's cell ({given}: {fmt(real)}) differs from the cell of {flag} {name} ({fmt(cell)}); "
+         "F is computed in the file's cell and looked up by the crystal's Miller indices")
 
 
 def oversample_rule(crystal_size: float, wavelength: float, distance: float, pixel: float) -> int:
@@ -173,6 +218,11 @@ def build_model(config: SimConfig, inputs: Inputs, log=None, warn=default_warn) 
     validate_model(model)  # every quantity in its physical domain before anything is derived from it
 
     cr = crystal_geometry(model)
+    if inputs.structure is not None or inputs.reflections is not None:  # the table depends on the geometry
+        info.hkl_table = _table_from_structure(config, inputs, model, cr, log, warn)
+        model.structure_factors = _structure_factors(config, info.hkl_table, dev)
+    if config.output.hklout is not None and info.hkl_table is None:
+        raise UsageError("-hklout: this run has no structure-factor table (only -default_F): nothing to write")
     N = crystal_counts(cr, cc.Na, cc.Nb, cc.Nc, cc.sample_x, cc.sample_y, cc.sample_z)
     info.N = N
     model.crystal.N = setup_tensor(N, dev)

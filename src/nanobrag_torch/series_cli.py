@@ -272,10 +272,13 @@ def run_series(events, config, out=print) -> int:
             handle.close()
     writer.finish()
     table = getattr(model.info, "hkl_table", None)
-    if config.crystal.hkl is not None and table is not None:
-        from .io.hkl import write_fdump
+    if table is not None:
+        from .io.hkl import write_fdump, write_hkl
 
-        write_atomically([(config.crystal.dump, None, lambda p: write_fdump(p, table))])
+        tables = [(config.crystal.dump, None, lambda p: write_fdump(p, table))] if config.crystal.hkl else []
+        if config.output.hklout is not None:
+            tables.append((config.output.hklout, None, lambda p: write_hkl(p, table)))
+        write_atomically(tables)
     dt = time.perf_counter() - t0
     done = len(todo)
     out(f"{plan.frames} frames: {done} rendered" + (f", {plan.frames - done} already complete" if done < plan.frames

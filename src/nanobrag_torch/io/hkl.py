@@ -75,27 +75,53 @@ def read_hkl(path: str | Path, default_F: float = 0.0, warn=None) -> HKLTable:
         warn(f"{path}: {extra_cols} lines have more than 4 columns; only h k l F are used")
     if not rows:
         raise InputError(f"-hkl: {path}: no reflections found")
-    mins = [min(r[i] for r in rows) for i in range(3)]
-    maxs = [max(r[i] for r in rows) for i in range(3)]
-    ranges = [hi - lo + 1 for lo, hi in zip(mins, maxs)]
-    cells = (ranges[0] + 1) * (ranges[1] + 1) * (ranges[2] + 1)
-    if cells > MAX_CELLS:
-        raise InputError(f"-hkl: {path}: Miller index ranges h {mins[0]}..{maxs[0]}, k {mins[1]}..{maxs[1]}, "
-                         f"l {mins[2]}..{maxs[2]} need a grid of {cells} cells (more than {MAX_CELLS})")
     arr = np.array(rows, dtype=np.float64)
-    idx = np.array([r[:3] for r in rows], dtype=np.int64)
-    mins = np.array(mins, dtype=np.int64)
-    maxs = np.array(maxs, dtype=np.int64)
+    return table_from_reflections(arr[:, :3].astype(np.int64), arr[:, 3], default_F, f"-hkl: {path}")
+
+
+def table_from_reflections(hkl: np.ndarray, F: np.ndarray, default_F: float = 0.0,
+                           source: str = "reflections") -> HKLTable:
+    """C's grid for listed reflections ``hkl`` (N, 3) int with amplitudes ``F`` (N,): the index ranges are
+    the listed extremes, the in-range cells not listed hold ``default_F`` (and are marked ``missing``), the
+    extra last slab per axis is 0; duplicates: the last wins, as in C (§4.5). ``source`` starts the error
+    line for a grid beyond ``MAX_CELLS``."""
+    idx = np.asarray(hkl, dtype=np.int64).reshape(-1, 3)
+    values = np.asarray(F, dtype=np.float64).reshape(-1)
+    if len(idx) == 0:
+        raise InputError(f"{source}: no reflections found")
+    mins = idx.min(axis=0)
+    maxs = idx.max(axis=0)
+    ranges = maxs - mins + 1
+    cells = (int(ranges[0]) + 1) * (int(ranges[1]) + 1) * (int(ranges[2]) + 1)  # Python ints: no overflow
+    if cells > MAX_CELLS:
+        raise InputError(f"{source}: Miller index ranges h {mins[0]}..{maxs[0]}, k {mins[1]}..{maxs[1]}, "
+                         f"l {mins[2]}..{maxs[2]} need a grid of {cells} cells (more than {MAX_CELLS})")
     grid = np.zeros(tuple(int(r) + 1 for r in ranges), dtype=np.float64)
     if default_F != 0.0:
         grid[: ranges[0], : ranges[1], : ranges[2]] = default_F
     rel = idx - mins
-    grid[rel[:, 0], rel[:, 1], rel[:, 2]] = arr[:, 3]  # duplicates: last wins (numpy assigns in order)
+    grid[rel[:, 0], rel[:, 1], rel[:, 2]] = values  # duplicates: last wins (numpy assigns in order)
     missing = np.zeros(grid.shape, dtype=bool)
     missing[: ranges[0], : ranges[1], : ranges[2]] = True
     missing[rel[:, 0], rel[:, 1], rel[:, 2]] = False
     return HKLTable(grid, int(mins[0]), int(maxs[0]), int(mins[1]), int(maxs[1]), int(mins[2]), int(maxs[2]),
-                    count=len(rows), missing=missing)
+                    count=len(idx), missing=missing)
+
+
+def write_hkl(path: str | Path, table: HKLTable) -> None:
+    """Write the table as C's HKL text, one 'h k l F' line per listed cell (every in-range cell when the
+    table does not know which were listed, e.g. one read from a dump), h then k then l ascending. F is
+    written in the shortest form that reads back as the same double (C reads it with %lg), so C's grid
+    equals ours: same listed extremes, same values, default_F in the same unlisted cells."""
+    ranges = [hi - lo + 1 for lo, hi in zip(table.mins, table.maxs)]
+    listed = np.ones(ranges, dtype=bool) if table.missing is None else \
+        ~table.missing[: ranges[0], : ranges[1], : ranges[2]]
+    rel = np.argwhere(listed)
+    values = table.grid[rel[:, 0], rel[:, 1], rel[:, 2]]
+    idx = rel + np.array(table.mins, dtype=np.int64)
+    lines = [f"{h} {k} {l} {F!r}\n" for (h, k, l), F in zip(idx.tolist(), values.tolist())]
+    with open(path, "w", encoding="ascii") as fh:
+        fh.writelines(lines)
 
 
 def write_fdump(path: str | Path, table: HKLTable) -> None:

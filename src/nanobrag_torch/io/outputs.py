@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import InputError, UsageError
 from ..stats import ImageStats, int_image, int_scale, pgm_image, pgm_scale, roi_mask, summarize
-from .hkl import write_fdump
+from .hkl import write_fdump, write_hkl
 from .images import write_float_image, write_pgm
 from .smv import format_header, nanobragg_header
 
@@ -148,6 +148,7 @@ class Outputs:
     pgmscale: float = 0.0  # -pgmscale (0: 250 / (5 rmsd))
     adc: float = 40.0
     seed: int | None = None  # noise seed (None: time-based, as C)
+    hklout: str | None = None  # -hklout: the run's P1 table as C's HKL text (ours)
 
 
 def outputs_from_config(config) -> Outputs:
@@ -155,7 +156,7 @@ def outputs_from_config(config) -> Outputs:
     oc = config.output
     return Outputs(floatfile=oc.floatfile, intfile=oc.intfile, pgmfile=oc.pgmfile, noisefile=oc.noisefile,
                    dumpfile=config.crystal.dump if config.crystal.hkl is not None else None, scale=oc.scale,
-                   pgmscale=oc.pgmscale, adc=oc.adc, seed=oc.seed)
+                   pgmscale=oc.pgmscale, adc=oc.adc, seed=oc.seed, hklout=oc.hklout)
 
 
 def roi_of(det) -> np.ndarray:
@@ -186,6 +187,8 @@ def write_c_outputs(image, model, outputs: Outputs, out=None, noise=None) -> Ima
     extra = []
     if outputs.dumpfile is not None and table is not None:
         extra.append((outputs.dumpfile, None, lambda p: write_fdump(p, table)))
+    if outputs.hklout is not None and table is not None:
+        extra.append((outputs.hklout, None, lambda p: write_hkl(p, table)))
     return write_image_outputs(image, outputs, header, roi_of(det), det.rendered_mask().cpu().numpy(),
                                float(det.pixel_size), model.sampling.oversample, out,
                                rng=getattr(model.info, "rng", None), noise=noise, extra_files=extra)
