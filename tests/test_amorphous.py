@@ -10,7 +10,7 @@ import torch
 
 import nanobrag_torch as nb
 from nanobrag_torch import amorphous as am
-from nanobrag_torch import nonbragg
+from nanobrag_torch.programs import nonbragg
 from nanobrag_torch.config import AVOGADRO, DEFAULT_FLUENCE, R_E_SQR
 
 F64 = torch.float64

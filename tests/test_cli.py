@@ -8,7 +8,7 @@ tiny render against the nanoBragg sum written out with numpy in this file.
 Torch start-up (~2 s of CPU) dominates a 32x32 render, so only the runs that must be separate processes
 (exit status and stderr of the real interpreter, bit-identical repeat across processes) go through
 `python -m nanobrag_torch`, launched concurrently once per module; the other cases call the same entry point
-(`nanobrag_torch.cli.main(argv)`) in-process in their own working directory.
+(`nanobrag_torch.programs.nanobragg.main(argv)`) in-process in their own working directory.
 """
 
 from __future__ import annotations
@@ -302,7 +302,8 @@ def test_oversample_note_says_what_the_rule_compares():
 
 def test_help_and_usage_errors_answer_without_importing_torch():
     # --help and a bad flag must come back fast: importing torch alone takes ~2 s (issue 11, lazy imports)
-    probe = ("import sys; from nanobrag_torch.cli import main; codes = (main(['-h']), main(['-bogus'])); "
+    probe = ("import sys; from nanobrag_torch.programs.nanobragg import main; "
+             "codes = (main(['-h']), main(['-bogus'])); "
              "print(codes, 'torch' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=ENV, cwd=REPO)
     assert r.returncode == 0, r.stderr

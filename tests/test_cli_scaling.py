@@ -67,7 +67,7 @@ class TestSourceWeights:
         mean. Here the two sources have different wavelengths and the crystal has Bragg peaks (N=5), so a
         weighted mean would differ; the single-source image checks that the sources really differ.
         """
-        from nanobrag_torch.cli import main as cli_main  # the console entry point, run in-process (fast)
+        from nanobrag_torch.programs.nanobragg import main as cli_main  # the console entry point, run in-process (fast)
 
         args = ["-cell", "100", "100", "100", "90", "90", "90", "-default_F", "100", "-N", "5", "-lambda", "1",
                 "-distance", "100", "-pixel", "0.1", "-detpixels", "48", "-oversample", "1", "-nointerpolate",

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from nanobrag_torch import detector_response as dr
+from nanobrag_torch.response import detector as dr
 
 N = 200  # images of N x N pixels for the statistics
 

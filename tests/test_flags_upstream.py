@@ -14,7 +14,7 @@ import pytest
 
 from nanobrag_torch import config_from_argv
 from nanobrag_torch.errors import UsageError
-from nanobrag_torch.flags import NOT_C_FLAGS, help_text, parse_argv
+from nanobrag_torch.cmdline.flags import NOT_C_FLAGS, help_text, parse_argv
 from tools import REPO
 from tools.cbin import resolve_c_binary
 from tools.metrics import read_float_image

@@ -9,7 +9,7 @@ reference kernel):
 
 * ``test_golden_case``: cases without RNG-dependent features, float64 — must pass.
 * ``test_golden_case_rng_dependent``: cases tagged mosaic_domains / misset_random / noise, float64. They
-  depend on C's random-number streams (nanobrag_torch.rng) and are kept apart so their status is visible.
+  depend on C's random-number streams (nanobrag_torch.crandom.streams) and are kept apart so their status is visible.
 * ``test_golden_case_float32``: every image case in float32 on the fused kernel (it is fast), the three
   smallest deterministic ones on the eager kernel.
 """

@@ -10,10 +10,10 @@ import sys
 import numpy as np
 import pytest
 
-from nanobrag_torch import detector_response as dr
-from nanobrag_torch.cli import SUBCOMMANDS, main
-from nanobrag_torch.flags import parse_argv
-from nanobrag_torch.noisify import FLAGS, build_config, image_shape
+from nanobrag_torch.response import detector as dr
+from nanobrag_torch.programs.nanobragg import SUBCOMMANDS, main
+from nanobrag_torch.cmdline.flags import parse_argv
+from nanobrag_torch.programs.noisify import FLAGS, build_config, image_shape
 
 
 @pytest.fixture
@@ -130,7 +130,7 @@ def test_malformed_input_files_are_refused(workdir, capsys):
 def test_help_and_console_script(workdir):
     # The console script is the subcommand; --help lists every flag group and exits 0; no argument: help, exit 2;
     # a whole run never imports torch (noisify is numpy and numba only).
-    probe = ("import sys; from nanobrag_torch.noisify import main; code = main(); "
+    probe = ("import sys; from nanobrag_torch.programs.noisify import main; code = main(); "
              "print('torch' in sys.modules, file=sys.stderr); sys.exit(code)")
     run = lambda *a: subprocess.run([sys.executable, "-c", probe, *a], capture_output=True, text=True,  # noqa: E731
                                     timeout=120)

@@ -14,8 +14,8 @@ import subprocess
 
 import pytest
 
-from nanobrag_torch.cli import main
-from nanobrag_torch.noisify import FLAGS
+from nanobrag_torch.programs.nanobragg import main
+from nanobrag_torch.programs.noisify import FLAGS
 from tools import REPO
 from tools.cbin import resolve_c_binary
 from tools.matrix.corpus import PROGRAMS, compare_outputs, load_corpus, stage_inputs

@@ -12,8 +12,8 @@ import sys
 import numpy as np
 import pytest
 
-from nanobrag_torch import nonbragg
-from nanobrag_torch.cli import SUBCOMMANDS, main
+from nanobrag_torch.programs import nonbragg
+from nanobrag_torch.programs.nanobragg import SUBCOMMANDS, main
 from nanobrag_torch.config import AVOGADRO, DEFAULT_FLUENCE, R_E_SQR
 
 FLAT = "0 2\n0.5 2\n1 2\n"
@@ -40,7 +40,7 @@ def _one_line(err: str) -> str:
 
 
 def test_subcommands_are_registered():
-    assert SUBCOMMANDS["nonbragg"] == ".nonbragg:run" and SUBCOMMANDS["add"] == ".addimages:run"
+    assert SUBCOMMANDS["nonbragg"] == ".nonbragg:run" and SUBCOMMANDS["add"] == ".add:run"
 
 
 def test_default_outputs_and_end_of_run_lines(run, tmp_path):
@@ -140,7 +140,7 @@ def test_upstream_non_flags_are_skipped_with_a_warning(run):
 
 
 def test_console_script_entry_point(run):
-    # nonbragg-torch = nanobrag_torch.nonbragg:main, the CLI's error handling with "nonbragg" prepended
+    # nonbragg-torch = nanobrag_torch.programs.nonbragg:main, the CLI's error handling with "nonbragg" prepended
     assert nonbragg.main(["-stol", "t.stol", "-detpixels", "2", "-nonoise", "-quiet"]) == 0
     assert nonbragg.main(["-stol"]) == 2
 
@@ -200,7 +200,7 @@ def test_add_help(run):
 
 def test_help_and_usage_errors_import_no_torch():
     # -h and a bad command line answer before torch (about 2 s to import) is loaded, as for nanoBragg and noisify
-    code = ("import sys\nfrom nanobrag_torch.cli import main\n"
+    code = ("import sys\nfrom nanobrag_torch.programs.nanobragg import main\n"
             "assert main(['nonbragg', '-h']) == 0 and main(['nonbragg', '-stol', 'x.stol', '-bogus']) == 2\n"
             "assert main(['add', 'a.bin']) == 2\nassert 'torch' not in sys.modules, 'torch imported'\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nanobrag_torch import nonbragg
+from nanobrag_torch.programs import nonbragg
 from tests.helpers.synthetic import fake_sim_cmd, make_case, make_corpus
 from tools.cbin import resolve_c_binary
 from tools.matrix.corpus import PROGRAMS, load_corpus, read_pgm, run_py_case

@@ -1,4 +1,4 @@
-"""Tests of nanobrag_torch.rng: the C program's Numerical-Recipes generators, bit for bit.
+"""Tests of nanobrag_torch.crandom.streams: the C program's Numerical-Recipes generators, bit for bit.
 
 Expected values come from (a) an independent tiny integer implementation of ran1 written below,
 (b) the published Park-Miller check value, (c) distribution moments, (d) rotation identities,
@@ -20,10 +20,10 @@ import numpy as np
 import pytest
 
 try:
-    from nanobrag_torch import rng as R
+    from nanobrag_torch.crandom import streams as R
 except ImportError:  # package not installed: use the source tree
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    from nanobrag_torch import rng as R
+    from nanobrag_torch.crandom import streams as R
 
 from tests.helpers import reference_rng as OLD
 
@@ -243,7 +243,7 @@ def test_mixed_noise_image_equals_previous_generator(seed):
 
 @pytest.mark.parametrize("seed", [-1, -12345678, -(2**31 - 2), 5, -(2**40), 2**62])
 def test_interpreted_and_compiled_ran1_are_one_generator(seed):
-    # ran1 exists once (nanobrag_torch._crandom): run interpreted (misset/mosaic draws) and compiled (noise)
+    # ran1 exists once (nanobrag_torch.crandom.generators): run interpreted (misset/mosaic draws) and compiled (noise)
     # it gives the same draws and leaves the same table, also for seeds outside C's valid range (where C
     # reads outside its table; ours wraps the index and stays in bounds).
     a, b = R.CRandom(), R.CRandom()

@@ -32,7 +32,7 @@ import pytest
 import nanobrag_torch as nb
 from nanobrag_torch.io.outputs import noise_image, roi_of
 from nanobrag_torch.io.smv import read_smv
-from nanobrag_torch.series import render_frame, render_series
+from nanobrag_torch.datasets.series import render_frame, render_series
 from tests.test_cli import ENV, run_inproc
 from tools.cbin import resolve_c_binary
 from tools.metrics import compare_images, read_float_image, verdict
@@ -123,7 +123,7 @@ def test_stills_are_the_single_runs(tmp_path):
 @pytest.fixture(scope="module")
 def cluster():
     pytest.importorskip("distributed")
-    from nanobrag_torch.cluster import open_client
+    from nanobrag_torch.datasets.cluster import open_client
 
     handle = open_client(workers=2, threads=1)
     yield handle
@@ -370,7 +370,7 @@ def test_resume_after_a_kill_gives_the_files_of_an_uninterrupted_run(tmp_path, m
 def test_a_fresh_run_leaves_no_frame_of_an_earlier_run_to_resume(tmp_path, monkeypatch):
     # Run A completes 2 frames; run B (other flags, same names) is interrupted after its first frame. Resuming
     # B must not take A's second frame for B's: B started over, so A's files were gone before B rendered.
-    import nanobrag_torch.series as series
+    import nanobrag_torch.datasets.series as series
 
     out = ["-frames", "2", "-floatfile", "f_#.bin", "-nonoise", "-workers", "0"]
     assert run_inproc([*BASE, *out], tmp_path).returncode == 0
@@ -475,7 +475,7 @@ def test_an_unwritable_output_name_is_one_line_and_touches_nothing(tmp_path, set
 def test_frame_angles_are_the_typed_degrees_converted_as_a_single_run_converts_them():
     # Frame i of -phi P -osc O is the run with -phi (P + i*O): its phi0 must be that run's, to the bit. The
     # command line converts degrees as C does (value / RTD); value * (1/RTD) differs for 1.5 and 1 value in 8.
-    from nanobrag_torch.series import SeriesPlan, frame_model, misset_radians
+    from nanobrag_torch.datasets.series import SeriesPlan, frame_model, misset_radians
 
     for phi, osc in (("0", "1.5"), ("0.3", "1.83"), ("-7.1", "0.35")):
         config = nb.config_from_argv([*TINY, "-phi", phi, "-osc", osc, "-frames", "2"])

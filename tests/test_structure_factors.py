@@ -16,7 +16,7 @@ import torch
 
 import nanobrag_torch as nb
 from nanobrag_torch.errors import InputError, UsageError
-from nanobrag_torch.flags import help_text
+from nanobrag_torch.cmdline.flags import help_text
 from nanobrag_torch.io import structure
 from nanobrag_torch.io.hkl import read_hkl
 from nanobrag_torch.io.p1 import expand_to_p1, symmetry_rotations

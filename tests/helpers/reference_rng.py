@@ -1,7 +1,7 @@
 """The previous pure-Python generator (ran1, gaussdev, poidev) and noise image, kept as a test reference.
 
-This is the implementation that nanobrag_torch.rng had before the generators moved to the one numba-compiled
-implementation in nanobrag_torch._crandom. It was verified bit-identical against C's golden noise images
+This is the implementation that nanobrag_torch.crandom.streams had before the generators moved to the one numba-compiled
+implementation in nanobrag_torch.crandom.generators. It was verified bit-identical against C's golden noise images
 (tests/test_rng.py), so the new generator is checked against it draw for draw. Only tests import it.
 """
 

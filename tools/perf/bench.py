@@ -62,7 +62,7 @@ FRAMES_PER_S = re.compile(r"\(([0-9.eE+-]+) frames/s\)")
 NOISE_PROBE = """import json, sys, time
 t0 = time.perf_counter()
 import numpy as np
-from nanobrag_torch.rng import poisson_noise
+from nanobrag_torch.crandom.streams import poisson_noise
 x = np.fromfile(sys.argv[1], dtype="<f4")
 t1 = time.perf_counter(); poisson_noise(x, int(sys.argv[2]), float(sys.argv[3])); t2 = time.perf_counter()
 warm = []

@@ -167,7 +167,7 @@ def roi_of(det) -> np.ndarray:
 def noise_image(image32: np.ndarray, in_roi: np.ndarray, seed: int, adc: float, rng=None):
     """C's Poisson noise image (ROI pixels in raster order, one seed stream): (uint16 image, photons,
     overloads). ``rng`` continues C's random state (after the misset and mosaic draws of the same run)."""
-    from ..rng import poisson_noise
+    from ..crandom.streams import poisson_noise
 
     noise, photons, overloads = poisson_noise(image32[in_roi], seed, adc, rng)
     full = np.zeros(image32.shape, dtype=np.uint16)

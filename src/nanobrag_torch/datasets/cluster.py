@@ -17,7 +17,7 @@ import os
 import warnings
 from dataclasses import dataclass
 
-from .errors import UsageError
+from ..errors import UsageError
 
 _WORKER_MODELS: dict = {}  # on a worker: (id of the shipped model, device) -> (shipped model, model on device)
 

@@ -2,7 +2,7 @@
 -> write.
 
 Reads a raw float32 image in photons/pixel, applies the detector response of
-:mod:`nanobrag_torch.detector_response` (noise, PSF, gain, ADC) in C's order with C's random streams, and writes
+:mod:`nanobrag_torch.response.detector` (noise, PSF, gain, ADC) in C's order with C's random streams, and writes
 C's files: the noiseless SMV image, its PGM preview and the SMV noise image, with noisify's own header or the
 one of ``-header FILE``. "§11.N" cites docs/c-behaviour.md.
 """
@@ -15,13 +15,13 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .checks import check_positive
-from .detector_response import DEFAULT_CALIB_SEED, R_E_SQR, DetectorImages, DetectorResponse, apply_detector_response
-from .errors import InputError, UsageError, warn
-from .flags import Flag, _f, flag_help_lines, parse_argv
-from .io.images import read_float_image, write_pgm
-from .io.outputs import write_atomically
-from .io.smv import format_header, header_value, read_smv_header
+from ..checks import check_positive
+from ..response.detector import DEFAULT_CALIB_SEED, R_E_SQR, DetectorImages, DetectorResponse, apply_detector_response
+from ..errors import InputError, UsageError, warn
+from ..cmdline.flags import Flag, _f, flag_help_lines, parse_argv
+from ..io.images import read_float_image, write_pgm
+from ..io.outputs import write_atomically
+from ..io.smv import format_header, header_value, read_smv_header
 
 PROG = "noisify"
 
@@ -324,6 +324,6 @@ def run(argv: list[str], out=print) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Console script ``noisify-torch``: the ``noisify`` subcommand of ``python -m nanobrag_torch``."""
-    from .cli import main as cli_main
+    from .nanobragg import main as cli_main
 
     return cli_main([PROG, *(sys.argv[1:] if argv is None else argv)])

@@ -1,7 +1,7 @@
 """The C program's Numerical-Recipes generators as plain functions over explicit state arrays.
 
 This module is the ONE implementation of ``ran1``, ``gaussdev``, ``gammln`` and ``poidev``. It is written in
-the subset of Python that numba compiles, and it is used two ways (see :mod:`nanobrag_torch.rng`):
+the subset of Python that numba compiles, and it is used two ways (see :mod:`nanobrag_torch.crandom.streams`):
 
 * interpreted, as imported, for the handful of draws of the random misset and the mosaic domains (so a run
   without a noise image never imports numba);

@@ -1,7 +1,7 @@
 """The C program's random streams: ran1 draws for the random misset and the mosaic domains, and the noise image.
 
 The generators themselves (``ran1``, ``gaussdev``, ``gammln``, ``poidev``) are implemented once, in
-:mod:`nanobrag_torch._crandom`, over explicit state arrays. This module holds that state for a run
+:mod:`nanobrag_torch.crandom.generators`, over explicit state arrays. This module holds that state for a run
 (:class:`CRandom`), draws the few uniforms of the misset and mosaic generators with those functions
 interpreted, and renders the noise image with the same functions compiled by numba (:func:`_compiled`;
 numba is imported only then, and its machine code is cached on disk between processes).
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _crandom as _k
+from . import generators as _k
 
 __all__ = [
     "DEFAULT_MOSAIC_SEED",
@@ -64,8 +64,8 @@ def _jit(numba, fn, inline: bool):
 def compile_module(name: str, generators=None):
     """A private copy of the module ``name`` whose functions listed in its ``KERNELS`` are numba dispatchers
     (those in its ``INLINE`` inlined into their callers), so that they call each other compiled. With
-    ``generators`` (the compiled copy of :mod:`._crandom`), every global of the module that is one of
-    ``_crandom``'s functions (``from ._crandom import gaussdev, poidev``) is replaced by its compiled
+    ``generators`` (the compiled copy of :mod:`.generators`), every global of the module that is one of
+    ``generators``'s functions (``from .generators import gaussdev, poidev``) is replaced by its compiled
     version first, so the module's loops draw from the same compiled code and C state as everything else."""
     import numba
 
@@ -82,7 +82,7 @@ def compile_module(name: str, generators=None):
 
 
 def _compiled():
-    """The generators of :mod:`._crandom` compiled with numba (made on first use)."""
+    """The generators of :mod:`.generators` compiled with numba (made on first use)."""
     global _COMPILED
     if _COMPILED is None:
         _COMPILED = compile_module(_k.__name__)
@@ -90,7 +90,7 @@ def _compiled():
 
 
 def compiled_with_generators(name: str):
-    """:func:`compile_module` of a module of per-pixel loops that import ``_crandom``'s generators."""
+    """:func:`compile_module` of a module of per-pixel loops that import ``generators``'s generators."""
     return compile_module(name, _compiled())
 
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .checks import check_choice, check_flag_value, check_float, check_int
-from .errors import UsageError
+from ..checks import check_choice, check_flag_value, check_float, check_int
+from ..errors import UsageError
 
 
 @dataclass(frozen=True)

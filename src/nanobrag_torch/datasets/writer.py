@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, UsageError
-from .outputs import (Outputs, check_output_path, remove_stale_temporaries, roi_of, write_atomically,
+from ..io.outputs import (Outputs, check_output_path, remove_stale_temporaries, roi_of, write_atomically,
                       write_c_outputs)
 
 _RUN = re.compile(r"#+")
@@ -74,7 +74,7 @@ class DatasetFiles:
 
 
 def _smv_ok(path: Path, shape) -> bool:
-    from .smv import read_smv
+    from ..io.smv import read_smv
 
     try:
         _, img = read_smv(path, "frame")
@@ -91,7 +91,7 @@ def _pgm_ok(path: Path, shape) -> bool:
 
 
 def _cbf_ok(path: Path, shape) -> bool:
-    from .cbf import read_cbf
+    from ..io.cbf import read_cbf
 
     try:
         _, px = read_cbf(path)
@@ -125,7 +125,7 @@ class DatasetWriter:
     def nexus_complete(self) -> bool:
         """The final NeXus file exists and holds every frame (read back once per run)."""
         if self._nexus_done is None:
-            from .nexus import nexus_frames
+            from ..io.nexus import nexus_frames
 
             self._nexus_done = (self.files.nexus is not None and Path(self.files.nexus).is_file()
                                 and nexus_frames(self.files.nexus) == (self.plan.frames, self.shape))
@@ -191,7 +191,7 @@ class DatasetWriter:
 
     def write(self, frame) -> None:
         """Write every file of ``frame`` (each atomically)."""
-        from ..series import frame_model
+        from .series import frame_model
 
         f, i = self.files, frame.index
         fm = frame_model(self.model, self.plan, i)
@@ -206,7 +206,7 @@ class DatasetWriter:
                            seed=self.plan.noise_seed(i))
             write_c_outputs(frame.image, fm, outs, noise=noise)
         if "cbf" in names:
-            from .cbf import CbfFrame, cbf_header_lines, frame_timestamp, write_cbf
+            from ..io.cbf import CbfFrame, cbf_header_lines, frame_timestamp, write_cbf
 
             angle = frame.phi_deg if frame.phi_deg is not None else 0.0
             inc = self.plan.osc if self.plan.rotation else 0.0
@@ -229,7 +229,7 @@ class DatasetWriter:
         if not self.files.nexus:
             return
         if not self.nexus_complete():
-            from .nexus import write_nxmx
+            from ..io.nexus import write_nxmx
 
             remove_stale_temporaries(self.files.nexus)
 

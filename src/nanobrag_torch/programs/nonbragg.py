@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
-from .config import (DEFAULT_FLUENCE, RTD, SOURCE_DISTANCE, BeamConfig, DetectorConfig, EngineConfig, OutputConfig,
+from ..config import (DEFAULT_FLUENCE, RTD, SOURCE_DISTANCE, BeamConfig, DetectorConfig, EngineConfig, OutputConfig,
                      _angstrom, _auto_steps, _deg, _mm, _percent, _phi_steps, _times, apply_table_event,
                      fluence_from_flux, not_a_c_flag_warning, roi_window, state_from_events)
-from .checks import check_device
-from .errors import InputError, UsageError, warn
-from .flags import FLAGS as NANOBRAGG_FLAGS
-from .flags import NOT_C_FLAGS, Flag, _f, flag_help_lines, parse_argv
+from ..checks import check_device
+from ..errors import InputError, UsageError, warn
+from ..cmdline.flags import FLAGS as NANOBRAGG_FLAGS
+from ..cmdline.flags import NOT_C_FLAGS, Flag, _f, flag_help_lines, parse_argv
 
 # nonBragg has no detector conventions: CUSTOM's axes, the beam centre taken as (fast, slow) and the near point
 # for the sample pivot, which is what geometry.place_detector does for a convention name it does not special-case.
@@ -194,7 +194,7 @@ def initial_state() -> SimpleNamespace:
 
 def apply_img_header(st: SimpleNamespace, header: dict, width: int, height: int) -> None:
     """C's -img pre-pass (§12.1): the image's size and header values are starting values flags override."""
-    from .io.smv import header_value
+    from ..io.smv import header_value
 
     st.fpixels, st.spixels = width, height
     px = header_value(header, "PIXEL_SIZE")
@@ -265,7 +265,7 @@ class NonBraggConfig:
 
 def _img_hook(st: SimpleNamespace, events) -> None:
     """C reads -img's header before any other flag."""
-    from .io.smv import read_smv
+    from ..io.smv import read_smv
 
     for k, v in events:
         if k == "img":
@@ -292,7 +292,7 @@ def detector_size(st: SimpleNamespace) -> tuple[int, int]:
 
 def _sample(st: SimpleNamespace) -> tuple[tuple[float, float, float], float, float]:
     """(sample sizes after the beam clip, density g/m^3, molecules) as C straightens them up (§12.4)."""
-    from .amorphous import density_from_molecules, sample_volume, scatterer_count
+    from ..amorphous import density_from_molecules, sample_volume, scatterer_count
 
     x, y, z = st.sample_x, st.sample_y, st.sample_z
     if st.beamsize >= 0:
@@ -382,9 +382,9 @@ class NonBraggInputs:
 
 def read_inputs(config: NonBraggConfig, workdir: str | Path = ".", warn=None) -> NonBraggInputs:
     """Read every file ``config`` names; one-line InputError for a bad one."""
-    from .io.smv import read_smv
-    from .io.sourcefile import read_sourcefile
-    from .io.stol import read_stol
+    from ..io.smv import read_smv
+    from ..io.sourcefile import read_sourcefile
+    from ..io.stol import read_stol
 
     wd = Path(workdir)
     table = read_stol(wd / config.stol, "-" + config.stol_unit, warn)
@@ -403,11 +403,11 @@ def build_model(config: NonBraggConfig, inputs: NonBraggInputs):
     """(``model.Detector``, ``model.Beam``, ``amorphous.AmorphousSample``) of a nonBragg run (float64 setup)."""
     import torch
 
-    from .amorphous import STOL_UNITS, AmorphousSample, stol_table, unitize_c
-    from .geometry import rotate_xyz
-    from .model import SETUP_DTYPE, Beam, detector_from_config
-    from .sources import file_positions, grid_positions
-    from .validate import validate_detector
+    from ..amorphous import STOL_UNITS, AmorphousSample, stol_table, unitize_c
+    from ..geometry import rotate_xyz
+    from ..model import SETUP_DTYPE, Beam, detector_from_config
+    from ..sources import file_positions, grid_positions
+    from ..validate import validate_detector
 
     dev = torch.device(config.engine.device)
     t = lambda x: torch.as_tensor(x, dtype=SETUP_DTYPE, device=dev)  # noqa: E731
@@ -448,8 +448,8 @@ def img_profile(config: NonBraggConfig, img, last: dict, sample, steps: int) -> 
     the pixel count of the last bin, which C then uses as the pixel count of the mean)."""
     import numpy as np
 
-    from .amorphous import STOL_UNITS
-    from .config import R_E_SQR
+    from ..amorphous import STOL_UNITS
+    from ..config import R_E_SQR
 
     idx = last["pixels"].cpu().numpy()
     counts = img.reshape(-1)[idx].astype(np.float32)
@@ -518,11 +518,11 @@ def run(argv: list[str], out=print) -> int:
         warn(w)
     import torch
 
-    from .amorphous import render_amorphous
-    from .geometry import place_detector
-    from .io.outputs import Outputs, write_image_outputs
-    from .io.smv import format_header, nonbragg_header
-    from .stats import roi_mask
+    from ..amorphous import render_amorphous
+    from ..geometry import place_detector
+    from ..io.outputs import Outputs, write_image_outputs
+    from ..io.smv import format_header, nonbragg_header
+    from ..stats import roi_mask
 
     t0 = time.perf_counter()
     inputs = read_inputs(config)
@@ -556,6 +556,6 @@ def run(argv: list[str], out=print) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Console script ``nonbragg-torch``: the CLI's error handling, with nonbragg as the program."""
-    from .cli import main as cli_main
+    from .nanobragg import main as cli_main
 
     return cli_main(["nonbragg", *(sys.argv[1:] if argv is None else argv)])

@@ -1,9 +1,9 @@
 """noisify's per-pixel loops, in C's order and with C's mix of float32 and double, as plain functions.
 
 Written in the subset of Python that numba compiles and used only compiled:
-:func:`nanobrag_torch.rng.compiled_with_generators` makes a copy of this module whose ``gaussdev``/``poidev``
-are the compiled generators of :mod:`._crandom` (one C random state per run) and whose ``KERNELS`` are numba
-dispatchers. The public, documented wrappers are in :mod:`nanobrag_torch.detector_response`; "§11.N" cites
+:func:`..crandom.streams.compiled_with_generators` makes a copy of this module whose ``gaussdev``/``poidev``
+are the compiled generators of :mod:`.generators` (one C random state per run) and whose ``KERNELS`` are numba
+dispatchers. The public, documented wrappers are in :mod:`nanobrag_torch.response.detector`; "§11.N" cites
 docs/c-behaviour.md.
 
 Arrays: images are flat float32 in raster order (fast index fastest); values are carried as float64, and a
@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from ._crandom import f32, gaussdev, poidev
+from ..crandom.generators import f32, gaussdev, poidev
 
 KERNELS = ("c_int", "c_uint16", "c_uint32", "gauss_integral", "gauss_pixel", "fiber_integral", "fiber_pixel",
            "psf_kernel_table", "psf_auto_radius", "psf_lost_photons", "psf_scatter", "add_back",

@@ -23,7 +23,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .errors import InputError, UsageError, warn
+from ..errors import InputError, UsageError, warn
 
 RECORD_FORMAT = "nanobrag-torch dataset record 2"  # 2: with the sha256 of the input files
 # Flags that change how or where frames are rendered, never their pixels: left out of the fingerprint.
@@ -108,14 +108,14 @@ def check_inputs(rec: dict, hashes: dict[str, list[str]], path: Path) -> None:
 
 
 def write_record(path: Path, rec: dict) -> None:
-    from .io.outputs import write_atomically
+    from ..io.outputs import write_atomically
 
     write_atomically([(path, (json.dumps(rec, indent=1) + "\n").encode(), None)])
 
 
 def dataset_files(events, config):
     """The files a dataset writes: -nexus, -cbf and the C outputs given by name (templates), nothing else."""
-    from .io.dataset import DatasetFiles, check_template
+    from ..datasets.writer import DatasetFiles, check_template
 
     given = {k for k, _ in events}
     oc, ds = config.output, config.dataset
@@ -135,8 +135,8 @@ def dataset_files(events, config):
 
 def make_series_plan(events, config, rec):
     """The SeriesPlan of the flags (seeds from the record when not given)."""
-    from .io.stills import read_stills
-    from .series import SeriesPlan
+    from ..io.stills import read_stills
+    from ..datasets.series import SeriesPlan
 
     ds, given = config.dataset, {k for k, _ in events}
     noise = config.output.noisefile is not None
@@ -162,8 +162,8 @@ def make_series_plan(events, config, rec):
 
 
 def _meta(plan, model, rec, config):
-    from .io.nexus import NexusMeta
-    from .rng import CRandom, random_misset
+    from ..io.nexus import NexusMeta
+    from ..crandom.streams import CRandom, random_misset
 
     missets = None
     if not plan.rotation:
@@ -190,7 +190,7 @@ def check_engine(config) -> None:
 def _engine(config, todo: int, log):
     """(cluster handle or None): -scheduler attaches, -workers N>=1 starts N, -workers 0 or a default of one
     worker renders here."""
-    from .cluster import default_workers, open_client
+    from ..datasets.cluster import default_workers, open_client
 
     ds = config.dataset
     check_engine(config)
@@ -218,13 +218,13 @@ def _check_writers_importable(files) -> None:
 
 def run_series(events, config, out=print) -> int:
     """The dataset run of ``config`` (``config.dataset.active``); returns the exit code."""
-    from . import __version__
-    from .io.cbf import cbf_warnings
-    from .io.dataset import DatasetWriter
-    from .io.outputs import check_output_path
-    from .io.outputs import write_atomically
-    from .load import load_model
-    from .series import Progress, render_series, resolve_device
+    from .. import __version__
+    from ..io.cbf import cbf_warnings
+    from ..datasets.writer import DatasetWriter
+    from ..io.outputs import check_output_path
+    from ..io.outputs import write_atomically
+    from ..load import load_model
+    from ..datasets.series import Progress, render_series, resolve_device
 
     quiet = config.output.quiet
     # Everything that can refuse comes before the first file is touched: a refused run (bad flag, bad input
@@ -273,7 +273,7 @@ def run_series(events, config, out=print) -> int:
     writer.finish()
     table = getattr(model.info, "hkl_table", None)
     if table is not None:
-        from .io.hkl import write_fdump, write_hkl
+        from ..io.hkl import write_fdump, write_hkl
 
         tables = [(config.crystal.dump, None, lambda p: write_fdump(p, table))] if config.crystal.hkl else []
         if config.output.hklout is not None:

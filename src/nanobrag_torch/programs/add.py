@@ -11,9 +11,9 @@ import sys
 
 import numpy as np
 
-from .errors import InputError, UsageError
-from .flags import unknown_flag
-from .io.images import read_float_image
+from ..errors import InputError, UsageError
+from ..cmdline.flags import unknown_flag
+from ..io.images import read_float_image
 
 USAGE = """usage: nanobrag-torch add A.bin B.bin [C.bin ...] -o SUM.bin
 
@@ -63,8 +63,8 @@ def parse(argv: list[str]) -> tuple[list[str], str | None, bool]:
 
 def run(argv: list[str], out=print) -> int:
     """The ``add`` subcommand; returns the exit code, raising NanoBraggError for bad input."""
-    from .io.images import write_float_image
-    from .io.outputs import write_atomically
+    from ..io.images import write_float_image
+    from ..io.outputs import write_atomically
 
     inputs, output, want_help = parse(argv)
     if want_help or not argv:
