@@ -1,16 +1,15 @@
 """Command-line entry point: parse -> config -> load_model -> render -> write the C program's files."""
 from __future__ import annotations
 
-import contextlib
 import math
-import signal
 import sys
 import time
 
 
 from .. import __version__
 from ..config import apply_smv_header, build_config
-from ..errors import NanoBraggError, UsageError, warn
+from ..errors import UsageError, warn
+from .entry import run_program
 from ..cmdline.flags import help_text, parse_argv
 from ..io.smv import read_smv
 
@@ -117,48 +116,12 @@ def _runner(argv: list[str]):
     return run, argv, "nanobrag-torch"
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised like Ctrl-C's KeyboardInterrupt so that the same clean-up runs (no partial output)."""
-
-
-def _on_sigterm(signum, frame):
-    raise Terminated
-
-
-@contextlib.contextmanager
-def _sigterm_raises():
-    """Inside: SIGTERM raises ``Terminated`` (main thread only; the previous handler is restored after)."""
-    try:
-        previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    except ValueError:  # not the main thread: signals are not ours to handle
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point: one line on stderr and a non-zero exit code for bad input; Ctrl-C exits 130 and
-    SIGTERM 143 (128 + the signal), with one line and no output file (outputs are renamed into place only
-    when all of them were written)."""
+    """Console entry point (``python -m nanobrag_torch``, ``nanobrag-torch``): nanoBragg, or the subcommand
+    argv starts with; errors and signals as ``entry.run_program``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     runner, argv, prog = _runner(argv)
-    try:
-        with _sigterm_raises():
-            code = runner(argv)
-    except NanoBraggError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        code = exc.exit_code
-    except Terminated:
-        print(f"{prog}: terminated (SIGTERM)", file=sys.stderr)
-        code = 128 + signal.SIGTERM
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted (SIGINT)", file=sys.stderr)
-        code = 128 + signal.SIGINT
-    sys.stdout.flush()
-    return code
+    return run_program(runner, argv, prog)
 
 
 __all__ = ["main", "run", "__version__", "UsageError"]

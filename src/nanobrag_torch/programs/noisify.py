@@ -324,6 +324,6 @@ def run(argv: list[str], out=print) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Console script ``noisify-torch``: the ``noisify`` subcommand of ``python -m nanobrag_torch``."""
-    from .nanobragg import main as cli_main
+    from .entry import run_program
 
-    return cli_main([PROG, *(sys.argv[1:] if argv is None else argv)])
+    return run_program(run, list(sys.argv[1:] if argv is None else argv), PROG)

@@ -556,6 +556,6 @@ def run(argv: list[str], out=print) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Console script ``nonbragg-torch``: the CLI's error handling, with nonbragg as the program."""
-    from .nanobragg import main as cli_main
+    from .entry import run_program
 
-    return cli_main(["nonbragg", *(sys.argv[1:] if argv is None else argv)])
+    return run_program(run, list(sys.argv[1:] if argv is None else argv), "nonbragg")
