@@ -31,7 +31,8 @@ def test_an_upward_function_local_import_breaks_it(tmp_path):
                     ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
     geometry = tmp_path / "src" / "nanobrag_torch" / "geometry.py"
-    geometry.write_text(geometry.read_text() + "\n\ndef _upward():\n    from .renderer import render\n    return render\n")
+    upward = "\n\ndef _upward():\n    from .renderer import render\n    return render\n"
+    geometry.write_text(geometry.read_text() + upward)
     r = _lint(tmp_path)
     assert r.returncode != 0
     assert "nanobrag_torch.geometry -> nanobrag_torch.renderer" in r.stdout
