@@ -41,7 +41,7 @@ _CHUNKS_PER_THREAD = 32  # work items per thread: small enough to balance, few e
 # ---------------------------------------------------------------------------------------------- sin(pi x)
 # sin(pi x) = x P(x^2) on |x| <= 1/2: Chebyshev fits (mpmath.chebyfit on [0, 0.2502]) of sin(pi sqrt t)/sqrt t,
 # fit error 3e-19 (float64, degree 8 in t) and 7e-9 (float32, degree 4); evaluated with fused multiply-adds,
-# measured max relative error 2.6e-16 in float64 and 1.5e-7 in float32 (~1.2 ulp; tests/test_fused.py).
+# measured max relative error 2.6e-16 in float64 and 1.5e-7 in float32 (~1.2 ulp; tests/unit/test_fused.py).
 _SINPI64 = (3.141592653589793, -5.167712780049969, 2.5501640398773002, -0.5992645293189358,
             0.08214588657295133, -0.007370430504516517, 0.0004662998090641688, -2.190347829127253e-05,
             7.697626512234251e-07)

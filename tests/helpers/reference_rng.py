@@ -2,7 +2,7 @@
 
 This is the implementation that nanobrag_torch.crandom.streams had before the generators moved to the one numba-compiled
 implementation in nanobrag_torch.crandom.generators. It was verified bit-identical against C's golden noise images
-(tests/test_rng.py), so the new generator is checked against it draw for draw. Only tests import it.
+(tests/unit/test_rng.py), so the new generator is checked against it draw for draw. Only tests import it.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The .stol table reader (io/stol.py, docs/c-behaviour.md §12.2): what it reads like C, what it refuses.
 
 Refusals are InputError with one line naming the flag, the file and (where there is one) the line. The
-property tests follow tests/test_readers_fuzz.py: random and mutated files either parse to what an
+property tests follow tests/unit/test_readers_fuzz.py: random and mutated files either parse to what an
 independent reference parser says, or are refused with one line -- never another exception.
 """
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The nonBragg live corpus (tests/data/live_corpus_nonbragg) and the tools' support for the C suite's programs
 (tools.matrix.corpus.PROGRAMS, a case's ``program``): without a C binary.
 
-Parity against the C program itself: tests/test_nonbragg_parity.py (skips without NB_NONBRAGG_BIN).
+Parity against the C program itself: tests/parity/test_nonbragg_parity.py (skips without NB_NONBRAGG_BIN).
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from tools.cbin import resolve_c_binary
 from tools.matrix.corpus import PROGRAMS, load_corpus, read_pgm, run_py_case
 from tools.matrix.parity_matrix import main as matrix_main
 
-CORPUS = Path(__file__).resolve().parent / "data" / "live_corpus_nonbragg"
+CORPUS = Path(__file__).resolve().parents[1] / "data" / "live_corpus_nonbragg"
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ import pytest
 try:
     from nanobrag_torch.crandom import streams as R
 except ImportError:  # package not installed: use the source tree
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
     from nanobrag_torch.crandom import streams as R
 
 from tests.helpers import reference_rng as OLD

@@ -15,7 +15,7 @@ import pytest
 from tools.cbin import resolve_c_binary
 from tools.matrix.corpus import PROGRAMS, evaluate_case, load_corpus, run_c_case, run_py_case
 
-CORPUS = Path(__file__).resolve().parent / "data" / "live_corpus_nonbragg"
+CORPUS = Path(__file__).resolve().parents[1] / "data" / "live_corpus_nonbragg"
 C = resolve_c_binary(env_var=PROGRAMS["nonBragg"].c_bin_env, program=PROGRAMS["nonBragg"].c_name)
 pytestmark = pytest.mark.skipif(not C.ok, reason=f"C nonBragg parity: {C.problem}")
 

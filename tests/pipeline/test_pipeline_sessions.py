@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import test_pipeline_phase_d as phase_d_tests
+from tests.pipeline import test_pipeline_phase_d as phase_d_tests
 from tools import REPO, cmdlog, nox_env
 from tools.evidence import phase_d
 from tools.evidence.bundle import Bundle

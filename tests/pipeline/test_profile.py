@@ -12,7 +12,7 @@ from tools.evidence.bundle import BLOCKED, PASS, BundleError
 from tools.perf import profile as prof
 from tools.evidence.case import DEFAULT_CONFIG, load_case
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_refuses_without_a_passing_bundle(tmp_path, monkeypatch, capsys):

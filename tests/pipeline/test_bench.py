@@ -17,7 +17,7 @@ import pytest
 
 from tools.perf import bench
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 FAKE = textwrap.dedent(f'''\
     """Fake simulator: default outputs of C (float, SMV, PGM, noise) from a pattern; argv as C's."""

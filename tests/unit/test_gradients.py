@@ -274,7 +274,7 @@ def test_matrix_and_source_wavelengths_match_finite_differences(tmp_path):
     # with its own wavelength), the two continuous parameters the 64x64 -cell case above does not exercise
     import shutil
 
-    shutil.copy(Path(__file__).parent / "data" / "live_corpus" / "inputs" / "A.mat", tmp_path / "A.mat")
+    shutil.copy(Path(__file__).parents[1] / "data" / "live_corpus" / "inputs" / "A.mat", tmp_path / "A.mat")
     argv = SPOTS.replace("-cell 20 22 24 88 91 93", "-mat A.mat").replace("-detpixels 64", "-detpixels 32")
     m = model_of(argv, tmp_path)
     # both sources with a wavelength of their own (the file's second line follows lambda0: NaN in the model)

@@ -18,7 +18,7 @@ import re
 import subprocess
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "c-behaviour.md"
 SCANNED = ["src", "tests", "tools", "docs", "plans", "configs", "examples", ".ci",
            "README.md", "noxfile.py", "tasks.py"]

@@ -24,7 +24,7 @@ import pytest
 from nanobrag_torch.io import outputs
 from tests.helpers.cli import run_inproc
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]),
        "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 SMALL = "-cell 100 100 100 90 90 90 -default_F 100 -N 5 -detpixels 32 -oversample 1 -seed 3 -noprogress".split()

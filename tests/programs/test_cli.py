@@ -27,7 +27,7 @@ from nanobrag_torch.config import DEFAULT_FLUENCE, R_E_SQR
 from nanobrag_torch.io.hkl import read_fdump, read_hkl
 from tests.helpers.cli import run_inproc
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ENV = {
     **os.environ,
     "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]),

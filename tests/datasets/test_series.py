@@ -33,7 +33,7 @@ import nanobrag_torch as nb
 from nanobrag_torch.io.outputs import noise_image, roi_of
 from nanobrag_torch.io.smv import read_smv
 from nanobrag_torch.datasets.series import render_frame, render_series
-from tests.test_cli import ENV, run_inproc
+from tests.programs.test_cli import ENV, run_inproc
 from tools.cbin import resolve_c_binary
 from tools.metrics import compare_images, read_float_image, verdict
 from tools.thresholds import tolerances
