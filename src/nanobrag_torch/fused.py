@@ -597,15 +597,17 @@ def num_threads() -> int:
     return max(1, torch.get_num_threads())
 
 
-def _run_tiles(pix, args, out, threads: int, progress=None) -> None:
-    """Render every tile of ``pix``: chunks of consecutive tiles, in raster order, on ``threads`` threads."""
-    ntiles = (pix.size + TILE - 1) // TILE
+def _run_tiles(pix, args, out, threads: int, progress=None, kernel=None, tile: int = TILE) -> None:
+    """Render every tile of ``pix`` with ``kernel`` (default ``_render_tiles``; ``tile`` pixels per tile): chunks
+    of consecutive tiles, in raster order, on ``threads`` threads (one thread: in raster order)."""
+    kernel = _render_tiles if kernel is None else kernel
+    ntiles = (pix.size + tile - 1) // tile
     per = max(1, ntiles // (threads * _CHUNKS_PER_THREAD))
     ranges = [(t, min(t + per, ntiles)) for t in range(0, ntiles, per)]
 
     def one(r):
-        _render_tiles(r[0], r[1], pix, *args, *out)
-        return (r[1] - r[0]) * TILE
+        kernel(r[0], r[1], pix, *args, *out)
+        return min(r[1] * tile, pix.size) - r[0] * tile
 
     # Even with one thread the chunks run in a worker: the main thread only waits, so Ctrl-C and SIGTERM reach
     # it between chunks (never inside numba's compiler, which an interrupt can crash), and the chunks not
