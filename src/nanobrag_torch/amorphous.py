@@ -352,12 +352,12 @@ def render_amorphous(detector: Detector, beam: Beam, sample: AmorphousSample, ov
     NS = inc.shape[0]
     S = oversample * oversample
     steps = NS * S
-    rendered = detector.rendered_mask().reshape(-1)
-    idx = torch.nonzero(rendered).reshape(-1)
     fused = fused_kernel(kernel, torch.device(dev), _requires_grad(detector, beam, sample))
     if fused is not None:
-        return _render_fused(fused, detector, beam, sample, g, inc, lam, weights, polar_axis, idx, oversample,
+        return _render_fused(fused, detector, beam, sample, g, inc, lam, weights, polar_axis, oversample,
                              dtype, fmap, keep_last)
+    rendered = detector.rendered_mask().reshape(-1)
+    idx = torch.nonzero(rendered).reshape(-1)
     chunk = max(1, max_evals // max(1, steps))
     values, lasts = [], []
     omega_sum = torch.zeros((), dtype=dtype, device=dev)
@@ -393,9 +393,12 @@ def render_amorphous(detector: Detector, beam: Beam, sample: AmorphousSample, ov
 
 
 def _render_fused(fused, detector: Detector, beam: Beam, sample: AmorphousSample, g: DetectorGeometry, inc, lam,
-                  weights, polar_axis, idx, oversample: int, dtype, fmap: bool, keep_last: bool) -> AmorphousResult:
+                  weights, polar_axis, oversample: int, dtype, fmap: bool, keep_last: bool) -> AmorphousResult:
     """``render_amorphous`` on the fused CPU kernel: the per-source vectors as the eager render derives them."""
     dev = detector.pixel_size.device
+    npix = detector.fpixels * detector.spixels
+    full = detector.renders_every_pixel()
+    idx = None if full else torch.nonzero(detector.rendered_mask().reshape(-1)).reshape(-1)
     NS = inc.shape[0]
     inc2, _ = unitize_c(inc.to(dtype))  # C unitizes the incident vector again in its polarization function
     kahn = _f64(beam.kahn, dev)
@@ -405,14 +408,16 @@ def _render_fused(fused, detector: Detector, beam: Beam, sample: AmorphousSample
            "fluence": float(_f64(beam.fluence, dev)), "molecules": float(_f64(sample.molecules, dev))}
     values, omega_sum, last = fused.render(
         g, idx, inc.to(dtype), inc2, lam.to(dtype), weights.to(dtype), torch.cat((B, E), dim=-1),
-        table_windows(sample.stol, sample.F), sample.stol, prm, fpixels=detector.fpixels, oversample=oversample,
+        table_windows(sample.stol, sample.F), sample.stol, prm, fpixels=detector.fpixels, npix=npix,
+        oversample=oversample,
         point_pixel=detector.point_pixel, curved=detector.curved, nopolar=beam.nopolar, kahn=float(kahn) != 0.0,
         fmap=fmap, increasing=sample.increasing, keep_last=keep_last, dtype=dtype)
-    rendered = detector.rendered_mask().reshape(-1)
-    flat = torch.zeros(rendered.numel(), dtype=dtype)
-    flat[idx] = values
+    flat = values
+    if not full:
+        flat = torch.zeros(npix, dtype=dtype)
+        flat[idx] = values
     if last is not None:
-        last["pixels"] = idx
+        last["pixels"] = torch.arange(npix) if full else idx
     return AmorphousResult(flat.reshape(detector.spixels, detector.fpixels), omega_sum, NS * oversample ** 2, last)
 
 

@@ -21,22 +21,23 @@ import math
 import numpy as np
 import torch
 
-from .fused import TILE, _curve, _jit, _run_tiles, num_threads
+from .fused import TILE, _curve, _jit, _pixel_list, _run_tiles, _tiles, num_threads
 
 # Floating parameters (engine dtype), by index into ``prm``.
 A_PX, A_CLOSE, A_KAHN, A_DIST, A_RE2, A_FLUENCE, A_MOLECULES = range(7)
 N_APRM = 7
 # Integer settings, by index into ``ipr``.
-J_FPIXELS, J_OS, J_POINT, J_CURVED, J_NOPOLAR, J_KAHN, J_FMAP, J_WALK, J_LAST, J_TILE = range(10)
-N_AIPR = 10
+J_FPIXELS, J_OS, J_POINT, J_CURVED, J_NOPOLAR, J_KAHN, J_FMAP, J_WALK, J_LAST, J_TILE, J_NPIX = range(11)
+N_AIPR = 11
 
 
 @_jit(cache=True, nogil=True)
 def _render_amorphous_tiles(t0, t1, idx, geo, inc, inc2, lam, wts, be, xa, nodes, Fw, den, prm, ipr, walk,
                             values, omsum, lstol, lindex, lpolar, lomega):
-    """Render tiles t0..t1-1 (``ipr[J_TILE]`` consecutive entries of ``idx``, flat raster indices) into
-    ``values`` and ``omsum`` (per pixel: the image value and the summed solid angle, float64); with
-    ``ipr[J_LAST]`` also each pixel's last evaluation (stol, node index, polarization, solid angle).
+    """Render tiles t0..t1-1 (``ipr[J_TILE]`` consecutive entries of ``idx``, flat raster indices; empty: every
+    pixel 0 .. ``ipr[J_NPIX]`` - 1) into ``values`` (per pixel) and ``omsum`` (the summed solid angle per tile,
+    float64); with ``ipr[J_LAST]`` also each pixel's last evaluation (stol, node index, polarization, solid
+    angle).
 
     ``geo`` rows: pix0, fdet, sdet, odet, beam. ``inc``: unit incident vectors (C's first unitize), ``inc2``:
     the same unitized again (C's polarization function), ``be`` (NS, 6): the Kahn factor's B and E vectors
@@ -47,7 +48,8 @@ def _render_amorphous_tiles(t0, t1, idx, geo, inc, inc2, lam, wts, be, xa, nodes
     their tile-sized scratch arrays.
     """
     T = values.dtype.type
-    n_pix = idx.size
+    listed = idx.size > 0
+    n_pix = idx.size if listed else ipr[J_NPIX]
     tile = ipr[J_TILE]
     fpix_f = np.float64(ipr[J_FPIXELS])
     inv_fpixels = 1.0 / fpix_f
@@ -92,7 +94,7 @@ def _render_amorphous_tiles(t0, t1, idx, geo, inc, inc2, lam, wts, be, xa, nodes
         n = min(tile, n_pix - start)
         for i in range(n):
             # slow, fast = divmod(q, fpixels) in exact double arithmetic (as fused._render_tiles)
-            q = np.float64(idx[start + i])
+            q = np.float64(idx[start + i] if listed else start + i)
             row = np.floor(q * inv_fpixels)
             col = q - row * fpix_f
             row = row - 1.0 if col < 0.0 else (row + 1.0 if col >= fpix_f else row)
@@ -209,22 +211,25 @@ def _render_amorphous_tiles(t0, t1, idx, geo, inc, inc2, lam, wts, be, xa, nodes
                             lindex[start + i] = kn[i]
                             lpolar[start + i] = T(1) if nopolar else pol[i]
                             lomega[start + i] = om[i]
+        om_tile = 0.0
         for i in range(n):
             if fmap:
                 values[start + i] = Fv[i]
             else:
                 values[start + i] = I[i] * prm[A_RE2] * prm[A_FLUENCE] * prm[A_MOLECULES] / steps
-            omsum[start + i] = om_acc[i]
+            om_tile += om_acc[i]
+        omsum[tl] = om_tile
 
 
 def _np(t, dtype) -> np.ndarray:
     return np.ascontiguousarray(t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else t, dtype=dtype)
 
 
-def render(g, idx: torch.Tensor, inc, inc2, lam, weights, be, windows, xa, prm: dict, *, fpixels: int,
-           oversample: int, point_pixel: bool, curved: bool, nopolar: bool, kahn: bool, fmap: bool,
+def render(g, idx: torch.Tensor | None, inc, inc2, lam, weights, be, windows, xa, prm: dict, *, fpixels: int,
+           npix: int, oversample: int, point_pixel: bool, curved: bool, nopolar: bool, kahn: bool, fmap: bool,
            increasing: bool, keep_last: bool, dtype: torch.dtype):
-    """Render the pixels ``idx`` (flat raster indices, ascending) on the CPU: (values, omega_sum, last).
+    """Render the pixels ``idx`` (flat raster indices, ascending; None: every pixel 0 .. ``npix`` - 1) on the
+    CPU: (values, omega_sum, last).
 
     ``g``: the placed detector (``geometry.DetectorGeometry``) in the render dtype; ``inc``/``inc2`` (NS, 3),
     ``lam``, ``weights`` (NS,), ``be`` (NS, 6) as ``amorphous.render_amorphous`` prepares them; ``windows``:
@@ -243,17 +248,18 @@ def render(g, idx: torch.Tensor, inc, inc2, lam, weights, be, windows, xa, prm: 
     ipr = np.zeros(N_AIPR, dtype=np.int64)
     ipr[J_FPIXELS], ipr[J_OS], ipr[J_POINT], ipr[J_CURVED] = fpixels, oversample, point_pixel, curved
     ipr[J_NOPOLAR], ipr[J_KAHN], ipr[J_FMAP], ipr[J_WALK] = nopolar, kahn, fmap, walk_mode
-    ipr[J_LAST], ipr[J_TILE] = keep_last, tile
+    pix = _pixel_list(idx)
+    n = pix.size if idx is not None else npix
+    ipr[J_LAST], ipr[J_TILE], ipr[J_NPIX] = keep_last, tile, n
     nodes, Fw, den = (_np(w, np.float64) for w in windows)
     args = (geo, _np(inc, dt).reshape(-1, 3), _np(inc2, dt).reshape(-1, 3), _np(lam, dt).reshape(-1),
             _np(weights, dt).reshape(-1), _np(be, dt).reshape(-1, 6), xa64, nodes, Fw, den, p, ipr,
             np.zeros(1, dtype=np.int64))
-    pix = np.ascontiguousarray(idx.detach().cpu().numpy(), dtype=np.int64)
-    n = pix.size
     m = n if keep_last else 0
-    out = (np.empty(n, dt), np.empty(n, np.float64), np.empty(m, np.float64), np.empty(m, np.int64),
+    out = (np.empty(n, dt), np.empty(_tiles(n, tile), np.float64), np.empty(m, np.float64), np.empty(m, np.int64),
            np.empty(m, dt), np.empty(m, dt))
-    _run_tiles(pix, args, out, 1 if walk_mode else num_threads(), kernel=_render_amorphous_tiles, tile=tile)
+    _run_tiles(pix, args, out, 1 if walk_mode else num_threads(), kernel=_render_amorphous_tiles, tile=tile,
+               npix=n)
     last = None
     if keep_last:
         last = {name: torch.from_numpy(a) for name, a in zip(("stol", "index", "polar", "omega"), out[2:])}

@@ -547,7 +547,7 @@ def run(argv: list[str], out=print) -> int:
     oc = config.output
     outputs = Outputs(floatfile=oc.floatfile, intfile=oc.intfile, pgmfile=oc.pgmfile, noisefile=oc.noisefile,
                       scale=oc.scale, pgmscale=oc.pgmscale, adc=oc.adc, seed=oc.seed)
-    in_roi = roi_mask(det.shape, dc.roi)
+    in_roi = None if det.renders_every_pixel() else roi_mask(det.shape, dc.roi)
     write_image_outputs(res.image, outputs, header, in_roi, in_roi, dc.pixel_size, config.oversample, out,
                         extra_files=extra, rmsd_offset=1, count=count)
     if not quiet:

@@ -19,10 +19,22 @@ def write_float_image(path: str | Path, image: np.ndarray) -> None:
 
 def write_pgm(path: str | Path, pixels: np.ndarray, scale: float) -> None:
     """Binary P5 greymap with C's comment line recording the scale."""
-    spixels, fpixels = pixels.shape
+    write_pgm_blocks(path, pixels.shape, [np.ascontiguousarray(pixels, dtype=np.uint8)], scale)
+
+
+def write_pgm_blocks(path: str | Path, shape: tuple[int, int], blocks, scale: float) -> None:
+    """``write_pgm`` of an image of ``shape`` (spixels, fpixels) given as raster-order uint8 blocks."""
+    spixels, fpixels = shape
+    write_with_header(path, f"P5\n{fpixels} {spixels}\n# pixels scaled by {scale:g}\n255\n".encode("ascii"), blocks)
+
+
+def write_with_header(path: str | Path, header: bytes, blocks) -> None:
+    """``header``, then the bytes of each contiguous array of ``blocks`` in order, without copying them (SMV
+    and PGM files written block by block)."""
     with open(path, "wb") as fh:
-        fh.write(f"P5\n{fpixels} {spixels}\n# pixels scaled by {scale:g}\n255\n".encode("ascii"))
-        fh.write(np.ascontiguousarray(pixels, dtype=np.uint8).tobytes())
+        fh.write(header)
+        for block in blocks:
+            fh.write(memoryview(np.ascontiguousarray(block).reshape(-1).view(np.uint8)))
 
 
 def read_float_image(path: str | Path, flag: str) -> np.ndarray:
