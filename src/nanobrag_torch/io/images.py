@@ -1,6 +1,7 @@
 """Raw float and PGM images."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -42,11 +43,16 @@ def read_float_image(path: str | Path, flag: str) -> np.ndarray:
     it is missing, unreadable, empty or not a whole number of 4-byte floats."""
     p = check_readable_file(flag, str(path))
     try:
-        data = p.read_bytes()
+        with open(p, "rb") as fh:  # read straight into the array (no bytes object to copy from)
+            size = os.fstat(fh.fileno()).st_size
+            out = np.empty(size // 4, dtype=np.float32)
+            got = fh.readinto(memoryview(out).cast("B")) if out.size else 0
+            rest = len(fh.read())
     except OSError as exc:
         raise InputError(f"{flag}: cannot read {path}: {exc.strerror or exc}") from None
-    if len(data) % 4:
-        raise InputError(f"{flag}: {path}: {len(data)} bytes is not a whole number of 4-byte floats")
-    if not data:
+    total = got + rest
+    if total % 4 or got != out.nbytes:
+        raise InputError(f"{flag}: {path}: {total} bytes is not a whole number of 4-byte floats")
+    if not total:
         raise InputError(f"{flag}: {path}: 0 bytes, an empty file")
-    return np.frombuffer(data, dtype=np.float32).copy()
+    return out
