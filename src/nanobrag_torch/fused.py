@@ -120,8 +120,8 @@ P_SUB, P_SUBHALF, P_THICKSTEP, P_PX2, P_CLOSE, P_DEPTH, P_DMIN, P_KAHN, P_IBG, P
 N_PRM = 16
 # Integer settings, by index into ``ipr``.
 (I_FPIXELS, I_OS, I_LAYERS, I_SHAPE, I_POINT, I_THICK, I_WATER, I_NOPOLAR, I_OS_THICK, I_OS_POLAR, I_OS_OMEGA,
- I_CURVED, I_HAS_TABLE, I_HMIN, I_KMIN, I_LMIN, I_HMAX, I_KMAX, I_LMAX, I_INTERP, I_DMIN, I_WIDE) = range(22)
-N_IPR = 22
+ I_CURVED, I_HAS_TABLE, I_HMIN, I_KMIN, I_LMIN, I_HMAX, I_KMAX, I_LMAX, I_INTERP, I_DMIN, I_WIDE, I_NPIX) = range(23)
+N_IPR = 23
 SHAPES = {"square": 0, "round": 1, "gauss": 2, "tophat": 3}
 
 
@@ -150,12 +150,14 @@ def _clamp_axis(x, hi):
 def _render_tiles(t0, t1, idx, geo, inc, lam, orient, recip, polax, Fpad, prm, ipr, known_first,
                   values, omsum, had_oor, used_interp):
     """Render tiles t0..t1-1 (TILE consecutive entries each) of the pixels ``idx`` (flat raster indices,
-    ascending) into ``values``/``omsum`` (per pixel). Runs without the GIL: threads render chunks in parallel.
+    ascending; empty: every pixel 0 .. ``ipr[I_NPIX]`` - 1) into ``values`` (per pixel) and ``omsum`` (the
+    summed solid angle per tile, float64). Runs without the GIL: threads render chunks in parallel.
 
     ``geo`` rows: pix0, fdet, sdet, odet, beam. ``orient`` (9, K): a, b, c components per phi x mosaic
     orientation. ``Fpad``: the F table with a default_F border one cell wide (flat, shape in ipr).
     With ``ipr[I_INTERP]`` tricubic F is used until each pixel's first out-of-range lookup
-    (``had_oor``); ``used_interp`` says whether a pixel used it at all. ``known_first[0]``: the smallest
+    (``had_oor``); ``used_interp`` says whether a pixel used it at all (both per pixel, empty without
+    tricubic F). ``known_first[0]``: the smallest
     pixel position known to hold an out-of-range lookup (tiles after it use nearest F).
 
     Why one long function: it is the whole per-tile evaluation compiled as one numba function, so that the
@@ -165,7 +167,8 @@ def _render_tiles(t0, t1, idx, geo, inc, lam, orient, recip, polax, Fpad, prm, i
     comments in the order of the eager kernel's named stages (kernel.render_chunk).
     """
     T = values.dtype.type
-    n_pix = idx.size
+    listed = idx.size > 0
+    n_pix = idx.size if listed else ipr[I_NPIX]
     fpix_f = np.float64(ipr[I_FPIXELS])
     inv_fpixels = 1.0 / fpix_f
     os_ = ipr[I_OS]
@@ -254,11 +257,12 @@ def _render_tiles(t0, t1, idx, geo, inc, lam, orient, recip, polax, Fpad, prm, i
     ib = np.zeros(TILE, np.int32)
     for tile in range(t0, t1):
         start = tile * TILE
+        om_tile = 0.0
         n = min(TILE, n_pix - start)
         tile_interp = interp and start < known_first[0]
         for i in range(n):
             # slow, fast = divmod(q, fpixels) in exact double arithmetic (an integer division costs ~40 cycles)
-            q = np.float64(idx[start + i])
+            q = np.float64(idx[start + i] if listed else start + i)
             row = np.floor(q * inv_fpixels)
             col = q - row * fpix_f
             row = row - 1.0 if col < 0.0 else (row + 1.0 if col >= fpix_f else row)
@@ -270,8 +274,10 @@ def _render_tiles(t0, t1, idx, geo, inc, lam, orient, recip, polax, Fpad, prm, i
             ion[i] = tile_interp
             found[i] = False
             om_acc[i] = T(0)
-            had_oor[start + i] = False
-            used_interp[start + i] = False
+        if interp:
+            for i in range(n):
+                had_oor[start + i] = False
+                used_interp[start + i] = False
         for t in range(layers):
             Odet = T(t) * thickstep
             for ss in range(os_):
@@ -438,7 +444,8 @@ def _render_tiles(t0, t1, idx, geo, inc, lam, orient, recip, polax, Fpad, prm, i
                 v = v * om0[i]
                 om_acc[i] = om0[i] * T_S
             values[start + i] = v
-            omsum[start + i] = om_acc[i]
+            om_tile += np.float64(om_acc[i])
+        omsum[tile] = om_tile
         if tile_interp:
             for i in range(n):
                 if had_oor[start + i]:
@@ -555,13 +562,15 @@ def _lagrange(t):
 # Compiled one-pass versions of stats.py's block loops (same results, the sums in raster order as C's).
 @_jit(cache=True, nogil=True)
 def masked_sums(flat32, mask, shift):
-    """(n, sum x, sum x^2) in double over the pixels where ``mask``; with a finite ``shift``, sum (x-shift)^2."""
+    """(n, sum x, sum x^2) in double over the pixels where ``mask`` (empty: every pixel); with a finite
+    ``shift``, sum (x-shift)^2."""
     n = 0
     total = 0.0
     sq = 0.0
     use = shift == shift
+    every = mask.size == 0
     for i in range(flat32.size):
-        if mask[i]:
+        if every or mask[i]:
             x = np.float64(flat32[i])
             if use:
                 x = x - shift
@@ -573,20 +582,24 @@ def masked_sums(flat32, mask, shift):
 
 @_jit(cache=True, nogil=True)
 def int_pixels(flat32, roi, scale, adc, out):
-    """SMV pixels (stats.int_image): floor(float32(v scale + adc + 0.5)) clipped to 0..65535; NaN, outside -> 0."""
+    """SMV pixels (stats.int_image): floor(float32(v scale + adc + 0.5)) clipped to 0..65535; NaN, outside the
+    ROI (``roi`` empty: every pixel is inside) -> 0."""
+    every = roi.size == 0
     for i in range(flat32.size):
         t = np.float64(flat32[i]) * scale + adc
         t = 0.0 if t < 0.0 else (65535.0 if t > 65535.0 else t)
         r = np.floor(np.float32(t + 0.5))
-        out[i] = np.uint16(r) if roi[i] and r == r else np.uint16(0)
+        out[i] = np.uint16(r) if (every or roi[i]) and r == r else np.uint16(0)
 
 
 @_jit(cache=True, nogil=True)
 def pgm_pixels(flat32, roi, scale, out):
-    """PGM bytes (stats.pgm_image): min(v scale, 255) truncated; negative, NaN, outside the ROI -> 0."""
+    """PGM bytes (stats.pgm_image): min(v scale, 255) truncated; negative, NaN, outside the ROI (``roi`` empty:
+    every pixel is inside) -> 0."""
+    every = roi.size == 0
     for i in range(flat32.size):
         t = np.float64(flat32[i]) * scale
-        keep = roi[i] and t >= 0.0  # NaN fails the test
+        keep = (every or roi[i]) and t >= 0.0  # NaN fails the test
         t = 255.0 if t > 255.0 else t
         out[i] = np.uint8(np.trunc(t)) if keep else np.uint8(0)
 
@@ -597,15 +610,19 @@ def num_threads() -> int:
     return max(1, torch.get_num_threads())
 
 
-def _run_tiles(pix, args, out, threads: int, progress=None) -> None:
-    """Render every tile of ``pix``: chunks of consecutive tiles, in raster order, on ``threads`` threads."""
-    ntiles = (pix.size + TILE - 1) // TILE
+def _run_tiles(pix, args, out, threads: int, progress=None, kernel=None, tile: int = TILE, npix: int = 0) -> None:
+    """Render every tile of ``pix`` (empty: of the pixels 0 .. ``npix`` - 1) with ``kernel`` (default
+    ``_render_tiles``; ``tile`` pixels per tile): chunks of consecutive tiles, in raster order, on ``threads``
+    threads (one thread: in raster order)."""
+    kernel = _render_tiles if kernel is None else kernel
+    total = pix.size if pix.size else npix
+    ntiles = _tiles(total, tile)
     per = max(1, ntiles // (threads * _CHUNKS_PER_THREAD))
     ranges = [(t, min(t + per, ntiles)) for t in range(0, ntiles, per)]
 
     def one(r):
-        _render_tiles(r[0], r[1], pix, *args, *out)
-        return min(r[1] * TILE, pix.size) - r[0] * TILE  # the pixels of these tiles (the last one may be short)
+        kernel(r[0], r[1], pix, *args, *out)
+        return min(r[1] * tile, total) - r[0] * tile
 
     # Even with one thread the chunks run in a worker: the main thread only waits, so Ctrl-C and SIGTERM reach
     # it between chunks (never inside numba's compiler, which an interrupt can crash), and the chunks not
@@ -623,9 +640,11 @@ def _np(t: torch.Tensor, dtype) -> np.ndarray:
     return np.ascontiguousarray(t.detach().cpu().numpy(), dtype=dtype)
 
 
-def render(geom, idx: torch.Tensor, inp, s, fpixels: int, pixel_size: float, oversample: int, thickstep: float,
-           thicksteps: int, curved: bool, interp_enabled: bool = True, progress=None):
-    """Render the pixels ``idx`` (flat raster indices, ascending: ROI and mask applied) on the CPU.
+def render(geom, idx: torch.Tensor | None, inp, s, fpixels: int, pixel_size: float, oversample: int,
+           thickstep: float, thicksteps: int, curved: bool, interp_enabled: bool = True, progress=None,
+           npix: int = 0):
+    """Render the pixels ``idx`` (flat raster indices, ascending: ROI and mask applied; None: every pixel
+    0 .. ``npix`` - 1) on the CPU.
 
     ``geom`` is the placed ``geometry.DetectorGeometry``, ``inp``/``s`` the ``kernel.KernelInputs`` and
     ``kernel.KernelSettings`` of the eager path. Returns (values per pixel, omega_sum over all pixels,
@@ -636,10 +655,19 @@ def render(geom, idx: torch.Tensor, inp, s, fpixels: int, pixel_size: float, ove
     dt = np.float32 if tdtype == torch.float32 else np.float64
     args = _kernel_arrays(geom, inp, s, dt, fpixels, pixel_size, oversample, thickstep, thicksteps, curved,
                           interp_enabled)
-    pix = np.ascontiguousarray(idx.detach().cpu().numpy(), dtype=np.int64)
+    pix = _pixel_list(idx)
+    args[8][I_NPIX] = npix if idx is None else pix.size
     values, omsum, still_on = _render_pixels(pix, args, dt, interp_enabled, progress)
     omega_sum = torch.as_tensor(omsum.sum(dtype=np.float64), dtype=tdtype)
     return (torch.from_numpy(values), omega_sum, torch.as_tensor(still_on))
+
+
+def _pixel_list(idx) -> np.ndarray:
+    """The kernels' pixel list: int64 raster indices, or an empty array for "every pixel" (``idx`` None)."""
+    if idx is None:
+        return np.empty(0, dtype=np.int64)
+    return np.ascontiguousarray(idx.detach().cpu().numpy() if isinstance(idx, torch.Tensor) else idx,
+                                dtype=np.int64)
 
 
 def _kernel_arrays(geom, inp, s, dt, fpixels, pixel_size, oversample, thickstep, thicksteps, curved,
@@ -698,28 +726,36 @@ def _kernel_arrays(geom, inp, s, dt, fpixels, pixel_size, oversample, thickstep,
     return (geo, inc, lam, orient, recip, polax, Fpad, prm, ipr, known_first)
 
 
+def _tiles(n: int, tile: int = TILE) -> int:
+    return (n + tile - 1) // tile
+
+
 def _render_pixels(pix, args, dt, interp_enabled: bool, progress):
-    """Run the tiles over ``pix`` with C's global tricubic shut-off; (values, omega per pixel, still on)."""
+    """Run the tiles over ``pix`` (empty: every pixel) with C's global tricubic shut-off; (values, omega per
+    tile, still on)."""
     ipr = args[8]
-    n = pix.size
+    n = ipr[I_NPIX]
+    interp = bool(ipr[I_INTERP])
     values = np.empty(n, dtype=dt)
-    omsum = np.empty(n, dtype=dt)
-    had_oor = np.empty(n, dtype=np.bool_)
-    used = np.empty(n, dtype=np.bool_)
+    omsum = np.empty(_tiles(n), dtype=np.float64)
+    had_oor = np.empty(n if interp else 0, dtype=np.bool_)
+    used = np.empty(n if interp else 0, dtype=np.bool_)
     args[9][0] = n
     threads = num_threads()
-    _run_tiles(pix, args, (values, omsum, had_oor, used), threads, progress)
+    _run_tiles(pix, args, (values, omsum, had_oor, used), threads, progress, npix=n)
     still_on = bool(interp_enabled)
-    if ipr[I_INTERP] and had_oor.any():
+    if interp and had_oor.any():
         # C's global shut-off: every pixel after the first out-of-range lookup that interpolated is redone
         still_on = False
         first = int(np.argmax(had_oor))
         redo = first + 1 + np.flatnonzero(used[first + 1:])
         if redo.size:
             ipr[I_INTERP] = 0
+            listed = pix[redo] if pix.size else redo.astype(np.int64)
+            ipr[I_NPIX] = listed.size
             v2 = np.empty(redo.size, dtype=dt)
-            scratch = (v2, np.empty(redo.size, dtype=dt), np.empty(redo.size, np.bool_),
-                       np.empty(redo.size, np.bool_))
-            _run_tiles(pix[redo], args, scratch, threads)
+            scratch = (v2, np.empty(_tiles(redo.size), dtype=np.float64), np.empty(0, np.bool_),
+                       np.empty(0, np.bool_))
+            _run_tiles(listed, args, scratch, threads)
             values[redo] = v2
     return values, omsum, still_on

@@ -85,11 +85,11 @@ def run(argv, cwd: Path):
 def test_no_space_left_names_the_file_and_leaves_nothing(tmp_path, monkeypatch):
     # ENOSPC from the PGM writer after part of its file was written: one line naming image.pgm (not its
     # temporary), and neither the PGM nor the float/int images written before it.
-    def full_disk(path, pixels, scale):
+    def full_disk(path, shape, blocks, scale):
         Path(path).write_bytes(b"P5 partial")
         raise OSError(28, "No space left on device", str(path))
 
-    monkeypatch.setattr(outputs, "write_pgm", full_disk)
+    monkeypatch.setattr(outputs, "write_pgm_blocks", full_disk)
     code, lines, files = run(SMALL, tmp_path / "run")
     assert (code, lines, files) == (1, ["nanobrag-torch: error: cannot write image.pgm: No space left on device"], [])
 
@@ -115,11 +115,11 @@ def test_an_unwritable_output_path_is_named_and_nothing_is_written(tmp_path, tar
 def test_ctrl_c_while_writing_leaves_nothing(tmp_path, monkeypatch):
     # Ctrl-C half way through the PGM (the float and int images are already written under their temporary
     # names): exit 130, and neither the files nor their temporaries.
-    def interrupted(path, pixels, scale):
+    def interrupted(path, shape, blocks, scale):
         Path(path).write_bytes(b"P5 partial")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(outputs, "write_pgm", interrupted)
+    monkeypatch.setattr(outputs, "write_pgm_blocks", interrupted)
     code, lines, files = run(SMALL, tmp_path / "run")
     assert (code, lines, files) == (130, ["nanobrag-torch: interrupted (SIGINT)"], [])
 

@@ -54,7 +54,7 @@ def _jit(numba, fn, inline: bool):
     """``numba.njit`` of one generator function, cached on disk (compiled per process when no cache location
     is writable). ``_nrt=False``: the generators allocate nothing, and without numba's reference counting of
     the state arrays passed between them the per-pixel loop runs about 2.5x faster."""
-    opts = {"_nrt": False, "inline": "always" if inline else "never"}
+    opts = {"_nrt": False, "nogil": True, "inline": "always" if inline else "never"}
     try:
         return numba.njit(cache=True, **opts)(fn)
     except RuntimeError:  # numba: "cannot cache function ...: no locator available"

@@ -126,7 +126,7 @@ def render_frame(model: Model, plan: SeriesPlan, i: int, kernel: str = "auto",
     t0 = time.perf_counter()
     fm = frame_model(model, plan, i)
     res = render_details(fm, kernel=kernel, max_memory_gb=max_memory_gb, progress=False)
-    image32 = res.image.detach().to("cpu").numpy().astype(np.float32)
+    image32 = res.image.detach().to("cpu").numpy().astype(np.float32, copy=False)
     noise, photons, overloads = None, 0.0, 0
     if plan.seed is not None:
         rng = copy.deepcopy(getattr(model.info, "rng", None) or CRandom())  # the run's state after its draws

@@ -16,12 +16,12 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..checks import check_positive
-from ..response.detector import DEFAULT_CALIB_SEED, R_E_SQR, DetectorImages, DetectorResponse, apply_detector_response
-from ..errors import InputError, UsageError, warn
 from ..cmdline.flags import Flag, _f, flag_help_lines, parse_argv
-from ..io.images import read_float_image, write_pgm
-from ..io.outputs import write_atomically
+from ..errors import InputError, UsageError, warn
+from ..io.images import read_float_image, write_pgm, write_with_header
+from ..io.outputs import atomic_files
 from ..io.smv import format_header, header_value, read_smv_header
+from ..response.detector import DEFAULT_CALIB_SEED, R_E_SQR, DetectorImages, DetectorResponse, apply_detector_response
 
 PROG = "noisify"
 
@@ -238,14 +238,18 @@ def smv_header(cfg: NoisifyConfig) -> bytes:
 def write_outputs(cfg: NoisifyConfig, res: DetectorImages, header: bytes) -> None:
     """C's files, all or nothing: the noiseless image, the PGM, the noise image (a name given twice holds what C
     wrote last)."""
-    files: dict[str, tuple] = {cfg.intfile: (header + res.intimage.pixels.tobytes(), None)}
+    intimage = res.intimage.pixels
+    files: dict[str, object] = {cfg.intfile: lambda p: write_with_header(p, header, [intimage])}
     if cfg.pgmfile is not None:
         pgm = res.pgm
-        files[cfg.pgmfile] = (None, lambda p: write_pgm(p, pgm, 1.0))
+        files[cfg.pgmfile] = lambda p: write_pgm(p, pgm, 1.0)
     if cfg.noisefile is not None and res.noiseimage is not None:
+        noise = res.noiseimage.pixels
         files.pop(cfg.noisefile, None)
-        files[cfg.noisefile] = (header + res.noiseimage.pixels.tobytes(), None)
-    write_atomically([(name, data, writer) for name, (data, writer) in files.items()])
+        files[cfg.noisefile] = lambda p: write_with_header(p, header, [noise])
+    with atomic_files() as out:  # the files are written in parallel
+        for name, writer in files.items():
+            out.add(name, None, writer)
 
 
 # --------------------------------------------------------------------------------------------- run

@@ -106,7 +106,7 @@ FLAGS: tuple[Flag, ...] = (
     _f("noprogress", "-noprogress", "none", "Output", "accepted (no progress output)"),
     _f("progress", "-progress", "none", "Output", "accepted (no progress output)"),
     # Ours
-    *_shared("dtype device quiet"),
+    *_shared("dtype device kernel quiet"),
 )
 
 INTRO = [
@@ -146,7 +146,7 @@ _STORE: dict[str, tuple[tuple[str, ...], object, dict]] = {
 }
 for _key in ("fluence", "flux", "exposure", "dispsteps", "hdivsteps", "vdivsteps", "sourcefile", "oversample",
              "roi", "img", "gain", "phisteps", "floatfile", "intfile", "scale", "pgmscale", "adc", "seed", "stolout",
-             "dtype", "device", "beam_vector", "polar_vector", "fdet_vector", "sdet_vector", "twotheta_axis"):
+             "dtype", "device", "kernel", "beam_vector", "polar_vector", "fdet_vector", "sdet_vector", "twotheta_axis"):
     _STORE[_key] = ((_key,), None, {})
 _SWITCH: dict[str, dict] = {
     "round_div": {"round_div": True}, "square_div": {"round_div": False}, "nopolar": {"nopolar": True},
@@ -188,7 +188,7 @@ def initial_state() -> SimpleNamespace:
         gain=1.0, phi0=0.0, osc=-1.0, phistep=-1.0, phisteps=-1, fmap=False,
         floatfile="floatimage.bin", intfile="intimage.img", pgmfile="image.pgm", write_pgm=True,
         noisefile="noiseimage.img", noise=True, scale=0.0, pgmscale=0.0, adc=40.0, seed=None, stolout="output.stol",
-        quiet=False, dtype="float64", device="cpu", help=False, warnings=[],
+        quiet=False, dtype="float64", device="cpu", kernel="auto", help=False, warnings=[],
     )
 
 
@@ -367,7 +367,7 @@ def build_config(events: list[tuple[str, object]], header_hook=_img_hook) -> Non
         molecules=molecules, beam=beam, detector=detector, source_distance=st.source_distance,
         oversample=st.oversample if st.oversample > 0 else 1, fmap=st.fmap, phi0=st.phi0, osc=osc, img=st.img,
         ignore=tuple(st.ignore), gain=st.gain, stolout=st.stolout, output=output,
-        engine=EngineConfig(dtype=st.dtype, device=st.device), warnings=tuple(st.warnings))
+        engine=EngineConfig(dtype=st.dtype, device=st.device, kernel=st.kernel), warnings=tuple(st.warnings))
 
 
 # ----------------------------------------------------------------------------------------------- loading
@@ -531,7 +531,7 @@ def run(argv: list[str], out=print) -> int:
     _report(config, det, beam, g, log)
     dtype = {"float32": torch.float32, "float64": torch.float64}[config.engine.dtype]
     res = render_amorphous(det, beam, sample, config.oversample, dtype=dtype, fmap=config.fmap,
-                           keep_last=inputs.img is not None)
+                           keep_last=inputs.img is not None, kernel=config.engine.kernel)
     out(f"solid angle subtended by detector = {res.omega_sum:g} steradian ( {100 * res.omega_sum / 4 / math.pi:g}% "
         "sphere)")
     extra, count = [], None
@@ -546,7 +546,7 @@ def run(argv: list[str], out=print) -> int:
     oc = config.output
     outputs = Outputs(floatfile=oc.floatfile, intfile=oc.intfile, pgmfile=oc.pgmfile, noisefile=oc.noisefile,
                       scale=oc.scale, pgmscale=oc.pgmscale, adc=oc.adc, seed=oc.seed)
-    in_roi = roi_mask(det.shape, dc.roi)
+    in_roi = None if det.renders_every_pixel() else roi_mask(det.shape, dc.roi)
     write_image_outputs(res.image, outputs, header, in_roi, in_roi, dc.pixel_size, config.oversample, out,
                         extra_files=extra, rmsd_offset=1, count=count)
     if not quiet:

@@ -44,10 +44,11 @@ def _kernels():
 
 
 def _as_float32(image) -> np.ndarray:
-    """A 2-D float32 copy of ``image`` (ndarray or torch tensor), as C's float arrays hold it."""
+    """``image`` (ndarray or torch tensor) as a 2-D float32 array, as C's float arrays hold it (no copy when it
+    is one already: the steps only read their input)."""
     if hasattr(image, "detach"):
         image = image.detach().to("cpu").numpy()
-    arr = np.array(image, dtype=np.float32)
+    arr = np.ascontiguousarray(image, dtype=np.float32)
     if arr.ndim != 2:
         raise ValueError(f"expected a 2-D image (slow, fast), got shape {arr.shape}")
     return arr
@@ -62,8 +63,14 @@ def _seed(value) -> Seed:
 def photons_per_pixel(image, scale: float = 1.0, fluence: float = C_FLUENCE) -> np.ndarray:
     """C's photon scale: ``float32((fluence*r_e^2)*scale*I)`` per pixel (1 photon per unit by default, §11.3)."""
     factor = (fluence * R_E_SQR) * scale
+    img = _as_float32(image)
+    out = np.empty(img.shape, dtype=np.float32)
+    src, dst = img.reshape(-1), out.reshape(-1)
+    block = 1 << 20  # double temporaries of 8 MB instead of the whole image's
     with np.errstate(over="ignore", invalid="ignore"):
-        return (factor * _as_float32(image).astype(np.float64)).astype(np.float32)
+        for i in range(0, src.size, block):
+            dst[i:i + block] = factor * src[i:i + block].astype(np.float64)
+    return out
 
 
 def psf_kernel(kind: str, fwhm_pixels: float, radius: int) -> np.ndarray:
@@ -168,14 +175,14 @@ def adc_image(photons, gain: float = 1.0, adc: float = 40.0, readout: float = 0.
     img = _as_float32(photons)
     flat = img.reshape(-1)
     out16 = np.empty(flat.size, dtype=np.uint16)
-    out32 = np.empty(flat.size, dtype=np.uint32)
+    out32 = np.empty(flat.size if bits == 32 else 0, dtype=np.uint32)  # the 16-bit run keeps none
     rng = CRandom() if rng is None else rng
     s = _seed(seed)
     total, overloads = _kernels().adc_pixels(
         flat, float(gain), float(adc), 0.0 if noiseless else float(readout), bool(noiseless), int(bits), s.cell,
         rng.table, rng.cache, out16, out32)
-    out16, out32 = out16.reshape(img.shape), out32.reshape(img.shape)
-    return AdcImage(out16 if bits == 16 else out32, out16, float(total), int(overloads))
+    out16 = out16.reshape(img.shape)
+    return AdcImage(out16 if bits == 16 else out32.reshape(img.shape), out16, float(total), int(overloads))
 
 
 # ------------------------------------------------------------------------------------------- the chain

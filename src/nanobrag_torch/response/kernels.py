@@ -201,9 +201,11 @@ def adc_pixels(photons, gain, adc, readout, noiseless, bits, seed, table, cache,
     ``readout * gaussdev(&seed)`` when readout > 0; capped at 2147483647 (an overload for 32 bits) before the
     uint32 store, then at 65535 (an overload for 16 bits) before the uint16 store. C's ``noiseless`` image caps
     at 65535 before the uint32 store too, and there its compiled conversion goes through a 32-bit int (NaN and
-    values below -2**31 give 2**31). Returns (photon sum in double, overloads)."""
+    values below -2**31 give 2**31). ``out32`` may be empty (16-bit runs). Returns (photon sum in double,
+    overloads)."""
     total = 0.0
     overloads = 0
+    wide = out32.size > 0
     for i in range(photons.size):
         p = np.float64(photons[i])
         total += p
@@ -217,8 +219,9 @@ def adc_pixels(photons, gain, adc, readout, noiseless, bits, seed, table, cache,
         if noiseless:
             if adu > 65535.0:
                 adu = 65535.0
-            out32[i] = c_int(adu) & 0xFFFFFFFF
-        else:
+            if wide:
+                out32[i] = c_int(adu) & 0xFFFFFFFF
+        elif wide:
             out32[i] = c_uint32(adu)
         if adu > 65535.0:
             adu = 65535.0
