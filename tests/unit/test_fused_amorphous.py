@@ -16,7 +16,7 @@ import torch
 
 from nanobrag_torch import amorphous, fused, nonbragg
 from nanobrag_torch.errors import UsageError
-from tests.test_nonbragg_corpus import CORPUS
+from tests.parity.test_nonbragg_corpus import CORPUS
 from tools.matrix.corpus import load_corpus
 from tools.thresholds import tolerances
 
