@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from nanobrag_torch import amorphous, fused, nonbragg
+from nanobrag_torch import amorphous, fused
+from nanobrag_torch.programs import nonbragg
 from nanobrag_torch.errors import UsageError
 from tests.parity.test_nonbragg_corpus import CORPUS
 from tools.matrix.corpus import load_corpus
