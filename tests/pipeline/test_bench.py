@@ -13,6 +13,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tools.perf import bench
@@ -263,3 +264,129 @@ def test_series_case_times_c_per_frame_and_ours_in_one_run(tmp_path):
     assert row["parity"] == {"status": "PASS", "files_checked": 6, "reasons": []}, "float, int, noise per frame"
     assert data["targets"][0]["status"] == "MET" and data["passed"] is True
     assert "| tiny-series | 2 |" in (out / "bench.md").read_text()
+
+
+PROGRAMS_CASES = '''
+[[case]]
+id = "nb"
+program = "nonBragg"
+argv = "-stol water.stol -detpixels 16 -nonoise"
+[[case]]
+id = "nz"
+program = "noisify"
+argv = "-floatfile spots16.bin -seed 2"
+[[case]]
+id = "base"
+argv = "-default_F 10 -detpixels 16 -nonoise -nopgm"
+[[case]]
+id = "with-noise"
+argv = "-default_F 10 -detpixels 16 -nopgm -seed 3"
+[[target]]
+what = "noise"
+case = "with-noise"
+baseline = "base"
+dtype = "float64"
+metric = "delta_ratio"
+max = 1e-9
+or_within_s = 1000
+'''
+
+
+def test_every_program_of_the_suite_against_its_own_binary(tmp_path):
+    # nonBragg and noisify cases run their C binaries (here the fake, given by --nonbragg-bin / --noisify-bin)
+    # and our subcommand; noisify has no -dtype, so ours runs once (side "ours") and is judged like float64.
+    sim, exe = _fakes(tmp_path)
+    out = tmp_path / "bundle"
+    code = bench.main(["--config", str(_config(tmp_path, sim, PROGRAMS_CASES, repeats=1)), "--outdir", str(out),
+                       "--c-bin", str(exe), "--nonbragg-bin", str(exe), "--noisify-bin", str(exe), "--no-scaling"])
+    assert code == 0, (out / "bench.md").read_text()
+    data = json.loads((out / "bench.json").read_text())
+    rows = {r["id"]: r for r in data["cases"]}
+    assert list(rows["nb"]["sides"]) == ["c", "float32", "float64"] and rows["nb"]["program"] == "nonBragg"
+    assert list(rows["nz"]["sides"]) == ["c", "ours"]
+    assert {p["output"]: p["status"] for p in rows["nz"]["sides"]["ours"]["parity"]}["noiseimage.img"] == "PASS"
+    md = (out / "bench.md").read_text()
+    assert "| nz [noisify] | ours |" in md and "| nb [nonBragg] | float64 |" in md
+    # the noise target: a tiny ratio limit, but ours adds well under or_within_s seconds: MET, with both deltas
+    noise = data["targets"][0]
+    assert noise["status"] == "MET" and noise["ours_s"] is not None and noise["c_s"] is not None
+
+
+def test_inputs_for_the_other_programs(tmp_path):
+    # water.stol: increasing sin(theta)/lambda with F; spots<N>.bin: N x N float32 photons for each case naming one
+    assert bench.spot_images([{"argv": "-floatfile spots16.bin"}, {"argv": "-floatfile spots32.bin -seed 1"},
+                              {"phase_d": "x"}]) == [16, 32]
+    bench.write_inputs(tmp_path, (3,), [16])
+    table = np.loadtxt(tmp_path / "water.stol")
+    assert table.shape[1] == 2 and np.all(np.diff(table[:, 0]) > 0) and table[0, 1] == pytest.approx(2.57, abs=0.01)
+    img = np.fromfile(tmp_path / "spots16.bin", dtype="<f4")
+    assert img.size == 16 * 16 and img.min() > 1.0 and img.max() > 10.0
+
+
+def test_delta_target_status():
+    # delta_ratio: (ours on case - ours on baseline) / (C on case - C on baseline); or_within_s: MET when ours adds
+    # no more than that; a C delta of 0 or less has no ratio (NOT MEASURED unless or_within_s holds)
+    def rows(c_case, c_base, o_case, o_base):
+        return {"case": {"sides": {"c": {"median_wall_s": c_case}, "float64": {"median_wall_s": o_case}}},
+                "base": {"sides": {"c": {"median_wall_s": c_base}, "float64": {"median_wall_s": o_base}}}}
+    t = {"what": "t", "case": "case", "baseline": "base", "dtype": "float64", "metric": "delta_ratio", "max": 2.0}
+    cfg = {"target": [t, {**t, "or_within_s": 0.3}]}
+    out = bench.evaluate_targets(cfg, rows(1.5, 1.0, 3.0, 2.0), {}, {})
+    assert [(o["value"], o["status"], o["c_s"], o["ours_s"]) for o in out] == [(2.0, "MET", 0.5, 1.0),
+                                                                               (2.0, "MET", 0.5, 1.0)]
+    out = bench.evaluate_targets(cfg, rows(1.1, 1.0, 2.25, 2.0), {}, {})
+    assert [(o["value"], o["status"]) for o in out] == [(2.5, "MISSED"), (2.5, "MET")]
+    out = bench.evaluate_targets(cfg, rows(1.0, 1.1, 2.5, 2.0), {}, {})
+    assert [(o["value"], o["status"]) for o in out] == [(None, "NOT MEASURED"), (None, "NOT MEASURED")]
+
+
+def test_gpu_section_dry_run(tmp_path):
+    # --dry-run: every step of the GPU section on the CPU at 64^2 (no C binary, no command-line runs here): a
+    # single image per dtype, a batch of two stills whose first equals that still rendered alone, a series.
+    from tools.perf import bench_gpu
+
+    out = tmp_path / "gpu"
+    env_c = os.environ.pop("NB_C_BIN", None)
+    try:
+        code = bench_gpu.main(["--dry-run", "--no-cli", "--cases", "still-1024", "--outdir", str(out)])
+    finally:
+        if env_c is not None:
+            os.environ["NB_C_BIN"] = env_c
+    assert code == 0, (out / "bench_gpu.md").read_text()
+    data = json.loads((out / "bench_gpu.json").read_text())
+    assert data["dry_run"] and [(r["case"], r["dtype"]) for r in data["single"]] == [
+        ("still-1024", "float32"), ("still-1024", "float64")]
+    assert all(r["median_s"] > 0 and r["parity"]["status"] == "-" for r in data["single"])
+    modes = [(r["mode"], r["dtype"]) for r in data["throughput"]]
+    assert modes == [("batch of stills", "float32"), ("rotation series", "float32"),
+                     ("batch of stills", "float64"), ("rotation series", "float64")]
+    batches = [r for r in data["throughput"] if r["mode"] == "batch of stills"]
+    assert all(r["batch"] == 2 and r["first_vs_alone_ok"] and r["images_per_s"] > 0 for r in batches)
+    assert all(r["frames"] == 3 for r in data["throughput"] if r["mode"] == "rotation series")
+    md = (out / "bench_gpu.md").read_text()
+    assert "dry run on the CPU" in md and "| still-1024 | float64 |" in md and "images/s" in md
+
+
+def test_gpu_section_against_c_on_all_cores(tmp_path):
+    # The whole-run comparison: the 'C binary' (our CLI here) on every core and our command line, the float image
+    # judged against C's with the parity thresholds.
+    from tools.perf import bench_gpu
+
+    out = tmp_path / "gpu"
+    code = bench_gpu.main(["--dry-run", "--cases", "still-1024", "--dtype", "float64", "--outdir", str(out),
+                           "--c-bin", str(_cli_as_c(tmp_path))])
+    assert code == 0, (out / "bench_gpu.md").read_text()
+    data = json.loads((out / "bench_gpu.json").read_text())
+    row = data["single"][0]
+    assert row["parity"]["status"] == "PASS" and row["parity"]["metrics"]["correlation"] == 1.0
+    assert row["c_median_s"] > 0 and row["ours_median_s"] > 0 and data["c_still_images_per_s"] > 0
+
+
+def test_gpu_section_needs_cuda_without_dry_run(tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: the refusal cannot happen here")
+    assert bench.main(["--device", "cuda", "--outdir", str(tmp_path / "gpu")]) == 2
+    err = capsys.readouterr().err
+    assert "no CUDA device" in err and err.count("\n") == 1
