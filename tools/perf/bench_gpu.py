@@ -123,7 +123,7 @@ def stills_batch(argv: list[str], dtype: str, device: str, kernel: str, batch: i
 
     from nanobrag_torch import render_details
     from nanobrag_torch.model import SETUP_DTYPE
-    from nanobrag_torch.rng import CRandom, random_misset
+    from nanobrag_torch.crandom.streams import CRandom, random_misset
 
     model = _model(argv, dtype, device)
     missets = torch.tensor([random_misset(seed + i, CRandom())[1] for i in range(batch)], dtype=SETUP_DTYPE,
@@ -146,7 +146,7 @@ def stills_batch(argv: list[str], dtype: str, device: str, kernel: str, batch: i
 
 def series(argv: list[str], dtype: str, device: str, kernel: str, frames: int, osc: float, max_gb: float) -> dict:
     """A ``frames``-frame rotation series (``render_series``, float images to the host, no files): frames/s."""
-    from nanobrag_torch.series import render_series
+    from nanobrag_torch.datasets.series import render_series
 
     model = _model(argv, dtype, device)
     list(render_series(model, frames=1, osc=osc, kernel=kernel, max_memory_gb=max_gb))  # warm-up
