@@ -25,7 +25,8 @@ import torch
 
 from .errors import UsageError
 from .geometry import DetectorGeometry, place_detector, unitize
-from .model import SETUP_DTYPE, setup_tensor
+from .io.expt import custom_placement
+from .model import Detector, setup_tensor
 
 
 @dataclass
@@ -181,18 +182,24 @@ def panels_from_detector(det, beam_vector) -> Panels:
                   point_pixel=det.point_pixel, roi=det.roi, mask=mask)
 
 
-def custom_placement(origin, fast, slow, beam) -> tuple[float, float, float]:
-    """(distance, Xbeam, Ybeam) in m that make C's CUSTOM convention (beam pivot, no rotations) put pix0 at
-    ``origin`` for a panel with unit axes ``fast``/``slow`` and odet = fast x slow: C's pix0 is
-    -Xbeam fast - Ybeam slow + distance beam, so distance = origin.n / beam.n and the beam centre is where the
-    beam crosses the panel's plane, measured from the origin."""
-    o, f, s, b = (torch.as_tensor(v, dtype=SETUP_DTYPE) for v in (origin, fast, slow, beam))
-    b = b / torch.linalg.vector_norm(b)
-    n = torch.linalg.cross(f, s)
-    d = (o * n).sum() / (b * n).sum()
-    w = d * b - o
-    return float(d), float((w * f).sum()), float((w * s).sum())
+def panel_as_detector(panels: Panels, i: int, beam_vector) -> Detector:
+    """Panel ``i`` as the C program's single detector: the CUSTOM convention with the panel's axes
+    (odet = its normal) and the distance and beam centre (beam pivot) that put pix0 at its origin — the
+    flags ``io.expt.c_flags`` gives the C program (values only: no gradient flows through this)."""
+    with torch.no_grad():
+        origin, fast, slow, normal = (v[i] for v in panel_axes(panels))
+        beam = setup_tensor(beam_vector, origin.device)
+        d, xb, yb = custom_placement(origin.cpu().numpy(), fast.cpu().numpy(), slow.cpu().numpy(),
+                                     beam.cpu().numpy())
+    t = lambda v: setup_tensor(v, origin.device)  # noqa: E731
+    px = setup_tensor(panels.pixel_size, origin.device).detach()
+    return Detector(convention="CUSTOM", pivot="beam", fpixels=panels.fpixels, spixels=panels.spixels,
+                    pixel_size=px, distance=t(d), close_distance=None, beam_center=t((xb, yb)),
+                    near_point=t((xb, yb)), rotations=t((0.0, 0.0, 0.0)), twotheta=t(0.0), fdet=fast, sdet=slow,
+                    odet=normal, twotheta_axis=t((0.0, 0.0, 1.0)), detsize_s=float(px) * panels.spixels,
+                    thickness=panels.thickness, mu=panels.mu, thicksteps=panels.thicksteps,
+                    layer_divisor=panels.layer_divisor, point_pixel=panels.point_pixel, roi=panels.roi,
+                    mask=None if panels.mask is None else panels.mask[i])
 
 
-__all__ = ["Panels", "rotation_matrix", "panel_axes", "place_panels", "panels_from_detector", "custom_placement",
-           "panel_centres"]
+__all__ = ["panel_as_detector", "Panels", "rotation_matrix", "panel_axes", "place_panels", "panels_from_detector", "panel_centres"]

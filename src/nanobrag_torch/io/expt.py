@@ -196,4 +196,60 @@ def read_expt(path: str | Path) -> Experiment:
     )
 
 
-__all__ = ["read_expt", "Experiment", "ExptPanel"]
+
+
+
+def custom_placement(origin, fast, slow, beam) -> tuple[float, float, float]:
+    """(distance, Xbeam, Ybeam), in the units of ``origin``, that make the C program's CUSTOM convention (beam
+    pivot, no rotations, odet = fast x slow) put pix0 at ``origin``: C's pix0 is -Xbeam fast - Ybeam slow +
+    distance beam, so distance = origin.n / beam.n and the beam centre is where the beam crosses the panel's
+    plane, measured from the origin along fast and slow."""
+    o, f, s, b = (np.asarray(v, dtype=float) for v in (origin, fast, slow, beam))
+    b = b / np.linalg.norm(b)
+    n = np.cross(f, s)
+    d = float(o @ n) / float(b @ n)
+    w = d * b - o
+    return d, float(w @ f), float(w @ s)
+
+
+def c_flags(exp: Experiment, panel: int = 0) -> list[str]:
+    """The C program's flags for the experiment's beam, goniometer, scan and panel ``panel`` (CUSTOM vectors:
+    -beam_vector = the propagation direction, -fdet/-sdet_vector = the panel's axes, -odet_vector = fast x
+    slow, -spindle_axis = the rotation axis; -distance/-Xbeam/-Ybeam put pix0 at the panel's origin). The
+    polarization: -polar = 2 fraction - 1 (Kahn), -polar_vector = the E-vector (normal x propagation)."""
+    p = exp.panels[panel]
+    beam = -np.asarray(exp.direction)
+    f, s = np.asarray(p.fast), np.asarray(p.slow)
+    d, xb, yb = custom_placement(p.origin, f, s, beam)
+    e = np.cross(np.asarray(exp.polarization_normal), beam)
+    num = lambda *v: [repr(float(x)) for x in v]  # noqa: E731
+    out = ["-lambda", *num(exp.wavelength), "-beam_vector", *num(*beam), "-fdet_vector", *num(*f),
+           "-sdet_vector", *num(*s), "-odet_vector", *num(*np.cross(f, s)), "-distance", *num(d),
+           "-Xbeam", *num(xb), "-Ybeam", *num(yb), "-pixel", *num(p.pixel_size[0]),
+           "-detpixels_f", str(p.image_size[0]), "-detpixels_s", str(p.image_size[1])]
+    if np.linalg.norm(e) > 0:
+        out += ["-polar", *num(2 * exp.polarization_fraction - 1), "-polar_vector", *num(*(e / np.linalg.norm(e)))]
+    if p.thickness > 0:
+        out += ["-detector_thick", *num(p.thickness * 1000)]
+        if p.mu > 0:
+            out += ["-detector_abs", *num(1000 / p.mu)]
+    if exp.spindle_axis is not None:
+        out += ["-spindle_axis", *num(*exp.spindle_axis)]
+    if exp.scan is not None:
+        out += ["-phi", *num(exp.scan[0]), "-osc", *num(exp.scan[1])]
+    return out
+
+
+def check_one_size(exp: Experiment, path) -> None:
+    """Panels of one size, pixel and sensor: refuse a detector that mixes them (one line)."""
+    first = exp.panels[0]
+    for i, p in enumerate(exp.panels):
+        for what in ("image_size", "pixel_size", "thickness", "mu"):
+            if getattr(p, what) != getattr(first, what):
+                raise InputError(f"-expt: {path}: panel {i} has {what} {getattr(p, what)}, panel 0 "
+                                 f"{getattr(first, what)}: panels of different sizes, pixels or sensors are not "
+                                 "supported (split the detector into experiments of one panel size)")
+    if first.pixel_size[0] != first.pixel_size[1]:
+        raise InputError(f"-expt: {path}: rectangular pixels {first.pixel_size} mm are not supported")
+
+__all__ = ["read_expt", "Experiment", "ExptPanel", "c_flags", "custom_placement", "check_one_size"]
