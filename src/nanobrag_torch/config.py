@@ -222,7 +222,7 @@ class SimConfig:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     structure: StructureConfig = field(default_factory=StructureConfig)
     expt: str | None = None  # -expt: a DIALS experiment list (its flags come before the command line's)
-    given: frozenset[str] = frozenset()  # the flags given on the command line (keys), for -expt's overrides
+    given: frozenset[str] = frozenset()  # with -expt: the flags given on the command line (keys), for its overrides
 
     def with_engine(self, **kw) -> SimConfig:
         return replace(self, engine=replace(self.engine, **kw))
@@ -777,7 +777,7 @@ def build_config(events: list[tuple[str, object]], header_hook=None) -> SimConfi
     engine = EngineConfig(dtype=st.dtype, device=st.device, max_memory_gb=st.max_memory_gb, kernel=st.kernel)
     return SimConfig(beam=beam, detector=detector, crystal=crystal, sampling=sampling, output=output_config(st),
                      engine=engine, warnings=tuple(st.warnings), dataset=dataset_config(st, events, crystal),
-                     structure=structure_config(st), expt=expt, given=given)
+                     structure=structure_config(st), expt=expt, given=given if expt is not None else frozenset())
 
 
 def structure_config(st: SimpleNamespace) -> StructureConfig:
