@@ -155,8 +155,9 @@ def _render_tiles(t0, t1, idx, geo, pclose, inc, lam, orient, recip, polax, Fpad
 
     ``geo`` (P, 5, 3) per panel, rows: pix0, fdet, sdet, odet, beam; ``pclose`` (P,) each panel's close
     distance; a flat index q is pixel q mod (S F) of panel q div (S F) (one panel: the C program's detector).
-    The tile loads each pixel's panel vectors once, so the loops below stay gather-free. ``orient`` (9, K): a, b, c components per phi x mosaic
-    orientation. ``Fpad``: the F table with a default_F border one cell wide (flat, shape in ipr).
+    The tile loads each pixel's panel vectors once, so the loops below stay gather-free. ``orient`` (9, K):
+    a, b, c components per phi x mosaic orientation. ``Fpad``: the F table with a default_F border one cell
+    wide (flat, shape in ipr).
     With ``ipr[I_INTERP]`` tricubic F is used until each pixel's first out-of-range lookup
     (``had_oor``); ``used_interp`` says whether a pixel used it at all. ``known_first[0]``: the smallest
     pixel position known to hold an out-of-range lookup (tiles after it use nearest F).

@@ -202,4 +202,5 @@ def panel_as_detector(panels: Panels, i: int, beam_vector) -> Detector:
                     mask=None if panels.mask is None else panels.mask[i])
 
 
-__all__ = ["panel_as_detector", "Panels", "rotation_matrix", "panel_axes", "place_panels", "panels_from_detector", "panel_centres"]
+__all__ = ["Panels", "rotation_matrix", "panel_axes", "place_panels", "panels_from_detector", "panel_as_detector",
+           "panel_centres"]
