@@ -178,6 +178,20 @@ def test_floatfile_holds_the_panels_one_after_another(tmp_path):
     assert main(["-expt", str(path), *XTAL, "-frames", "2", "-nexus", str(tmp_path / "x.nxs")]) == 2
 
 
+def test_a_rotation_series_on_panels_writes_each_frame_as_its_single_render(tmp_path):
+    # Frame 2 of -frames 2 -osc 0.5 starts at phi 0.5: the same float image as one render at -phi 0.5.
+    path = tmp_path / "turn.expt"
+    write_expt(path, "turn")
+    common = ["-expt", str(path), *XTAL, "-osc", "0.5", "-nopgm", "-nonoise", "-quiet"]
+    assert main([*common, "-frames", "2", "-floatfile", str(tmp_path / "f_####.bin"),
+                 "-intfile", str(tmp_path / "i_####.img")]) == 0
+    assert main([*common, "-phi", "0.5", "-floatfile", str(tmp_path / "one.bin"),
+                 "-intfile", str(tmp_path / "one.img")]) == 0
+    frame = np.fromfile(tmp_path / "f_0002.bin", dtype=np.float32)
+    assert frame.size == 4 * 24 * 32
+    assert np.array_equal(frame, np.fromfile(tmp_path / "one.bin", dtype=np.float32))
+
+
 def test_panel_as_detector_is_the_panel(tmp_path):
     # The single C detector standing for a panel (CUSTOM, beam pivot) places pix0 at the panel's origin.
     model, _ = _expt_model(tmp_path, "tilt")

@@ -160,8 +160,11 @@ def outputs_from_config(config) -> Outputs:
 
 
 def roi_of(det) -> np.ndarray:
-    """(spixels, fpixels) bool: the detector's ROI window (masked pixels included), where C writes pixels."""
-    return roi_mask(det.shape, det.roi if det.roi is not None else (0, det.fpixels, 0, det.spixels))
+    """(spixels, fpixels) bool: the detector's ROI window (masked pixels included), where C writes pixels;
+    (P, spixels, fpixels) for P panels (one window on every panel)."""
+    roi = det.roi if det.roi is not None else (0, det.fpixels, 0, det.spixels)
+    window = roi_mask((det.spixels, det.fpixels), roi)
+    return np.broadcast_to(window, det.shape).copy() if len(det.shape) == 3 else window
 
 
 def noise_image(image32: np.ndarray, in_roi: np.ndarray, seed: int, adc: float, rng=None):
@@ -198,8 +201,7 @@ def write_c_outputs(image, model, outputs: Outputs, out=None, noise=None) -> Ima
         shape = (det.panels * det.spixels, det.fpixels)
     values = nanobragg_header(replace(model, detector=one), place_detector(one, model.beam.beam_vector))
     header = format_header([(k, str(shape[0]) if k == "SIZE2" else v) for k, v in values])
-    in_roi = np.tile(roi_of(one), (shape[0] // one.spixels, 1))
-    return write_image_outputs(image.reshape(shape), outputs, header, in_roi,
+    return write_image_outputs(image.reshape(shape), outputs, header, roi_of(det).reshape(shape),
                                det.rendered_mask().cpu().numpy().reshape(shape), float(det.pixel_size),
                                model.sampling.oversample, out, rng=getattr(model.info, "rng", None), noise=noise,
                                extra_files=extra)
