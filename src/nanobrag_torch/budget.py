@@ -40,7 +40,7 @@ def memory_needs(model) -> tuple[int, int]:
     det = model.detector
     item = torch.finfo(model.dtype).bits // 8
     batch = math.prod(model.crystal.batch_shape)
-    image = det.fpixels * det.spixels * (_BYTES_PER_PIXEL + 2 * item * batch)
+    image = math.prod(det.shape) * (_BYTES_PER_PIXEL + 2 * item * batch)
     per = _BYTES_PER_EVAL_INTERP if model.structure_factors.interpolate else _BYTES_PER_EVAL
     if model.dtype == torch.float32:
         per //= 2
@@ -56,7 +56,7 @@ def chunk_pixels(model, max_memory_gb: float, grad: bool) -> tuple[int, bool]:
     n = budget // max(1, per_pixel)
     if model.device.type == "cpu":
         n = min(n, _CPU_CHUNK_EVALS // max(1, evals))
-    pixels = det.fpixels * det.spixels
+    pixels = math.prod(det.shape)
     per_grad = _BYTES_PER_EVAL_GRAD_INTERP if model.structure_factors.interpolate else _BYTES_PER_EVAL_GRAD
     recompute = grad and pixels * evals * per_grad > budget
     return int(max(1, min(pixels, n))), recompute
@@ -73,7 +73,7 @@ def check_memory(model, max_memory_gb: float, eager: bool) -> None:
         return
     det = model.detector
     dtype = str(model.dtype).replace("torch.", "")
-    parts = f"{det.fpixels}x{det.spixels} pixels in {dtype}: {_size(image)} of image buffers"
+    parts = f"{'x'.join(str(n) for n in det.shape[::-1])} pixels in {dtype}: {_size(image)} of image buffers"
     if eager:
         parts += f", {_size(per_pixel)} of intermediates for each pixel"
     raise UsageError(f"-max_memory_gb: this render needs at least {_size(need)} ({parts}), more than the budget "

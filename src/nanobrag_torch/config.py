@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 
 from .errors import UsageError
+from .io.expt import read_expt
 
 from .constants import AVOGADRO, DEFAULT_FLUENCE, R_E_SQR, RTD, WATER_F  # noqa: F401 - also config's names
 SOURCE_DISTANCE = 10.0  # m; C has no flag for it and it has no effect
@@ -219,6 +220,8 @@ class SimConfig:
     warnings: tuple[str, ...] = ()
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     structure: StructureConfig = field(default_factory=StructureConfig)
+    expt: str | None = None  # -expt: a DIALS experiment list (its flags come before the command line's)
+    given: frozenset[str] = frozenset()  # with -expt: the flags given on the command line (keys), for its overrides
 
     def with_engine(self, **kw) -> SimConfig:
         return replace(self, engine=replace(self.engine, **kw))
@@ -320,7 +323,7 @@ def initial_state() -> SimpleNamespace:
         pixel=1e-4, Xbeam=nan, Ybeam=nan, Xclose=nan, Yclose=nan, ORGX=nan, ORGY=nan, pivot="beam",
         convention="MOSFLM", vectors={}, twotheta=0.0, rotx=0.0, roty=0.0, rotz=0.0, curved=False,
         point_pixel=False, mu=-1.0, thick=0.0, thicksteps=-1, oversample=-1, os_thick=False,
-        os_polar=False, os_omega=False, roi=None, mask=None, img=None,
+        os_polar=False, os_omega=False, roi=None, mask=None, img=None, expt=None,
         phi0=0.0, osc=-1.0, phistep=-1.0, phisteps=-1,
         floatfile="floatimage.bin", intfile="intimage.img", pgmfile="image.pgm", write_pgm=True,
         noisefile="noiseimage.img", noise=True, scale=0.0, pgmscale=0.0, adc=40.0, seed=None,
@@ -445,7 +448,7 @@ for _key in ("fudge", "default_F", "hkl", "dump", "sourcefile", "exposure", "flu
              "seed", "mosaic_domains", "mosaic_seed", "dispsteps", "hdivsteps", "vdivsteps", "oversample",
              "mask", "img", "dtype", "device", "max_memory_gb", "kernel", "floatfile", "intfile",
              "frames", "stills", "stills_file", "nexus", "cbf", "workers", "scheduler",
-             "pdb", "mtz", "mtz_labels", "hklout"):
+             "pdb", "mtz", "mtz_labels", "hklout", "expt"):
     _STORE[_key] = ((_key,), None, {})
 # Switches (no value): key -> {attribute: value}.
 _SWITCH: dict[str, dict] = {
@@ -703,7 +706,8 @@ def detector_config(st: SimpleNamespace) -> DetectorConfig:
 
 def crystal_config(st: SimpleNamespace, vec: dict) -> CrystalConfig:
     """The crystal: cell or matrix, orientation, size, spot shape, mosaic domains, F source, phi sweep."""
-    if st.mat is None and (st.cell is None or st.cell[0] == 0.0) and st.pdb is None and st.mtz is None:
+    if st.mat is None and (st.cell is None or st.cell[0] == 0.0) and st.pdb is None and st.mtz is None \
+            and st.expt is None:  # an -expt file's crystal is checked when the file is read
         raise UsageError("no crystal given: use -mat A.mat or -cell a b c alpha beta gamma "
                          "(or -pdb/-mtz, whose cell is used)")
     # Interpolation auto rule: decided on the raw N (before crystal size and clamping), as in C.
@@ -751,6 +755,19 @@ def output_config(st: SimpleNamespace) -> OutputConfig:
 
 def build_config(events: list[tuple[str, object]], header_hook=None) -> SimConfig:
     """Replay parsed events and apply C's defaults and auto-selection rules, section by section."""
+    # An -expt file's flags (one event from parse_argv) replay first, so flags given too override them; ``given``
+    # is the command line's own flags.
+    from_file = [e for k, v in events if k == "expt_flags" for e in v]
+    events = [(k, v) for k, v in events if k != "expt_flags"]
+    given = frozenset(k for k, _ in events)
+    events = from_file + events
+    expt = dict(events).get("expt")
+    if expt is not None:  # parse_argv put the file's C flags before the command line's
+        experiment = read_expt(expt)
+        outs = [f for f, k in (("-nexus", "nexus"), ("-cbf", "cbf")) if dict(events).get(k) is not None]
+        if len(experiment.panels) > 1 and outs:
+            raise UsageError(f"{outs[0]}: not written for a detector of {len(experiment.panels)} panels (-expt) yet; "
+                             "use -floatfile/-intfile (the panels one after another)")
     st = state_from_events(events, header_hook)
     if st.help:
         raise UsageError("help")  # handled by the CLI before building a config
@@ -763,7 +780,7 @@ def build_config(events: list[tuple[str, object]], header_hook=None) -> SimConfi
     engine = EngineConfig(dtype=st.dtype, device=st.device, max_memory_gb=st.max_memory_gb, kernel=st.kernel)
     return SimConfig(beam=beam, detector=detector, crystal=crystal, sampling=sampling, output=output_config(st),
                      engine=engine, warnings=tuple(st.warnings), dataset=dataset_config(st, events, crystal),
-                     structure=structure_config(st))
+                     structure=structure_config(st), expt=expt, given=given if expt is not None else frozenset())
 
 
 def structure_config(st: SimpleNamespace) -> StructureConfig:

@@ -120,8 +120,9 @@ P_SUB, P_SUBHALF, P_THICKSTEP, P_PX2, P_CLOSE, P_DEPTH, P_DMIN, P_KAHN, P_IBG, P
 N_PRM = 16
 # Integer settings, by index into ``ipr``.
 (I_FPIXELS, I_OS, I_LAYERS, I_SHAPE, I_POINT, I_THICK, I_WATER, I_NOPOLAR, I_OS_THICK, I_OS_POLAR, I_OS_OMEGA,
- I_CURVED, I_HAS_TABLE, I_HMIN, I_KMIN, I_LMIN, I_HMAX, I_KMAX, I_LMAX, I_INTERP, I_DMIN, I_WIDE, I_NPIX) = range(23)
-N_IPR = 23
+ I_CURVED, I_HAS_TABLE, I_HMIN, I_KMIN, I_LMIN, I_HMAX, I_KMAX, I_LMAX, I_INTERP, I_DMIN, I_WIDE, I_NPIX,
+ I_PANEL_PIXELS) = range(24)
+N_IPR = 24
 SHAPES = {"square": 0, "round": 1, "gauss": 2, "tophat": 3}
 
 
@@ -147,14 +148,17 @@ def _clamp_axis(x, hi):
 
 
 @_jit(cache=True, nogil=True)
-def _render_tiles(t0, t1, idx, geo, inc, lam, orient, recip, polax, Fpad, prm, ipr, known_first,
+def _render_tiles(t0, t1, idx, geo, pclose, inc, lam, orient, recip, polax, Fpad, prm, ipr, known_first,
                   values, omsum, had_oor, used_interp):
     """Render tiles t0..t1-1 (TILE consecutive entries each) of the pixels ``idx`` (flat raster indices,
     ascending; empty: every pixel 0 .. ``ipr[I_NPIX]`` - 1) into ``values`` (per pixel) and ``omsum`` (the
     summed solid angle per tile, float64). Runs without the GIL: threads render chunks in parallel.
 
-    ``geo`` rows: pix0, fdet, sdet, odet, beam. ``orient`` (9, K): a, b, c components per phi x mosaic
-    orientation. ``Fpad``: the F table with a default_F border one cell wide (flat, shape in ipr).
+    ``geo`` (P, 5, 3) per panel, rows: pix0, fdet, sdet, odet, beam; ``pclose`` (P,) each panel's close
+    distance; a flat index q is pixel q mod (S F) of panel q div (S F) (one panel: the C program's detector).
+    The tile loads each pixel's panel vectors once, so the loops below stay gather-free. ``orient`` (9, K):
+    a, b, c components per phi x mosaic orientation. ``Fpad``: the F table with a default_F border one cell
+    wide (flat, shape in ipr).
     With ``ipr[I_INTERP]`` tricubic F is used until each pixel's first out-of-range lookup
     (``had_oor``); ``used_interp`` says whether a pixel used it at all (both per pixel, empty without
     tricubic F). ``known_first[0]``: the smallest
@@ -171,6 +175,8 @@ def _render_tiles(t0, t1, idx, geo, inc, lam, orient, recip, polax, Fpad, prm, i
     n_pix = idx.size if listed else ipr[I_NPIX]
     fpix_f = np.float64(ipr[I_FPIXELS])
     inv_fpixels = 1.0 / fpix_f
+    pan_f = np.float64(ipr[I_PANEL_PIXELS])
+    inv_pan = 1.0 / pan_f
     os_ = ipr[I_OS]
     layers = ipr[I_LAYERS]
     shape = ipr[I_SHAPE]
@@ -208,7 +214,6 @@ def _render_tiles(t0, t1, idx, geo, inc, lam, orient, recip, polax, Fpad, prm, i
     subhalf = prm[P_SUBHALF]
     thickstep = prm[P_THICKSTEP]
     px2 = prm[P_PX2]
-    close = prm[P_CLOSE]
     depth_num = prm[P_DEPTH]
     dmin = prm[P_DMIN]
     kahn = prm[P_KAHN]
@@ -255,6 +260,7 @@ def _render_tiles(t0, t1, idx, geo, inc, lam, orient, recip, polax, Fpad, prm, i
     FL = np.empty(TILE, values.dtype)
     Fb = np.full(TILE, default_F, values.dtype)
     ib = np.zeros(TILE, np.int32)
+    pnl = np.empty((13, TILE), values.dtype)  # per pixel: pix0, fdet, sdet, odet (x, y, z each), close distance
     for tile in range(t0, t1):
         start = tile * TILE
         om_tile = 0.0
@@ -263,6 +269,15 @@ def _render_tiles(t0, t1, idx, geo, inc, lam, orient, recip, polax, Fpad, prm, i
         for i in range(n):
             # slow, fast = divmod(q, fpixels) in exact double arithmetic (an integer division costs ~40 cycles)
             q = np.float64(idx[start + i] if listed else start + i)
+            pn = np.floor(q * inv_pan)
+            q = q - pn * pan_f
+            pn = pn - 1.0 if q < 0.0 else (pn + 1.0 if q >= pan_f else pn)
+            q = q + pan_f if q < 0.0 else (q - pan_f if q >= pan_f else q)
+            pidx = np.int64(pn)
+            for ri in range(4):
+                for ci in range(3):
+                    pnl[3 * ri + ci, i] = geo[pidx, ri, ci]
+            pnl[12, i] = pclose[pidx]
             row = np.floor(q * inv_fpixels)
             col = q - row * fpix_f
             row = row - 1.0 if col < 0.0 else (row + 1.0 if col >= fpix_f else row)
@@ -287,21 +302,21 @@ def _render_tiles(t0, t1, idx, geo, inc, lam, orient, recip, polax, Fpad, prm, i
                     for i in range(n):
                         Fdet = sub * (fp[i] * osT + T(sf)) + subhalf
                         Sdet = sub * (sp[i] * osT + T(ss)) + subhalf
-                        dx[i] = Fdet * geo[1, 0] + Sdet * geo[2, 0] + Odet * geo[3, 0] + geo[0, 0]
-                        dy[i] = Fdet * geo[1, 1] + Sdet * geo[2, 1] + Odet * geo[3, 1] + geo[0, 1]
-                        dz[i] = Fdet * geo[1, 2] + Sdet * geo[2, 2] + Odet * geo[3, 2] + geo[0, 2]
+                        dx[i] = Fdet * pnl[3, i] + Sdet * pnl[6, i] + Odet * pnl[9, i] + pnl[0, i]
+                        dy[i] = Fdet * pnl[4, i] + Sdet * pnl[7, i] + Odet * pnl[10, i] + pnl[1, i]
+                        dz[i] = Fdet * pnl[5, i] + Sdet * pnl[8, i] + Odet * pnl[11, i] + pnl[2, i]
                     if curved:
                         for i in range(n):
-                            dx[i], dy[i], dz[i] = _curve(dx[i], dy[i], dz[i], geo, dist)
+                            dx[i], dy[i], dz[i] = _curve(dx[i], dy[i], dz[i], geo[0], dist)
                     for i in range(n):
                         R = math.sqrt(dx[i] * dx[i] + dy[i] * dy[i] + dz[i] * dz[i])
                         dx[i] = dx[i] / R
                         dy[i] = dy[i] / R
                         dz[i] = dz[i] / R
-                        om[i] = T(1) / (R * R) if point else px2 / (R * R) * close / R
+                        om[i] = T(1) / (R * R) if point else px2 / (R * R) * pnl[12, i] / R
                     if thick or os_thick:
                         for i in range(n):
-                            rho = dx[i] * geo[3, 0] + dy[i] * geo[3, 1] + dz[i] * geo[3, 2]
+                            rho = dx[i] * pnl[9, i] + dy[i] * pnl[10, i] + dz[i] * pnl[11, i]
                             depth = depth_num / rho
                             cap[i] = math.exp(-T(t) * depth) - math.exp(-(T(t) + T(1)) * depth)
                     else:
@@ -642,21 +657,22 @@ def _np(t: torch.Tensor, dtype) -> np.ndarray:
 
 def render(geom, idx: torch.Tensor | None, inp, s, fpixels: int, pixel_size: float, oversample: int,
            thickstep: float, thicksteps: int, curved: bool, interp_enabled: bool = True, progress=None,
-           npix: int = 0):
+           npix: int = 0, panel_pixels: int = 0):
     """Render the pixels ``idx`` (flat raster indices, ascending: ROI and mask applied; None: every pixel
     0 .. ``npix`` - 1) on the CPU.
 
     ``geom`` is the placed ``geometry.DetectorGeometry``, ``inp``/``s`` the ``kernel.KernelInputs`` and
     ``kernel.KernelSettings`` of the eager path. Returns (values per pixel, omega_sum over all pixels,
     interpolation still enabled) as torch tensors in the engine dtype, like the eager chunk loop.
-    ``progress``, if given, is called with the number of pixels each finished chunk held.
+    ``progress``, if given, is called with the number of pixels each finished chunk held. For P panels
+    (``geom`` vectors (P, 3)), ``panel_pixels`` is the pixels of one panel and ``idx`` runs over all of them.
     """
     tdtype = inp.orientations.dtype
     dt = np.float32 if tdtype == torch.float32 else np.float64
     args = _kernel_arrays(geom, inp, s, dt, fpixels, pixel_size, oversample, thickstep, thicksteps, curved,
-                          interp_enabled)
+                          interp_enabled, panel_pixels)
     pix = _pixel_list(idx)
-    args[8][I_NPIX] = npix if idx is None else pix.size
+    args[9][I_NPIX] = npix if idx is None else pix.size
     values, omsum, still_on = _render_pixels(pix, args, dt, interp_enabled, progress)
     omega_sum = torch.as_tensor(omsum.sum(dtype=np.float64), dtype=tdtype)
     return (torch.from_numpy(values), omega_sum, torch.as_tensor(still_on))
@@ -671,10 +687,12 @@ def _pixel_list(idx) -> np.ndarray:
 
 
 def _kernel_arrays(geom, inp, s, dt, fpixels, pixel_size, oversample, thickstep, thicksteps, curved,
-                   interp_enabled):
+                   interp_enabled, panel_pixels=0):
     """The compiled kernel's arguments (numpy, engine dtype ``dt``) from the eager path's inputs/settings."""
     T = dt
-    geo = np.stack([_np(v, dt) for v in (geom.pix0, geom.fdet, geom.sdet, geom.odet, geom.beam)])
+    geo = np.ascontiguousarray(np.stack([_np(v, dt).reshape(-1, 3) for v in (geom.pix0, geom.fdet, geom.sdet,
+                                                                            geom.odet, geom.beam)], axis=1))
+    pclose = _np(inp.close_distance, dt).reshape(-1)
     inc = _np(inp.incident, dt).reshape(-1, 3)
     lam = _np(inp.wavelengths, dt).reshape(-1)
     orient = np.ascontiguousarray(_np(inp.orientations, dt).reshape(-1, 9).T)
@@ -693,7 +711,7 @@ def _kernel_arrays(geom, inp, s, dt, fpixels, pixel_size, oversample, thickstep,
     prm[P_SUBHALF] = pixel_size / oversample / 2.0
     prm[P_THICKSTEP] = thickstep
     prm[P_PX2] = float(inp.pixel_area)
-    prm[P_CLOSE] = float(inp.close_distance)
+    prm[P_CLOSE] = float(pclose[0])  # (each panel's value is in pclose)
     prm[P_DEPTH] = float(inp.thick_mu)
     prm[P_DMIN] = s.dmin
     prm[P_KAHN] = float(inp.kahn) if s.kahn else 0.0
@@ -701,7 +719,7 @@ def _kernel_arrays(geom, inp, s, dt, fpixels, pixel_size, oversample, thickstep,
     prm[P_SCALE] = float(inp.scale)
     prm[P_NA], prm[P_NB], prm[P_NC] = (float(x) for x in inp.N.reshape(3))
     prm[P_FUDGE] = float(inp.fudge)
-    prm[P_DIST] = float(geom.distance)
+    prm[P_DIST] = float(geom.distance.reshape(-1)[0])
     prm[P_DEFAULT_F] = default_F
     ipr = np.zeros(N_IPR, dtype=np.int64)
     ipr[I_FPIXELS] = fpixels
@@ -722,8 +740,9 @@ def _kernel_arrays(geom, inp, s, dt, fpixels, pixel_size, oversample, thickstep,
     ipr[I_INTERP] = bool(s.interpolate and interp_enabled)
     ipr[I_DMIN] = s.dmin > 0
     ipr[I_WIDE] = dt == np.float32 and Fpad.size >= 2**24
+    ipr[I_PANEL_PIXELS] = panel_pixels if panel_pixels > 0 else np.iinfo(np.int64).max // 4
     known_first = np.full(1, np.iinfo(np.int64).max, dtype=np.int64)
-    return (geo, inc, lam, orient, recip, polax, Fpad, prm, ipr, known_first)
+    return (geo, pclose, inc, lam, orient, recip, polax, Fpad, prm, ipr, known_first)
 
 
 def _tiles(n: int, tile: int = TILE) -> int:
@@ -733,14 +752,14 @@ def _tiles(n: int, tile: int = TILE) -> int:
 def _render_pixels(pix, args, dt, interp_enabled: bool, progress):
     """Run the tiles over ``pix`` (empty: every pixel) with C's global tricubic shut-off; (values, omega per
     tile, still on)."""
-    ipr = args[8]
+    ipr = args[9]
     n = ipr[I_NPIX]
     interp = bool(ipr[I_INTERP])
     values = np.empty(n, dtype=dt)
     omsum = np.empty(_tiles(n), dtype=np.float64)
     had_oor = np.empty(n if interp else 0, dtype=np.bool_)
     used = np.empty(n if interp else 0, dtype=np.bool_)
-    args[9][0] = n
+    args[10][0] = n
     threads = num_threads()
     _run_tiles(pix, args, (values, omsum, had_oor, used), threads, progress, npix=n)
     still_on = bool(interp_enabled)

@@ -15,6 +15,7 @@ from .config import SimConfig
 from .crystal import cell_parameters, crystal_counts, crystal_geometry
 from .errors import InputError, UsageError
 from .errors import warn as default_warn
+from .io.expt import Experiment, check_one_size, read_expt
 from .io.hkl import HKLTable, read_fdump, read_hkl
 from .io.mat import read_mat
 from .io.mtz import read_mtz
@@ -25,6 +26,7 @@ from .io.sourcefile import read_sourcefile_lines
 from .budget import check_memory
 from .model import SETUP_DTYPE, Beam, Crystal, Model, Sampling, detector_from_config, setup_tensor
 from .crandom.streams import CRandom, mosaic_draws, random_misset
+from .panels import Panels
 from .sources import file_sources, grid_sources
 from .structure_factors import structure_factors_from_table, table_of, table_resolution
 from .validate import validate_model
@@ -43,6 +45,7 @@ class Inputs:
     structure: object | None = None  # -pdb: the gemmi.Structure (F computed once the resolution is known)
     reflections: Reflections | None = None  # -mtz: the P1 data, all of it (cut once the resolution is known)
     cell: tuple | None = None  # the -pdb/-mtz file's cell: a, b, c (A), alpha, beta, gamma (deg)
+    experiment: Experiment | None = None  # -expt: the DIALS experiment list's first experiment
 
 
 @dataclass
@@ -87,6 +90,9 @@ def read_inputs(config: SimConfig, workdir: str | Path = ".", warn=default_warn,
     elif cc.default_F == 0.0:
         raise UsageError("no structure factors: give -hkl FILE, -pdb FILE, -mtz FILE or -default_F F "
                          f"(or keep a {cc.dump} from an earlier run in the working directory)")
+    if config.expt is not None:
+        out.experiment = read_expt(wd / config.expt)
+        out.files["-expt"] = config.expt
     if cc.mat is not None:
         out.matrix = read_mat(wd / cc.mat)
         out.files["-mat"] = cc.mat
@@ -116,6 +122,9 @@ def _crystal(config: SimConfig, inputs: Inputs, info: LoadInfo, device) -> Cryst
     draws = mosaic_draws(cc.mosaic_spread, cc.mosaic_domains, cc.mosaic_seed, info.rng)  # always drawn, as C
     mosaic = cc.mosaic_spread > 0.0
     cell = cc.cell
+    xtal = inputs.experiment.crystal if inputs.experiment is not None else None
+    if matrix is None and cell is None and xtal is not None:  # -expt's crystal: rows a*, b*, c* = inverse(A)^T
+        matrix = torch.linalg.inv(setup_tensor(xtal, device)).T
     if cell is None and inputs.cell is not None and matrix is None:  # the -pdb/-mtz file's cell
         cell = (*inputs.cell[:3], *(math.radians(x) for x in inputs.cell[3:]))
     return Crystal(
@@ -212,7 +221,7 @@ def build_model(config: SimConfig, inputs: Inputs, log=None, warn=default_warn) 
     mask = None if inputs.mask is None else torch.as_tensor(inputs.mask != 0, device=dev)
     detector = detector_from_config(dc, dev, mask)
     beam = _beam(config, inputs, dev)
-    model = Model(crystal=crystal, detector=detector, beam=beam,
+    model = Model(crystal=crystal, detector=_expt_panels(config, inputs, detector, dev) or detector, beam=beam,
                   structure_factors=_structure_factors(config, inputs.hkl, dev),
                   dtype={"float32": torch.float32, "float64": torch.float64}[config.engine.dtype], info=info)
     validate_model(model)  # every quantity in its physical domain before anything is derived from it
@@ -248,6 +257,40 @@ def build_model(config: SimConfig, inputs: Inputs, log=None, warn=default_warn) 
     eager = config.engine.kernel == "torch" or dev.type != "cpu"  # else the fused kernel, at least for a C run
     check_memory(model, config.engine.max_memory_gb, eager)
     return model
+
+
+# Flags that place or size C's single panel: with an -expt detector of P > 1 panels the file places them.
+_PANEL_FLAGS = ("distance", "close_distance", "Xbeam", "Ybeam", "Xclose", "Yclose", "ORGX", "ORGY", "pivot",
+                "detector_rotx", "detector_roty", "detector_rotz", "twotheta", "twotheta_axis", "pixel",
+                "detpixels", "detpixels_f", "detpixels_s", "detsize", "detsize_f", "detsize_s", "fdet_vector",
+                "sdet_vector", "odet_vector", "curved_det", "mask", "img", "conv_mosflm", "conv_denzo", "conv_adxv",
+                "conv_xds", "conv_dials")
+
+
+def _expt_panels(config: SimConfig, inputs: Inputs, det, device):
+    """-expt with P > 1 panels: the ``Panels`` detector the file describes (lab frame, m), with the sensor, the
+    layers and the ROI window of C's panel ``det`` (one for all panels); None for one panel (C's placement)."""
+    exp = inputs.experiment
+    if exp is None or len(exp.panels) == 1:
+        return None
+    check_one_size(exp, config.expt)
+    given = sorted(config.given.intersection(_PANEL_FLAGS))
+    if given:
+        raise UsageError(f"-{given[0]}: the -expt file places its {len(exp.panels)} panels; flags that place or size "
+                         "one panel do not apply")
+    F, S = exp.panels[0].image_size
+    mask = torch.ones((len(exp.panels), S, F), dtype=torch.bool, device=device)
+    for i, p in enumerate(exp.panels):
+        for f0, s0, f1, s1 in p.mask:
+            mask[i, max(s0, 0):max(s1, 0), max(f0, 0):max(f1, 0)] = False
+    t = lambda v: setup_tensor(v, device)  # noqa: E731
+    zeros = torch.zeros(len(exp.groups), 3, dtype=SETUP_DTYPE, device=device)
+    return Panels(origin=t([p.origin for p in exp.panels]) / 1000, fast=t([p.fast for p in exp.panels]),
+                  slow=t([p.slow for p in exp.panels]), fpixels=F, spixels=S, pixel_size=det.pixel_size,
+                  groups=exp.groups, group_offset=zeros, group_rotation=zeros.clone(), thickness=det.thickness,
+                  mu=det.mu, thicksteps=det.thicksteps, layer_divisor=det.layer_divisor,
+                  point_pixel=det.point_pixel, roi=det.roi, mask=None if bool(mask.all()) else mask,
+                  names=tuple(p.name for p in exp.panels))
 
 
 def load_model(config: SimConfig, workdir: str | Path = ".", log=None, warn=default_warn) -> Model:

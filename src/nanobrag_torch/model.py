@@ -298,7 +298,7 @@ DISCRETE = {
 def check_discrete(model: Model) -> None:
     """Refuse a gradient on a parameter that cannot carry one (a count, a flag, a cut) — never detach."""
     for part in (model.crystal, model.detector, model.beam, model.structure_factors):
-        for name in DISCRETE[type(part)]:
+        for name in DISCRETE.get(type(part)) or getattr(part, "DISCRETE", ()):
             v = getattr(part, name)
             if isinstance(v, torch.Tensor) and v.requires_grad:
                 raise UsageError(f"{type(part).__name__}.{name} is discrete (a count, flag or cut) and "

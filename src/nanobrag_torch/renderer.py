@@ -8,8 +8,9 @@ them all would exceed the budget, so the backward fits the same budget as the fo
 """
 from __future__ import annotations
 
+import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch.utils.checkpoint import checkpoint as _checkpoint
@@ -22,6 +23,7 @@ from .crystal import CrystalGeometry, crystal_geometry, mosaic_umats_from_draws,
 from .errors import UsageError
 from .geometry import DetectorGeometry, pixel_positions, place_detector, unitize
 from .model import SETUP_DTYPE, Model, check_discrete, setup_tensor
+from .panels import Panels, place_panels
 from .validate import validate_model
 
 # Rough bytes of intermediates per evaluation (pixel x layer x sub-pixel x source x crystal x phi x domain).
@@ -117,7 +119,8 @@ def prepare(model: Model) -> Prepared:
     orient = orientations(model, cr)  # (B, K, 3, 3)
     B = orient.shape[0]
     c, det, beam, sf = model.crystal, model.detector, model.beam, model.structure_factors
-    g = place_detector(det, setup_tensor(beam.beam_vector, dev))
+    multi = isinstance(det, Panels)
+    g = (place_panels if multi else place_detector)(det, setup_tensor(beam.beam_vector, dev))
     g_render = DetectorGeometry(**{k: (v.to(dtype) if isinstance(v, torch.Tensor) else v) for k, v in vars(g).items()})
 
     N = setup_tensor(c.N, dev).expand(*orient.shape[:-3], 3) if B > 1 else setup_tensor(c.N, dev).reshape(3)
@@ -150,7 +153,7 @@ def prepare(model: Model) -> Prepared:
     kahn = setup_tensor(beam.kahn, dev)
     thickstep = setup_tensor(det.thickstep, dev)
     inputs = K.KernelInputs(
-        odet=g_render.odet, close_distance=g.close_distance,
+        odet=g_render.odet, close_distance=g_render.close_distance if multi else g.close_distance,
         incident=(-unitize(setup_tensor(beam.source_directions, dev))).to(dtype),
         wavelengths=beam.wavelengths().to(dtype), weights=weights.to(dtype), orientations=orient.to(dtype),
         recip=recip, polar_axis=unitize(setup_tensor(beam.polar_vector, dev)).to(dtype), F_grid=grid, F_padded=padded,
@@ -210,7 +213,7 @@ def render_details(model: Model, *, kernel: str = "auto", max_memory_gb: float =
     B = prep.settings.batch
     fused = _fused_module(kernel, model, prep, grad)
     check_memory(model, max_memory_gb, eager=fused is None)  # before any buffer of the image's size
-    npix = det.fpixels * det.spixels
+    npix = math.prod(det.shape)  # every panel's pixels
     full = det.renders_every_pixel()  # no index list to search, no scatter
     rendered = None if full else det.rendered_mask().reshape(-1)
     os_ = model.sampling.oversample
@@ -220,7 +223,8 @@ def render_details(model: Model, *, kernel: str = "auto", max_memory_gb: float =
         try:
             v, om, still = fused.render(prep.detector, idx, prep.inputs, prep.settings, det.fpixels,
                                         _value(det.pixel_size), os_, _value(det.thickstep), det.thicksteps,
-                                        det.curved, progress=bar.update if bar is not None else None, npix=npix)
+                                        det.curved, progress=bar.update if bar is not None else None, npix=npix,
+                                        panel_pixels=det.fpixels * det.spixels if isinstance(det, Panels) else 0)
         finally:  # also on Ctrl-C: the bar is cleared, so the CLI's one line stays the only one
             if bar is not None:
                 bar.close()
@@ -233,7 +237,7 @@ def render_details(model: Model, *, kernel: str = "auto", max_memory_gb: float =
         image = image.index_copy(1, idx, torch.cat(values, dim=1))
     elif full and len(values) > 1:
         image = torch.cat(values, dim=1)
-    image = image.reshape(B, det.spixels, det.fpixels)
+    image = image.reshape(B, *det.shape)
     if not model.crystal.batch_shape:
         image, interp = image[0], interp[0]
     return RenderResult(image=image, omega_sum=float(omega_sum), interpolation_disabled=~interp,
@@ -251,9 +255,14 @@ def _render_eager(model: Model, prep: Prepared, idx: torch.Tensor, max_memory_gb
     os_ = model.sampling.oversample
 
     def one_chunk(sel, interp):
-        pos = pixel_positions(prep.detector, sel % det.fpixels, sel // det.fpixels, sub, os_, thickstep,
+        geom, inputs = prep.detector, prep.inputs
+        if isinstance(det, Panels):  # every pixel takes its panel's vectors (gathered, broadcast per pixel)
+            panel, sel = sel // (det.fpixels * det.spixels), sel % (det.fpixels * det.spixels)
+            geom = panel_pixels(geom, panel)
+            inputs = replace(inputs, odet=geom.odet, close_distance=inputs.close_distance[panel][:, None, None])
+        pos = pixel_positions(geom, sel % det.fpixels, sel // det.fpixels, sub, os_, thickstep,
                               det.thicksteps, det.curved)
-        return K.render_chunk(pos, prep.inputs, prep.settings, interp)
+        return K.render_chunk(pos, inputs, prep.settings, interp)
 
     interp = torch.ones(prep.settings.batch, dtype=torch.bool, device=dev)
     omega_sum = torch.zeros((), dtype=model.dtype, device=dev)
@@ -277,8 +286,15 @@ def _render_eager(model: Model, prep: Prepared, idx: torch.Tensor, max_memory_gb
     return values, omega_sum, interp
 
 
+def panel_pixels(geom: DetectorGeometry, panel: torch.Tensor) -> DetectorGeometry:
+    """The panel vectors of each pixel of a chunk, (n, 1, 1, 3) — the shape ``pixel_positions`` and the
+    kernel broadcast against (pixel, layer, sub-pixel)."""
+    return replace(geom, **{k: getattr(geom, k)[panel][:, None, None, :] for k in ("pix0", "fdet", "sdet", "odet")})
+
+
 def render(model: Model, **kw) -> torch.Tensor:
-    """The float image of ``model``: (spixels, fpixels), or (B, spixels, fpixels) for a batch of crystals."""
+    """The float image of ``model``: (spixels, fpixels), or (B, spixels, fpixels) for a batch of crystals;
+    a ``Panels`` detector gives (P, spixels, fpixels) (or (B, P, spixels, fpixels)), panel 0 first."""
     return render_details(model, **kw).image
 
 

@@ -58,6 +58,18 @@ FIELDS: dict[str, Field] = {
     "Detector.sdet": Field("-sdet_vector"),
     "Detector.odet": Field("-odet_vector"),
     "Detector.twotheta_axis": Field("-twotheta_axis"),
+    "Panels.origin": Field("-expt", "mm", 1e3, True),
+    "Panels.fast": Field("-expt", "", 1.0, True),
+    "Panels.slow": Field("-expt", "", 1.0, True),
+    "Panels.pixel_size": Field("-expt", "mm", 1e3, True),
+    "Panels.fpixels": Field("-expt", "", 1.0, True),
+    "Panels.spixels": Field("-expt", "", 1.0, True),
+    "Panels.offset": Field("Panels.offset", "mm", 1e3),
+    "Panels.rotation": Field("Panels.rotation", "deg", RTD),
+    "Panels.group_offset": Field("Panels.group_offset", "mm", 1e3),
+    "Panels.group_rotation": Field("Panels.group_rotation", "deg", RTD),
+    "Panels.groups": Field("Panels.groups"),
+    "Panels.mask": Field("Panels.mask"),
     "Detector.thickness": Field("-detector_thick", "um", 1e6),
     "Detector.mu": Field("-detector_abs", "/m"),
     "Detector.thicksteps": Field("-thicksteps"),
@@ -191,14 +203,43 @@ def _check_detector(c: _Checker) -> None:
     _check_roi(c, det)
 
 
-def _check_roi(c: _Checker, det) -> None:
+def _check_panels(c: _Checker) -> None:
+    """A ``panels.Panels`` detector: sizes, finite origins, axes spanning a plane, finite moves, groups that
+    name existing panels, the sensor and the (P, S, F) mask."""
+    det = c.model.detector
+    c.count("Panels.fpixels", det.fpixels)
+    c.count("Panels.spixels", det.spixels)
+    c.positive("Panels.pixel_size", det.pixel_size)
+    c.finite("Panels.origin", det.origin)
+    f, s = c.vector("Panels.fast", det.fast), c.vector("Panels.slow", det.slow)
+    if bool((torch.linalg.vector_norm(torch.linalg.cross(f, s), dim=-1) < 1e-9).any()):
+        c.fail("Panels.slow", "is parallel to the fast axis: the panel spans no plane")
+    for name in ("offset", "rotation", "group_offset", "group_rotation"):
+        if getattr(det, name) is not None:
+            c.finite(f"Panels.{name}", getattr(det, name))
+    for members in det.groups:
+        if not members or any(not 0 <= int(i) < det.panels for i in members):
+            c.fail("Panels.groups", f"a group must list panels 0..{det.panels - 1}", f"{tuple(members)}")
+    c.non_negative("Detector.thickness", det.thickness)
+    c.count("Detector.thicksteps", det.thicksteps)
+    c.count("Detector.layer_divisor", det.layer_divisor)
+    if float(c.values(det.thickness).max()) > 0:
+        c.non_negative("Detector.mu", det.mu)
+    if det.mask is not None and tuple(det.mask.shape) != det.shape:
+        c.fail("Panels.mask", f"the mask is {tuple(det.mask.shape)}, the panels {det.shape}")
+    _check_roi(c, det, mask=False)
+    if not bool(det.rendered_mask().any()):
+        c.fail("Panels.mask", "no pixel left to render")
+
+
+def _check_roi(c: _Checker, det, mask: bool = True) -> None:
     """The ROI window (inclusive) must overlap the detector; with a mask, some pixel must stay rendered."""
     if det.roi is not None:
         xmin, xmax, ymin, ymax = det.roi
         if xmin > xmax or ymin > ymax or xmin >= det.fpixels or ymin >= det.spixels or xmax < 0 or ymax < 0:
             c.fail("Detector.roi", f"the window x {xmin}..{xmax}, y {ymin}..{ymax} does not overlap the "
                    f"{det.fpixels}x{det.spixels} detector (x 0..{det.fpixels - 1}, y 0..{det.spixels - 1})")
-    if det.mask is not None:
+    if mask and det.mask is not None:
         if tuple(det.mask.shape) != (det.spixels, det.fpixels):
             c.fail("Detector.mask", f"the mask is {det.mask.shape[-1]}x{det.mask.shape[0]} pixels, the detector "
                    f"{det.fpixels}x{det.spixels}")
@@ -323,7 +364,7 @@ def validate_model(model) -> None:
     it came from), the value in the flag's units and the model field. Gradients are never touched."""
     c = _Checker(model)
     with torch.no_grad():
-        _check_detector(c)
+        _check_panels(c) if hasattr(model.detector, "panels") else _check_detector(c)
         _check_crystal(c)
         _check_beam(c)
         _check_structure_factors(c)

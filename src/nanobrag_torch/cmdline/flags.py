@@ -147,6 +147,8 @@ FLAGS: tuple[Flag, ...] = (
     _f("oversample_omega", "-oversample_omega", "none", "Detector", "apply solid angle per term (C quirk)"),
     _f("roi", "-roi", "roi", "Detector", "xmin xmax ymin ymax: inclusive pixel window"),
     _f("mask", "-mask", "file", "Detector", "SMV mask: zero pixels are skipped; header sets geometry"),
+    _f("expt", "-expt", "file", "Detector", "DIALS experiment list: beam, P panels (+ hierarchy), goniometer, scan, "
+       "crystal; flags given too override it. P > 1: images hold the panels one after another, panel 0 first"),
     _f("img", "-img", "file", "Detector", "SMV image whose header sets geometry"),
     _f("dmin", "-dmin", "float", "Detector", "resolution cut-off (A)"),
     # Rotation
@@ -155,7 +157,8 @@ FLAGS: tuple[Flag, ...] = (
     _f("phistep", "-phistep", "float", "Rotation", "spindle step (deg)"),
     _f("phisteps", "-phisteps", "int", "Rotation", "number of spindle steps"),
     # Output
-    _f("floatfile", "-floatfile -floatimage", "str", "Output", "raw float32 image (default floatimage.bin)"),
+    _f("floatfile", "-floatfile -floatimage", "str", "Output", "raw float32 image (default floatimage.bin); "
+       "P panels: P images of S x F one after another, panel 0 first (also SMV/PGM/noise)"),
     _f("intfile", "-intfile -intimage", "str", "Output", "SMV integer image (default intimage.img)"),
     _f("pgmfile", "-pgmfile -pgmimage", "str", "Output", "PGM preview (default image.pgm)"),
     _f("noisefile", "-noisefile -noiseimage", "str", "Output", "SMV Poisson-noise image (default noiseimage.img)"),
@@ -289,6 +292,9 @@ _VALUES = {
 }
 
 
+EXPT_FLAGS = "expt_flags"  # the event holding an -expt file's flags (config.build_config replays them first)
+
+
 def unknown_flag(token: str, known) -> UsageError:
     """The one-line error for a flag no table has, with the closest known flags as a suggestion (difflib)."""
     import difflib
@@ -333,6 +339,11 @@ def parse_argv(argv: list[str], flags: tuple[Flag, ...] | None = None,
                 check_choice(token, str(value), ("auto", "torch", "numba"))
             events.append((flag.key, value))
         cur.i += 1
+    expt = dict(events).get("expt")
+    if expt is not None:  # a DIALS experiment list as C flags, replayed before the command line's (config)
+        from ..io.expt import c_flags, read_expt
+
+        events = [(EXPT_FLAGS, parse_argv(c_flags(read_expt(expt))))] + events
     return events
 
 

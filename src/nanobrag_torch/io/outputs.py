@@ -15,7 +15,7 @@ import os
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -224,8 +224,11 @@ def outputs_from_config(config) -> Outputs:
 
 
 def roi_of(det) -> np.ndarray:
-    """(spixels, fpixels) bool: the detector's ROI window (masked pixels included), where C writes pixels."""
-    return roi_mask(det.shape, det.roi if det.roi is not None else (0, det.fpixels, 0, det.spixels))
+    """(spixels, fpixels) bool: the detector's ROI window (masked pixels included), where C writes pixels;
+    (P, spixels, fpixels) for P panels (one window on every panel)."""
+    roi = det.roi if det.roi is not None else (0, det.fpixels, 0, det.spixels)
+    window = roi_mask((det.spixels, det.fpixels), roi)
+    return np.broadcast_to(window, det.shape).copy() if len(det.shape) == 3 else window
 
 
 def noise_image(image32: np.ndarray, in_roi: np.ndarray | None, seed: int, adc: float, rng=None):
@@ -245,20 +248,30 @@ def noise_image(image32: np.ndarray, in_roi: np.ndarray | None, seed: int, adc: 
 def write_c_outputs(image, model, outputs: Outputs, out=None, noise=None) -> ImageStats:
     """Write C's files for ``image`` (spixels, fpixels) rendered from ``model``; C's end-of-run lines go to
     ``out`` (e.g. ``print``; default: nowhere). Returns the image statistics. Nothing is written unless every
-    file can be. ``noise``: the noise image already drawn (``noise_image``'s result), else drawn here."""
+    file can be. ``noise``: the noise image already drawn (``noise_image``'s result), else drawn here.
+
+    A ``Panels`` detector's (P, S, F) image is written as its panels one after another (panel 0 first): a
+    (P S) x F image, under panel 0's header (as the C program's CUSTOM panel) with SIZE2 = P S."""
     from ..geometry import place_detector
+    from ..panels import Panels, panel_as_detector
 
     det = model.detector
-    header = format_header(nanobragg_header(model, place_detector(det, model.beam.beam_vector)))
     table = getattr(model.info, "hkl_table", None)
     extra = []
     if outputs.dumpfile is not None and table is not None:
         extra.append((outputs.dumpfile, None, lambda p: write_fdump(p, table)))
     if outputs.hklout is not None and table is not None:
         extra.append((outputs.hklout, None, lambda p: write_hkl(p, table)))
+    one, shape = det, det.shape
+    if isinstance(det, Panels):
+        one = panel_as_detector(det, 0, model.beam.beam_vector)
+        shape = (det.panels * det.spixels, det.fpixels)
+    values = nanobragg_header(replace(model, detector=one), place_detector(one, model.beam.beam_vector))
+    header = format_header([(k, str(shape[0]) if k == "SIZE2" else v) for k, v in values])
     every = det.renders_every_pixel()  # the ROI and the rendered pixels are the whole image: no masks
-    return write_image_outputs(image, outputs, header, None if every else roi_of(det),
-                               None if every else det.rendered_mask().cpu().numpy(), float(det.pixel_size),
+    return write_image_outputs(image.reshape(shape), outputs, header, None if every else roi_of(det).reshape(shape),
+                               None if every else det.rendered_mask().cpu().numpy().reshape(shape),
+                               float(det.pixel_size),
                                model.sampling.oversample, out, rng=getattr(model.info, "rng", None), noise=noise,
                                extra_files=extra)
 

@@ -46,6 +46,11 @@ def _report_setup(model, config, out) -> None:
     out(f"  {'parallelpiped' if config.crystal.shape == 'square' else config.crystal.shape} xtal: "
         f"{info.N[0]}x{info.N[1]}x{info.N[2]} cells; "
         f"{'tricubic interpolation' if interp else 'nearest-neighbour'} structure factors")
+    if hasattr(model.detector, "panels"):  # -expt: P panels placed by the file
+        det = model.detector
+        out(f"  {det.panels} panels of {det.fpixels}x{det.spixels} pixels of {float(det.pixel_size):g} m from "
+            f"{config.expt} ({len(det.groups)} groups), written one after another")
+        return
     g = place_detector(model.detector, model.beam.beam_vector)
     out(f"  distance={float(g.distance):g} detsize={dc.detsize_f:g}x{dc.detsize_s:g}  pixel={dc.pixel_size:g} "
         f"meters ({dc.fpixels}x{dc.spixels} pixels)")

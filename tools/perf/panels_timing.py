@@ -1,0 +1,74 @@
+"""Time a detector of P panels against one panel of the same pixels (issue 24).
+
+    python -m tools.perf.panels_timing [--pixels 512] [--panels 1 8 64] [--repeats 3] [--kernels numba torch]
+
+One C detector of pixels x pixels (MOSFLM, 0.1 mm, 100 mm, a 100 A cubic cell, N 5, 10 mosaic domains) is
+rendered as C's ``Detector`` and as P ``Panels`` cutting it into P strips of pixels/P rows (the same pixels:
+the images agree to rounding, which is printed). Best of --repeats, wall clock, this process, after one
+warm-up render (numba compiles there), the renders taking turns. Prints one line per (kernel, P); records
+numbers, asserts nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import replace
+
+import torch
+
+import nanobrag_torch as nb
+from nanobrag_torch.panels import Panels, panels_from_detector
+
+ARGV = ("-cell 100 100 100 90 90 90 -default_F 100 -N 5 -mosaic 0.5 -mosaic_domains 10 -distance 100 "
+        "-pixel 0.1 -detpixels {n} -oversample 1 -mosflm")
+
+
+def strips(one: Panels, parts: int) -> Panels:
+    """The panel ``one`` (P = 1) cut into ``parts`` panels of spixels/parts rows each."""
+    rows = one.spixels // parts
+    k = torch.arange(parts, dtype=torch.float64)[:, None]
+    origin = one.origin + k * rows * one.pixel_size * one.slow
+    return replace(one, origin=origin, fast=one.fast.expand(parts, 3), slow=one.slow.expand(parts, 3),
+                   normal=one.normal.expand(parts, 3), spixels=rows)
+
+
+def interleaved(fns: dict, repeats: int) -> dict:
+    """Best wall time of each function, the functions run in turn ``repeats`` times (after a warm-up each), so
+    that a busy machine slows every one of them alike."""
+    for fn in fns.values():
+        fn()
+    times = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return {k: min(v) for k, v in times.items()}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pixels", type=int, default=512)
+    ap.add_argument("--panels", type=int, nargs="+", default=[1, 8, 64])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--kernels", nargs="+", default=["numba", "torch"])
+    args = ap.parse_args(argv)
+    model = nb.load_model(nb.config_from_argv(ARGV.format(n=args.pixels).split()))
+    one = panels_from_detector(model.detector, model.beam.beam_vector)
+    print(f"{args.pixels}x{args.pixels} pixels, {torch.get_num_threads()} threads")
+    for kernel in args.kernels:
+        ref = nb.render(model, kernel=kernel)
+        models = {0: model, **{p: replace(model, detector=strips(one, p)) for p in args.panels}}
+        diffs = {p: float((nb.render(m, kernel=kernel).reshape(ref.shape) - ref).abs().max() / ref.abs().max())
+                 for p, m in models.items()}
+        t = interleaved({p: (lambda m=m, k=kernel: nb.render(m, kernel=k, progress=False)) for p, m in models.items()},
+                        args.repeats)
+        print(f"{kernel:6s} Detector (C's panel)      {t[0]:8.3f} s")
+        for p in args.panels:
+            print(f"{kernel:6s} {p:3d} panels of {args.pixels}x{args.pixels // p:<4d}  {t[p]:8.3f} s  "
+                  f"{100 * (t[p] / t[0] - 1):+6.1f} %   max|diff|/max {diffs[p]:.1e}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
