@@ -21,9 +21,10 @@ import numpy as np
 
 from ..errors import InputError, UsageError
 from ..stats import ImageStats, int_image, int_scale, pgm_image, pgm_scale, roi_mask, summarize
+from .experiments import experiments_json, single_run_experiments
 from .hkl import write_fdump
 from .images import write_float_image, write_pgm
-from .smv import format_header, nanobragg_header
+from .smv import adc_offset_field, format_header, nanobragg_header
 
 
 _TMP_SUFFIX = ".part"
@@ -126,6 +127,8 @@ class Outputs:
     pgmscale: float = 0.0  # -pgmscale (0: 250 / (5 rmsd))
     adc: float = 40.0
     seed: int | None = None  # noise seed (None: time-based, as C)
+    adc_header: bool = False  # -adc_header: ADC_OFFSET=adc in the SMV headers (the pedestal dxtbx subtracts)
+    exptout: str | None = None  # -exptout: the simulation as a DIALS experiment list (io.experiments)
 
 
 def outputs_from_config(config) -> Outputs:
@@ -133,7 +136,7 @@ def outputs_from_config(config) -> Outputs:
     oc = config.output
     return Outputs(floatfile=oc.floatfile, intfile=oc.intfile, pgmfile=oc.pgmfile, noisefile=oc.noisefile,
                    dumpfile=config.crystal.dump if config.crystal.hkl is not None else None, scale=oc.scale,
-                   pgmscale=oc.pgmscale, adc=oc.adc, seed=oc.seed)
+                   pgmscale=oc.pgmscale, adc=oc.adc, seed=oc.seed, adc_header=oc.adc_header, exptout=oc.exptout)
 
 
 def roi_of(det) -> np.ndarray:
@@ -159,11 +162,14 @@ def write_c_outputs(image, model, outputs: Outputs, out=None, noise=None) -> Ima
     from ..geometry import place_detector
 
     det = model.detector
-    header = format_header(nanobragg_header(model, place_detector(det, model.beam.beam_vector)))
+    fields = nanobragg_header(model, place_detector(det, model.beam.beam_vector))
+    header = format_header(fields + ([adc_offset_field(outputs.adc)] if outputs.adc_header else []))
     table = getattr(model.info, "hkl_table", None)
     extra = []
     if outputs.dumpfile is not None and table is not None:
         extra.append((outputs.dumpfile, None, lambda p: write_fdump(p, table)))
+    if outputs.exptout is not None:
+        extra.append((outputs.exptout, experiments_json(single_run_experiments(model)), None))
     return write_image_outputs(image, outputs, header, roi_of(det), det.rendered_mask().cpu().numpy(),
                                float(det.pixel_size), model.sampling.oversample, out,
                                rng=getattr(model.info, "rng", None), noise=noise, extra_files=extra)
