@@ -136,7 +136,7 @@ def test_sensor_fields_follow_the_detector_thickness(tmp_path):
             det = f["/entry/instrument/detector"]
             assert det["sensor_thickness"][()] == pytest.approx(mm) and det["sensor_material"][()] == b"Si"
         header = fabio.open(str(tmp_path / name / "c_1.cbf")).header["_array_data.header_contents"]
-        assert ("# Silicon sensor, thickness 0.00045 m" in header) == (name == "thick")
+        assert ("# Silicon sensor, thickness 0.000450 m" in header) == (name == "thick")
         assert ("Silicon" in header) == (name == "thick")
 
 

@@ -42,10 +42,11 @@ def read_image(path) -> dict:
     img = dxtbx.load(path)
     out = _models(img.get_beam(), img.get_detector(), img.get_goniometer(), img.get_scan())
     out["format"] = type(img).__name__
-    data = img.get_raw_data(0) if img.get_num_images() > 1 else img.get_raw_data()
+    multi = hasattr(img, "get_num_images")  # a file of many frames (NXmx): frame 0
+    data = img.get_raw_data(0) if multi else img.get_raw_data()
     data = data[0] if isinstance(data, tuple) else data
     out["pixels"] = data.as_numpy_array().tolist()
-    out["num_images"] = img.get_num_images()
+    out["num_images"] = img.get_num_images() if multi else 1
     return out
 
 

@@ -111,8 +111,8 @@ def run_format(case_dir: Path, fmt: str, py: str, extra: dict, log) -> dict:
             "integrate": ["refined.expt", "refined.refl", "nproc=2"]}
     failed = None
     for step in STEPS:
-        r = run([f"dials.{step}", *args[step], *extra.get(step, [])], cwd=work, output_path=work / f"{step}.out", timeout_s=900,
-                log_path=case_dir.parent / "commands.log")
+        r = run([f"dials.{step}", *args[step], *extra.get(step, [])], cwd=work, output_path=work / f"{step}.out",
+                timeout_s=900, log_path=case_dir.parent / "commands.log")
         log(f"  {fmt}: dials.{step} exit {r.exit_code} ({r.wall_s:.1f} s)")
         if r.exit_code != 0:
             failed = f"dials.{step} exit {r.exit_code}: {r.tail.splitlines()[-1] if r.tail else ''}"

@@ -8,7 +8,7 @@ int32 pixels, and a header describing the geometry.
 * A **full imgCIF** header otherwise (two-theta, -detector_rot*, a spindle that is not the fast axis, the
   ADXV/XDS/DIALS conventions' mirrored or swapped axes, ...): the ``axis`` categories give the spindle, the
   detector's normal and the pixel axes as vectors in the imgCIF frame (``lab_frame``), so any placement is
-  exact. Read by cbflib (dxtbx's ``FormatCBFFull``); stills have no goniometer categories.
+  exact. Read by cbflib (dxtbx's ``FormatCBFFull``); a still has an oscillation of 0.
 
 Counts are photons unless -adc was given (``io.dataset``); the sensor line / thickness only with a sensor
 (-detector_thick > 0).
@@ -47,7 +47,7 @@ def cbf_header_lines(model, frame: CbfFrame, exposure: float, version: str) -> l
     px = float(det.pixel_size)
     kahn = float(model.beam.kahn)
     thick = float(det.thickness)
-    sensor = [f"# Silicon sensor, thickness {thick:.6g} m"] if thick > 0 else []
+    sensor = [f"# Silicon sensor, thickness {thick:.6f} m"] if thick > 0 else []
     return [
         f"# Detector: nanoBragg simulation (nanobrag-torch {version}), S/N 000",
         "# " + frame.timestamp.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3],
@@ -107,9 +107,10 @@ def _loop(columns: list[str], rows: list[list[str]]) -> list[str]:
     return ["loop_", *columns, *(" ".join(r) for r in rows), ""]
 
 
-def imgcif_header(model, frame: CbfFrame, exposure: float, version: str, rotation: bool) -> list[str]:
+def imgcif_header(model, frame: CbfFrame, exposure: float, version: str) -> list[str]:
     """The CIF lines of a full imgCIF frame before its ``array_data`` (whose pixels ``write_imgcif`` adds): the
-    beam, the goniometer (rotation only: spindle GONIOMETER_PHI, the frame's start angle and increment) and the
+    beam, the goniometer (the spindle GONIOMETER_PHI, the frame's start angle and increment: 0 for a still,
+    which dxtbx reads as a still; without a goniometer its full-CBF reader fails) and the
     detector as three translations in the imgCIF frame (``lab_frame``; mm): DETECTOR_Z along C's detector
     normal by the sample-to-plane distance, ELEMENT_X offset to the outer corner of pixel (0, 0) and along the
     fast axis, ELEMENT_Y along the slow axis. Pixel index 0 is at displacement 0, the outer corner: dxtbx
@@ -138,12 +139,14 @@ def imgcif_header(model, frame: CbfFrame, exposure: float, version: str, rotatio
         "_diffrn_radiation_wavelength.wt 1.0",
         "",
     ]
-    if rotation:
-        lines += ["_diffrn_measurement.diffrn_id DS1", "_diffrn_measurement.id GONIOMETER",
-                  "_diffrn_measurement.method rotation", "_diffrn_measurement.number_of_axes 1",
-                  "_diffrn_measurement_axis.measurement_id GONIOMETER",
-                  "_diffrn_measurement_axis.axis_id GONIOMETER_PHI", ""]
     lines += [
+        "_diffrn_measurement.diffrn_id DS1",
+        "_diffrn_measurement.id GONIOMETER",
+        "_diffrn_measurement.method rotation",
+        "_diffrn_measurement.number_of_axes 1",
+        "_diffrn_measurement_axis.measurement_id GONIOMETER",
+        "_diffrn_measurement_axis.axis_id GONIOMETER_PHI",
+        "",
         "_diffrn_detector.diffrn_id DS1",
         "_diffrn_detector.id DETECTOR",
         "_diffrn_detector.type 'nanoBragg simulated pixel detector'",
@@ -173,21 +176,19 @@ def imgcif_header(model, frame: CbfFrame, exposure: float, version: str, rotatio
         f"_diffrn_scan_frame.date {when}",
         "",
     ]
-    axes = [["SOURCE", "general", "source", ".", "0", "0", "1", "0", "0", "0"],
+    start, inc = _num(frame.start_angle), _num(frame.angle_increment)
+    axes = [["GONIOMETER_PHI", "rotation", "goniometer", ".", *n(st.spindle), "0", "0", "0"],
+            ["SOURCE", "general", "source", ".", "0", "0", "1", "0", "0", "0"],
             ["DETECTOR_Z", "translation", "detector", ".", *n(st.normal), "0", "0", "0"],
             ["ELEMENT_X", "translation", "detector", "DETECTOR_Z", *n(st.fast), *n(in_plane)],
             ["ELEMENT_Y", "translation", "detector", "ELEMENT_X", *n(st.slow), "0", "0", "0"]]
     d = _num(st.close_distance)
-    scan_axes = [["DETECTOR_Z", "SCAN1", "0", "0", "0", d, "0", "0"],
+    scan_axes = [["GONIOMETER_PHI", "SCAN1", start, inc, inc, "0", "0", "0"],
+                 ["DETECTOR_Z", "SCAN1", "0", "0", "0", d, "0", "0"],
                  ["ELEMENT_X", "SCAN1", "0", "0", "0", "0", "0", "0"],
                  ["ELEMENT_Y", "SCAN1", "0", "0", "0", "0", "0", "0"]]
-    frame_axes = [["FRAME1", "DETECTOR_Z", "0", d], ["FRAME1", "ELEMENT_X", "0", "0"],
-                  ["FRAME1", "ELEMENT_Y", "0", "0"]]
-    if rotation:
-        start, inc = _num(frame.start_angle), _num(frame.angle_increment)
-        axes.insert(0, ["GONIOMETER_PHI", "rotation", "goniometer", ".", *n(st.spindle), "0", "0", "0"])
-        scan_axes.insert(0, ["GONIOMETER_PHI", "SCAN1", start, inc, inc, "0", "0", "0"])
-        frame_axes.insert(0, ["FRAME1", "GONIOMETER_PHI", start, "0"])
+    frame_axes = [["FRAME1", "GONIOMETER_PHI", start, "0"], ["FRAME1", "DETECTOR_Z", "0", d],
+                  ["FRAME1", "ELEMENT_X", "0", "0"], ["FRAME1", "ELEMENT_Y", "0", "0"]]
     lines += [
         *_loop(["_axis.id", "_axis.type", "_axis.equipment", "_axis.depends_on", "_axis.vector[1]",
                 "_axis.vector[2]", "_axis.vector[3]", "_axis.offset[1]", "_axis.offset[2]", "_axis.offset[3]"],

@@ -231,7 +231,7 @@ class DatasetWriter:
             cf = CbfFrame(angle, inc, frame_timestamp(self.meta.start_time, i, self.meta.exposure))
             counts = self.counts(frame, fm)
             if self.full_cbf:
-                lines = imgcif_header(fm, cf, self.meta.exposure, self.version, self.plan.rotation)
+                lines = imgcif_header(fm, cf, self.meta.exposure, self.version)
                 block = Path(names["cbf"]).stem
                 write_atomically([(names["cbf"], None, lambda p: write_imgcif(p, counts, lines, block))])
             else:

@@ -55,7 +55,8 @@ class ImgcifSetup:
 
     ``to_imgcif``: lab -> imgCIF rotation (3x3); ``origin``: the outer corner of pixel (0, 0) (dxtbx's panel
     origin); ``fast``/``slow``: the detector axes; ``normal``: C's detector normal (odet, which is fast x slow
-    or its opposite: ADXV); ``close_distance``: origin . normal, the sample-to-plane distance (mm); ``spindle``: the rotation axis (None without one);
+    or its opposite: ADXV); ``close_distance``: origin . normal, the sample-to-plane distance (mm);
+    ``spindle``: the rotation axis (None without one);
     ``polarization_normal``/``polarization_fraction``: dxtbx's description of C's -polar_vector and -polar
     (the plane holding the E-vector, and the fraction of intensity polarized in it, (1 + kahn)/2);
     ``geometry``: the placed detector (``geometry.DetectorGeometry``, lab frame, metres)."""
