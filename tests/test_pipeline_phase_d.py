@@ -427,7 +427,8 @@ def test_invoke_list_shows_whole_descriptions():
     # Issue 10.9: `invoke -l` shows each task's first docstring line, so that line must be a whole sentence.
     import tasks
 
-    for name in ("phase_d", "metrics", "ledger", "phase_d_check", "tests", "lint", "parity_matrix", "bench"):
+    for name in ("phase_d", "metrics", "ledger", "phase_d_check", "tests", "lint", "parity_matrix", "bench",
+                 "interop"):
         first = getattr(tasks, name).__doc__.strip().splitlines()[0]
         assert first.endswith(".") or first.endswith(")"), (name, first)
 
@@ -440,10 +441,10 @@ def test_nox_sessions_share_one_environment():
                           timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
     sessions = {ln[2:].split(" -> ")[0] for ln in proc.stdout.splitlines() if ln[:2] in ("* ", "- ")}
-    assert {"project", "tests", "lint", "phase_d", "parity_matrix", "bench"} == sessions
+    assert {"project", "tests", "lint", "phase_d", "parity_matrix", "bench", "interop"} == sessions
     import noxfile
 
-    for name in ("tests", "phase_d", "parity_matrix", "bench"):
+    for name in ("tests", "phase_d", "parity_matrix", "bench", "interop"):
         func = getattr(noxfile, name)
         assert func.requires == ["project"] and func.venv_backend == "none", name
 
