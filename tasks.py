@@ -117,8 +117,14 @@ def profile(c, config=None, detpixels=4096, dtype="float32", device="cpu", threa
 
 @task(help={"args": "extra pytest arguments, e.g. \"-k ledger\""})
 def tests(c, args=""):
-    """The full test suite, exactly as CI runs it (nox -s tests)."""
+    """The full test suite (nox -s tests; CI runs it and `invoke interop`)."""
     raise Exit(code=_run(c, ["nox", "-s", "tests", *(["--", *shlex.split(args)] if args else [])]))
+
+
+@task(help={"select": "case names of configs/interop.toml (default: all)"})
+def interop(c, select=None):
+    """DIALS on our simulated datasets, checked against the truth (nox -s interop; needs python3-dials)."""
+    raise Exit(code=_run(c, ["nox", "-s", "interop", *(["--", "--select", *select.split()] if select else [])]))
 
 
 @task
