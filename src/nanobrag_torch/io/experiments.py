@@ -113,7 +113,7 @@ def crystal_dict(model, at_phi: bool) -> dict:
     import torch
 
     from ..geometry import rotate_axis, unitize
-    from ..renderer import crystal_geometry
+    from ..crystal import crystal_geometry
 
     cr = crystal_geometry(model)
     abc = torch.stack((cr.a0, cr.b0, cr.c0)) * 1e10
