@@ -7,6 +7,7 @@
     image = image + nb.render_background(model, water)          # same units: photons per pixel
     nb.write_c_outputs(image, model, nb.outputs_from_config(config))   # C's files
     sf = nb.structure_factors_from_model("model.pdb", d_min=2.0)       # |F| in P1 from a model (gemmi)
+    nb.write_experiments(model, "truth.expt")   # the simulation as a DIALS experiment list
     images = nb.apply_detector_response(image, nb.DetectorResponse(seed=1))  # noisify's detector images
 
 Citations "§N.M" in this package name sections of docs/c-behaviour.md (the C program's behaviour we mirror).
@@ -18,6 +19,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "SimConfig": "config", "build_config": "config", "parse_argv": "cmdline.flags",
     "Outputs": "io.outputs", "outputs_from_config": "io.outputs", "write_c_outputs": "io.outputs",
+    "write_experiments": "io.experiments",
     "build_model": "load", "load_model": "load", "read_inputs": "load",
     "Beam": "model", "Crystal": "model", "Detector": "model", "Model": "model", "Sampling": "model",
     "StructureFactors": "model",
@@ -50,6 +52,7 @@ def config_from_argv(argv: list[str]):
 
 __all__ = ["SimConfig", "build_config", "config_from_argv", "parse_argv", "load_model", "build_model",
            "read_inputs", "render", "render_details", "RenderResult", "Model", "Crystal", "Detector", "Beam",
-           "StructureFactors", "Sampling", "Outputs", "outputs_from_config", "write_c_outputs", "__version__",
+           "StructureFactors", "Sampling", "Outputs", "outputs_from_config", "write_c_outputs", "write_experiments",
+           "__version__",
            "apply_detector_response", "DetectorResponse", "DetectorImages", "AmorphousSample", "amorphous_sample",
            "render_amorphous", "render_background", "structure_factors_from_model", "structure_factors_from_mtz"]

@@ -74,10 +74,9 @@ def test_a_still_has_no_goniometer_and_its_crystal_at_phi(tmp_path):
 
 def test_write_experiments_python_api_writes_the_cli_truth(tmp_path):
     import nanobrag_torch as nb
-    from nanobrag_torch.io.experiments import write_experiments
 
     argv = [*BASE, "-phi", "10", "-osc", "1"]
-    write_experiments(nb.load_model(nb.config_from_argv(argv)), tmp_path / "api.expt")
+    nb.write_experiments(nb.load_model(nb.config_from_argv(argv)), tmp_path / "api.expt")
     r = run_inproc([*argv, "-exptout", "cli.expt", "-nonoise"], tmp_path)
     assert r.returncode == 0, r.stderr
     assert expt(tmp_path / "api.expt") == expt(tmp_path / "cli.expt")
