@@ -120,9 +120,10 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(reuse_venv=True)
 def lint(session: nox.Session) -> None:
-    """ruff check [PATHS] (default: the whole repository)."""
-    session.install("ruff==0.17.6")  # pinned: a new ruff release must not change the verdict silently
+    """ruff check [PATHS] (default: the whole repository), then the layer contract (import-linter, pyproject.toml)."""
+    session.install("ruff==0.17.6", "import-linter==2.17")  # pinned: a new release must not change the verdict
     session.run("ruff", "check", *(session.posargs or ["."]))
+    session.run("lint-imports", env={"PYTHONPATH": "src"})
 
 
 # --- the Phase D evidence steps, one session each (`invoke phase-d` chains them; tools/evidence/phase_d.py) ----

@@ -9,7 +9,9 @@ nox owns the environments (noxfile.py); the functions called here use only the s
 """
 from __future__ import annotations
 
+import os
 import shlex
+import sys
 
 from invoke import Exit, task
 
@@ -144,11 +146,25 @@ def parity_matrix(c, corpus=None, live=False, select=None, dtype=None, device=No
             "dtype": "our dtypes, space-separated (default: float32 float64)",
             "no_scaling": "skip the scaling scans (time vs pixels, vs sources x domains)",
             "sizes": "detpixels of the pixel scan, space-separated (default: 256 ... 4096)",
-            "c_bin": "C nanoBragg binary (default: $NB_C_BIN)", "outdir": "report directory"})
-def bench(c, select=None, repeats=None, dtype=None, no_scaling=False, sizes=None, c_bin=None, outdir=None):
-    """Benchmarks of our CLI vs the C program on the same cores, outputs parity-checked -> reports/bench/<STAMP>/.
+            "c_bin": "C nanoBragg binary (default: $NB_C_BIN)", "outdir": "report directory",
+            "device": "cpu (default: every program vs C on the same cores) or cuda (the GPU section)",
+            "python": "--device cuda: an interpreter with a CUDA build of torch (default: this one)"})
+def bench(c, select=None, repeats=None, dtype=None, no_scaling=False, sizes=None, c_bin=None, outdir=None,
+          device="cpu", python=None):
+    """Benchmarks of our CLIs (nanoBragg, nonBragg, noisify) vs the C programs on the same cores, outputs
+    parity-checked -> reports/bench/<STAMP>/; --device cuda: the GPU section -> reports/bench/gpu-<STAMP>/.
 
-    A short run: invoke bench --select heavy-1024 --repeats 1 --dtype float32 --no-scaling"""
+    A short run: invoke bench --select heavy-1024 --repeats 1 --dtype float32 --no-scaling
+    On a CUDA machine: invoke bench --device cuda --python /path/to/python-with-cuda-torch"""
+    if device == "cuda":  # the nox environment holds the CPU build of torch: run the GPU section directly
+        argv = [python or sys.executable, "-m", "tools.perf.bench_gpu"]
+        for flag, value in (("--repeats", repeats), ("--c-bin", c_bin), ("--outdir", outdir), ("--dtype", dtype)):
+            if value:
+                argv += [flag, *str(value).split()]
+        os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), str(REPO), os.environ.get("PYTHONPATH", "")])
+        raise Exit(code=_run(c, argv))
+    if device != "cpu":
+        raise Exit(f"error: --device: expected cpu or cuda, got {device!r}", code=2)
     argv = ["nox", "-s", "bench", "--"]
     for flag, value in (("--select", select), ("--dtype", dtype), ("--sizes", sizes)):
         if value:

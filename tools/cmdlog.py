@@ -202,9 +202,9 @@ IN_PROCESS = "@in-process"  # argv[0] of a RunResult from run_in_process
 
 
 def run_in_process(argv: list[str], workdir) -> RunResult:
-    """``nanobrag_torch.cli.main(argv)`` called in this process with ``workdir`` as the working directory and
-    stdout/stderr captured: what ``python -m nanobrag_torch ARGV`` does there, without starting an interpreter
-    and importing torch for every run (~2 s each). The test suite's golden cases use it; the pipeline tools,
+    """``nanobrag_torch.programs.nanobragg.main(argv)`` called in this process with ``workdir`` as the working
+    directory and stdout/stderr captured: what ``python -m nanobrag_torch ARGV`` does there, without starting an
+    interpreter and importing torch for every run (~2 s each). The test suite's golden cases use it; the pipeline tools,
     which time whole processes, do not. An exception escaping ``main`` (a bug) is exit 1 with its traceback on
     stderr, as the interpreter would report it. No timeout."""
     import contextlib
@@ -212,7 +212,7 @@ def run_in_process(argv: list[str], workdir) -> RunResult:
     import signal
     import traceback
 
-    from nanobrag_torch.cli import main
+    from nanobrag_torch.programs.nanobragg import main
 
     workdir = Path(workdir)
     before = {p.name for p in workdir.iterdir()}

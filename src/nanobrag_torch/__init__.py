@@ -16,14 +16,14 @@ __version__ = "0.1.0"
 # The public names, imported on first use (PEP 562): `python -m nanobrag_torch -h` and a bad flag answer without
 # importing torch, which alone takes ~2 s.
 _LAZY = {
-    "SimConfig": "config", "build_config": "config", "parse_argv": "flags",
+    "SimConfig": "config", "build_config": "config", "parse_argv": "cmdline.flags",
     "Outputs": "io.outputs", "outputs_from_config": "io.outputs", "write_c_outputs": "io.outputs",
     "build_model": "load", "load_model": "load", "read_inputs": "load",
     "Beam": "model", "Crystal": "model", "Detector": "model", "Model": "model", "Sampling": "model",
     "StructureFactors": "model",
     "RenderResult": "renderer", "render": "renderer", "render_details": "renderer",
-    "apply_detector_response": "detector_response", "DetectorResponse": "detector_response",
-    "DetectorImages": "detector_response",
+    "apply_detector_response": "response.detector", "DetectorResponse": "response.detector",
+    "DetectorImages": "response.detector",
     "AmorphousSample": "amorphous", "amorphous_sample": "amorphous", "render_amorphous": "amorphous",
     "render_background": "amorphous",
     "structure_factors_from_model": "structure_factors", "structure_factors_from_mtz": "structure_factors",
@@ -43,7 +43,7 @@ def __getattr__(name: str):
 def config_from_argv(argv: list[str]):
     """A SimConfig from C-style command-line flags (the same the CLI takes)."""
     from .config import build_config
-    from .flags import parse_argv
+    from .cmdline.flags import parse_argv
 
     return build_config(parse_argv(list(argv)))
 

@@ -25,7 +25,8 @@ import torch
 from .config import AVOGADRO, R_E_SQR
 from .geometry import DetectorGeometry, pixel_positions, place_detector
 from .model import SETUP_DTYPE, Beam, Detector
-from .physics import polarization_factor
+from .errors import UsageError
+from .physics import polarization_factor, polarization_frame
 
 # Units of the table's abscissa -> sin(theta)/lambda in 1/m, by the flag naming the file (§12.2).
 STOL_UNITS = {"stol": 1e10, "4stol": 1e10 / 4, "Q": 1e10 / math.pi / 4}
@@ -298,9 +299,37 @@ def _chunk_terms(pos, g: DetectorGeometry, inc, lam, weights, polar_axis, kahn, 
     return term, F, stol64, index, polar, omega, walk_state
 
 
+def _requires_grad(*parts) -> bool:
+    """Some tensor of these dataclasses requires a gradient (and autograd is on)."""
+    return torch.is_grad_enabled() and any(isinstance(v, torch.Tensor) and v.requires_grad
+                                           for p in parts for v in vars(p).values())
+
+
+def fused_kernel(kernel: str, device: torch.device, grad: bool):
+    """The fused CPU module (``fused_amorphous``) when it renders, else None (the eager kernel): "auto" uses it
+    on the CPU when numba imports and no gradient is needed; "numba" insists (a one-line usage error saying
+    why not); "torch" never."""
+    if kernel not in ("auto", "torch", "numba"):
+        raise UsageError(f"-kernel: expected one of auto, torch, numba, got {kernel!r}")
+    if kernel == "torch":
+        return None
+    why = "autograd" if grad else device.type if device.type != "cpu" else None
+    if why is None:
+        try:
+            from . import fused_amorphous
+        except ImportError:
+            why = "numba is not installed (pip install numba)"
+        else:
+            return fused_amorphous
+    if kernel == "numba":
+        raise UsageError(f"-kernel numba: the fused CPU kernel does not render {why}; use -kernel torch"
+                         if not why.startswith("numba") else f"-kernel numba: {why}")
+    return None
+
+
 def render_amorphous(detector: Detector, beam: Beam, sample: AmorphousSample, oversample: int = 1, *,
                      dtype: torch.dtype = torch.float64, fmap: bool = False, keep_last: bool = False,
-                     max_evals: int = _EVALS_PER_CHUNK) -> AmorphousResult:
+                     max_evals: int = _EVALS_PER_CHUNK, kernel: str = "auto") -> AmorphousResult:
     """Render the amorphous scattering of ``sample`` onto ``detector`` lit by ``beam`` (§12.3), in photons per
     pixel: sum over sub-pixels and sources of sign(F) F^2 x polarization x solid angle x source weight, times
     r_e^2 x fluence x molecules / (sources x oversample^2). Pure; differentiable in the continuous parameters
@@ -308,7 +337,9 @@ def render_amorphous(detector: Detector, beam: Beam, sample: AmorphousSample, ov
 
     Source directions need not be unit vectors (C's source positions work as they are). ``fmap``: each pixel
     holds F of its last evaluation instead (C's -Fmap). ``keep_last``: fill ``AmorphousResult.last``.
-    The sensor thickness, if the detector has one, is ignored (nonBragg models none).
+    The sensor thickness, if the detector has one, is ignored (nonBragg models none). ``kernel``: "auto" (the
+    compiled CPU kernel ``fused_amorphous`` when it is available and no gradient is needed, else the eager
+    torch one), "torch" or "numba" (see ``fused_kernel``).
     """
     dev = detector.pixel_size.device
     g = place_detector(detector, _f64(beam.beam_vector, dev))
@@ -321,6 +352,10 @@ def render_amorphous(detector: Detector, beam: Beam, sample: AmorphousSample, ov
     NS = inc.shape[0]
     S = oversample * oversample
     steps = NS * S
+    fused = fused_kernel(kernel, torch.device(dev), _requires_grad(detector, beam, sample))
+    if fused is not None:
+        return _render_fused(fused, detector, beam, sample, g, inc, lam, weights, polar_axis, oversample,
+                             dtype, fmap, keep_last)
     rendered = detector.rendered_mask().reshape(-1)
     idx = torch.nonzero(rendered).reshape(-1)
     chunk = max(1, max_evals // max(1, steps))
@@ -355,6 +390,35 @@ def render_amorphous(detector: Detector, beam: Beam, sample: AmorphousSample, ov
                 for i, name in enumerate(("stol", "index", "polar", "omega"))}
         last["pixels"] = idx
     return AmorphousResult(flat.reshape(detector.spixels, detector.fpixels), float(omega_sum), steps, last)
+
+
+def _render_fused(fused, detector: Detector, beam: Beam, sample: AmorphousSample, g: DetectorGeometry, inc, lam,
+                  weights, polar_axis, oversample: int, dtype, fmap: bool, keep_last: bool) -> AmorphousResult:
+    """``render_amorphous`` on the fused CPU kernel: the per-source vectors as the eager render derives them."""
+    dev = detector.pixel_size.device
+    npix = detector.fpixels * detector.spixels
+    full = detector.renders_every_pixel()
+    idx = None if full else torch.nonzero(detector.rendered_mask().reshape(-1)).reshape(-1)
+    NS = inc.shape[0]
+    inc2, _ = unitize_c(inc.to(dtype))  # C unitizes the incident vector again in its polarization function
+    kahn = _f64(beam.kahn, dev)
+    B, E, _ = polarization_frame(inc2, polar_axis.to(dtype))
+    prm = {"pixel_size": float(detector.pixel_size), "close_distance": float(g.close_distance),
+           "kahn": float(kahn), "distance": float(g.distance), "r_e_sqr": R_E_SQR,
+           "fluence": float(_f64(beam.fluence, dev)), "molecules": float(_f64(sample.molecules, dev))}
+    values, omega_sum, last = fused.render(
+        g, idx, inc.to(dtype), inc2, lam.to(dtype), weights.to(dtype), torch.cat((B, E), dim=-1),
+        table_windows(sample.stol, sample.F), sample.stol, prm, fpixels=detector.fpixels, npix=npix,
+        oversample=oversample,
+        point_pixel=detector.point_pixel, curved=detector.curved, nopolar=beam.nopolar, kahn=float(kahn) != 0.0,
+        fmap=fmap, increasing=sample.increasing, keep_last=keep_last, dtype=dtype)
+    flat = values
+    if not full:
+        flat = torch.zeros(npix, dtype=dtype)
+        flat[idx] = values
+    if last is not None:
+        last["pixels"] = torch.arange(npix) if full else idx
+    return AmorphousResult(flat.reshape(detector.spixels, detector.fpixels), omega_sum, NS * oversample ** 2, last)
 
 
 def render_background(model, sample: AmorphousSample, **kw) -> torch.Tensor:

@@ -12,8 +12,7 @@ from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 
 from .errors import UsageError
-from .flags import parse_argv
-from .io.expt import c_flags, read_expt
+from .io.expt import read_expt
 
 from .constants import AVOGADRO, DEFAULT_FLUENCE, R_E_SQR, RTD, WATER_F  # noqa: F401 - also config's names
 SOURCE_DISTANCE = 10.0  # m; C has no flag for it and it has no effect
@@ -756,15 +755,19 @@ def output_config(st: SimpleNamespace) -> OutputConfig:
 
 def build_config(events: list[tuple[str, object]], header_hook=None) -> SimConfig:
     """Replay parsed events and apply C's defaults and auto-selection rules, section by section."""
+    # An -expt file's flags (one event from parse_argv) replay first, so flags given too override them; ``given``
+    # is the command line's own flags.
+    from_file = [e for k, v in events if k == "expt_flags" for e in v]
+    events = [(k, v) for k, v in events if k != "expt_flags"]
     given = frozenset(k for k, _ in events)
+    events = from_file + events
     expt = dict(events).get("expt")
-    if expt is not None:  # the file as C flags, before the command line's: flags given too override it
+    if expt is not None:  # parse_argv put the file's C flags before the command line's
         experiment = read_expt(expt)
         outs = [f for f, k in (("-nexus", "nexus"), ("-cbf", "cbf")) if dict(events).get(k) is not None]
         if len(experiment.panels) > 1 and outs:
             raise UsageError(f"{outs[0]}: not written for a detector of {len(experiment.panels)} panels (-expt) yet; "
                              "use -floatfile/-intfile (the panels one after another)")
-        events = parse_argv(c_flags(experiment)) + list(events)
     st = state_from_events(events, header_hook)
     if st.help:
         raise UsageError("help")  # handled by the CLI before building a config

@@ -41,7 +41,7 @@ _CHUNKS_PER_THREAD = 32  # work items per thread: small enough to balance, few e
 # ---------------------------------------------------------------------------------------------- sin(pi x)
 # sin(pi x) = x P(x^2) on |x| <= 1/2: Chebyshev fits (mpmath.chebyfit on [0, 0.2502]) of sin(pi sqrt t)/sqrt t,
 # fit error 3e-19 (float64, degree 8 in t) and 7e-9 (float32, degree 4); evaluated with fused multiply-adds,
-# measured max relative error 2.6e-16 in float64 and 1.5e-7 in float32 (~1.2 ulp; tests/test_fused.py).
+# measured max relative error 2.6e-16 in float64 and 1.5e-7 in float32 (~1.2 ulp; tests/unit/test_fused.py).
 _SINPI64 = (3.141592653589793, -5.167712780049969, 2.5501640398773002, -0.5992645293189358,
             0.08214588657295133, -0.007370430504516517, 0.0004662998090641688, -2.190347829127253e-05,
             7.697626512234251e-07)
@@ -120,9 +120,9 @@ P_SUB, P_SUBHALF, P_THICKSTEP, P_PX2, P_CLOSE, P_DEPTH, P_DMIN, P_KAHN, P_IBG, P
 N_PRM = 16
 # Integer settings, by index into ``ipr``.
 (I_FPIXELS, I_OS, I_LAYERS, I_SHAPE, I_POINT, I_THICK, I_WATER, I_NOPOLAR, I_OS_THICK, I_OS_POLAR, I_OS_OMEGA,
- I_CURVED, I_HAS_TABLE, I_HMIN, I_KMIN, I_LMIN, I_HMAX, I_KMAX, I_LMAX, I_INTERP, I_DMIN, I_WIDE,
- I_PANEL_PIXELS) = range(23)
-N_IPR = 23
+ I_CURVED, I_HAS_TABLE, I_HMIN, I_KMIN, I_LMIN, I_HMAX, I_KMAX, I_LMAX, I_INTERP, I_DMIN, I_WIDE, I_NPIX,
+ I_PANEL_PIXELS) = range(24)
+N_IPR = 24
 SHAPES = {"square": 0, "round": 1, "gauss": 2, "tophat": 3}
 
 
@@ -151,16 +151,17 @@ def _clamp_axis(x, hi):
 def _render_tiles(t0, t1, idx, geo, pclose, inc, lam, orient, recip, polax, Fpad, prm, ipr, known_first,
                   values, omsum, had_oor, used_interp):
     """Render tiles t0..t1-1 (TILE consecutive entries each) of the pixels ``idx`` (flat raster indices,
-    ascending) into ``values``/``omsum`` (per pixel). Runs without the GIL: threads render chunks in parallel.
+    ascending; empty: every pixel 0 .. ``ipr[I_NPIX]`` - 1) into ``values`` (per pixel) and ``omsum`` (the
+    summed solid angle per tile, float64). Runs without the GIL: threads render chunks in parallel.
 
     ``geo`` (P, 5, 3) per panel, rows: pix0, fdet, sdet, odet, beam; ``pclose`` (P,) each panel's close
     distance; a flat index q is pixel q mod (S F) of panel q div (S F) (one panel: the C program's detector).
-    A tile on one panel (all but the few that cross a boundary) uses its vectors as loop constants, as for C's
-    single detector; a tile across a boundary loads each pixel's vectors once. ``orient`` (9, K):
+    The tile loads each pixel's panel vectors once, so the loops below stay gather-free. ``orient`` (9, K):
     a, b, c components per phi x mosaic orientation. ``Fpad``: the F table with a default_F border one cell
     wide (flat, shape in ipr).
     With ``ipr[I_INTERP]`` tricubic F is used until each pixel's first out-of-range lookup
-    (``had_oor``); ``used_interp`` says whether a pixel used it at all. ``known_first[0]``: the smallest
+    (``had_oor``); ``used_interp`` says whether a pixel used it at all (both per pixel, empty without
+    tricubic F). ``known_first[0]``: the smallest
     pixel position known to hold an out-of-range lookup (tiles after it use nearest F).
 
     Why one long function: it is the whole per-tile evaluation compiled as one numba function, so that the
@@ -170,7 +171,8 @@ def _render_tiles(t0, t1, idx, geo, pclose, inc, lam, orient, recip, polax, Fpad
     comments in the order of the eager kernel's named stages (kernel.render_chunk).
     """
     T = values.dtype.type
-    n_pix = idx.size
+    listed = idx.size > 0
+    n_pix = idx.size if listed else ipr[I_NPIX]
     fpix_f = np.float64(ipr[I_FPIXELS])
     inv_fpixels = 1.0 / fpix_f
     pan_f = np.float64(ipr[I_PANEL_PIXELS])
@@ -259,22 +261,23 @@ def _render_tiles(t0, t1, idx, geo, pclose, inc, lam, orient, recip, polax, Fpad
     Fb = np.full(TILE, default_F, values.dtype)
     ib = np.zeros(TILE, np.int32)
     pnl = np.empty((13, TILE), values.dtype)  # per pixel: pix0, fdet, sdet, odet (x, y, z each), close distance
-    pan = np.empty(TILE, np.int64)  # each pixel's panel
     for tile in range(t0, t1):
         start = tile * TILE
+        om_tile = 0.0
         n = min(TILE, n_pix - start)
         tile_interp = interp and start < known_first[0]
-        p_first = _divmod_exact(np.float64(idx[start]), pan_f, inv_pan)[0]
-        uniform = p_first == _divmod_exact(np.float64(idx[start + n - 1]), pan_f, inv_pan)[0]  # indices ascend
-        base = p_first * pan_f
         for i in range(n):
-            # panel, slow, fast = divmods of q in exact double arithmetic (an integer division costs ~40 cycles)
-            q = np.float64(idx[start + i])
-            if uniform:
-                q = q - base
-            else:
-                pn, q = _divmod_exact(q, pan_f, inv_pan)
-                pan[i] = np.int64(pn)
+            # slow, fast = divmod(q, fpixels) in exact double arithmetic (an integer division costs ~40 cycles)
+            q = np.float64(idx[start + i] if listed else start + i)
+            pn = np.floor(q * inv_pan)
+            q = q - pn * pan_f
+            pn = pn - 1.0 if q < 0.0 else (pn + 1.0 if q >= pan_f else pn)
+            q = q + pan_f if q < 0.0 else (q - pan_f if q >= pan_f else q)
+            pidx = np.int64(pn)
+            for ri in range(4):
+                for ci in range(3):
+                    pnl[3 * ri + ci, i] = geo[pidx, ri, ci]
+            pnl[12, i] = pclose[pidx]
             row = np.floor(q * inv_fpixels)
             col = q - row * fpix_f
             row = row - 1.0 if col < 0.0 else (row + 1.0 if col >= fpix_f else row)
@@ -286,63 +289,32 @@ def _render_tiles(t0, t1, idx, geo, pclose, inc, lam, orient, recip, polax, Fpad
             ion[i] = tile_interp
             found[i] = False
             om_acc[i] = T(0)
-            had_oor[start + i] = False
-            used_interp[start + i] = False
-        pf = np.int64(p_first)  # the tile's panel's vectors as scalars (loop constants), used when uniform
-        p0x, p0y, p0z = geo[pf, 0, 0], geo[pf, 0, 1], geo[pf, 0, 2]
-        fx, fy, fz = geo[pf, 1, 0], geo[pf, 1, 1], geo[pf, 1, 2]
-        sx, sy, sz = geo[pf, 2, 0], geo[pf, 2, 1], geo[pf, 2, 2]
-        ox, oy, oz = geo[pf, 3, 0], geo[pf, 3, 1], geo[pf, 3, 2]
-        close = pclose[pf]
-        if not uniform:
+        if interp:
             for i in range(n):
-                for ri in range(4):
-                    for ci in range(3):
-                        pnl[3 * ri + ci, i] = geo[pan[i], ri, ci]
-                pnl[12, i] = pclose[pan[i]]
+                had_oor[start + i] = False
+                used_interp[start + i] = False
         for t in range(layers):
             Odet = T(t) * thickstep
             for ss in range(os_):
                 for sf in range(os_):
                     first_sub = ss == 0 and sf == 0
                     # position, direction, solid angle and capture fraction per pixel (C 6.1-6.3)
-                    if uniform:  # the panel's vectors as loop constants: the loop vectorises
-                        for i in range(n):
-                            Fdet = sub * (fp[i] * osT + T(sf)) + subhalf
-                            Sdet = sub * (sp[i] * osT + T(ss)) + subhalf
-                            dx[i] = Fdet * fx + Sdet * sx + Odet * ox + p0x
-                            dy[i] = Fdet * fy + Sdet * sy + Odet * oy + p0y
-                            dz[i] = Fdet * fz + Sdet * sz + Odet * oz + p0z
-                    else:  # a tile across a panel boundary: every pixel its panel's vectors
-                        for i in range(n):
-                            Fdet = sub * (fp[i] * osT + T(sf)) + subhalf
-                            Sdet = sub * (sp[i] * osT + T(ss)) + subhalf
-                            dx[i] = Fdet * pnl[3, i] + Sdet * pnl[6, i] + Odet * pnl[9, i] + pnl[0, i]
-                            dy[i] = Fdet * pnl[4, i] + Sdet * pnl[7, i] + Odet * pnl[10, i] + pnl[1, i]
-                            dz[i] = Fdet * pnl[5, i] + Sdet * pnl[8, i] + Odet * pnl[11, i] + pnl[2, i]
+                    for i in range(n):
+                        Fdet = sub * (fp[i] * osT + T(sf)) + subhalf
+                        Sdet = sub * (sp[i] * osT + T(ss)) + subhalf
+                        dx[i] = Fdet * pnl[3, i] + Sdet * pnl[6, i] + Odet * pnl[9, i] + pnl[0, i]
+                        dy[i] = Fdet * pnl[4, i] + Sdet * pnl[7, i] + Odet * pnl[10, i] + pnl[1, i]
+                        dz[i] = Fdet * pnl[5, i] + Sdet * pnl[8, i] + Odet * pnl[11, i] + pnl[2, i]
                     if curved:
                         for i in range(n):
                             dx[i], dy[i], dz[i] = _curve(dx[i], dy[i], dz[i], geo[0], dist)
-                    if uniform:
-                        for i in range(n):
-                            R = math.sqrt(dx[i] * dx[i] + dy[i] * dy[i] + dz[i] * dz[i])
-                            dx[i] = dx[i] / R
-                            dy[i] = dy[i] / R
-                            dz[i] = dz[i] / R
-                            om[i] = T(1) / (R * R) if point else px2 / (R * R) * close / R
-                    else:
-                        for i in range(n):
-                            R = math.sqrt(dx[i] * dx[i] + dy[i] * dy[i] + dz[i] * dz[i])
-                            dx[i] = dx[i] / R
-                            dy[i] = dy[i] / R
-                            dz[i] = dz[i] / R
-                            om[i] = T(1) / (R * R) if point else px2 / (R * R) * pnl[12, i] / R
-                    if (thick or os_thick) and uniform:
-                        for i in range(n):
-                            rho = dx[i] * ox + dy[i] * oy + dz[i] * oz
-                            depth = depth_num / rho
-                            cap[i] = math.exp(-T(t) * depth) - math.exp(-(T(t) + T(1)) * depth)
-                    elif thick or os_thick:
+                    for i in range(n):
+                        R = math.sqrt(dx[i] * dx[i] + dy[i] * dy[i] + dz[i] * dz[i])
+                        dx[i] = dx[i] / R
+                        dy[i] = dy[i] / R
+                        dz[i] = dz[i] / R
+                        om[i] = T(1) / (R * R) if point else px2 / (R * R) * pnl[12, i] / R
+                    if thick or os_thick:
                         for i in range(n):
                             rho = dx[i] * pnl[9, i] + dy[i] * pnl[10, i] + dz[i] * pnl[11, i]
                             depth = depth_num / rho
@@ -487,23 +459,14 @@ def _render_tiles(t0, t1, idx, geo, pclose, inc, lam, orient, recip, polax, Fpad
                 v = v * om0[i]
                 om_acc[i] = om0[i] * T_S
             values[start + i] = v
-            omsum[start + i] = om_acc[i]
+            om_tile += np.float64(om_acc[i])
+        omsum[tile] = om_tile
         if tile_interp:
             for i in range(n):
                 if had_oor[start + i]:
                     if start + i < known_first[0]:
                         known_first[0] = start + i  # benign race: only an optimisation hint
                     break
-
-
-@_jit
-def _divmod_exact(q, d, inv_d):
-    """(floor(q/d), q mod d) of non-negative integers held exactly in doubles, without an integer division."""
-    k = np.floor(q * inv_d)
-    r = q - k * d
-    k = k - 1.0 if r < 0.0 else (k + 1.0 if r >= d else k)
-    r = r + d if r < 0.0 else (r - d if r >= d else r)
-    return k, r
 
 
 @_jit
@@ -614,13 +577,15 @@ def _lagrange(t):
 # Compiled one-pass versions of stats.py's block loops (same results, the sums in raster order as C's).
 @_jit(cache=True, nogil=True)
 def masked_sums(flat32, mask, shift):
-    """(n, sum x, sum x^2) in double over the pixels where ``mask``; with a finite ``shift``, sum (x-shift)^2."""
+    """(n, sum x, sum x^2) in double over the pixels where ``mask`` (empty: every pixel); with a finite
+    ``shift``, sum (x-shift)^2."""
     n = 0
     total = 0.0
     sq = 0.0
     use = shift == shift
+    every = mask.size == 0
     for i in range(flat32.size):
-        if mask[i]:
+        if every or mask[i]:
             x = np.float64(flat32[i])
             if use:
                 x = x - shift
@@ -632,20 +597,24 @@ def masked_sums(flat32, mask, shift):
 
 @_jit(cache=True, nogil=True)
 def int_pixels(flat32, roi, scale, adc, out):
-    """SMV pixels (stats.int_image): floor(float32(v scale + adc + 0.5)) clipped to 0..65535; NaN, outside -> 0."""
+    """SMV pixels (stats.int_image): floor(float32(v scale + adc + 0.5)) clipped to 0..65535; NaN, outside the
+    ROI (``roi`` empty: every pixel is inside) -> 0."""
+    every = roi.size == 0
     for i in range(flat32.size):
         t = np.float64(flat32[i]) * scale + adc
         t = 0.0 if t < 0.0 else (65535.0 if t > 65535.0 else t)
         r = np.floor(np.float32(t + 0.5))
-        out[i] = np.uint16(r) if roi[i] and r == r else np.uint16(0)
+        out[i] = np.uint16(r) if (every or roi[i]) and r == r else np.uint16(0)
 
 
 @_jit(cache=True, nogil=True)
 def pgm_pixels(flat32, roi, scale, out):
-    """PGM bytes (stats.pgm_image): min(v scale, 255) truncated; negative, NaN, outside the ROI -> 0."""
+    """PGM bytes (stats.pgm_image): min(v scale, 255) truncated; negative, NaN, outside the ROI (``roi`` empty:
+    every pixel is inside) -> 0."""
+    every = roi.size == 0
     for i in range(flat32.size):
         t = np.float64(flat32[i]) * scale
-        keep = roi[i] and t >= 0.0  # NaN fails the test
+        keep = (every or roi[i]) and t >= 0.0  # NaN fails the test
         t = 255.0 if t > 255.0 else t
         out[i] = np.uint8(np.trunc(t)) if keep else np.uint8(0)
 
@@ -656,15 +625,19 @@ def num_threads() -> int:
     return max(1, torch.get_num_threads())
 
 
-def _run_tiles(pix, args, out, threads: int, progress=None) -> None:
-    """Render every tile of ``pix``: chunks of consecutive tiles, in raster order, on ``threads`` threads."""
-    ntiles = (pix.size + TILE - 1) // TILE
+def _run_tiles(pix, args, out, threads: int, progress=None, kernel=None, tile: int = TILE, npix: int = 0) -> None:
+    """Render every tile of ``pix`` (empty: of the pixels 0 .. ``npix`` - 1) with ``kernel`` (default
+    ``_render_tiles``; ``tile`` pixels per tile): chunks of consecutive tiles, in raster order, on ``threads``
+    threads (one thread: in raster order)."""
+    kernel = _render_tiles if kernel is None else kernel
+    total = pix.size if pix.size else npix
+    ntiles = _tiles(total, tile)
     per = max(1, ntiles // (threads * _CHUNKS_PER_THREAD))
     ranges = [(t, min(t + per, ntiles)) for t in range(0, ntiles, per)]
 
     def one(r):
-        _render_tiles(r[0], r[1], pix, *args, *out)
-        return min(r[1] * TILE, pix.size) - r[0] * TILE  # the pixels of these tiles (the last one may be short)
+        kernel(r[0], r[1], pix, *args, *out)
+        return min(r[1] * tile, total) - r[0] * tile
 
     # Even with one thread the chunks run in a worker: the main thread only waits, so Ctrl-C and SIGTERM reach
     # it between chunks (never inside numba's compiler, which an interrupt can crash), and the chunks not
@@ -682,9 +655,11 @@ def _np(t: torch.Tensor, dtype) -> np.ndarray:
     return np.ascontiguousarray(t.detach().cpu().numpy(), dtype=dtype)
 
 
-def render(geom, idx: torch.Tensor, inp, s, fpixels: int, pixel_size: float, oversample: int, thickstep: float,
-           thicksteps: int, curved: bool, interp_enabled: bool = True, progress=None, panel_pixels: int = 0):
-    """Render the pixels ``idx`` (flat raster indices, ascending: ROI and mask applied) on the CPU.
+def render(geom, idx: torch.Tensor | None, inp, s, fpixels: int, pixel_size: float, oversample: int,
+           thickstep: float, thicksteps: int, curved: bool, interp_enabled: bool = True, progress=None,
+           npix: int = 0, panel_pixels: int = 0):
+    """Render the pixels ``idx`` (flat raster indices, ascending: ROI and mask applied; None: every pixel
+    0 .. ``npix`` - 1) on the CPU.
 
     ``geom`` is the placed ``geometry.DetectorGeometry``, ``inp``/``s`` the ``kernel.KernelInputs`` and
     ``kernel.KernelSettings`` of the eager path. Returns (values per pixel, omega_sum over all pixels,
@@ -696,10 +671,19 @@ def render(geom, idx: torch.Tensor, inp, s, fpixels: int, pixel_size: float, ove
     dt = np.float32 if tdtype == torch.float32 else np.float64
     args = _kernel_arrays(geom, inp, s, dt, fpixels, pixel_size, oversample, thickstep, thicksteps, curved,
                           interp_enabled, panel_pixels)
-    pix = np.ascontiguousarray(idx.detach().cpu().numpy(), dtype=np.int64)
+    pix = _pixel_list(idx)
+    args[9][I_NPIX] = npix if idx is None else pix.size
     values, omsum, still_on = _render_pixels(pix, args, dt, interp_enabled, progress)
     omega_sum = torch.as_tensor(omsum.sum(dtype=np.float64), dtype=tdtype)
     return (torch.from_numpy(values), omega_sum, torch.as_tensor(still_on))
+
+
+def _pixel_list(idx) -> np.ndarray:
+    """The kernels' pixel list: int64 raster indices, or an empty array for "every pixel" (``idx`` None)."""
+    if idx is None:
+        return np.empty(0, dtype=np.int64)
+    return np.ascontiguousarray(idx.detach().cpu().numpy() if isinstance(idx, torch.Tensor) else idx,
+                                dtype=np.int64)
 
 
 def _kernel_arrays(geom, inp, s, dt, fpixels, pixel_size, oversample, thickstep, thicksteps, curved,
@@ -761,28 +745,36 @@ def _kernel_arrays(geom, inp, s, dt, fpixels, pixel_size, oversample, thickstep,
     return (geo, pclose, inc, lam, orient, recip, polax, Fpad, prm, ipr, known_first)
 
 
+def _tiles(n: int, tile: int = TILE) -> int:
+    return (n + tile - 1) // tile
+
+
 def _render_pixels(pix, args, dt, interp_enabled: bool, progress):
-    """Run the tiles over ``pix`` with C's global tricubic shut-off; (values, omega per pixel, still on)."""
+    """Run the tiles over ``pix`` (empty: every pixel) with C's global tricubic shut-off; (values, omega per
+    tile, still on)."""
     ipr = args[9]
-    n = pix.size
+    n = ipr[I_NPIX]
+    interp = bool(ipr[I_INTERP])
     values = np.empty(n, dtype=dt)
-    omsum = np.empty(n, dtype=dt)
-    had_oor = np.empty(n, dtype=np.bool_)
-    used = np.empty(n, dtype=np.bool_)
+    omsum = np.empty(_tiles(n), dtype=np.float64)
+    had_oor = np.empty(n if interp else 0, dtype=np.bool_)
+    used = np.empty(n if interp else 0, dtype=np.bool_)
     args[10][0] = n
     threads = num_threads()
-    _run_tiles(pix, args, (values, omsum, had_oor, used), threads, progress)
+    _run_tiles(pix, args, (values, omsum, had_oor, used), threads, progress, npix=n)
     still_on = bool(interp_enabled)
-    if ipr[I_INTERP] and had_oor.any():
+    if interp and had_oor.any():
         # C's global shut-off: every pixel after the first out-of-range lookup that interpolated is redone
         still_on = False
         first = int(np.argmax(had_oor))
         redo = first + 1 + np.flatnonzero(used[first + 1:])
         if redo.size:
             ipr[I_INTERP] = 0
+            listed = pix[redo] if pix.size else redo.astype(np.int64)
+            ipr[I_NPIX] = listed.size
             v2 = np.empty(redo.size, dtype=dt)
-            scratch = (v2, np.empty(redo.size, dtype=dt), np.empty(redo.size, np.bool_),
-                       np.empty(redo.size, np.bool_))
-            _run_tiles(pix[redo], args, scratch, threads)
+            scratch = (v2, np.empty(_tiles(redo.size), dtype=np.float64), np.empty(0, np.bool_),
+                       np.empty(0, np.bool_))
+            _run_tiles(listed, args, scratch, threads)
             values[redo] = v2
     return values, omsum, still_on

@@ -25,8 +25,8 @@ from .io.smv import read_smv
 from .io.sourcefile import read_sourcefile_lines
 from .budget import check_memory
 from .model import SETUP_DTYPE, Beam, Crystal, Model, Sampling, detector_from_config, setup_tensor
+from .crandom.streams import CRandom, mosaic_draws, random_misset
 from .panels import Panels
-from .rng import CRandom, mosaic_draws, random_misset
 from .sources import file_sources, grid_sources
 from .structure_factors import structure_factors_from_table, table_of, table_resolution
 from .validate import validate_model

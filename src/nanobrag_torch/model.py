@@ -149,6 +149,15 @@ class Detector:
         """Distance between sensor layers (m)."""
         return self.thickness / self.layer_divisor
 
+    def renders_every_pixel(self) -> bool:
+        """No mask and an ROI (if any) covering the whole detector: ``rendered_mask()`` is all True."""
+        if self.mask is not None and not bool(self.mask.all()):
+            return False
+        if self.roi is None:
+            return True
+        xmin, xmax, ymin, ymax = self.roi
+        return xmin <= 0 and ymin <= 0 and xmax >= self.fpixels - 1 and ymax >= self.spixels - 1
+
     def rendered_mask(self) -> torch.Tensor:
         """(spixels, fpixels) bool: pixels C renders — inside the ROI and not masked."""
         dev = self.pixel_size.device

@@ -70,6 +70,10 @@ class Panels:
         """Distance between sensor layers (m)."""
         return self.thickness / self.layer_divisor
 
+    def renders_every_pixel(self) -> bool:
+        """No mask and an ROI (if any) covering the whole panel: ``rendered_mask()`` is all True."""
+        return Detector.renders_every_pixel(self)
+
     def rendered_mask(self) -> torch.Tensor:
         """(P, spixels, fpixels) bool: pixels rendered — inside the ROI window and not masked."""
         dev = self.pixel_size.device

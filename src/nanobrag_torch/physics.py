@@ -251,20 +251,27 @@ def polarization_factor(incident: torch.Tensor, diffracted: torch.Tensor, axis: 
         with_kahn = isinstance(kahn, torch.Tensor) or kahn != 0.0
     if not with_kahn:
         return 0.5 * (1.0 + cos2t_sqr)
-    B = torch.cross(axis.expand_as(incident), incident, dim=-1)
-    nB = torch.linalg.vector_norm(B, dim=-1, keepdim=True)
-    B = B / torch.where(nB == 0, 1.0, nB)  # C unitize(): a zero vector stays zero
-    E = torch.cross(incident, B, dim=-1)
-    nE = torch.linalg.vector_norm(E, dim=-1, keepdim=True)
-    E = E / torch.where(nE == 0, 1.0, nE)
+    B, E, degenerate = polarization_frame(incident, axis)
     y, x = (diffracted * B).sum(-1), (diffracted * E).sum(-1)
     psi = -torch.atan2(y, x)
     value = 0.5 * (1.0 + cos2t_sqr - kahn * torch.cos(2.0 * psi) * sin2t_sqr)
     if not _needs_grad(incident, diffracted, axis, kahn):
         return value
-    degenerate = (nB == 0)[..., 0] | (nE == 0)[..., 0]  # C: psi = atan2(0, 0) = 0, so cos(2 psi) = 1
     aniso = torch.where(degenerate, sin2t_sqr, x * x - y * y)
     return value_with_grad_of(value, 0.5 * (1.0 + cos2t_sqr - kahn * aniso))
+
+
+def polarization_frame(incident: torch.Tensor, axis: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
+                                                                           torch.Tensor]:
+    """C polarization_factor()'s B = unit(axis x incident) and E = unit(incident x B) (a zero vector stays
+    zero, as C unitize()); ``degenerate`` marks where either is zero (C's psi = atan2(0, 0) = 0 there)."""
+    B = torch.cross(axis.expand_as(incident), incident, dim=-1)
+    nB = torch.linalg.vector_norm(B, dim=-1, keepdim=True)
+    B = B / torch.where(nB == 0, 1.0, nB)
+    E = torch.cross(incident, B, dim=-1)
+    nE = torch.linalg.vector_norm(E, dim=-1, keepdim=True)
+    E = E / torch.where(nE == 0, 1.0, nE)
+    return B, E, (nB == 0)[..., 0] | (nE == 0)[..., 0]
 
 
 _LAGRANGE_DENOM = (-6.0, 2.0, -2.0, 6.0)  # prod_{b != a} (x_a - x_b) for nodes -1, 0, 1, 2

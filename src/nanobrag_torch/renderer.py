@@ -8,6 +8,7 @@ them all would exceed the budget, so the backward fits the same budget as the fo
 """
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass, replace
 
@@ -212,25 +213,26 @@ def render_details(model: Model, *, kernel: str = "auto", max_memory_gb: float =
     B = prep.settings.batch
     fused = _fused_module(kernel, model, prep, grad)
     check_memory(model, max_memory_gb, eager=fused is None)  # before any buffer of the image's size
-    rendered = det.rendered_mask().reshape(-1)
-    full = bool(rendered.all())  # every pixel rendered: no index list to search, no scatter
-    idx = torch.arange(rendered.numel(), device=dev) if full else torch.nonzero(rendered).reshape(-1)
+    npix = math.prod(det.shape)  # every panel's pixels
+    full = det.renders_every_pixel()  # no index list to search, no scatter
+    rendered = None if full else det.rendered_mask().reshape(-1)
     os_ = model.sampling.oversample
     if fused is not None:
-        bar = _progress(idx.numel(), progress)
+        idx = None if full else torch.nonzero(rendered).reshape(-1)
+        bar = _progress(npix if full else idx.numel(), progress)
         try:
             v, om, still = fused.render(prep.detector, idx, prep.inputs, prep.settings, det.fpixels,
                                         _value(det.pixel_size), os_, _value(det.thickstep), det.thicksteps,
-                                        det.curved, progress=bar.update if bar is not None else None,
+                                        det.curved, progress=bar.update if bar is not None else None, npix=npix,
                                         panel_pixels=det.fpixels * det.spixels if isinstance(det, Panels) else 0)
         finally:  # also on Ctrl-C: the bar is cleared, so the CLI's one line stays the only one
             if bar is not None:
                 bar.close()
         values, omega_sum, interp = [v[None]], om, still.reshape(1)
     else:
+        idx = torch.arange(npix, device=dev) if full else torch.nonzero(rendered).reshape(-1)
         values, omega_sum, interp = _render_eager(model, prep, idx, max_memory_gb, grad, progress)
-    image = values[0] if full and len(values) == 1 else torch.zeros(B, rendered.numel(), dtype=model.dtype,
-                                                                    device=dev)
+    image = values[0] if full and len(values) == 1 else torch.zeros(B, npix, dtype=model.dtype, device=dev)
     if not full and values:
         image = image.index_copy(1, idx, torch.cat(values, dim=1))
     elif full and len(values) > 1:

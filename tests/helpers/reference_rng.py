@@ -1,8 +1,8 @@
 """The previous pure-Python generator (ran1, gaussdev, poidev) and noise image, kept as a test reference.
 
-This is the implementation that nanobrag_torch.rng had before the generators moved to the one numba-compiled
-implementation in nanobrag_torch._crandom. It was verified bit-identical against C's golden noise images
-(tests/test_rng.py), so the new generator is checked against it draw for draw. Only tests import it.
+This is the implementation that nanobrag_torch.crandom.streams had before the generators moved to the one numba-compiled
+implementation in nanobrag_torch.crandom.generators. It was verified bit-identical against C's golden noise images
+(tests/unit/test_rng.py), so the new generator is checked against it draw for draw. Only tests import it.
 """
 
 from __future__ import annotations

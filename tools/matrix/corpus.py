@@ -2,7 +2,7 @@
 
 A corpus is any directory in the format of ``../shared/golden`` (``cases.json`` with ``cases`` and
 optionally ``c_behaviour_records``, ``inputs/``, ``out/<id>/``). This is the one implementation used by
-``tests/test_golden_parity.py`` and ``tools/matrix/parity_matrix.py``; metrics and thresholds come from
+``tests/parity/test_golden_parity.py`` and ``tools/matrix/parity_matrix.py``; metrics and thresholds come from
 ``tools.metrics`` and ``tools.thresholds``.
 
 Typical use::

@@ -1,7 +1,12 @@
 """Benchmarks: whole runs of our CLI and of the C program on the same cores, with every output parity-checked.
 
     python -m tools.perf.bench [--config configs/bench.toml] [--select ID ...] [--repeats N] [--dtype D ...]
-                          [--no-scaling] [--sizes N ...] [--outdir DIR] [--c-bin PATH]
+                          [--no-scaling] [--sizes N ...] [--outdir DIR] [--c-bin PATH] [--nonbragg-bin PATH]
+                          [--noisify-bin PATH] [--device cpu|cuda]
+
+A case runs one program of the C suite (``program``: nanoBragg by default, nonBragg or noisify; the C binaries
+from $NB_C_BIN, $NB_NONBRAGG_BIN, $NB_NOISIFY_BIN or the options). ``--device cuda`` runs the GPU section
+instead (tools.perf.bench_gpu, on a machine with CUDA).
 
 For each case of the config, the C program and our CLI (once per dtype) run alternately ``repeats`` times,
 each in a fresh directory holding only the inputs. Recorded per run: wall time (process start to exit), peak
@@ -49,6 +54,7 @@ except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib
 
 from tools.matrix import corpus
+from tools.matrix.corpus import PROGRAMS
 from tools.evidence.case import ConfigError, load_case
 from tools.cbin import resolve_c_binary, sha256_file
 from tools.cmdlog import utc_stamp
@@ -62,7 +68,7 @@ FRAMES_PER_S = re.compile(r"\(([0-9.eE+-]+) frames/s\)")
 NOISE_PROBE = """import json, sys, time
 t0 = time.perf_counter()
 import numpy as np
-from nanobrag_torch.rng import poisson_noise
+from nanobrag_torch.crandom.streams import poisson_noise
 x = np.fromfile(sys.argv[1], dtype="<f4")
 t1 = time.perf_counter(); poisson_noise(x, int(sys.argv[2]), float(sys.argv[3])); t2 = time.perf_counter()
 warm = []
@@ -173,8 +179,9 @@ def load_config(path) -> dict:
     return cfg
 
 
-def write_inputs(d: Path, source_counts=(3,)) -> None:
-    """Synthetic inputs shared by every case: an HKL table (h, k, l in -12..12) and source files."""
+def write_inputs(d: Path, source_counts=(3,), spot_images=()) -> None:
+    """Synthetic inputs shared by every case: an HKL table (h, k, l in -12..12), source files, a water-like
+    .stol table (water.stol) and, for noisify, float images of spots on a background (spots<N>.bin, N x N)."""
     rng = np.random.default_rng(7)
     rows = [f"{h} {k} {l_} {rng.uniform(1, 50):.2f}" for h in range(-12, 13) for k in range(-12, 13)
             for l_ in range(-12, 13)]
@@ -183,6 +190,35 @@ def write_inputs(d: Path, source_counts=(3,)) -> None:
         # n sources ~0.2 mrad apart around the beam axis, weights 1, wavelength 1 A (position x y z, weight, lambda)
         lines = [f"-10 {0.002 * (i % 3 - 1):g} {0.002 * (i // 3 - 1):g} 1 1e-10" for i in range(n)]
         (d / f"src{n}.txt").write_text("\n".join(lines) + "\n")
+    # F of water vs sin(theta)/lambda (1/A): 2.57 forward, the ring near 0.16, a second one near 0.35
+    stol = np.linspace(0.0, 1.0, 201)
+    F = 2.57 * np.exp(-(stol / 0.5) ** 2) + 3.0 * np.exp(-((stol - 0.16) / 0.04) ** 2) \
+        + 1.2 * np.exp(-((stol - 0.35) / 0.08) ** 2)
+    (d / "water.stol").write_text("".join(f"{x:.3f} {f:.5f}\n" for x, f in zip(stol, F)))
+    for n in sorted(set(spot_images)):
+        write_spots(d / f"spots{n}.bin", n)
+
+
+def write_spots(path: Path, n: int) -> None:
+    """An n x n float32 image in photons: a smooth background of ~2 and n/4 Gaussian spots up to ~500."""
+    rng = np.random.default_rng(11)
+    y, x = np.mgrid[0:n, 0:n].astype(np.float32) / np.float32(n)
+    img = np.float32(2.0) + np.float32(1.5) * np.exp(-((x - 0.5) ** 2 + (y - 0.5) ** 2) / np.float32(0.1))
+    g = np.exp(-0.5 * (np.arange(-3, 4) / 1.2) ** 2)
+    spot = np.outer(g, g).astype(np.float32)
+    for cy, cx, h in zip(rng.integers(3, n - 3, n // 4), rng.integers(3, n - 3, n // 4),
+                         rng.uniform(10, 500, n // 4)):
+        img[cy - 3:cy + 4, cx - 3:cx + 4] += np.float32(h) * spot
+    img.astype("<f4").tofile(path)
+
+
+SPOTS = re.compile(r"^spots(\d+)\.bin$")
+
+
+def spot_images(cases) -> list[int]:
+    """The spots<N>.bin images the cases' command lines name."""
+    return sorted({int(m.group(1)) for c in cases for tok in shlex.split(c.get("argv", ""))
+                   if (m := SPOTS.match(tok))})
 
 
 def case_inputs(config: str | None) -> list[Path]:
@@ -220,9 +256,12 @@ def image_shape(argv: list[str]) -> tuple[int, int] | None:
 
 
 # ------------------------------------------------------------------------------------------------ parity
-def check_outputs(c_dir: Path, py_dir: Path, dtype: str, shape) -> list[dict]:
-    """Every image C wrote, judged against ours: a list of {output, status PASS|FAIL|SKIP, reasons}."""
+def check_outputs(c_dir: Path, py_dir: Path, dtype: str, shape, program: str = "nanoBragg") -> list[dict]:
+    """Every image C wrote, judged against ours: a list of {output, status PASS|FAIL|SKIP, reasons}. A program
+    without our engine flags (noisify) is judged with the float64 gates (its arithmetic is C's)."""
     rows = []
+    trailing_ok = "pgm_trailing_bytes" in PROGRAMS[program].quirks
+    dtype = dtype if PROGRAMS[program].engine_flags else "float64"
     for name, kind in OUTPUTS:
         ref, ours = c_dir / name, py_dir / name
         if not ref.exists():
@@ -239,7 +278,7 @@ def check_outputs(c_dir: Path, py_dir: Path, dtype: str, shape) -> list[dict]:
                 m, reasons, _, _ = corpus.compare_float(ref, ours, shape, dtype)
                 m = {k: m.get(k) for k in ("correlation", "sum_ratio", "max_abs_diff_rel")}
             elif kind == "pgm":
-                m, reasons, _ = corpus.compare_pgm(ref, ours, dtype)
+                m, reasons, _ = corpus.compare_pgm(ref, ours, dtype, trailing_ok)
             else:
                 m, reasons, _ = corpus.compare_smv(ref, ours, "noisefile" if kind == "noise" else "intfile", dtype)
         except ValueError as exc:
@@ -249,25 +288,33 @@ def check_outputs(c_dir: Path, py_dir: Path, dtype: str, shape) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------------------------ cases
-class Runner:
-    """Runs C and ours with the benchmark's environment, in fresh directories under one scratch root."""
+OURS = "ours"  # the side of our run of a program without -dtype (noisify)
 
-    def __init__(self, cfg: dict, c_bin: Path | None, scratch: Path):
-        self.cfg, self.c_bin, self.scratch = cfg, c_bin, scratch
+
+class Runner:
+    """Runs C and ours with the benchmark's environment, in fresh directories under one scratch root.
+    ``c_bins``: the C binary of each program (None: not available); ``c_bin`` is nanoBragg's."""
+
+    def __init__(self, cfg: dict, c_bins: dict | Path | None, scratch: Path):
+        self.c_bins = c_bins if isinstance(c_bins, dict) else {"nanoBragg": c_bins}
+        self.cfg, self.c_bin, self.scratch = cfg, self.c_bins.get("nanoBragg"), scratch
         self.env = dict(os.environ, OMP_NUM_THREADS=str(cfg["threads"]), OMP_PROC_BIND="false")
         self.py_cmd = [sys.executable if a == "{python}" else a for a in cfg["py_command"]]
 
-    def command(self, side: str, argv: list[str]) -> list[str]:
+    def command(self, side: str, argv: list[str], program: str = "nanoBragg") -> list[str]:
         if side == "c":
-            return [str(self.c_bin), *argv]
-        return [*self.py_cmd, *argv, "-dtype", side, "-noprogress"]
+            return [str(self.c_bins[program]), *argv]
+        ours = [*self.py_cmd, *PROGRAMS[program].subcommand, *argv]
+        return ours if side == OURS else [*ours, "-dtype", side, "-noprogress"]
 
-    def sides(self, dtypes) -> list[str]:
-        return (["c"] if self.c_bin else []) + list(dtypes)
+    def sides(self, dtypes, program: str = "nanoBragg") -> list[str]:
+        ours = list(dtypes) if PROGRAMS[program].engine_flags else [OURS]
+        return (["c"] if self.c_bins.get(program) else []) + ours
 
-    def run(self, side: str, argv: list[str], inputs: list[Path], keep: bool) -> tuple[Run, Path | None]:
+    def run(self, side: str, argv: list[str], inputs: list[Path], keep: bool,
+            program: str = "nanoBragg") -> tuple[Run, Path | None]:
         d = fresh_dir(self.scratch, inputs, side)
-        r = measure(self.command(side, argv), d, self.env, self.cfg["timeout_s"])
+        r = measure(self.command(side, argv, program), d, self.env, self.cfg["timeout_s"])
         if not keep:
             shutil.rmtree(d)
             d = None
@@ -287,24 +334,25 @@ def summarise(runs: list[Run]) -> dict:
 def run_case(runner: Runner, case: dict, inputs: list[Path], repeats: int, dtypes) -> dict:
     """C and ours (each dtype) alternately ``repeats`` times; parity of the first repeat's outputs."""
     argv, files = case_run(case, inputs)
-    sides = runner.sides(dtypes)
+    program = case.get("program", "nanoBragg")
+    sides = runner.sides(dtypes, program)
     runs: dict[str, list[Run]] = {s: [] for s in sides}
     first: dict[str, Path | None] = {}
     try:
         for rep in range(repeats):
             for side in sides:
-                r, d = runner.run(side, argv, files, keep=rep == 0)
+                r, d = runner.run(side, argv, files, keep=rep == 0, program=program)
                 runs[side].append(r)
                 if rep == 0:
                     first[side] = d
-        row = {"id": case["id"], "note": case.get("note", ""), "argv": shlex.join(argv),
+        row = {"id": case["id"], "program": program, "note": case.get("note", ""), "argv": shlex.join(argv),
                "sides": {s: summarise(runs[s]) for s in sides}}
         shape = image_shape(argv)
-        for dt in dtypes:
-            if "c" not in first or runs["c"][0].exit or runs[dt][0].exit:
+        for side in sides[1:] if "c" in sides else ():
+            if runs["c"][0].exit or runs[side][0].exit:
                 continue
-            row["sides"][dt]["parity"] = check_outputs(first["c"], first[dt], dt, shape)
-        if "noiseimage.img" in {n for d in first.values() if d for n in os.listdir(d)}:
+            row["sides"][side]["parity"] = check_outputs(first["c"], first[side], side, shape, program)
+        if program != "noisify" and "noiseimage.img" in {n for d in first.values() if d for n in os.listdir(d)}:
             row["noise_probe"] = noise_probe(runner, argv, first)
     finally:
         for d in first.values():
@@ -509,8 +557,11 @@ def target_value(t: dict, rows: dict, imports: dict, scaling: dict):
     row = rows.get(t.get("case"))
     if row is None:
         return None
-    ours, c = row["sides"].get(t.get("dtype"), {}), row["sides"].get("c", {})
+    ours, c = row["sides"].get(t.get("dtype", OURS), {}), row["sides"].get("c", {})
     w, cw, imp = ours.get("median_wall_s"), c.get("median_wall_s"), imports.get("import_probe_s")
+    if metric == "delta_ratio":  # what the case adds to its baseline (e.g. -noisefile), ours over C's
+        od, cd = _deltas(t, rows)
+        return round(od / cd, 3) if od is not None and cd is not None and cd > 0 else None
     if metric == "ratio":
         return round(w / cw, 3) if w and cw else None
     if metric == "ratio_minus_import":
@@ -524,12 +575,38 @@ def target_value(t: dict, rows: dict, imports: dict, scaling: dict):
     raise BenchError(f"[[target]] {t.get('what', t)}: unknown metric {metric!r}")
 
 
+def _deltas(t: dict, rows: dict) -> tuple[float | None, float | None]:
+    """(ours, C): median wall of the target's case minus that of its ``baseline`` case."""
+    def wall(case_id, side):
+        return (rows.get(case_id) or {}).get("sides", {}).get(side, {}).get("median_wall_s")
+    side = t.get("dtype", OURS)
+    o, ob, c, cb = wall(t.get("case"), side), wall(t.get("baseline"), side), wall(t.get("case"), "c"), \
+        wall(t.get("baseline"), "c")
+    return (round(o - ob, 4) if o is not None and ob is not None else None,
+            round(c - cb, 4) if c is not None and cb is not None else None)
+
+
+def _walls(t: dict, rows: dict) -> tuple[float | None, float | None]:
+    """(C, ours) seconds behind a case target: the case's median walls, or the deltas of a delta_ratio."""
+    if t.get("metric") == "delta_ratio":
+        od, cd = _deltas(t, rows)
+        return cd, od
+    sides = (rows.get(t.get("case")) or {}).get("sides", {})
+    return sides.get("c", {}).get("median_wall_s"), sides.get(t.get("dtype", OURS), {}).get("median_wall_s")
+
+
 def evaluate_targets(cfg: dict, rows: dict, imports: dict, scaling: dict) -> list[dict]:
+    """Each [[target]]: its value, MET when ``value <= max`` (or, with ``or_within_s``, when ours takes at most
+    that many seconds), MISSED, or NOT MEASURED; with the C and our seconds behind it."""
     out = []
     for t in cfg["target"]:
         v = target_value(t, rows, imports, scaling)
-        status = "NOT MEASURED" if v is None else ("MET" if v <= float(t["max"]) else "MISSED")
-        out.append({"what": t.get("what", t["metric"]), "value": v, "max": t["max"], "status": status})
+        c_s, ours_s = _walls(t, rows) if t.get("case") and not t["metric"].startswith("series") else (None, None)
+        within = ours_s is not None and "or_within_s" in t and ours_s <= float(t["or_within_s"])
+        status = "MET" if within or (v is not None and v <= float(t["max"])) else \
+            "NOT MEASURED" if v is None else "MISSED"
+        out.append({"what": t.get("what", t["metric"]), "value": v, "max": t["max"], "status": status,
+                    "c_s": c_s, "ours_s": ours_s})
     return out
 
 
@@ -550,7 +627,8 @@ def markdown(data: dict) -> str:
              f"{env['threads']} threads each side (OMP_NUM_THREADS); {env['platform']}; {env['cpu_count']} CPUs; "
              f"torch {env.get('torch')}; git {env.get('git')}; load average before/after "
              f"{env['loadavg_before']} / {env.get('loadavg_after')}.",
-             f"C binary: {env['c_binary'] or 'none (' + str(env['c_binary_problem']) + ')'}",
+             f"C binary: {env['c_binary'] or 'none (' + str(env['c_binary_problem']) + ')'}"
+             + "".join(f"; {p}: {b or 'none'}" for p, b in env.get("c_binaries", {}).items() if p != "nanoBragg"),
              f"{data['repeats']} repeats, C and ours alternating; medians of whole-run wall times.", "",
              f"Fixed cost of ours: `python -c \"{imp.get('import_probe_code')}\"` {imp.get('import_probe_s')} s, "
              f"our `-h` {imp.get('help_s')} s.", "",
@@ -558,13 +636,14 @@ def markdown(data: dict) -> str:
              "| parity |", "|---|---|---|---|---|---|---|---|"]
     for r in data["cases"]:
         c = r["sides"].get("c", {})
-        for dt in data["dtypes"]:
+        name = r["id"] if r.get("program", "nanoBragg") == "nanoBragg" else f"{r['id']} [{r['program']}]"
+        for dt in [s for s in r["sides"] if s != "c"]:
             o = r["sides"].get(dt, {})
             w, cw, i = o.get("median_wall_s"), c.get("median_wall_s"), imp.get("import_probe_s")
             ratio = f"{w / cw:.2f}" if w and cw else "-"
             minus = f"{(w - i) / cw:.2f}" if w and cw and i is not None else "-"
             fails = "" if not any(o.get("exit", [])) else f" exits {o['exit']}"
-            lines.append(f"| {r['id']} | {dt} | {cw or '-'} | {w}{fails} ({o.get('median_render_s')}) | {ratio} | "
+            lines.append(f"| {name} | {dt} | {cw or '-'} | {w}{fails} ({o.get('median_render_s')}) | {ratio} | "
                          f"{minus} | {c.get('peak_rss_mb', '-')} / {o.get('peak_rss_mb')} | {parity_cell(o)} |")
     if data.get("series"):
         lines += ["", "Datasets: C launched once per frame (matching -phi, -seed) vs ours in one run (-frames):", "",
@@ -599,16 +678,23 @@ def markdown(data: dict) -> str:
     if data.get("scaling"):
         lines += ["", "![scaling](scaling.png)"]
     if data["targets"]:
-        lines += ["", "| target | measured | limit | status |", "|---|---|---|---|"]
-        lines += [f"| {t['what']} | {t['value']} | {t['max']} | {t['status']} |" for t in data["targets"]]
+        lines += ["", "| target | measured | limit | status | C s | ours s |", "|---|---|---|---|---|---|"]
+        lines += [f"| {t['what']} | {t['value']} | {t['max']} | {t['status']} | {_cell(t.get('c_s'))} | "
+                  f"{_cell(t.get('ours_s'))} |" for t in data["targets"]]
     return "\n".join(lines) + "\n"
 
 
-def environment(threads: int, cb) -> dict:
+def _cell(x) -> str:
+    return "-" if x is None else f"{x:g}"
+
+
+def environment(threads: int, cb, others: dict | None = None) -> dict:
+    """The machine, the software and the C binaries (nanoBragg's ``cb``; ``others``: program -> CBinary)."""
     env = {"python": sys.version.split()[0], "platform": platform.platform(), "cpu_count": os.cpu_count(),
            "threads": threads, "c_binary": str(cb.path) if cb.ok else None,
            "c_binary_sha256": sha256_file(cb.path) if cb.ok else None,
-           "c_binary_problem": None if cb.ok else cb.problem, "loadavg_before": _loadavg()}
+           "c_binary_problem": None if cb.ok else cb.problem, "loadavg_before": _loadavg(),
+           "c_binaries": {p: (str(b.path) if b.ok else None) for p, b in (others or {}).items()}}
     try:
         import torch
 
@@ -671,6 +757,10 @@ def parse_args(argv):
     ap.add_argument("--scaling-repeats", type=int, default=None, help="repeats per scaling point")
     ap.add_argument("--outdir", default=None, help="bundle directory (default: reports/bench/<UTC STAMP>)")
     ap.add_argument("--c-bin", default=None, help="C nanoBragg binary (default: $NB_C_BIN, then PATH)")
+    ap.add_argument("--nonbragg-bin", default=None, help="C nonBragg binary (default: $NB_NONBRAGG_BIN, then PATH)")
+    ap.add_argument("--noisify-bin", default=None, help="C noisify binary (default: $NB_NOISIFY_BIN, then PATH)")
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                    help="cuda: the GPU section (tools.perf.bench_gpu) instead of the CPU cases")
     return ap.parse_args(argv)
 
 
@@ -689,34 +779,47 @@ def plan(args, cfg: dict) -> tuple[list[dict], int, list[str]]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.device == "cuda":
+        from tools.perf import bench_gpu
+
+        return bench_gpu.main([*(["--outdir", args.outdir] if args.outdir else []),
+                               *(["--c-bin", args.c_bin] if args.c_bin else []),
+                               *(["--repeats", str(args.repeats)] if args.repeats else [])])
     try:
         cfg = load_config(args.config)
         cases, repeats, dtypes = plan(args, cfg)
         outdir = Path(args.outdir) if args.outdir else ROOT / "reports" / "bench" / utc_stamp()
         if outdir.exists():
             raise BenchError(f"--outdir {outdir}: already exists")
-        cb = resolve_c_binary(args.c_bin)
-        if args.c_bin and not cb.ok:
-            raise BenchError(f"--c-bin {args.c_bin}: {cb.problem}")
-        return bench(cfg, cases, repeats, dtypes, args, outdir, cb)
+        binaries = {}
+        for program, flag, value in (("nanoBragg", "--c-bin", args.c_bin),
+                                     ("nonBragg", "--nonbragg-bin", args.nonbragg_bin),
+                                     ("noisify", "--noisify-bin", args.noisify_bin)):
+            b = resolve_c_binary(value, env_var=PROGRAMS[program].c_bin_env, program=PROGRAMS[program].c_name)
+            if value and not b.ok:
+                raise BenchError(f"{flag} {value}: {b.problem}")
+            binaries[program] = b
+        return bench(cfg, cases, repeats, dtypes, args, outdir, binaries)
     except (BenchError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
 
-def bench(cfg, cases, repeats, dtypes, args, outdir: Path, cb) -> int:
-    data = {"stamp": outdir.name, "env": environment(cfg["threads"], cb), "repeats": repeats, "dtypes": dtypes}
+def bench(cfg, cases, repeats, dtypes, args, outdir: Path, binaries: dict) -> int:
+    cb = binaries["nanoBragg"]
+    data = {"stamp": outdir.name, "env": environment(cfg["threads"], cb, binaries), "repeats": repeats,
+            "dtypes": dtypes}
     sc = cfg.get("scaling") if not args.no_scaling else None
     scratch = Path(tempfile.mkdtemp(prefix="bench_"))
     try:
         inputs_dir = scratch / "inputs"
         inputs_dir.mkdir()
         counts = [3, *[s for s, _ in (sc or {}).get("sources_domains", [])]]
-        write_inputs(inputs_dir, counts)
+        write_inputs(inputs_dir, counts, spot_images(cases))
         inputs = sorted(inputs_dir.iterdir())
         if cfg["case_inputs"]:
             inputs += [p for p in case_inputs(cfg["case_inputs"]) if p.name not in {q.name for q in inputs}]
-        runner = Runner(cfg, cb.path if cb.ok else None, scratch)
+        runner = Runner(cfg, {p: (b.path if b.ok else None) for p, b in binaries.items()}, scratch)
         data["imports"] = import_times(runner, repeats)
         data["cases"] = []
         for case in cases:

@@ -78,7 +78,7 @@ def _peak_rss_mb(reset_done: bool) -> float:
 
 def _cli_run(argv: list[str], workdir: Path) -> tuple[int, float, str]:
     """Our CLI in this process, in ``workdir``: (exit code, wall seconds, its stdout)."""
-    from nanobrag_torch.cli import main as cli_main
+    from nanobrag_torch.programs.nanobragg import main as cli_main
 
     buf = io.StringIO()
     cwd = os.getcwd()

@@ -1,6 +1,7 @@
 """Raw float and PGM images."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +20,22 @@ def write_float_image(path: str | Path, image: np.ndarray) -> None:
 
 def write_pgm(path: str | Path, pixels: np.ndarray, scale: float) -> None:
     """Binary P5 greymap with C's comment line recording the scale."""
-    spixels, fpixels = pixels.shape
+    write_pgm_blocks(path, pixels.shape, [np.ascontiguousarray(pixels, dtype=np.uint8)], scale)
+
+
+def write_pgm_blocks(path: str | Path, shape: tuple[int, int], blocks, scale: float) -> None:
+    """``write_pgm`` of an image of ``shape`` (spixels, fpixels) given as raster-order uint8 blocks."""
+    spixels, fpixels = shape
+    write_with_header(path, f"P5\n{fpixels} {spixels}\n# pixels scaled by {scale:g}\n255\n".encode("ascii"), blocks)
+
+
+def write_with_header(path: str | Path, header: bytes, blocks) -> None:
+    """``header``, then the bytes of each contiguous array of ``blocks`` in order, without copying them (SMV
+    and PGM files written block by block)."""
     with open(path, "wb") as fh:
-        fh.write(f"P5\n{fpixels} {spixels}\n# pixels scaled by {scale:g}\n255\n".encode("ascii"))
-        fh.write(np.ascontiguousarray(pixels, dtype=np.uint8).tobytes())
+        fh.write(header)
+        for block in blocks:
+            fh.write(memoryview(np.ascontiguousarray(block).reshape(-1).view(np.uint8)))
 
 
 def read_float_image(path: str | Path, flag: str) -> np.ndarray:
@@ -30,11 +43,16 @@ def read_float_image(path: str | Path, flag: str) -> np.ndarray:
     it is missing, unreadable, empty or not a whole number of 4-byte floats."""
     p = check_readable_file(flag, str(path))
     try:
-        data = p.read_bytes()
+        with open(p, "rb") as fh:  # read straight into the array (no bytes object to copy from)
+            size = os.fstat(fh.fileno()).st_size
+            out = np.empty(size // 4, dtype=np.float32)
+            got = fh.readinto(memoryview(out).cast("B")) if out.size else 0
+            rest = len(fh.read())
     except OSError as exc:
         raise InputError(f"{flag}: cannot read {path}: {exc.strerror or exc}") from None
-    if len(data) % 4:
-        raise InputError(f"{flag}: {path}: {len(data)} bytes is not a whole number of 4-byte floats")
-    if not data:
+    total = got + rest
+    if total % 4 or got != out.nbytes:
+        raise InputError(f"{flag}: {path}: {total} bytes is not a whole number of 4-byte floats")
+    if not total:
         raise InputError(f"{flag}: {path}: 0 bytes, an empty file")
-    return np.frombuffer(data, dtype=np.float32).copy()
+    return out

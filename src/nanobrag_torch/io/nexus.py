@@ -5,7 +5,7 @@ Geometry goes into the NeXus (McStas) frame: z along the beam, y up, x horizonta
 simulation's lab frame (``lab_to_mcstas``) takes the beam to +z and the spindle (made perpendicular to the
 beam) to -x, so a horizontal spindle along the detector's fast axis reads in DIALS as its usual (1, 0, 0).
 
-What is written (``FIELDS`` lists every path, checked by tests/test_series.py against the NXmx definition):
+What is written (``FIELDS`` lists every path, checked by tests/datasets/test_series.py against the NXmx definition):
 
 * ``/entry`` (NXentry, @version "1.0"): definition "NXmx", title, start_time, end_time_estimated.
 * ``/entry/data`` (NXdata, @signal "data"): data (frames, slow, fast), chunks of one frame, bitshuffle/LZ4.

@@ -14,15 +14,16 @@ import glob
 import os
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError, UsageError
-from ..stats import ImageStats, int_image, int_scale, pgm_image, pgm_scale, roi_mask, summarize
+from ..stats import ImageStats, int_image_blocks, int_scale, pgm_image_blocks, pgm_scale, roi_mask, summarize
 from .hkl import write_fdump, write_hkl
-from .images import write_float_image, write_pgm
+from .images import write_float_image, write_pgm_blocks, write_with_header
 from .smv import format_header, nanobragg_header
 
 
@@ -69,37 +70,100 @@ def write_atomically(files: list[tuple[str | Path, bytes | None, object]]) -> No
     temporary name next to its target first, then all renamed; on any failure (a full disk, an unwritable or
     missing directory, a target that is a directory) or interruption (Ctrl-C, SIGTERM) the temporaries are
     removed and no target is touched. An OSError becomes one ``InputError`` line naming the target file.
-    The renames run with SIGINT and SIGTERM deferred, so an interruption lands before or after all of them."""
+    The renames run with SIGINT and SIGTERM deferred, so an interruption lands before or after all of them.
+    (``atomic_files`` is the same with the files written in background threads as they are added.)"""
     targets = [os.path.normpath(os.path.abspath(name)) for name, _, _ in files]
     if len(set(targets)) != len(targets):
         dup = next(str(files[i][0]) for i, t in enumerate(targets) if targets.index(t) != i)
         raise UsageError(f"two outputs name the same file {dup}: give each output its own name")
-    done: list[tuple[str, str]] = []
-    name = tmp = None
-    try:
-        for name, data, writer in files:
-            if os.path.isdir(name):
-                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(name))
-            tmp = temporary_name(name)
-            done.append((tmp, str(name)))
+    with atomic_files(threads=0) as out:
+        for entry in files:
+            out.add(*entry)
+
+
+class AtomicFiles:
+    """The files of one all-or-nothing write (see ``atomic_files``): ``add`` writes one under its temporary
+    name, at once (``threads`` 0) or in one of ``threads`` background threads."""
+
+    def __init__(self, threads: int):
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="nb-write") if threads > 0 else None
+        self._jobs: list[tuple[str, str, object]] = []  # (temporary name, target, future or None)
+        self._targets: set[str] = set()
+
+    def add(self, name: str | Path, data: bytes | None, writer=None) -> None:
+        """Write ``data`` (or call ``writer(temporary path)``) under ``name``'s temporary name."""
+        target = os.path.normpath(os.path.abspath(name))
+        if target in self._targets:
+            raise UsageError(f"two outputs name the same file {name}: give each output its own name")
+        self._targets.add(target)
+        if os.path.isdir(name):
+            raise _cannot_write(name, None, IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(name)))
+        tmp = temporary_name(name)
+
+        def job():
             if data is not None:
                 with open(tmp, "wb") as fh:
                     fh.write(data)
             else:
                 writer(tmp)
-    except BaseException as exc:
-        _remove(tmp for tmp, _ in done)
-        if isinstance(exc, OSError):
-            where = name if exc.filename in (None, tmp) else exc.filename  # the target, not its temporary name
-            raise InputError(f"cannot write {where}: {exc.strerror or exc}") from None
-        raise
-    with _signals_deferred():
-        for i, (tmp, target) in enumerate(done):
+
+        if self._pool is None:
+            self._jobs.append((tmp, str(name), None))
             try:
-                os.replace(tmp, target)
+                job()
             except OSError as exc:
-                _remove(t for t, _ in done[i:])
-                raise InputError(f"cannot write {target}: {exc.strerror or exc}") from None
+                raise _cannot_write(name, tmp, exc) from None
+        else:
+            self._jobs.append((tmp, str(name), self._pool.submit(job)))
+
+    def _wait(self) -> None:
+        """Every background write finished; the first failure raised (an OSError as one InputError line)."""
+        for tmp, name, future in self._jobs:
+            exc = future.exception() if future is not None else None
+            if isinstance(exc, OSError):
+                raise _cannot_write(name, tmp, exc) from None
+            if exc is not None:
+                raise exc
+
+    def _commit(self) -> None:
+        with _signals_deferred():
+            for i, (tmp, target, _) in enumerate(self._jobs):
+                try:
+                    os.replace(tmp, target)
+                except OSError as exc:
+                    _remove(t for t, _, _ in self._jobs[i:])
+                    raise InputError(f"cannot write {target}: {exc.strerror or exc}") from None
+
+    def _abort(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)  # a running writer finishes first
+        _remove(tmp for tmp, _, _ in self._jobs)
+
+
+@contextlib.contextmanager
+def atomic_files(threads: int = 2):
+    """All-or-nothing output files: ``with atomic_files() as out: out.add(path, bytes, None)`` or
+    ``out.add(path, None, writer)``; each file is written under a temporary name as soon as it is added (in
+    one of ``threads`` background threads, so that writing overlaps the work between the adds), and when
+    the block ends every file is renamed into place, with the guarantees of ``write_atomically``."""
+    files = AtomicFiles(threads)
+    try:
+        yield files
+        files._wait()
+    except BaseException:
+        files._abort()
+        raise
+    try:
+        files._commit()
+    finally:
+        if files._pool is not None:
+            files._pool.shutdown(wait=False)
+
+
+def _cannot_write(name, tmp, exc: OSError) -> InputError:
+    """One line naming the target of a failed write (not its temporary name)."""
+    where = name if exc.filename in (None, tmp) else exc.filename
+    return InputError(f"cannot write {where}: {exc.strerror or exc}")
 
 
 def _remove(paths) -> None:
@@ -167,11 +231,14 @@ def roi_of(det) -> np.ndarray:
     return np.broadcast_to(window, det.shape).copy() if len(det.shape) == 3 else window
 
 
-def noise_image(image32: np.ndarray, in_roi: np.ndarray, seed: int, adc: float, rng=None):
-    """C's Poisson noise image (ROI pixels in raster order, one seed stream): (uint16 image, photons,
-    overloads). ``rng`` continues C's random state (after the misset and mosaic draws of the same run)."""
-    from ..rng import poisson_noise
+def noise_image(image32: np.ndarray, in_roi: np.ndarray | None, seed: int, adc: float, rng=None):
+    """C's Poisson noise image (ROI pixels in raster order, one seed stream; ``in_roi`` None: every pixel):
+    (uint16 image, photons, overloads). ``rng`` continues C's random state (after the misset and mosaic draws
+    of the same run)."""
+    from ..crandom.streams import poisson_noise
 
+    if in_roi is None:
+        return poisson_noise(image32, seed, adc, rng)
     noise, photons, overloads = poisson_noise(image32[in_roi], seed, adc, rng)
     full = np.zeros(image32.shape, dtype=np.uint16)
     full[in_roi] = noise
@@ -201,45 +268,50 @@ def write_c_outputs(image, model, outputs: Outputs, out=None, noise=None) -> Ima
         shape = (det.panels * det.spixels, det.fpixels)
     values = nanobragg_header(replace(model, detector=one), place_detector(one, model.beam.beam_vector))
     header = format_header([(k, str(shape[0]) if k == "SIZE2" else v) for k, v in values])
-    return write_image_outputs(image.reshape(shape), outputs, header, roi_of(det).reshape(shape),
-                               det.rendered_mask().cpu().numpy().reshape(shape), float(det.pixel_size),
+    every = det.renders_every_pixel()  # the ROI and the rendered pixels are the whole image: no masks
+    return write_image_outputs(image.reshape(shape), outputs, header, None if every else roi_of(det).reshape(shape),
+                               None if every else det.rendered_mask().cpu().numpy().reshape(shape),
+                               float(det.pixel_size),
                                model.sampling.oversample, out, rng=getattr(model.info, "rng", None), noise=noise,
                                extra_files=extra)
 
 
-def write_image_outputs(image, outputs: Outputs, header: bytes, in_roi: np.ndarray, rendered: np.ndarray,
-                        pixel_size: float, oversample: int, out=None, *, rng=None, noise=None, extra_files=(),
-                        rmsd_offset: int = 0, count: int | None = None) -> ImageStats:
+def write_image_outputs(image, outputs: Outputs, header: bytes, in_roi: np.ndarray | None,
+                        rendered: np.ndarray | None, pixel_size: float, oversample: int, out=None, *, rng=None,
+                        noise=None, extra_files=(), rmsd_offset: int = 0, count: int | None = None) -> ImageStats:
     """The output stage shared by the programs of the C suite: statistics (``stats.summarize``; ``rmsd_offset``
     and ``count`` as there), the float image, the SMV int image and the noise image under ``header``, the PGM,
     and ``extra_files`` (``write_atomically`` entries), all or nothing; C's end-of-run lines go to ``out``.
-    ``rng``: C's random state to continue for the noise image (None: a fresh one); ``noise``: the noise image
-    already drawn (``noise_image``'s result)."""
+    ``in_roi``/``rendered`` None: every pixel. ``rng``: C's random state to continue for the noise image (None:
+    a fresh one); ``noise``: the noise image already drawn (``noise_image``'s result). The images are written
+    from the render's float32 pixels (no copy when it is float32) and block by block (no whole-image
+    temporaries for the SMV and PGM pixels)."""
     out = out or (lambda line: None)
-    image32 = image.detach().to("cpu").numpy().astype(np.float32) if hasattr(image, "detach") else \
-        np.asarray(image, dtype=np.float32)
-    st = summarize(image32, rendered, in_roi, pixel_size, oversample, rmsd_offset=rmsd_offset, count=count)
-    files: list = []
-    if outputs.floatfile is not None:
-        files.append((outputs.floatfile, None, lambda p: write_float_image(p, image32)))
-    for line in st.lines():
-        out(line)
-    iscale = int_scale(outputs.scale, st.max_I)
-    out(f"intfile_scale = {iscale:g}")
-    if outputs.intfile is not None:
-        files.append((outputs.intfile, header + int_image(image32, in_roi, iscale, outputs.adc).tobytes(), None))
-    if outputs.pgmfile is not None:
-        pscale = pgm_scale(outputs.pgmscale, st.rmsd, iscale)
-        out(f"pgm_scale = {pscale:g}")
-        pgm = pgm_image(image32, in_roi, pscale)
-        files.append((outputs.pgmfile, None, lambda p: write_pgm(p, pgm, pscale)))
-    if outputs.noisefile is not None:
-        if noise is None:
-            seed = outputs.seed if outputs.seed is not None else int(time.time())
-            noise = noise_image(image32, in_roi, seed, outputs.adc, rng)
-        noise, photons, overloads = noise
-        out(f"{photons:.0f} photons on noise image ({overloads} overloads)")
-        files.append((outputs.noisefile, header + noise.tobytes(), None))
-    files.extend(extra_files)
-    write_atomically(files)
+    image32 = image.detach().to("cpu").numpy() if hasattr(image, "detach") else np.asarray(image)
+    image32 = image32.astype(np.float32, copy=False)
+    with atomic_files() as files:  # each file is written in the background while the next one is computed
+        if outputs.floatfile is not None:
+            files.add(outputs.floatfile, None, lambda p: write_float_image(p, image32))
+        st = summarize(image32, rendered, in_roi, pixel_size, oversample, rmsd_offset=rmsd_offset, count=count)
+        for line in st.lines():
+            out(line)
+        iscale = int_scale(outputs.scale, st.max_I)
+        out(f"intfile_scale = {iscale:g}")
+        if outputs.intfile is not None:
+            int_blocks = int_image_blocks(image32, in_roi, iscale, outputs.adc)
+            files.add(outputs.intfile, None, lambda p: write_with_header(p, header, int_blocks))
+        if outputs.pgmfile is not None:
+            pscale = pgm_scale(outputs.pgmscale, st.rmsd, iscale)
+            out(f"pgm_scale = {pscale:g}")
+            pgm_blocks = pgm_image_blocks(image32, in_roi, pscale)
+            files.add(outputs.pgmfile, None, lambda p: write_pgm_blocks(p, image32.shape, pgm_blocks, pscale))
+        if outputs.noisefile is not None:
+            if noise is None:
+                seed = outputs.seed if outputs.seed is not None else int(time.time())
+                noise = noise_image(image32, in_roi, seed, outputs.adc, rng)
+            pixels, photons, overloads = noise
+            out(f"{photons:.0f} photons on noise image ({overloads} overloads)")
+            files.add(outputs.noisefile, None, lambda p: write_with_header(p, header, [pixels]))
+        for entry in extra_files:
+            files.add(*entry)
     return st

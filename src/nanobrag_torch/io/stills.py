@@ -32,7 +32,7 @@ def read_stills(path: str | Path, flag: str = "-stills_file") -> list[tuple[floa
     -misset takes them) or nine (a rotation matrix U by rows, turned into angles the way C turns the matrix of
     -misset random into angles, §7.5), which must be a proper rotation: orthonormal rows and determinant +1
     within ``ROTATION_TOLERANCE``. Blank lines and lines starting with '#' are skipped."""
-    from ..rng import umat_to_misset_angles
+    from ..crandom.streams import umat_to_misset_angles
 
     p = check_readable_file(flag, str(path))
     out: list[tuple[float, float, float]] = []
