@@ -118,6 +118,19 @@ def tests(session: nox.Session) -> None:
                 success_codes=[0, 5] if session.posargs else [0])
 
 
+@nox.session(venv_backend="none", requires=["project"], default=False)
+def interop(session: nox.Session) -> None:
+    """DIALS on our files (issue 22): dxtbx read-back tests, then import/find_spots/index/refine/integrate on
+    small simulated datasets (python -m tools.interop.run [ARGS]); fails, in one line, without DIALS."""
+    out = session.run(str(PROJECT_BIN / "python"), "-m", "tools.interop.run", "--check", external=True, silent=True,
+                      success_codes=[0, 2], log=False)
+    if "DIALS found" not in (out or ""):
+        session.error((out or "interop: DIALS check failed").strip().splitlines()[-1])
+    _in_project(session, "-m", "pytest", "-q", "-m", "dials", "tests/datasets/test_dxtbx_readback.py",
+                env={"NB_REQUIRE_DIALS": "1"})
+    _in_project(session, "-m", "tools.interop.run", *session.posargs)
+
+
 @nox.session(reuse_venv=True)
 def lint(session: nox.Session) -> None:
     """ruff check [PATHS] (default: the whole repository), then the layer contract (import-linter, pyproject.toml)."""

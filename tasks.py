@@ -117,8 +117,14 @@ def profile(c, config=None, detpixels=4096, dtype="float32", device="cpu", threa
 
 @task(help={"args": "extra pytest arguments, e.g. \"-k ledger\""})
 def tests(c, args=""):
-    """The full test suite, exactly as CI runs it (nox -s tests)."""
+    """The full test suite (nox -s tests; CI runs it and `invoke interop`)."""
     raise Exit(code=_run(c, ["nox", "-s", "tests", *(["--", *shlex.split(args)] if args else [])]))
+
+
+@task(help={"select": "case names of configs/interop.toml (default: all)"})
+def interop(c, select=None):
+    """DIALS on our simulated datasets, checked against the truth (nox -s interop; needs python3-dials)."""
+    raise Exit(code=_run(c, ["nox", "-s", "interop", *(["--", "--select", *select.split()] if select else [])]))
 
 
 @task
@@ -151,8 +157,9 @@ def parity_matrix(c, corpus=None, live=False, select=None, dtype=None, device=No
             "python": "--device cuda: an interpreter with a CUDA build of torch (default: this one)"})
 def bench(c, select=None, repeats=None, dtype=None, no_scaling=False, sizes=None, c_bin=None, outdir=None,
           device="cpu", python=None):
-    """Benchmarks of our CLIs (nanoBragg, nonBragg, noisify) vs the C programs on the same cores, outputs
-    parity-checked -> reports/bench/<STAMP>/; --device cuda: the GPU section -> reports/bench/gpu-<STAMP>/.
+    """Benchmarks of our CLIs (nanoBragg, nonBragg, noisify) vs the C programs, outputs parity-checked.
+
+    Same cores, alternating -> reports/bench/<STAMP>/; --device cuda: the GPU section -> reports/bench/gpu-<STAMP>/.
 
     A short run: invoke bench --select heavy-1024 --repeats 1 --dtype float32 --no-scaling
     On a CUDA machine: invoke bench --device cuda --python /path/to/python-with-cuda-torch"""

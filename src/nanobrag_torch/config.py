@@ -172,6 +172,8 @@ class OutputConfig:
     pgmscale: float = 0.0
     adc: float = 40.0
     seed: int | None = None  # None: time-based as in C
+    adc_header: bool = False  # ours: ADC_OFFSET in the SMV headers (for dxtbx)
+    exptout: str | None = None  # ours: the truth as a DIALS experiment list
     progress: bool | None = None  # None: automatic (long renders on a terminal-or-not stderr)
     quiet: bool = False
     hklout: str | None = None  # the P1 table the run used, as C's HKL text (ours, issue 23)
@@ -326,7 +328,8 @@ def initial_state() -> SimpleNamespace:
         os_polar=False, os_omega=False, roi=None, mask=None, img=None, expt=None,
         phi0=0.0, osc=-1.0, phistep=-1.0, phisteps=-1,
         floatfile="floatimage.bin", intfile="intimage.img", pgmfile="image.pgm", write_pgm=True,
-        noisefile="noiseimage.img", noise=True, scale=0.0, pgmscale=0.0, adc=40.0, seed=None,
+        noisefile="noiseimage.img", noise=True, scale=0.0, pgmscale=0.0, adc=40.0, seed=None, adc_header=False,
+        exptout=None,
         progress=None, quiet=False, dtype="float64", device="cpu", max_memory_gb=2.0, kernel="auto", help=False,
         warnings=[],
         frames=0, stills=0, stills_file=None, nexus=None, cbf=None, resume=False, workers=None, scheduler=None,
@@ -448,7 +451,7 @@ for _key in ("fudge", "default_F", "hkl", "dump", "sourcefile", "exposure", "flu
              "seed", "mosaic_domains", "mosaic_seed", "dispsteps", "hdivsteps", "vdivsteps", "oversample",
              "mask", "img", "dtype", "device", "max_memory_gb", "kernel", "floatfile", "intfile",
              "frames", "stills", "stills_file", "nexus", "cbf", "workers", "scheduler",
-             "pdb", "mtz", "mtz_labels", "hklout", "expt"):
+             "pdb", "mtz", "mtz_labels", "hklout", "expt", "exptout"):
     _STORE[_key] = ((_key,), None, {})
 # Switches (no value): key -> {attribute: value}.
 _SWITCH: dict[str, dict] = {
@@ -462,7 +465,7 @@ _SWITCH: dict[str, dict] = {
     "oversample_omega": {"os_omega": True},
     "nonoise": {"noise": False}, "nopgm": {"write_pgm": False},
     "noprogress": {"progress": False}, "progress": {"progress": True}, "quiet": {"quiet": True},
-    "resume": {"resume": True},
+    "resume": {"resume": True}, "adc_header": {"adc_header": True},
     "anomalous": {"anomalous": True}, "bulk_solvent": {"bulk_solvent": True},
     **{f"conv_{c.lower()}": {"convention": c} for c in ("MOSFLM", "DENZO", "ADXV", "XDS", "DIALS")},
 }
@@ -745,11 +748,13 @@ def output_config(st: SimpleNamespace) -> OutputConfig:
     """Output names (C's defaults), image scales, ADC offset, noise seed and reporting switches."""
     _distinct_outputs({"-floatfile": st.floatfile, "-intfile": st.intfile,
                        "-pgmfile": st.pgmfile if st.write_pgm else None,
-                       "-noisefile": st.noisefile if st.noise else None, "-hklout": st.hklout})
+                       "-noisefile": st.noisefile if st.noise else None, "-hklout": st.hklout,
+                       "-exptout": st.exptout})
     return OutputConfig(
         floatfile=st.floatfile, intfile=st.intfile, pgmfile=st.pgmfile if st.write_pgm else None,
         noisefile=st.noisefile if st.noise else None, scale=st.scale, pgmscale=st.pgmscale, adc=st.adc,
-        seed=st.seed, progress=st.progress, quiet=st.quiet, hklout=st.hklout,
+        seed=st.seed, adc_header=st.adc_header, exptout=st.exptout, progress=st.progress, quiet=st.quiet,
+        hklout=st.hklout,
     )
 
 

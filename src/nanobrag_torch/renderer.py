@@ -311,4 +311,4 @@ def _progress(total: int, progress: bool | None):
                 delay=0 if progress else 2.0, leave=False)
 
 
-__all__ = ["render", "render_details", "prepare", "RenderResult", "Prepared", "crystal_geometry"]
+__all__ = ["render", "render_details", "prepare", "RenderResult", "Prepared"]

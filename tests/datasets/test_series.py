@@ -6,7 +6,8 @@
   a frame loses and duplicates nothing.
 * The NXmx file has every field the NXmx application definition requires (transcribed below), its geometry
   puts the direct beam where the command line put it, and its stack reads back (h5py, fabio) as the noise
-  images; the miniCBFs read back with fabio to the same pixels and the header values of the command line.
+  images' photon counts (no -adc given: no offset, issue 22); the miniCBFs read back with fabio to the same
+  pixels and the header values of the command line.
 * A series killed mid-run and resumed with ``-resume`` gives the same files as an uninterrupted one; ``-resume``
   refuses other flags or an input file changed since (sha256 in the run record).
 * Refusals (bad engine flags, an unreachable scheduler, unwritable output names, a stills matrix that is not
@@ -285,17 +286,21 @@ def test_nxmx_values_and_geometry(series_and_singles):
         assert det["beam_center_x"][()] == pytest.approx(25.0) == det["beam_center_y"][()]
         # MOSFLM: the spindle is the detector's fast axis, which is what DIALS expects of a Pilatus-like set-up
         assert axis == pytest.approx(fast)
-        # the stack: bitshuffle + LZ4, one frame per chunk, the noise images
+        # the stack: bitshuffle + LZ4, one frame per chunk, the noise images' photon counts (issue 22)
         data = f["/entry/data/data"]
         assert data.chunks == (1, 48, 48)
         assert data._filters["32008"][-1] == 2  # HDF5 filter 32008 is bitshuffle; its last option 2 is LZ4
         stack = data[()]
-    noise = [read_smv(d / f"n_{i + 1:02d}.img", "n")[1] for i in range(3)]
+        assert f["/entry/instrument/detector/simulation/adc_offset"][()] == 0.0
+    # no -adc given: the NXmx counts are photons, C's SMV noise images carry its default offset of 40 (no pixel
+    # here is near saturation, so photons = SMV counts - 40 exactly)
+    photons = [read_smv(d / f"n_{i + 1:02d}.img", "n")[1].astype(np.int64) - 40 for i in range(3)]
     assert stack.dtype == np.uint16
-    assert all(np.array_equal(stack[i], noise[i]) for i in range(3))
+    assert min(int(p.min()) for p in photons) >= 0 and max(int(p.max()) for p in photons) < 65000
+    assert all(np.array_equal(stack[i], photons[i]) for i in range(3))
     eiger = fabio.open(str(d / "s.h5"))
     assert eiger.nframes == 3
-    assert all(np.array_equal(eiger.getframe(i).data, noise[i]) for i in range(3))
+    assert all(np.array_equal(eiger.getframe(i).data, photons[i]) for i in range(3))
 
 
 def test_cbf_reads_back_with_fabio(series_and_singles):
@@ -304,9 +309,11 @@ def test_cbf_reads_back_with_fabio(series_and_singles):
     d, _ = series_and_singles
     for i in range(3):
         img = fabio.open(str(d / f"c_{i + 1:03d}.cbf"))
-        noise = read_smv(d / f"n_{i + 1:02d}.img", "n")[1]
-        assert np.array_equal(img.data, noise)
-        assert img.header["_array_data.header_convention"] == "PILATUS_1.2"
+        photons = read_smv(d / f"n_{i + 1:02d}.img", "n")[1].astype(np.int64) - 40  # as in the NXmx test above
+        assert np.array_equal(img.data, photons)
+        # dxtbx's convention for simulated pixel-array data of any size (a Pilatus one makes it infer module gaps)
+        assert img.header["_array_data.header_convention"] == "GENERIC_MINI"
+        assert "Silicon" not in img.header["_array_data.header_contents"]  # no sensor: -detector_thick 0
         h, _ = read_cbf(d / f"c_{i + 1:03d}.cbf")
         assert float(h["Wavelength"].split()[0]) == 1.0
         assert float(h["Detector_distance"].split()[0]) == pytest.approx(0.080)

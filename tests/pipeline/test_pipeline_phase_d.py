@@ -429,7 +429,8 @@ def test_invoke_list_shows_whole_descriptions():
     # Issue 10.9: `invoke -l` shows each task's first docstring line, so that line must be a whole sentence.
     import tasks
 
-    for name in ("phase_d", "metrics", "ledger", "phase_d_check", "tests", "lint", "parity_matrix", "bench"):
+    for name in ("phase_d", "metrics", "ledger", "phase_d_check", "tests", "lint", "parity_matrix", "bench",
+                 "interop"):
         first = getattr(tasks, name).__doc__.strip().splitlines()[0]
         assert first.endswith(".") or first.endswith(")"), (name, first)
 

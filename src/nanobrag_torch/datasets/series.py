@@ -49,7 +49,8 @@ class SeriesPlan:
     * rotation: ``phi`` (start of frame 0; None = the model's phi0) and ``osc`` (degrees per frame);
     * stills: ``missets`` (one (rx, ry, rz) per frame) or ``misset_seed`` (random, frame i seeded +i);
     * ``seed``: noise seed of frame 0 (frame i: seed + i); None = no noise image; ``adc``: the noise
-      image's offset (-adc).
+      image's offset (-adc); ``counts_adc``: the offset of ``Frame.counts``, the same photon draws as the
+      noise image with this offset (what the NXmx and CBF files hold: 0 = photon counts); None = no counts.
     """
 
     frames: int
@@ -60,6 +61,7 @@ class SeriesPlan:
     misset_seed: int | None = None
     seed: int | None = None
     adc: float = 40.0
+    counts_adc: float | None = None
 
     def __post_init__(self):
         if self.frames < 1:
@@ -103,7 +105,8 @@ def frame_model(model: Model, plan: SeriesPlan, i: int) -> Model:
 @dataclass
 class Frame:
     """One rendered frame: the float32 image (what -floatfile stores), C's noise image (uint16, -adc added)
-    with its photon count and overloads when the plan has a noise seed, and where it came from."""
+    with its photon count and overloads when the plan has a noise seed, the same draws with the plan's
+    ``counts_adc`` (``counts``; the noise image itself when the offsets agree), and where it came from."""
 
     index: int
     image: np.ndarray
@@ -115,6 +118,7 @@ class Frame:
     seconds: float
     interpolation_disabled: bool = False
     worker: str | None = None
+    counts: np.ndarray | None = None
 
 
 def render_frame(model: Model, plan: SeriesPlan, i: int, kernel: str = "auto",
@@ -127,39 +131,45 @@ def render_frame(model: Model, plan: SeriesPlan, i: int, kernel: str = "auto",
     fm = frame_model(model, plan, i)
     res = render_details(fm, kernel=kernel, max_memory_gb=max_memory_gb, progress=False)
     image32 = res.image.detach().to("cpu").numpy().astype(np.float32, copy=False)
-    noise, photons, overloads = None, 0.0, 0
+    noise, counts, photons, overloads = None, None, 0.0, 0
     if plan.seed is not None:
-        rng = copy.deepcopy(getattr(model.info, "rng", None) or CRandom())  # the run's state after its draws
-        noise, photons, overloads = noise_image(image32, roi_of(fm.detector), plan.noise_seed(i), plan.adc, rng)
+        state = getattr(model.info, "rng", None) or CRandom()  # the run's state after its draws
+        roi, seed = roi_of(fm.detector), plan.noise_seed(i)
+        noise, photons, overloads = noise_image(image32, roi, seed, plan.adc, copy.deepcopy(state))
+        if plan.counts_adc is not None:  # the same draws (same state and seed) with the other offset
+            counts = noise if plan.counts_adc == plan.adc else \
+                noise_image(image32, roi, seed, plan.counts_adc, copy.deepcopy(state))[0]
     return Frame(index=i, image=image32, noise=noise, photons=photons, overloads=overloads,
                  phi_deg=plan.phi_deg(i, model), misset_rad=tuple(float(x) for x in fm.crystal.misset),
-                 seconds=time.perf_counter() - t0, interpolation_disabled=bool(res.interpolation_disabled))
+                 seconds=time.perf_counter() - t0, interpolation_disabled=bool(res.interpolation_disabled),
+                 counts=counts)
 
 
 def make_plan(model: Model, frames: int | None = None, *, osc: float | None = None, phi: float | None = None,
               stills: int | Sequence | None = None, misset_seed: int | None = None, seed: int | None = None,
-              adc: float = 40.0) -> SeriesPlan:
+              adc: float = 40.0, counts_adc: float | None = None) -> SeriesPlan:
     """The plan ``render_series`` renders (see there for the arguments)."""
     if (frames is None) == (stills is None):
         raise UsageError("give either frames=N (a rotation series) or stills=N|orientations (stills)")
+    noise = {"seed": seed, "adc": adc, "counts_adc": counts_adc}
     if frames is not None:
         osc = float(model.crystal.osc) * RTD if osc is None else float(osc)
-        return SeriesPlan(frames=int(frames), rotation=True, phi=phi, osc=osc, seed=seed, adc=adc)
+        return SeriesPlan(frames=int(frames), rotation=True, phi=phi, osc=osc, **noise)
     if isinstance(stills, int):
         if misset_seed is None:
             raise UsageError("random stills need a misset_seed (frame i uses misset_seed + i)")
-        return SeriesPlan(frames=stills, rotation=False, misset_seed=int(misset_seed), seed=seed, adc=adc)
+        return SeriesPlan(frames=stills, rotation=False, misset_seed=int(misset_seed), **noise)
     missets = tuple(tuple(float(x) for x in m) for m in stills)
     if any(len(m) != 3 for m in missets):
         raise UsageError("stills: each orientation is three misset angles rx ry rz (degrees)")
-    return SeriesPlan(frames=len(missets), rotation=False, missets=missets, seed=seed, adc=adc)
+    return SeriesPlan(frames=len(missets), rotation=False, missets=missets, **noise)
 
 
 def render_series(model: Model, frames: int | None = None, *, osc: float | None = None, phi: float | None = None,
                   stills: int | Sequence | None = None, misset_seed: int | None = None, seed: int | None = None,
-                  adc: float = 40.0, plan: SeriesPlan | None = None, indices: Iterable[int] | None = None,
-                  client=None, kernel: str = "auto", max_memory_gb: float = 2.0, device: str | None = None,
-                  frame_fn=None, progress=None) -> Iterator[Frame]:
+                  adc: float = 40.0, counts_adc: float | None = None, plan: SeriesPlan | None = None,
+                  indices: Iterable[int] | None = None, client=None, kernel: str = "auto", max_memory_gb: float = 2.0,
+                  device: str | None = None, frame_fn=None, progress=None) -> Iterator[Frame]:
     """Render a dataset from ``model`` and yield its frames (in index order serially, in completion order
     with a ``client``).
 
@@ -167,7 +177,8 @@ def render_series(model: Model, frames: int | None = None, *, osc: float | None 
       default the model's phi0; ``osc`` default the model's -osc) and integrates like one run (module doc).
     * ``stills=N`` with ``misset_seed=S``: random orientations, frame i as ``-misset random -misset_seed S+i``;
       ``stills=[(rx, ry, rz), ...]``: one still per misset (degrees, as -misset).
-    * ``seed``: the noise seed of frame 0 (frame i: seed + i); None: no noise image. ``adc`` as -adc.
+    * ``seed``: the noise seed of frame 0 (frame i: seed + i); None: no noise image. ``adc`` as -adc;
+      ``counts_adc``: also yield the same draws with this offset as ``Frame.counts`` (0: photon counts).
     * ``plan``: a ``SeriesPlan`` instead of the arguments above; ``indices``: render only these frames.
     * ``client``: a ``dask.distributed.Client``: frames become tasks on its workers (``cluster.map_frames``;
       ``device`` "auto" takes each worker's GPU when it has one); None renders here, one after another.
@@ -176,7 +187,7 @@ def render_series(model: Model, frames: int | None = None, *, osc: float | None 
     """
     if plan is None:
         plan = make_plan(model, frames, osc=osc, phi=phi, stills=stills, misset_seed=misset_seed, seed=seed,
-                         adc=adc)
+                         adc=adc, counts_adc=counts_adc)
     todo = list(range(plan.frames)) if indices is None else list(indices)
     fn = frame_fn or render_frame
     if client is not None:

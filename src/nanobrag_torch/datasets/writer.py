@@ -7,8 +7,10 @@ spool once every frame is there, written under a temporary name and renamed, the
 neither a frame file nor the HDF5 file is ever seen half-written. ``complete(i)`` re-reads frame i's files
 (sizes, headers, decodable pixels), so a resumed run trusts nothing it did not check.
 
-The pixels: NeXus and CBF hold the noise image (C's counts, -adc included, uint16) when noise is on; with
--nonoise the NeXus stack holds the float image (float32) and the CBF the integer image (C's -intfile pixels).
+The pixels: NeXus and CBF hold the noise image's photon counts (uint16; with an offset only when -adc was
+given: ``DatasetFiles.data_adc``) when noise is on; with -nonoise the NeXus stack holds the float image
+(float32) and the CBF the integer image (C's -intfile pixels, with ``data_adc`` as their offset). C's own
+per-frame files (-intfile, -noisefile templates) keep C's -adc (default 40), as the single runs write them.
 """
 from __future__ import annotations
 
@@ -55,7 +57,9 @@ class DatasetFiles:
     nexus: str | None = None
     scale: float = 0.0
     pgmscale: float = 0.0
-    adc: float = 40.0
+    adc: float = 40.0  # C's -adc: the SMV files' offset
+    data_adc: float = 0.0  # the NXmx/CBF counts' offset (-adc when given, else 0: photon counts)
+    adc_header: bool = False  # -adc_header: ADC_OFFSET in the SMV headers
 
     def templates(self) -> dict[str, str]:
         return {k: v for k, v in (("floatfile", self.floatfile), ("intfile", self.intfile),
@@ -120,6 +124,10 @@ class DatasetWriter:
         self.stack_dtype = np.dtype(np.uint16 if self.noise else np.float32)
         self.spool = Path(f"{files.nexus}.frames") if files.nexus else None
         self._nexus_done: bool | None = None
+        if files.cbf is not None:
+            from ..io.cbf import minicbf_fits
+
+            self.full_cbf = not minicbf_fits(model, plan.rotation)  # the geometry needs imgCIF's axes
 
     # -- what exists -----------------------------------------------------------------------------------
     def nexus_complete(self) -> bool:
@@ -178,16 +186,17 @@ class DatasetWriter:
 
     # -- writing ---------------------------------------------------------------------------------------
     def counts(self, frame, fm) -> np.ndarray:
-        """The frame's detector counts: the noise image, else C's integer image (-scale or 55000/max)."""
+        """The frame's detector counts for NXmx/CBF: the noise image's photon counts (+ ``data_adc``), else
+        C's integer image (-scale or 55000/max) with ``data_adc`` as its offset."""
         if frame.noise is not None:
-            return frame.noise
+            return frame.counts if frame.counts is not None else frame.noise
         from ..stats import int_image, int_scale, summarize
 
         det = fm.detector
         in_roi = roi_of(det)
         st = summarize(frame.image, det.rendered_mask().cpu().numpy(), in_roi, float(det.pixel_size),
                        fm.sampling.oversample)
-        return int_image(frame.image, in_roi, int_scale(self.files.scale, st.max_I), self.files.adc)
+        return int_image(frame.image, in_roi, int_scale(self.files.scale, st.max_I), self.files.data_adc)
 
     def write(self, frame) -> None:
         """Write every file of ``frame`` (each atomically)."""
@@ -203,19 +212,24 @@ class DatasetWriter:
             outs = Outputs(floatfile=names.get("floatfile"), intfile=names.get("intfile"),
                            pgmfile=names.get("pgmfile"), noisefile=names.get("noisefile") if noise else None,
                            dumpfile=None, scale=f.scale, pgmscale=f.pgmscale, adc=f.adc,
-                           seed=self.plan.noise_seed(i))
+                           seed=self.plan.noise_seed(i), adc_header=f.adc_header)
             write_c_outputs(frame.image, fm, outs, noise=noise)
         if "cbf" in names:
-            from ..io.cbf import CbfFrame, cbf_header_lines, frame_timestamp, write_cbf
+            from ..io.cbf import CbfFrame, cbf_header_lines, frame_timestamp, imgcif_header, write_cbf, write_imgcif
 
             angle = frame.phi_deg if frame.phi_deg is not None else 0.0
             inc = self.plan.osc if self.plan.rotation else 0.0
             cf = CbfFrame(angle, inc, frame_timestamp(self.meta.start_time, i, self.meta.exposure))
-            lines = cbf_header_lines(fm, cf, self.meta.exposure, self.version)
             counts = self.counts(frame, fm)
-            write_atomically([(names["cbf"], None, lambda p: write_cbf(p, counts, lines))])
+            if self.full_cbf:
+                lines = imgcif_header(fm, cf, self.meta.exposure, self.version)
+                block = Path(names["cbf"]).stem
+                write_atomically([(names["cbf"], None, lambda p: write_imgcif(p, counts, lines, block))])
+            else:
+                lines = cbf_header_lines(fm, cf, self.meta.exposure, self.version)
+                write_atomically([(names["cbf"], None, lambda p: write_cbf(p, counts, lines))])
         if f.nexus and not self.nexus_complete():
-            stack = frame.noise if self.noise else frame.image
+            stack = self.counts(frame, fm) if self.noise else frame.image
             self.spool.mkdir(parents=True, exist_ok=True)
 
             def save(p):

@@ -2,8 +2,9 @@
 with h5py; bitshuffle + LZ4 from hdf5plugin, the filter DIALS and XDS's Dectris plugin read.
 
 Geometry goes into the NeXus (McStas) frame: z along the beam, y up, x horizontal. The rotation from the
-simulation's lab frame (``lab_to_mcstas``) takes the beam to +z and the spindle (made perpendicular to the
-beam) to -x, so a horizontal spindle along the detector's fast axis reads in DIALS as its usual (1, 0, 0).
+simulation's lab frame (``lab_frame.lab_to_mcstas``) takes the beam to +z and the spindle (made perpendicular
+to the beam) to -x, so a spindle perpendicular to the beam reads in DIALS as its usual (1, 0, 0); the
+experiment list (``io.experiments``) and the imgCIF headers (``io.cbf``) use the same rotation.
 
 What is written (``FIELDS`` lists every path, checked by tests/datasets/test_series.py against the NXmx definition):
 
@@ -18,9 +19,11 @@ What is written (``FIELDS`` lists every path, checked by tests/datasets/test_ser
   "."; module (NXdetector_module): data_origin, data_size, data_stride, module_offset (pix0 within the detector
   plane; depends_on det_z), fast_pixel_direction and slow_pixel_direction (pixel size, @vector the axes;
   depends_on module_offset); data (link), description, type, distance (along the beam to the beam spot),
-  distance_derived, beam_center_x/y (pixels), count_time, pixel_mask (bit 0 for pixels outside -roi or
-  masked), pixel_mask_applied, saturation_value, bit_depth_readout, sensor_material, sensor_thickness; for
-  noise images simulation/adc_offset (NXcollection: photons = data - adc_offset).
+  distance_derived, beam_center_x/y (pixels), count_time, frame_time, pixel_mask (bit 0 for pixels outside -roi
+  or masked), pixel_mask_applied, saturation_value, bit_depth_readout, sensor_material, sensor_thickness (C's
+  -detector_thick; its default 0 as 1 nm: ``NO_SENSOR_THICKNESS_MM``); for noise images simulation/adc_offset
+  (NXcollection: photons = data - adc_offset; 0 unless -adc was given: the counts are photons, as a
+  photon-counting detector records them).
 * ``/entry/source`` (NXsource): name (@short_name).
 """
 from __future__ import annotations
@@ -31,6 +34,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
+
+from .lab_frame import imgcif_setup
 
 # Every dataset path written (attributes are listed in the module doc); the tests compare them with NXmx.
 FIELDS = (
@@ -44,7 +49,8 @@ FIELDS = (
     "/entry/instrument/detector/data", "/entry/instrument/detector/description", "/entry/instrument/detector/type",
     "/entry/instrument/detector/distance", "/entry/instrument/detector/distance_derived",
     "/entry/instrument/detector/beam_center_x", "/entry/instrument/detector/beam_center_y",
-    "/entry/instrument/detector/count_time", "/entry/instrument/detector/pixel_mask",
+    "/entry/instrument/detector/count_time", "/entry/instrument/detector/frame_time",
+    "/entry/instrument/detector/pixel_mask",
     "/entry/instrument/detector/pixel_mask_applied", "/entry/instrument/detector/saturation_value",
     "/entry/instrument/detector/bit_depth_readout", "/entry/instrument/detector/sensor_material",
     "/entry/instrument/detector/sensor_thickness",
@@ -58,6 +64,12 @@ ROTATION_FIELDS = ("/entry/sample/transformations/omega", "/entry/sample/transfo
                    "/entry/sample/transformations/omega_increment_set")
 STILLS_FIELDS = ("/entry/sample/simulation/misset_angles",)
 NOISE_FIELDS = ("/entry/instrument/detector/simulation/adc_offset",)
+# C's default -detector_thick 0 (every photon stops at the sensor's surface: no parallax). NXmx requires a
+# sensor thickness and dxtbx refuses 0 (it builds a parallax correction from it), so that detector is written
+# as the limit of a thin sensor: 1 nm of silicon, whose parallax (dxtbx's model) is below 1e-11 mm.
+NO_SENSOR_THICKNESS_MM = 1e-6
+NO_SENSOR_NOTE = ("nanoBragg -detector_thick 0: no sensor depth, no parallax; written as 1 nm because NXmx readers "
+                  "need a positive thickness")
 
 
 @dataclass(frozen=True)
@@ -73,27 +85,6 @@ class NexusMeta:
     adc: float | None = None  # noise images: the ADC offset in the counts; None: float images
     title: str = "nanobrag-torch simulation"
     creator: str = "nanobrag-torch"
-
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    n = float(np.linalg.norm(v))
-    return v / n if n > 0 else v
-
-
-def lab_to_mcstas(beam, spindle, polar=None) -> np.ndarray:
-    """Rotation (3x3, rows the McStas axes in lab coordinates) taking the beam to +z and the part of the
-    spindle (or, failing that, the polarization axis, then any axis) perpendicular to the beam to -x."""
-    z = _unit(np.asarray(beam, dtype=np.float64))
-    for cand in (spindle, polar, (1.0, 0.0, 0.0), (0.0, 1.0, 0.0)):
-        if cand is None:
-            continue
-        c = np.asarray(cand, dtype=np.float64)
-        perp = c - np.dot(c, z) * z
-        if np.linalg.norm(perp) > 1e-9:
-            x = -_unit(perp)
-            break
-    y = np.cross(z, x)
-    return np.stack((x, y, z))
 
 
 def _iso(t: datetime) -> str:
@@ -138,14 +129,14 @@ def write_nxmx(path, model, meta: NexusMeta, frame_reader, dtype, file_name: str
     import h5py
     import hdf5plugin
 
-    from ..geometry import place_detector
     from .outputs import roi_of
 
     det, beam, crystal = model.detector, model.beam, model.crystal
-    g = place_detector(det, beam.beam_vector)
+    setup = imgcif_setup(model)
+    g = setup.geometry
     vec = lambda t: np.asarray(t.detach().cpu().numpy(), dtype=np.float64)  # noqa: E731
     spindle = vec(crystal.spindle_axis) if crystal.spindle_axis is not None else None
-    R = lab_to_mcstas(vec(g.beam), spindle, vec(beam.polar_vector))
+    R = setup.to_mcstas
     px_mm = float(det.pixel_size) * 1000.0
     S, F = det.spixels, det.fpixels
     dtype = np.dtype(dtype)
@@ -171,7 +162,7 @@ def write_nxmx(path, model, meta: NexusMeta, frame_reader, dtype, file_name: str
         sample = _group(entry, "sample", "NXsample")
         _ds(sample, "name", "simulated crystal")
         if meta.omega is not None:
-            axis = R @ _unit(spindle)
+            axis = R @ (spindle / np.linalg.norm(spindle))
             tr = _group(sample, "transformations", "NXtransformations")
             omega = np.asarray(meta.omega, dtype=np.float64)
             _ds(tr, "omega", omega, "deg", transformation_type="rotation", vector=axis,
@@ -192,7 +183,7 @@ def write_nxmx(path, model, meta: NexusMeta, frame_reader, dtype, file_name: str
         b = _group(inst, "beam", "NXbeam", flux="flux_integrated")
         _ds(b, "incident_wavelength", float(beam.wavelength) * 1e10, "angstrom")
         _ds(b, "flux_integrated", float(beam.fluence), "m^-2")
-        polar = R @ _unit(vec(beam.polar_vector))
+        polar = R @ (vec(beam.polar_vector) / np.linalg.norm(vec(beam.polar_vector)))
         _ds(b, "incident_polarization_stokes", np.tile(stokes(float(beam.kahn), polar), (meta.frames, 1)))
 
         d = _group(inst, "detector", "NXdetector")
@@ -208,6 +199,7 @@ def write_nxmx(path, model, meta: NexusMeta, frame_reader, dtype, file_name: str
         _ds(d, "beam_center_x", float(g.fbeam) / float(det.pixel_size), "pixel")
         _ds(d, "beam_center_y", float(g.sbeam) / float(det.pixel_size), "pixel")
         _ds(d, "count_time", float(meta.exposure), "s")
+        _ds(d, "frame_time", float(meta.exposure), "s")
         mask = np.where(det.rendered_mask().cpu().numpy() & roi_of(det), 0, 1).astype(np.int32)
         d.create_dataset("pixel_mask", data=mask, chunks=(S, F), **hdf5plugin.Bitshuffle(cname="lz4"))
         _ds(d, "pixel_mask_applied", False)
@@ -215,7 +207,10 @@ def write_nxmx(path, model, meta: NexusMeta, frame_reader, dtype, file_name: str
             _ds(d, "saturation_value", int(np.iinfo(dtype).max))
         _ds(d, "bit_depth_readout", dtype.itemsize * 8)
         _ds(d, "sensor_material", "Si")
-        _ds(d, "sensor_thickness", float(det.thickness) * 1000.0, "mm")
+        if float(det.thickness) > 0:
+            _ds(d, "sensor_thickness", float(det.thickness) * 1000.0, "mm")
+        else:
+            _ds(d, "sensor_thickness", NO_SENSOR_THICKNESS_MM, "mm", note=NO_SENSOR_NOTE)
         if meta.adc is not None:  # not NXdata/data_offset: fabio would read that as one more frame
             sim = _group(d, "simulation", "NXcollection")
             _ds(sim, "adc_offset", float(meta.adc), "counts",

@@ -22,9 +22,10 @@ import numpy as np
 
 from ..errors import InputError, UsageError
 from ..stats import ImageStats, int_image_blocks, int_scale, pgm_image_blocks, pgm_scale, roi_mask, summarize
+from .experiments import experiments_json, single_run_experiments
 from .hkl import write_fdump, write_hkl
 from .images import write_float_image, write_pgm_blocks, write_with_header
-from .smv import format_header, nanobragg_header
+from .smv import adc_offset_field, format_header, nanobragg_header
 
 
 _TMP_SUFFIX = ".part"
@@ -213,6 +214,8 @@ class Outputs:
     adc: float = 40.0
     seed: int | None = None  # noise seed (None: time-based, as C)
     hklout: str | None = None  # -hklout: the run's P1 table as C's HKL text (ours)
+    adc_header: bool = False  # -adc_header: ADC_OFFSET=adc in the SMV headers (the pedestal dxtbx subtracts)
+    exptout: str | None = None  # -exptout: the simulation as a DIALS experiment list (io.experiments)
 
 
 def outputs_from_config(config) -> Outputs:
@@ -220,7 +223,8 @@ def outputs_from_config(config) -> Outputs:
     oc = config.output
     return Outputs(floatfile=oc.floatfile, intfile=oc.intfile, pgmfile=oc.pgmfile, noisefile=oc.noisefile,
                    dumpfile=config.crystal.dump if config.crystal.hkl is not None else None, scale=oc.scale,
-                   pgmscale=oc.pgmscale, adc=oc.adc, seed=oc.seed, hklout=oc.hklout)
+                   pgmscale=oc.pgmscale, adc=oc.adc, seed=oc.seed, hklout=oc.hklout, adc_header=oc.adc_header,
+                   exptout=oc.exptout)
 
 
 def roi_of(det) -> np.ndarray:
@@ -262,12 +266,15 @@ def write_c_outputs(image, model, outputs: Outputs, out=None, noise=None) -> Ima
         extra.append((outputs.dumpfile, None, lambda p: write_fdump(p, table)))
     if outputs.hklout is not None and table is not None:
         extra.append((outputs.hklout, None, lambda p: write_hkl(p, table)))
+    if outputs.exptout is not None:
+        extra.append((outputs.exptout, experiments_json(single_run_experiments(model)), None))
     one, shape = det, det.shape
     if isinstance(det, Panels):
         one = panel_as_detector(det, 0, model.beam.beam_vector)
         shape = (det.panels * det.spixels, det.fpixels)
     values = nanobragg_header(replace(model, detector=one), place_detector(one, model.beam.beam_vector))
-    header = format_header([(k, str(shape[0]) if k == "SIZE2" else v) for k, v in values])
+    fields = [(k, str(shape[0]) if k == "SIZE2" else v) for k, v in values]
+    header = format_header(fields + ([adc_offset_field(outputs.adc)] if outputs.adc_header else []))
     every = det.renders_every_pixel()  # the ROI and the rendered pixels are the whole image: no masks
     return write_image_outputs(image.reshape(shape), outputs, header, None if every else roi_of(det).reshape(shape),
                                None if every else det.rendered_mask().cpu().numpy().reshape(shape),

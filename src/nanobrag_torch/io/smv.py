@@ -53,6 +53,12 @@ def nanobragg_header(model, geometry) -> list[tuple[str, str]]:
     ]
 
 
+def adc_offset_field(adc: float) -> tuple[str, str]:
+    """The header key dxtbx's reader of simulated SMV images (``BEAMLINE=fake``) takes the pedestal from:
+    ``ADC_OFFSET`` (it assumes 1 without it). Not a key C writes: added only with -adc_header."""
+    return ("ADC_OFFSET", f"{float(adc):g}")
+
+
 def nonbragg_header(geometry, fpixels: int, spixels: int, pixel_size: float, wavelength: float, detsize_s: float,
                     phi0: float, osc: float, twotheta: float) -> list[tuple[str, str]]:
     """The header values nonBragg writes (§12.6): its placed ``geometry`` (``geometry.place_detector``) in mm,

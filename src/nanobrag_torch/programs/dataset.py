@@ -28,7 +28,7 @@ from ..errors import InputError, UsageError, warn
 RECORD_FORMAT = "nanobrag-torch dataset record 2"  # 2: with the sha256 of the input files
 # Flags that change how or where frames are rendered, never their pixels: left out of the fingerprint.
 NOT_IN_FINGERPRINT = {"resume", "workers", "scheduler", "quiet", "progress", "noprogress", "device", "kernel",
-                      "max_memory_gb", "help"}
+                      "exptout", "max_memory_gb", "help"}
 _OUTPUT_KEYS = ("floatfile", "intfile", "noisefile", "pgmfile")
 
 
@@ -126,11 +126,18 @@ def dataset_files(events, config):
             names[key] = check_template(f"-{key}", value)
     if ds.cbf is not None:
         check_template("-cbf", ds.cbf)
-    files = DatasetFiles(cbf=ds.cbf, nexus=ds.nexus, scale=oc.scale, pgmscale=oc.pgmscale, adc=oc.adc, **names)
+    files = DatasetFiles(cbf=ds.cbf, nexus=ds.nexus, scale=oc.scale, pgmscale=oc.pgmscale, adc=oc.adc,
+                         data_adc=data_adc(events, config), adc_header=oc.adc_header, **names)
     if files.anchor is None:
         raise UsageError("-frames/-stills: nothing to write: give -nexus FILE.h5, -cbf frame_#####.cbf or a "
                          "per-frame name such as -floatfile frame_#####.bin / -intfile / -noisefile")
     return files
+
+
+def data_adc(events, config) -> float:
+    """The offset of the NXmx/CBF counts: -adc when it was given, else 0 (photon counts, which is what readers
+    of those formats take the counts for; C's default 40 stays in the SMV files)."""
+    return config.output.adc if "adc" in {k for k, _ in events} else 0.0
 
 
 def make_series_plan(events, config, rec):
@@ -142,23 +149,27 @@ def make_series_plan(events, config, rec):
     noise = config.output.noisefile is not None
     seed = (config.output.seed if "seed" in given else rec["seed"]) if noise else None
     adc = config.output.adc
+    counts_adc = data_adc(events, config) if ds.nexus is not None or ds.cbf is not None else None
     if ds.frames and (ds.stills or ds.stills_file):
         raise UsageError("-frames and -stills/-stills_file: a dataset is a rotation series or stills, not both")
     for flag, n in (("-frames", ds.frames), ("-stills", ds.stills)):
         if n < 0:
             raise UsageError(f"{flag}: must be positive, got {n}")
     if ds.frames:
-        return SeriesPlan(frames=ds.frames, rotation=True, phi=ds.phi_deg, osc=ds.osc_deg, seed=seed, adc=adc)
+        return SeriesPlan(frames=ds.frames, rotation=True, phi=ds.phi_deg, osc=ds.osc_deg, seed=seed, adc=adc,
+                          counts_adc=counts_adc)
     if ds.stills_file is not None:
         missets = read_stills(ds.stills_file)
         n = ds.stills or len(missets)
         if n > len(missets):
             raise UsageError(f"-stills: {n} stills but {ds.stills_file} holds {len(missets)} orientations")
-        return SeriesPlan(frames=n, rotation=False, missets=tuple(missets[:n]), seed=seed, adc=adc)
+        return SeriesPlan(frames=n, rotation=False, missets=tuple(missets[:n]), seed=seed, adc=adc,
+                          counts_adc=counts_adc)
     if config.crystal.misset is not None:
         raise UsageError("-stills: the orientations are random (-misset_seed + i) or from -stills_file; "
                          "a fixed -misset would make every still the same")
-    return SeriesPlan(frames=ds.stills, rotation=False, misset_seed=config.crystal.misset_seed, seed=seed, adc=adc)
+    return SeriesPlan(frames=ds.stills, rotation=False, misset_seed=config.crystal.misset_seed, seed=seed, adc=adc,
+                      counts_adc=counts_adc)
 
 
 def _meta(plan, model, rec, config):
@@ -176,8 +187,28 @@ def _meta(plan, model, rec, config):
     return NexusMeta(
         frames=plan.frames, start_time=datetime.fromisoformat(rec["start_time"]), exposure=config.dataset.exposure,
         omega=tuple(plan.phi_deg(i) for i in range(plan.frames)) if plan.rotation else None, osc=plan.osc,
-        missets_deg=missets, adc=plan.adc if plan.seed is not None else None,
+        missets_deg=missets, adc=plan.counts_adc if plan.seed is not None else None,
         title=f"nanobrag-torch simulation: {kind}")
+
+
+def dataset_experiments(model, plan, meta, files, exptout: str) -> dict:
+    """The truth of a dataset as a DIALS experiment list (``io.experiments``): a rotation scan over the frames,
+    or one experiment per still (each with its frame's crystal); the images are the CBFs, else the NXmx file,
+    else the -noisefile/-intfile frames."""
+    from ..io.experiments import ImageFiles, ScanRange, experiment_list
+    from ..datasets.writer import frame_name
+    from ..datasets.series import frame_model
+
+    images = (ImageFiles(files.cbf) if files.cbf else ImageFiles(files.nexus, multi=True) if files.nexus
+              else next((ImageFiles(t) for t in (files.noisefile, files.intfile) if t is not None), None))
+    where = Path(exptout).resolve().parent
+    if images is not None:
+        images = ImageFiles(str(Path(images.name).resolve()), images.multi)
+    if plan.rotation:
+        scan = ScanRange(plan.phi_deg(0, model), plan.osc, plan.frames, meta.exposure, meta.start_time.timestamp())
+        return experiment_list(model, scan=scan, images=images, relative_to=where)
+    stills = [frame_model(model, plan, i) for i in range(plan.frames)]
+    return experiment_list(model, stills=stills, images=images, frame_name=frame_name, relative_to=where)
 
 
 def check_engine(config) -> None:
@@ -219,10 +250,8 @@ def _check_writers_importable(files) -> None:
 def run_series(events, config, out=print) -> int:
     """The dataset run of ``config`` (``config.dataset.active``); returns the exit code."""
     from .. import __version__
-    from ..io.cbf import cbf_warnings
     from ..datasets.writer import DatasetWriter
-    from ..io.outputs import check_output_path
-    from ..io.outputs import write_atomically
+    from ..io.outputs import check_output_path, write_atomically
     from ..load import load_model
     from ..datasets.series import Progress, render_series, resolve_device
 
@@ -235,6 +264,9 @@ def run_series(events, config, out=print) -> int:
     ds = config.dataset
     record_path = Path(f"{files.anchor}.series.json")
     check_output_path(files.anchor_flag, record_path)
+    exptout = config.output.exptout
+    if exptout is not None:
+        check_output_path("-exptout", exptout)
     rec, new_record = open_record(record_path, events, config, ds.resume, warn)
     if "misset_seed" not in {k for k, _ in events}:  # -misset random without a seed: the recorded one
         config = replace(config, crystal=replace(config.crystal, misset_seed=rec["misset_seed"]))
@@ -248,8 +280,9 @@ def run_series(events, config, out=print) -> int:
         rec["inputs"] = hashes
     else:
         check_inputs(rec, hashes, record_path)
-    for w in cbf_warnings(model) if files.cbf else ():
-        warn(w)
+    if (files.nexus or files.cbf) and files.data_adc != 0:
+        warn(f"-adc {files.data_adc:g}: the NeXus/CBF counts carry this offset, which DIALS and XDS take for "
+             "photons (leave -adc out for photon counts)")
     writer = DatasetWriter(files, model, plan, _meta(plan, model, rec, config), __version__)
     writer.check_targets()
     todo = [i for i in range(plan.frames) if new_record or not writer.complete(i)]
@@ -257,6 +290,8 @@ def run_series(events, config, out=print) -> int:
     try:
         if new_record:  # starting over: no file of an earlier run may pass for a frame of this one
             writer.reset()
+            if exptout is not None:
+                Path(exptout).unlink(missing_ok=True)
             write_record(record_path, rec)
         t0 = time.perf_counter()  # frames/s counts rendering and writing, not the cluster's start-up
         progress = Progress(plan.frames, skipped=plan.frames - len(todo),
@@ -271,6 +306,11 @@ def run_series(events, config, out=print) -> int:
         if handle is not None:
             handle.close()
     writer.finish()
+    if exptout is not None:
+        from ..io.experiments import experiments_json
+
+        expts = dataset_experiments(model, plan, writer.meta, files, exptout)
+        write_atomically([(exptout, experiments_json(expts), None)])
     table = getattr(model.info, "hkl_table", None)
     if table is not None:
         from ..io.hkl import write_fdump, write_hkl
