@@ -156,7 +156,8 @@ def _render_tiles(t0, t1, idx, geo, pclose, inc, lam, orient, recip, polax, Fpad
 
     ``geo`` (P, 5, 3) per panel, rows: pix0, fdet, sdet, odet, beam; ``pclose`` (P,) each panel's close
     distance; a flat index q is pixel q mod (S F) of panel q div (S F) (one panel: the C program's detector).
-    The tile loads each pixel's panel vectors once, so the loops below stay gather-free. ``orient`` (9, K):
+    A tile on one panel (all but the few across a boundary; every tile of C's single detector) uses its
+    panel's vectors as loop constants; a tile across a boundary loads each pixel's vectors. ``orient`` (9, K):
     a, b, c components per phi x mosaic orientation. ``Fpad``: the F table with a default_F border one cell
     wide (flat, shape in ipr).
     With ``ipr[I_INTERP]`` tricubic F is used until each pixel's first out-of-range lookup
@@ -261,23 +262,26 @@ def _render_tiles(t0, t1, idx, geo, pclose, inc, lam, orient, recip, polax, Fpad
     Fb = np.full(TILE, default_F, values.dtype)
     ib = np.zeros(TILE, np.int32)
     pnl = np.empty((13, TILE), values.dtype)  # per pixel: pix0, fdet, sdet, odet (x, y, z each), close distance
+    pan = np.empty(TILE, np.int64)  # each pixel's panel (tiles across a panel boundary)
     for tile in range(t0, t1):
         start = tile * TILE
         om_tile = 0.0
         n = min(TILE, n_pix - start)
         tile_interp = interp and start < known_first[0]
+        # indices ascend: when the first and the last pixel lie on one panel, so does the whole tile
+        q_first = np.float64(idx[start] if listed else start)
+        q_last = np.float64(idx[start + n - 1] if listed else start + n - 1)
+        p_first = _divmod_exact(q_first, pan_f, inv_pan)[0]
+        uniform = p_first == _divmod_exact(q_last, pan_f, inv_pan)[0]
+        base = p_first * pan_f
         for i in range(n):
-            # slow, fast = divmod(q, fpixels) in exact double arithmetic (an integer division costs ~40 cycles)
+            # panel, slow, fast = divmods of q in exact double arithmetic (an integer division costs ~40 cycles)
             q = np.float64(idx[start + i] if listed else start + i)
-            pn = np.floor(q * inv_pan)
-            q = q - pn * pan_f
-            pn = pn - 1.0 if q < 0.0 else (pn + 1.0 if q >= pan_f else pn)
-            q = q + pan_f if q < 0.0 else (q - pan_f if q >= pan_f else q)
-            pidx = np.int64(pn)
-            for ri in range(4):
-                for ci in range(3):
-                    pnl[3 * ri + ci, i] = geo[pidx, ri, ci]
-            pnl[12, i] = pclose[pidx]
+            if uniform:
+                q = q - base
+            else:
+                pn, q = _divmod_exact(q, pan_f, inv_pan)
+                pan[i] = np.int64(pn)
             row = np.floor(q * inv_fpixels)
             col = q - row * fpix_f
             row = row - 1.0 if col < 0.0 else (row + 1.0 if col >= fpix_f else row)
@@ -293,28 +297,61 @@ def _render_tiles(t0, t1, idx, geo, pclose, inc, lam, orient, recip, polax, Fpad
             for i in range(n):
                 had_oor[start + i] = False
                 used_interp[start + i] = False
+        pf = np.int64(p_first)  # a tile on one panel: its vectors as scalars, loop constants (as one detector)
+        p0x, p0y, p0z = geo[pf, 0, 0], geo[pf, 0, 1], geo[pf, 0, 2]
+        fx, fy, fz = geo[pf, 1, 0], geo[pf, 1, 1], geo[pf, 1, 2]
+        sx, sy, sz = geo[pf, 2, 0], geo[pf, 2, 1], geo[pf, 2, 2]
+        ox, oy, oz = geo[pf, 3, 0], geo[pf, 3, 1], geo[pf, 3, 2]
+        close = pclose[pf]
+        if not uniform:  # across a panel boundary: each pixel's own panel vectors
+            for i in range(n):
+                for ri in range(4):
+                    for ci in range(3):
+                        pnl[3 * ri + ci, i] = geo[pan[i], ri, ci]
+                pnl[12, i] = pclose[pan[i]]
         for t in range(layers):
             Odet = T(t) * thickstep
             for ss in range(os_):
                 for sf in range(os_):
                     first_sub = ss == 0 and sf == 0
                     # position, direction, solid angle and capture fraction per pixel (C 6.1-6.3)
-                    for i in range(n):
-                        Fdet = sub * (fp[i] * osT + T(sf)) + subhalf
-                        Sdet = sub * (sp[i] * osT + T(ss)) + subhalf
-                        dx[i] = Fdet * pnl[3, i] + Sdet * pnl[6, i] + Odet * pnl[9, i] + pnl[0, i]
-                        dy[i] = Fdet * pnl[4, i] + Sdet * pnl[7, i] + Odet * pnl[10, i] + pnl[1, i]
-                        dz[i] = Fdet * pnl[5, i] + Sdet * pnl[8, i] + Odet * pnl[11, i] + pnl[2, i]
+                    if uniform:
+                        for i in range(n):
+                            Fdet = sub * (fp[i] * osT + T(sf)) + subhalf
+                            Sdet = sub * (sp[i] * osT + T(ss)) + subhalf
+                            dx[i] = Fdet * fx + Sdet * sx + Odet * ox + p0x
+                            dy[i] = Fdet * fy + Sdet * sy + Odet * oy + p0y
+                            dz[i] = Fdet * fz + Sdet * sz + Odet * oz + p0z
+                    else:
+                        for i in range(n):
+                            Fdet = sub * (fp[i] * osT + T(sf)) + subhalf
+                            Sdet = sub * (sp[i] * osT + T(ss)) + subhalf
+                            dx[i] = Fdet * pnl[3, i] + Sdet * pnl[6, i] + Odet * pnl[9, i] + pnl[0, i]
+                            dy[i] = Fdet * pnl[4, i] + Sdet * pnl[7, i] + Odet * pnl[10, i] + pnl[1, i]
+                            dz[i] = Fdet * pnl[5, i] + Sdet * pnl[8, i] + Odet * pnl[11, i] + pnl[2, i]
                     if curved:
                         for i in range(n):
                             dx[i], dy[i], dz[i] = _curve(dx[i], dy[i], dz[i], geo[0], dist)
-                    for i in range(n):
-                        R = math.sqrt(dx[i] * dx[i] + dy[i] * dy[i] + dz[i] * dz[i])
-                        dx[i] = dx[i] / R
-                        dy[i] = dy[i] / R
-                        dz[i] = dz[i] / R
-                        om[i] = T(1) / (R * R) if point else px2 / (R * R) * pnl[12, i] / R
-                    if thick or os_thick:
+                    if uniform:
+                        for i in range(n):
+                            R = math.sqrt(dx[i] * dx[i] + dy[i] * dy[i] + dz[i] * dz[i])
+                            dx[i] = dx[i] / R
+                            dy[i] = dy[i] / R
+                            dz[i] = dz[i] / R
+                            om[i] = T(1) / (R * R) if point else px2 / (R * R) * close / R
+                    else:
+                        for i in range(n):
+                            R = math.sqrt(dx[i] * dx[i] + dy[i] * dy[i] + dz[i] * dz[i])
+                            dx[i] = dx[i] / R
+                            dy[i] = dy[i] / R
+                            dz[i] = dz[i] / R
+                            om[i] = T(1) / (R * R) if point else px2 / (R * R) * pnl[12, i] / R
+                    if (thick or os_thick) and uniform:
+                        for i in range(n):
+                            rho = dx[i] * ox + dy[i] * oy + dz[i] * oz
+                            depth = depth_num / rho
+                            cap[i] = math.exp(-T(t) * depth) - math.exp(-(T(t) + T(1)) * depth)
+                    elif thick or os_thick:
                         for i in range(n):
                             rho = dx[i] * pnl[9, i] + dy[i] * pnl[10, i] + dz[i] * pnl[11, i]
                             depth = depth_num / rho
@@ -467,6 +504,16 @@ def _render_tiles(t0, t1, idx, geo, pclose, inc, lam, orient, recip, polax, Fpad
                     if start + i < known_first[0]:
                         known_first[0] = start + i  # benign race: only an optimisation hint
                     break
+
+
+@_jit
+def _divmod_exact(q, d, inv_d):
+    """(floor(q/d), q mod d) of non-negative integers held exactly in doubles, without an integer division."""
+    k = np.floor(q * inv_d)
+    r = q - k * d
+    k = k - 1.0 if r < 0.0 else (k + 1.0 if r >= d else k)
+    r = r + d if r < 0.0 else (r - d if r >= d else r)
+    return k, r
 
 
 @_jit

@@ -1,11 +1,13 @@
 """Time a detector of P panels against one panel of the same pixels (issue 24).
 
     python -m tools.perf.panels_timing [--pixels 512] [--panels 1 8 64] [--repeats 3] [--kernels numba torch]
+                                       [--threads N] [--cpu-time]
 
 One C detector of pixels x pixels (MOSFLM, 0.1 mm, 100 mm, a 100 A cubic cell, N 5, 10 mosaic domains) is
 rendered as C's ``Detector`` and as P ``Panels`` cutting it into P strips of pixels/P rows (the same pixels:
 the images agree to rounding, which is printed). Best of --repeats, wall clock, this process, after one
-warm-up render (numba compiles there), the renders taking turns. Prints one line per (kernel, P); records
+warm-up render (numba compiles there), the renders taking turns; --cpu-time measures the process's CPU
+time instead (steadier on a shared machine, with --threads 1). Prints one line per (kernel, P); records
 numbers, asserts nothing.
 """
 from __future__ import annotations
@@ -32,7 +34,7 @@ def strips(one: Panels, parts: int) -> Panels:
                    normal=one.normal.expand(parts, 3), spixels=rows)
 
 
-def interleaved(fns: dict, repeats: int) -> dict:
+def interleaved(fns: dict, repeats: int, clock=time.perf_counter) -> dict:
     """Best wall time of each function, the functions run in turn ``repeats`` times (after a warm-up each), so
     that a busy machine slows every one of them alike."""
     for fn in fns.values():
@@ -40,9 +42,9 @@ def interleaved(fns: dict, repeats: int) -> dict:
     times = {k: [] for k in fns}
     for _ in range(repeats):
         for k, fn in fns.items():
-            t0 = time.perf_counter()
+            t0 = clock()
             fn()
-            times[k].append(time.perf_counter() - t0)
+            times[k].append(clock() - t0)
     return {k: min(v) for k, v in times.items()}
 
 
@@ -52,7 +54,12 @@ def main(argv=None) -> int:
     ap.add_argument("--panels", type=int, nargs="+", default=[1, 8, 64])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--kernels", nargs="+", default=["numba", "torch"])
+    ap.add_argument("--threads", type=int, default=0, help="torch/numba threads (0: the default)")
+    ap.add_argument("--cpu-time", action="store_true", help="CPU time of the process, not wall time")
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    clock = time.process_time if args.cpu_time else time.perf_counter
     model = nb.load_model(nb.config_from_argv(ARGV.format(n=args.pixels).split()))
     one = panels_from_detector(model.detector, model.beam.beam_vector)
     print(f"{args.pixels}x{args.pixels} pixels, {torch.get_num_threads()} threads")
@@ -62,7 +69,7 @@ def main(argv=None) -> int:
         diffs = {p: float((nb.render(m, kernel=kernel).reshape(ref.shape) - ref).abs().max() / ref.abs().max())
                  for p, m in models.items()}
         t = interleaved({p: (lambda m=m, k=kernel: nb.render(m, kernel=k, progress=False)) for p, m in models.items()},
-                        args.repeats)
+                        args.repeats, clock)
         print(f"{kernel:6s} Detector (C's panel)      {t[0]:8.3f} s")
         for p in args.panels:
             print(f"{kernel:6s} {p:3d} panels of {args.pixels}x{args.pixels // p:<4d}  {t[p]:8.3f} s  "
