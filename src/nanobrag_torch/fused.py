@@ -262,11 +262,7 @@ def _render_tiles(t0, t1, idx, geo, inc, lam, orient, recip, polax, Fpad, prm, i
         tile_interp = interp and start < known_first[0]
         for i in range(n):
             # slow, fast = divmod(q, fpixels) in exact double arithmetic (an integer division costs ~40 cycles)
-            q = np.float64(idx[start + i] if listed else start + i)
-            row = np.floor(q * inv_fpixels)
-            col = q - row * fpix_f
-            row = row - 1.0 if col < 0.0 else (row + 1.0 if col >= fpix_f else row)
-            col = col + fpix_f if col < 0.0 else (col - fpix_f if col >= fpix_f else col)
+            row, col = _raster_cell(np.float64(idx[start + i] if listed else start + i), fpix_f, inv_fpixels)
             fp[i] = T(col)
             sp[i] = T(row)
             I[i] = I_bg
@@ -285,11 +281,8 @@ def _render_tiles(t0, t1, idx, geo, inc, lam, orient, recip, polax, Fpad, prm, i
                     first_sub = ss == 0 and sf == 0
                     # position, direction, solid angle and capture fraction per pixel (C 6.1-6.3)
                     for i in range(n):
-                        Fdet = sub * (fp[i] * osT + T(sf)) + subhalf
-                        Sdet = sub * (sp[i] * osT + T(ss)) + subhalf
-                        dx[i] = Fdet * geo[1, 0] + Sdet * geo[2, 0] + Odet * geo[3, 0] + geo[0, 0]
-                        dy[i] = Fdet * geo[1, 1] + Sdet * geo[2, 1] + Odet * geo[3, 1] + geo[0, 1]
-                        dz[i] = Fdet * geo[1, 2] + Sdet * geo[2, 2] + Odet * geo[3, 2] + geo[0, 2]
+                        dx[i], dy[i], dz[i] = _sub_pixel_position(fp[i], sp[i], T(sf), T(ss), Odet, geo, sub,
+                                                                  subhalf, osT)
                     if curved:
                         for i in range(n):
                             dx[i], dy[i], dz[i] = _curve(dx[i], dy[i], dz[i], geo, dist)
@@ -452,6 +445,28 @@ def _render_tiles(t0, t1, idx, geo, inc, lam, orient, recip, polax, Fpad, prm, i
                     if start + i < known_first[0]:
                         known_first[0] = start + i  # benign race: only an optimisation hint
                     break
+
+
+@_jit
+def _raster_cell(q, fpix_f, inv_fpixels):
+    """(slow, fast) = divmod(q, fpixels) of a flat pixel index q, in exact double arithmetic (an integer division
+    costs ~40 cycles); ``inv_fpixels`` = 1 / fpixels."""
+    row = np.floor(q * inv_fpixels)
+    col = q - row * fpix_f
+    row = row - 1.0 if col < 0.0 else (row + 1.0 if col >= fpix_f else row)
+    col = col + fpix_f if col < 0.0 else (col - fpix_f if col >= fpix_f else col)
+    return row, col
+
+
+@_jit
+def _sub_pixel_position(fpix, spix, subf, subs, odet, geo, sub, subhalf, os_):
+    """C's sub-pixel position: Fdet, Sdet = sub (pixel os + sub-pixel) + sub/2, then Fdet f + Sdet s + Odet o + pix0
+    (``geo`` rows pix0, fdet, sdet, odet), summed in C's order."""
+    Fdet = sub * (fpix * os_ + subf) + subhalf
+    Sdet = sub * (spix * os_ + subs) + subhalf
+    return (Fdet * geo[1, 0] + Sdet * geo[2, 0] + odet * geo[3, 0] + geo[0, 0],
+            Fdet * geo[1, 1] + Sdet * geo[2, 1] + odet * geo[3, 1] + geo[0, 1],
+            Fdet * geo[1, 2] + Sdet * geo[2, 2] + odet * geo[3, 2] + geo[0, 2])
 
 
 @_jit
