@@ -157,9 +157,10 @@ def parity_matrix(c, corpus=None, live=False, select=None, dtype=None, device=No
             "python": "--device cuda: an interpreter with a CUDA build of torch (default: this one)"})
 def bench(c, select=None, repeats=None, dtype=None, no_scaling=False, sizes=None, c_bin=None, outdir=None,
           device="cpu", python=None):
-    """Benchmarks of our CLIs (nanoBragg, nonBragg, noisify) vs the C programs, outputs parity-checked.
+    """Benchmarks of our CLIs vs the C programs (nanoBragg, nonBragg, noisify), outputs parity-checked.
 
-    Same cores, alternating -> reports/bench/<STAMP>/; --device cuda: the GPU section -> reports/bench/gpu-<STAMP>/.
+    CPU: every program against its C binary on the same cores -> reports/bench/<STAMP>/;
+    --device cuda: the GPU section -> reports/bench/gpu-<STAMP>/.
 
     A short run: invoke bench --select heavy-1024 --repeats 1 --dtype float32 --no-scaling
     On a CUDA machine: invoke bench --device cuda --python /path/to/python-with-cuda-torch"""

@@ -25,8 +25,8 @@ import torch
 from .config import AVOGADRO, R_E_SQR
 from .geometry import DetectorGeometry, pixel_positions, place_detector
 from .model import SETUP_DTYPE, Beam, Detector
-from .errors import UsageError
 from .physics import polarization_factor, polarization_frame
+from .renderer import compiled_kernel
 
 # Units of the table's abscissa -> sin(theta)/lambda in 1/m, by the flag naming the file (§12.2).
 STOL_UNITS = {"stol": 1e10, "4stol": 1e10 / 4, "Q": 1e10 / math.pi / 4}
@@ -86,37 +86,37 @@ def stol_index(stol: torch.Tensor, xa: torch.Tensor) -> torch.Tensor:
     return i.clamp(1, xa.shape[0] - 3)
 
 
-def _walk_py(xa: np.ndarray, stols: np.ndarray, start: int, out: np.ndarray) -> int:
-    n = start
+def walk_node(xa, s, n: int) -> int:
+    """One step of C's stateful table search: from node ``n``, up while ``s`` is above the node (not past the
+    last), then down while it is below (not under index 1)."""
     last = xa.shape[0] - 1
-    for k in range(stols.shape[0]):
-        s = stols[k]
-        while n < last and s > xa[n]:
-            n += 1
-        while n >= 2 and s < xa[n]:
-            n -= 1
-        out[k] = n
+    while n < last and s > xa[n]:
+        n += 1
+    while n >= 2 and s < xa[n]:
+        n -= 1
     return n
 
 
-_WALK = None
+def _walk_py(xa: np.ndarray, stols: np.ndarray, start: int, out: np.ndarray) -> int:
+    n = start
+    for k in range(stols.shape[0]):
+        n = walk_node(xa, stols[k], n)
+        out[k] = n
+    return n
 
 
 def stol_walk(xa: np.ndarray, stols: np.ndarray, start: int) -> tuple[np.ndarray, int]:
     """C's stateful table search, for any table: from the previous position, step up while stol is above the
     node and down while it is below (not under index 1); ``stols`` in C's loop order. Returns (indices, the
-    position the next search starts from). For an increasing table it equals ``stol_index``."""
-    global _WALK
-    if _WALK is None:
-        try:
-            import numba
-
-            _WALK = numba.njit(cache=True)(_walk_py)
-        except Exception:  # pragma: no cover - numba missing or not compilable here
-            _WALK = _walk_py
+    position the next search starts from). For an increasing table it equals ``stol_index``. Compiled
+    (``fused_amorphous.walk_table``) when numba imports."""
+    try:
+        from .fused_amorphous import walk_table
+    except ImportError:  # pragma: no cover - numba missing
+        walk_table = _walk_py
     out = np.empty(stols.shape[0], dtype=np.int64)
-    end = _WALK(np.ascontiguousarray(xa, dtype=np.float64), np.ascontiguousarray(stols, dtype=np.float64),
-                int(start), out)
+    end = walk_table(np.ascontiguousarray(xa, dtype=np.float64), np.ascontiguousarray(stols, dtype=np.float64),
+                     int(start), out)
     return out, int(end)
 
 
@@ -308,23 +308,9 @@ def _requires_grad(*parts) -> bool:
 def fused_kernel(kernel: str, device: torch.device, grad: bool):
     """The fused CPU module (``fused_amorphous``) when it renders, else None (the eager kernel): "auto" uses it
     on the CPU when numba imports and no gradient is needed; "numba" insists (a one-line usage error saying
-    why not); "torch" never."""
-    if kernel not in ("auto", "torch", "numba"):
-        raise UsageError(f"-kernel: expected one of auto, torch, numba, got {kernel!r}")
-    if kernel == "torch":
-        return None
-    why = "autograd" if grad else device.type if device.type != "cpu" else None
-    if why is None:
-        try:
-            from . import fused_amorphous
-        except ImportError:
-            why = "numba is not installed (pip install numba)"
-        else:
-            return fused_amorphous
-    if kernel == "numba":
-        raise UsageError(f"-kernel numba: the fused CPU kernel does not render {why}; use -kernel torch"
-                         if not why.startswith("numba") else f"-kernel numba: {why}")
-    return None
+    why not); "torch" never (``renderer.compiled_kernel``)."""
+    return compiled_kernel(kernel, "autograd" if grad else device.type if device.type != "cpu" else None,
+                           "fused_amorphous")
 
 
 def render_amorphous(detector: Detector, beam: Beam, sample: AmorphousSample, oversample: int = 1, *,

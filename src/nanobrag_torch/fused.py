@@ -282,10 +282,7 @@ def _render_tiles(t0, t1, idx, geo, pclose, inc, lam, orient, recip, polax, Fpad
             else:
                 pn, q = _divmod_exact(q, pan_f, inv_pan)
                 pan[i] = np.int64(pn)
-            row = np.floor(q * inv_fpixels)
-            col = q - row * fpix_f
-            row = row - 1.0 if col < 0.0 else (row + 1.0 if col >= fpix_f else row)
-            col = col + fpix_f if col < 0.0 else (col - fpix_f if col >= fpix_f else col)
+            row, col = _raster_cell(q, fpix_f, inv_fpixels)
             fp[i] = T(col)
             sp[i] = T(row)
             I[i] = I_bg
@@ -514,6 +511,23 @@ def _divmod_exact(q, d, inv_d):
     k = k - 1.0 if r < 0.0 else (k + 1.0 if r >= d else k)
     r = r + d if r < 0.0 else (r - d if r >= d else r)
     return k, r
+
+
+@_jit
+def _raster_cell(q, fpix_f, inv_fpixels):
+    """(slow, fast) = divmod(q, fpixels) of a flat pixel index q (``inv_fpixels`` = 1 / fpixels)."""
+    return _divmod_exact(q, fpix_f, inv_fpixels)
+
+
+@_jit
+def _sub_pixel_position(fpix, spix, subf, subs, odet, geo, sub, subhalf, os_):
+    """C's sub-pixel position: Fdet, Sdet = sub (pixel os + sub-pixel) + sub/2, then Fdet f + Sdet s + Odet o + pix0
+    (``geo`` rows pix0, fdet, sdet, odet), summed in C's order."""
+    Fdet = sub * (fpix * os_ + subf) + subhalf
+    Sdet = sub * (spix * os_ + subs) + subhalf
+    return (Fdet * geo[1, 0] + Sdet * geo[2, 0] + odet * geo[3, 0] + geo[0, 0],
+            Fdet * geo[1, 1] + Sdet * geo[2, 1] + odet * geo[3, 1] + geo[0, 1],
+            Fdet * geo[1, 2] + Sdet * geo[2, 2] + odet * geo[3, 2] + geo[0, 2])
 
 
 @_jit

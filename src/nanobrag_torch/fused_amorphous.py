@@ -21,7 +21,8 @@ import math
 import numpy as np
 import torch
 
-from .fused import TILE, _curve, _jit, _pixel_list, _run_tiles, _tiles, num_threads
+from .amorphous import walk_node
+from .fused import TILE, _curve, _jit, _pixel_list, _raster_cell, _run_tiles, _sub_pixel_position, _tiles, num_threads
 
 # Floating parameters (engine dtype), by index into ``prm``.
 A_PX, A_CLOSE, A_KAHN, A_DIST, A_RE2, A_FLUENCE, A_MOLECULES = range(7)
@@ -94,11 +95,7 @@ def _render_amorphous_tiles(t0, t1, idx, geo, inc, inc2, lam, wts, be, xa, nodes
         n = min(tile, n_pix - start)
         for i in range(n):
             # slow, fast = divmod(q, fpixels) in exact double arithmetic (as fused._render_tiles)
-            q = np.float64(idx[start + i] if listed else start + i)
-            row = np.floor(q * inv_fpixels)
-            col = q - row * fpix_f
-            row = row - 1.0 if col < 0.0 else (row + 1.0 if col >= fpix_f else row)
-            col = col + fpix_f if col < 0.0 else (col - fpix_f if col >= fpix_f else col)
+            row, col = _raster_cell(np.float64(idx[start + i] if listed else start + i), fpix_f, inv_fpixels)
             fp[i] = T(col)
             sp[i] = T(row)
             I[i] = T(0)
@@ -109,20 +106,13 @@ def _render_amorphous_tiles(t0, t1, idx, geo, inc, inc2, lam, wts, be, xa, nodes
                 last_sub = ss == os_ - 1 and sf == os_ - 1
                 # position, C's unitize(), solid angle
                 for i in range(n):
-                    Fdet = sub * (fp[i] * osT + T(sf)) + subhalf
-                    Sdet = sub * (sp[i] * osT + T(ss)) + subhalf
-                    dx[i] = Fdet * geo[1, 0] + Sdet * geo[2, 0] + odet0 * geo[3, 0] + geo[0, 0]
-                    dy[i] = Fdet * geo[1, 1] + Sdet * geo[2, 1] + odet0 * geo[3, 1] + geo[0, 1]
-                    dz[i] = Fdet * geo[1, 2] + Sdet * geo[2, 2] + odet0 * geo[3, 2] + geo[0, 2]
+                    dx[i], dy[i], dz[i] = _sub_pixel_position(fp[i], sp[i], T(sf), T(ss), odet0, geo, sub, subhalf,
+                                                              osT)
                 if curved:
                     for i in range(n):
                         dx[i], dy[i], dz[i] = _curve(dx[i], dy[i], dz[i], geo, dist)
                 for i in range(n):
-                    R = math.sqrt(dx[i] * dx[i] + dy[i] * dy[i] + dz[i] * dz[i])
-                    Rd = R if R != T(0) else T(1)
-                    dx[i] = dx[i] / Rd if R != T(0) else T(0)
-                    dy[i] = dy[i] / Rd if R != T(0) else T(0)
-                    dz[i] = dz[i] / Rd if R != T(0) else T(0)
+                    dx[i], dy[i], dz[i], R = _unitize_c(dx[i], dy[i], dz[i])
                     om[i] = T(1) / R / R if point else px * px / R / R * close / R
                     om_acc[i] += np.float64(om[i])
                 for j in range(NS):
@@ -143,11 +133,7 @@ def _render_amorphous_tiles(t0, t1, idx, geo, inc, inc2, lam, wts, be, xa, nodes
                     if walk_mode:
                         w = walk[0]
                         for i in range(n):
-                            s = s64[i]
-                            while w < top and s > xa[w]:
-                                w += 1
-                            while w >= 2 and s < xa[w]:
-                                w -= 1
+                            w = _walk_node(xa, s64[i], w)
                             kn[i] = w
                         walk[0] = w
                     else:
@@ -180,11 +166,7 @@ def _render_amorphous_tiles(t0, t1, idx, geo, inc, inc2, lam, wts, be, xa, nodes
                         jy = inc2[j, 1]
                         jz = inc2[j, 2]
                         for i in range(n):
-                            R = math.sqrt(dx[i] * dx[i] + dy[i] * dy[i] + dz[i] * dz[i])
-                            Rd = R if R != T(0) else T(1)
-                            dx[i] = dx[i] / Rd if R != T(0) else T(0)
-                            dy[i] = dy[i] / Rd if R != T(0) else T(0)
-                            dz[i] = dz[i] / Rd if R != T(0) else T(0)
+                            dx[i], dy[i], dz[i], _ = _unitize_c(dx[i], dy[i], dz[i])
                         if not kahn_on:
                             for i in range(n):
                                 c2t = jx * dx[i] + jy * dy[i] + jz * dz[i]
@@ -219,6 +201,28 @@ def _render_amorphous_tiles(t0, t1, idx, geo, inc, inc2, lam, wts, be, xa, nodes
                 values[start + i] = I[i] * prm[A_RE2] * prm[A_FLUENCE] * prm[A_MOLECULES] / steps
             om_tile += om_acc[i]
         omsum[tl] = om_tile
+
+
+@_jit
+def _unitize_c(x, y, z):
+    """C unitize(): (x, y, z)/R and R = sqrt(x*x + y*y + z*z); a zero vector stays zero."""
+    T = type(x)
+    R = math.sqrt(x * x + y * y + z * z)
+    Rd = R if R != T(0) else T(1)
+    return (x / Rd if R != T(0) else T(0), y / Rd if R != T(0) else T(0), z / Rd if R != T(0) else T(0), R)
+
+
+_walk_node = _jit(walk_node)
+
+
+@_jit(cache=True)
+def walk_table(xa, stols, start, out):
+    """``amorphous.stol_walk`` compiled: C's table walk over ``stols`` from node ``start``; returns the last node."""
+    n = start
+    for k in range(stols.shape[0]):
+        n = _walk_node(xa, stols[k], n)
+        out[k] = n
+    return n
 
 
 def _np(t, dtype) -> np.ndarray:

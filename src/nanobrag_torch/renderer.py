@@ -8,6 +8,7 @@ them all would exceed the budget, so the backward fits the same budget as the fo
 """
 from __future__ import annotations
 
+import importlib
 import math
 import sys
 from dataclasses import dataclass, replace
@@ -187,13 +188,22 @@ def _fused_module(kernel: str, model: Model, prep: Prepared, grad: bool):
     why = ("autograd" if grad else model.device.type if model.device.type != "cpu" else
            "a batch of crystals" if s.batch > 1 else "non-integer N" if not s.c_form else
            "weighted sources" if s.weighted else None)
+    return compiled_kernel(kernel, why, "fused")
+
+
+def compiled_kernel(kernel: str, why: str | None, module: str):
+    """The compiled CPU kernel module ``module`` of this package (numba) when ``kernel`` ("auto" or "numba")
+    may use it and nothing rules it out (``why``: the reason it cannot render, or None), else None: the eager
+    kernel. With "numba" a reason (or numba missing) is a one-line usage error."""
+    if kernel not in KERNELS:
+        raise UsageError(f"-kernel: expected one of {', '.join(KERNELS)}, got {kernel!r}")
+    if kernel == "torch":
+        return None
     if why is None:
         try:
-            from . import fused
+            return importlib.import_module(f".{module}", __package__)
         except ImportError:
             why = "numba is not installed (pip install numba)"
-        else:
-            return fused
     if kernel == "numba":
         raise UsageError(f"-kernel numba: the fused CPU kernel does not render {why}; use -kernel torch"
                          if not why.startswith("numba") else f"-kernel numba: {why}")

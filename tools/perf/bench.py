@@ -713,13 +713,14 @@ def _loadavg():
         return None
 
 
-def write_bundle(outdir: Path, data: dict) -> None:
-    """bench.json, bench.md and scaling.png, assembled in a hidden sibling directory and renamed into place."""
+def write_bundle(outdir: Path, data: dict, stem: str = "bench", render=None) -> None:
+    """<stem>.json, <stem>.md (``render(data)``, default ``markdown``) and scaling.png (with scaling points),
+    assembled in a hidden sibling directory and renamed into place."""
     part = outdir.parent / f".{outdir.name}.part"
     part.mkdir(parents=True)
     try:
-        atomic_write(part / "bench.json", json.dumps(data, indent=1))
-        atomic_write(part / "bench.md", markdown(data))
+        atomic_write(part / f"{stem}.json", json.dumps(data, indent=1))
+        atomic_write(part / f"{stem}.md", (render or markdown)(data))
         if any(s["points"] for s in data.get("scaling", {}).values()):
             plot_scaling(data["scaling"], part / "scaling.png")
         os.rename(part, outdir)

@@ -25,7 +25,6 @@ passed, 1 otherwise, 2 for a bad option or no CUDA device (without --dry-run).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shlex
@@ -40,9 +39,8 @@ import numpy as np
 from tools import REPO as ROOT
 from tools.cbin import resolve_c_binary, sha256_file
 from tools.cmdlog import utc_stamp
-from tools.files import atomic_write
 from tools.perf.bench import (DEFAULT_CONFIG, BenchError, case_inputs, fresh_dir, load_config, measure, median,
-                              write_inputs)
+                              write_bundle, write_inputs)
 from tools.thresholds import tolerances
 
 DRY_PIXELS = 64  # --dry-run: every detector this size, the batch, series and repeats minimal
@@ -346,23 +344,10 @@ def run(g: dict, cases: list[str], args, outdir: Path, cb) -> int:
         os.chdir(cwd)
         shutil.rmtree(scratch, ignore_errors=True)
     data["passed"] = passed(data)
-    write_bundle(outdir, data)
+    write_bundle(outdir, data, "bench_gpu", markdown)
     print(markdown(data))
     print(f"bench_gpu bundle: {outdir}")
     return 0 if data["passed"] else 1
-
-
-def write_bundle(outdir: Path, data: dict) -> None:
-    """bench_gpu.json and bench_gpu.md, assembled in a hidden sibling directory and renamed into place."""
-    part = outdir.parent / f".{outdir.name}.part"
-    part.mkdir(parents=True)
-    try:
-        atomic_write(part / "bench_gpu.json", json.dumps(data, indent=1))
-        atomic_write(part / "bench_gpu.md", markdown(data))
-        os.rename(part, outdir)
-    except BaseException:
-        shutil.rmtree(part, ignore_errors=True)
-        raise
 
 
 if __name__ == "__main__":
