@@ -23,10 +23,10 @@ import numpy as np
 import torch
 
 from .config import AVOGADRO, R_E_SQR
+from .engine import compiled_kernel
 from .geometry import DetectorGeometry, pixel_positions, place_detector
 from .model import SETUP_DTYPE, Beam, Detector
 from .physics import polarization_factor, polarization_frame
-from .renderer import compiled_kernel
 
 # Units of the table's abscissa -> sin(theta)/lambda in 1/m, by the flag naming the file (§12.2).
 STOL_UNITS = {"stol": 1e10, "4stol": 1e10 / 4, "Q": 1e10 / math.pi / 4}
@@ -308,7 +308,7 @@ def _requires_grad(*parts) -> bool:
 def fused_kernel(kernel: str, device: torch.device, grad: bool):
     """The fused CPU module (``fused_amorphous``) when it renders, else None (the eager kernel): "auto" uses it
     on the CPU when numba imports and no gradient is needed; "numba" insists (a one-line usage error saying
-    why not); "torch" never (``renderer.compiled_kernel``)."""
+    why not); "torch" never (``engine.compiled_kernel``)."""
     return compiled_kernel(kernel, "autograd" if grad else device.type if device.type != "cpu" else None,
                            "fused_amorphous")
 

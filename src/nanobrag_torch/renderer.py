@@ -8,7 +8,6 @@ them all would exceed the budget, so the backward fits the same budget as the fo
 """
 from __future__ import annotations
 
-import importlib
 import math
 import sys
 from dataclasses import dataclass, replace
@@ -20,6 +19,7 @@ from . import kernel as K
 from . import physics
 from .budget import check_memory, chunk_pixels
 from .constants import R_E_SQR
+from .engine import KERNELS, compiled_kernel
 from .crystal import CrystalGeometry, crystal_geometry, mosaic_umats_from_draws, orientation_stack
 from .errors import UsageError
 from .geometry import DetectorGeometry, pixel_positions, place_detector, unitize
@@ -28,7 +28,6 @@ from .panels import Panels, place_panels
 from .validate import validate_model
 
 # Rough bytes of intermediates per evaluation (pixel x layer x sub-pixel x source x crystal x phi x domain).
-KERNELS = ("auto", "torch", "numba")
 
 
 @dataclass
@@ -189,25 +188,6 @@ def _fused_module(kernel: str, model: Model, prep: Prepared, grad: bool):
            "a batch of crystals" if s.batch > 1 else "non-integer N" if not s.c_form else
            "weighted sources" if s.weighted else None)
     return compiled_kernel(kernel, why, "fused")
-
-
-def compiled_kernel(kernel: str, why: str | None, module: str):
-    """The compiled CPU kernel module ``module`` of this package (numba) when ``kernel`` ("auto" or "numba")
-    may use it and nothing rules it out (``why``: the reason it cannot render, or None), else None: the eager
-    kernel. With "numba" a reason (or numba missing) is a one-line usage error."""
-    if kernel not in KERNELS:
-        raise UsageError(f"-kernel: expected one of {', '.join(KERNELS)}, got {kernel!r}")
-    if kernel == "torch":
-        return None
-    if why is None:
-        try:
-            return importlib.import_module(f".{module}", __package__)
-        except ImportError:
-            why = "numba is not installed (pip install numba)"
-    if kernel == "numba":
-        raise UsageError(f"-kernel numba: the fused CPU kernel does not render {why}; use -kernel torch"
-                         if not why.startswith("numba") else f"-kernel numba: {why}")
-    return None
 
 
 def render_details(model: Model, *, kernel: str = "auto", max_memory_gb: float = 2.0,
