@@ -125,23 +125,12 @@ def stokes(kahn: float, polar_mcstas: np.ndarray) -> tuple[float, float, float, 
 def write_nxmx(path, model, meta: NexusMeta, frame_reader, dtype, file_name: str | None = None) -> None:
     """Write the NXmx file ``path`` (directly: callers write to a temporary name and rename; ``file_name`` is
     the final name, recorded in the file): the instrument of ``model`` and ``meta.frames`` frames, frame i from
-    ``frame_reader(i)`` as ``dtype``."""
+    ``frame_reader(i)`` as ``dtype``. One helper per NeXus group below."""
     import h5py
-    import hdf5plugin
 
-    from .outputs import roi_of
-
-    det, beam, crystal = model.detector, model.beam, model.crystal
     setup = imgcif_setup(model)
-    g = setup.geometry
-    vec = lambda t: np.asarray(t.detach().cpu().numpy(), dtype=np.float64)  # noqa: E731
-    spindle = vec(crystal.spindle_axis) if crystal.spindle_axis is not None else None
-    R = setup.to_mcstas
-    px_mm = float(det.pixel_size) * 1000.0
-    S, F = det.spixels, det.fpixels
     dtype = np.dtype(dtype)
     end = meta.start_time + timedelta(seconds=meta.frames * meta.exposure)
-
     with h5py.File(path, "w", libver=("v110", "latest"), track_order=True) as f:
         f.attrs.update({"NX_class": "NXroot", "file_name": file_name or Path(path).name,
                         "file_time": _iso(meta.start_time), "creator": meta.creator,
@@ -152,84 +141,122 @@ def write_nxmx(path, model, meta: NexusMeta, frame_reader, dtype, file_name: str
         _ds(entry, "title", meta.title)
         _ds(entry, "start_time", _iso(meta.start_time))
         _ds(entry, "end_time_estimated", _iso(end))
-
-        data = _group(entry, "data", "NXdata", signal="data")
-        stack = data.create_dataset("data", shape=(meta.frames, S, F), dtype=dtype, chunks=(1, S, F),
-                                    **hdf5plugin.Bitshuffle(cname="lz4"))
-        for i in range(meta.frames):
-            stack[i] = np.asarray(frame_reader(i), dtype=dtype)
-
-        sample = _group(entry, "sample", "NXsample")
-        _ds(sample, "name", "simulated crystal")
-        if meta.omega is not None:
-            axis = R @ (spindle / np.linalg.norm(spindle))
-            tr = _group(sample, "transformations", "NXtransformations")
-            omega = np.asarray(meta.omega, dtype=np.float64)
-            _ds(tr, "omega", omega, "deg", transformation_type="rotation", vector=axis,
-                offset=np.zeros(3), offset_units="mm", depends_on=".")
-            _ds(tr, "omega_end", omega + meta.osc, "deg")
-            _ds(tr, "omega_increment_set", float(meta.osc), "deg")
-            _ds(sample, "depends_on", "/entry/sample/transformations/omega")
-        else:
-            _ds(sample, "depends_on", ".")
-            sim = _group(sample, "simulation", "NXcollection")
-            if meta.missets_deg is not None:
-                _ds(sim, "misset_angles", np.asarray(meta.missets_deg, dtype=np.float64), "deg",
-                    description="per-frame rotations about lab x, y, z of the simulation (-misset)")
-
+        stack = _nx_data(entry, model, meta, frame_reader, dtype)
+        _nx_sample(entry, model, meta, setup.to_mcstas)
         inst = _group(entry, "instrument", "NXinstrument")
         _ds(inst, "name", "nanoBragg simulation", short_name="nanobrag-torch")
         _ds(inst, "time_zone", "UTC+00:00")
-        b = _group(inst, "beam", "NXbeam", flux="flux_integrated")
-        _ds(b, "incident_wavelength", float(beam.wavelength) * 1e10, "angstrom")
-        _ds(b, "flux_integrated", float(beam.fluence), "m^-2")
-        polar = R @ (vec(beam.polar_vector) / np.linalg.norm(vec(beam.polar_vector)))
-        _ds(b, "incident_polarization_stokes", np.tile(stokes(float(beam.kahn), polar), (meta.frames, 1)))
-
-        d = _group(inst, "detector", "NXdetector")
-        det_z = "/entry/instrument/detector/transformations/det_z"
-        _ds(d, "depends_on", det_z)
-        dtr = _group(d, "transformations", "NXtransformations")
-        _translation(dtr, "det_z", float(g.close_distance) * 1000.0, R @ vec(g.odet), ".")
-        d["data"] = stack  # a hard link: the same dataset
-        _ds(d, "description", "nanoBragg simulated detector (nanobrag-torch)")
-        _ds(d, "type", "pixel")
-        _ds(d, "distance", float(g.distance) * 1000.0, "mm")
-        _ds(d, "distance_derived", True)
-        _ds(d, "beam_center_x", float(g.fbeam) / float(det.pixel_size), "pixel")
-        _ds(d, "beam_center_y", float(g.sbeam) / float(det.pixel_size), "pixel")
-        _ds(d, "count_time", float(meta.exposure), "s")
-        _ds(d, "frame_time", float(meta.exposure), "s")
-        mask = np.where(det.rendered_mask().cpu().numpy() & roi_of(det), 0, 1).astype(np.int32)
-        d.create_dataset("pixel_mask", data=mask, chunks=(S, F), **hdf5plugin.Bitshuffle(cname="lz4"))
-        _ds(d, "pixel_mask_applied", False)
-        if dtype.kind in "iu":
-            _ds(d, "saturation_value", int(np.iinfo(dtype).max))
-        _ds(d, "bit_depth_readout", dtype.itemsize * 8)
-        _ds(d, "sensor_material", "Si")
-        if float(det.thickness) > 0:
-            _ds(d, "sensor_thickness", float(det.thickness) * 1000.0, "mm")
-        else:
-            _ds(d, "sensor_thickness", NO_SENSOR_THICKNESS_MM, "mm", note=NO_SENSOR_NOTE)
-        if meta.adc is not None:  # not NXdata/data_offset: fabio would read that as one more frame
-            sim = _group(d, "simulation", "NXcollection")
-            _ds(sim, "adc_offset", float(meta.adc), "counts",
-                description="C's -adc, added to every count of the noise images (photons = data - adc_offset)")
-
-        m = _group(d, "module", "NXdetector_module")
-        _ds(m, "data_origin", np.array([0, 0], dtype=np.int32))
-        _ds(m, "data_size", np.array([S, F], dtype=np.int32))
-        _ds(m, "data_stride", np.array([1, 1], dtype=np.int32))
-        in_plane = vec(g.pix0) - float(g.close_distance) * vec(g.odet)  # pix0 relative to the normal's foot
-        length = float(np.linalg.norm(in_plane))
-        offset_dir = R @ (in_plane / length) if length > 0 else R @ vec(g.fdet)
-        mod = "/entry/instrument/detector/module/module_offset"
-        _translation(m, "module_offset", length * 1000.0, offset_dir, det_z)
-        _translation(m, "fast_pixel_direction", px_mm, R @ vec(g.fdet), mod)
-        _translation(m, "slow_pixel_direction", px_mm, R @ vec(g.sdet), mod)
-
+        _nx_beam(inst, model, meta, setup.to_mcstas)
+        _nx_detector(inst, model, meta, setup, stack, dtype)
         src = _group(entry, "source", "NXsource")
         _ds(src, "name", "nanoBragg simulation", short_name="simulation")
+
+
+def _vec(t) -> np.ndarray:
+    return np.asarray(t.detach().cpu().numpy(), dtype=np.float64)
+
+
+def _nx_data(entry, model, meta: NexusMeta, frame_reader, dtype):
+    """NXdata: the frame stack (frames, slow, fast), bitshuffle/LZ4, one chunk per frame; returns the dataset."""
+    import hdf5plugin
+
+    S, F = model.detector.spixels, model.detector.fpixels
+    data = _group(entry, "data", "NXdata", signal="data")
+    stack = data.create_dataset("data", shape=(meta.frames, S, F), dtype=dtype, chunks=(1, S, F),
+                                **hdf5plugin.Bitshuffle(cname="lz4"))
+    for i in range(meta.frames):
+        stack[i] = np.asarray(frame_reader(i), dtype=dtype)
+    return stack
+
+
+def _nx_sample(entry, model, meta: NexusMeta, R) -> None:
+    """NXsample: the goniometer's omega per frame (a rotation series) or the stills' missets."""
+    crystal = model.crystal
+    sample = _group(entry, "sample", "NXsample")
+    _ds(sample, "name", "simulated crystal")
+    if meta.omega is not None:
+        spindle = _vec(crystal.spindle_axis)
+        axis = R @ (spindle / np.linalg.norm(spindle))
+        tr = _group(sample, "transformations", "NXtransformations")
+        omega = np.asarray(meta.omega, dtype=np.float64)
+        _ds(tr, "omega", omega, "deg", transformation_type="rotation", vector=axis,
+            offset=np.zeros(3), offset_units="mm", depends_on=".")
+        _ds(tr, "omega_end", omega + meta.osc, "deg")
+        _ds(tr, "omega_increment_set", float(meta.osc), "deg")
+        _ds(sample, "depends_on", "/entry/sample/transformations/omega")
+    else:
+        _ds(sample, "depends_on", ".")
+        sim = _group(sample, "simulation", "NXcollection")
+        if meta.missets_deg is not None:
+            _ds(sim, "misset_angles", np.asarray(meta.missets_deg, dtype=np.float64), "deg",
+                description="per-frame rotations about lab x, y, z of the simulation (-misset)")
+
+
+def _nx_beam(inst, model, meta: NexusMeta, R) -> None:
+    """NXbeam: wavelength, fluence and the polarization as Stokes parameters per frame."""
+    beam = model.beam
+    b = _group(inst, "beam", "NXbeam", flux="flux_integrated")
+    _ds(b, "incident_wavelength", float(beam.wavelength) * 1e10, "angstrom")
+    _ds(b, "flux_integrated", float(beam.fluence), "m^-2")
+    polar = R @ (_vec(beam.polar_vector) / np.linalg.norm(_vec(beam.polar_vector)))
+    _ds(b, "incident_polarization_stokes", np.tile(stokes(float(beam.kahn), polar), (meta.frames, 1)))
+
+
+def _nx_detector(inst, model, meta: NexusMeta, setup, stack, dtype) -> None:
+    """NXdetector: distance along the normal (det_z), beam centre, exposure, pixel mask, sensor, ADC offset."""
+    import hdf5plugin
+
+    from .outputs import roi_of
+
+    det, g, R = model.detector, setup.geometry, setup.to_mcstas
+    S, F = det.spixels, det.fpixels
+    d = _group(inst, "detector", "NXdetector")
+    det_z = "/entry/instrument/detector/transformations/det_z"
+    _ds(d, "depends_on", det_z)
+    dtr = _group(d, "transformations", "NXtransformations")
+    _translation(dtr, "det_z", float(g.close_distance) * 1000.0, R @ _vec(g.odet), ".")
+    d["data"] = stack  # a hard link: the same dataset
+    _ds(d, "description", "nanoBragg simulated detector (nanobrag-torch)")
+    _ds(d, "type", "pixel")
+    _ds(d, "distance", float(g.distance) * 1000.0, "mm")
+    _ds(d, "distance_derived", True)
+    _ds(d, "beam_center_x", float(g.fbeam) / float(det.pixel_size), "pixel")
+    _ds(d, "beam_center_y", float(g.sbeam) / float(det.pixel_size), "pixel")
+    _ds(d, "count_time", float(meta.exposure), "s")
+    _ds(d, "frame_time", float(meta.exposure), "s")
+    mask = np.where(det.rendered_mask().cpu().numpy() & roi_of(det), 0, 1).astype(np.int32)
+    d.create_dataset("pixel_mask", data=mask, chunks=(S, F), **hdf5plugin.Bitshuffle(cname="lz4"))
+    _ds(d, "pixel_mask_applied", False)
+    if dtype.kind in "iu":
+        _ds(d, "saturation_value", int(np.iinfo(dtype).max))
+    _ds(d, "bit_depth_readout", dtype.itemsize * 8)
+    _ds(d, "sensor_material", "Si")
+    if float(det.thickness) > 0:
+        _ds(d, "sensor_thickness", float(det.thickness) * 1000.0, "mm")
+    else:
+        _ds(d, "sensor_thickness", NO_SENSOR_THICKNESS_MM, "mm", note=NO_SENSOR_NOTE)
+    if meta.adc is not None:  # not NXdata/data_offset: fabio would read that as one more frame
+        sim = _group(d, "simulation", "NXcollection")
+        _ds(sim, "adc_offset", float(meta.adc), "counts",
+            description="C's -adc, added to every count of the noise images (photons = data - adc_offset)")
+    _nx_module(d, det, g, R, det_z)
+
+
+def _nx_module(d, det, g, R, det_z: str) -> None:
+    """NXdetector_module: pixel (0,0)'s offset in the detector plane, then the fast and slow pixel directions."""
+    S, F = det.spixels, det.fpixels
+    px_mm = float(det.pixel_size) * 1000.0
+    m = _group(d, "module", "NXdetector_module")
+    _ds(m, "data_origin", np.array([0, 0], dtype=np.int32))
+    _ds(m, "data_size", np.array([S, F], dtype=np.int32))
+    _ds(m, "data_stride", np.array([1, 1], dtype=np.int32))
+    in_plane = _vec(g.pix0) - float(g.close_distance) * _vec(g.odet)  # pix0 relative to the normal's foot
+    length = float(np.linalg.norm(in_plane))
+    offset_dir = R @ (in_plane / length) if length > 0 else R @ _vec(g.fdet)
+    mod = "/entry/instrument/detector/module/module_offset"
+    _translation(m, "module_offset", length * 1000.0, offset_dir, det_z)
+    _translation(m, "fast_pixel_direction", px_mm, R @ _vec(g.fdet), mod)
+    _translation(m, "slow_pixel_direction", px_mm, R @ _vec(g.sdet), mod)
 
 
 def nexus_frames(path) -> tuple[int, tuple[int, int]] | None:
