@@ -19,7 +19,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -247,34 +247,55 @@ def _check_writers_importable(files) -> None:
             raise UsageError(f"{flag} needs the Python package {name}: pip install {name}") from None
 
 
+@dataclass
+class _SeriesRun:
+    """A dataset run checked and set up, nothing written yet (see ``run_series``)."""
+
+    config: object
+    files: object
+    record_path: Path
+    rec: dict
+    new_record: bool
+    plan: object
+    model: object
+    writer: object
+    todo: list[int]
+
+
 def run_series(events, config, out=print) -> int:
-    """The dataset run of ``config`` (``config.dataset.active``); returns the exit code."""
+    """The dataset run of ``config`` (``config.dataset.active``); returns the exit code. Everything that can
+    refuse comes first (``_prepare_series``), then the frames are rendered and written (``_render_and_write``)."""
+    run = _prepare_series(events, config, out)
+    dt = _render_and_write(run, out)
+    done, frames = len(run.todo), run.plan.frames
+    out(f"{frames} frames: {done} rendered" + (f", {frames - done} already complete" if done < frames else "")
+        + (f" in {dt:.3g} s ({done / dt:.3g} frames/s)" if done else ""))
+    return 0
+
+
+def _prepare_series(events, config, out) -> _SeriesRun:
+    """Check every flag, input file, output name and the record before any file is touched: a refused run (bad
+    flag, bad input file, a name that cannot be written) leaves the folder as it was. Loads the model once."""
     from .. import __version__
     from ..datasets.writer import DatasetWriter
-    from ..io.outputs import check_output_path, write_atomically
+    from ..io.outputs import check_output_path
     from ..load import load_model
-    from ..datasets.series import Progress, render_series, resolve_device
 
-    quiet = config.output.quiet
-    # Everything that can refuse comes before the first file is touched: a refused run (bad flag, bad input
-    # file, a name that cannot be written, a cluster that cannot be reached) leaves the folder as it was.
     files = dataset_files(events, config)
     _check_writers_importable(files)
     check_engine(config)
     ds = config.dataset
     record_path = Path(f"{files.anchor}.series.json")
     check_output_path(files.anchor_flag, record_path)
-    exptout = config.output.exptout
-    if exptout is not None:
-        check_output_path("-exptout", exptout)
+    if config.output.exptout is not None:
+        check_output_path("-exptout", config.output.exptout)
     rec, new_record = open_record(record_path, events, config, ds.resume, warn)
     if "misset_seed" not in {k for k, _ in events}:  # -misset random without a seed: the recorded one
         config = replace(config, crystal=replace(config.crystal, misset_seed=rec["misset_seed"]))
     plan = make_series_plan(events, config, rec)
     if plan.rotation and plan.frames > 1 and plan.osc == 0.0:
         warn("-frames: -osc is 0, so every frame has the same orientation (frame i starts at phi + i*osc)")
-    device = config.engine.device
-    model = load_model(config.with_engine(device="cpu"), log=None if quiet else out)
+    model = load_model(config.with_engine(device="cpu"), log=None if config.output.quiet else out)
     hashes = file_hashes(input_files(events, config, model))
     if new_record:
         rec["inputs"] = hashes
@@ -286,18 +307,31 @@ def run_series(events, config, out=print) -> int:
     writer = DatasetWriter(files, model, plan, _meta(plan, model, rec, config), __version__)
     writer.check_targets()
     todo = [i for i in range(plan.frames) if new_record or not writer.complete(i)]
-    handle = _engine(config, len(todo), out) if todo else None
+    return _SeriesRun(config, files, record_path, rec, new_record, plan, model, writer, todo)
+
+
+def _render_and_write(run: _SeriesRun, out) -> float:
+    """Render the frames still to do (here or on the cluster), write each as it comes, then the NeXus file, the
+    truth (-exptout) and the tables (Fdump, -hklout); returns the seconds that took (without the cluster's
+    start-up)."""
+    from ..datasets.series import Progress, render_series, resolve_device
+    from ..io.outputs import write_atomically
+
+    config, plan, model, writer = run.config, run.plan, run.model, run.writer
+    exptout = config.output.exptout
+    device = config.engine.device
+    handle = _engine(config, len(run.todo), out) if run.todo else None
     try:
-        if new_record:  # starting over: no file of an earlier run may pass for a frame of this one
+        if run.new_record:  # starting over: no file of an earlier run may pass for a frame of this one
             writer.reset()
             if exptout is not None:
                 Path(exptout).unlink(missing_ok=True)
-            write_record(record_path, rec)
+            write_record(run.record_path, run.rec)
         t0 = time.perf_counter()  # frames/s counts rendering and writing, not the cluster's start-up
-        progress = Progress(plan.frames, skipped=plan.frames - len(todo),
+        progress = Progress(plan.frames, skipped=plan.frames - len(run.todo),
                             enabled=config.output.progress is not False)
         local = model if handle is not None else model.to(resolve_device(device))
-        for frame in render_series(local, plan=plan, indices=todo, client=handle, kernel=config.engine.kernel,
+        for frame in render_series(local, plan=plan, indices=run.todo, client=handle, kernel=config.engine.kernel,
                                    max_memory_gb=config.engine.max_memory_gb,
                                    device=device if handle is not None else None):
             writer.write(frame)
@@ -309,7 +343,7 @@ def run_series(events, config, out=print) -> int:
     if exptout is not None:
         from ..io.experiments import experiments_json
 
-        expts = dataset_experiments(model, plan, writer.meta, files, exptout)
+        expts = dataset_experiments(model, plan, writer.meta, run.files, exptout)
         write_atomically([(exptout, experiments_json(expts), None)])
     table = getattr(model.info, "hkl_table", None)
     if table is not None:
@@ -319,9 +353,4 @@ def run_series(events, config, out=print) -> int:
         if config.output.hklout is not None:
             tables.append((config.output.hklout, None, lambda p: write_hkl(p, table)))
         write_atomically(tables)
-    dt = time.perf_counter() - t0
-    done = len(todo)
-    out(f"{plan.frames} frames: {done} rendered" + (f", {plan.frames - done} already complete" if done < plan.frames
-                                                     else "") + (f" in {dt:.3g} s ({done / dt:.3g} frames/s)"
-                                                                 if done else ""))
-    return 0
+    return time.perf_counter() - t0
