@@ -22,6 +22,7 @@ import itertools
 import json
 import math
 import os
+import random
 import shlex
 import shutil
 import sys
@@ -88,6 +89,33 @@ def write_random_hkl(path: Path, cell, dmin: float, seed: int) -> int:
     return len(lines)
 
 
+def write_random_model(path: Path, cell, atoms: int, seed: int, spacegroup: str = "P 21 21 21") -> None:
+    """A PDB model of ``atoms`` carbon/nitrogen/oxygen atoms at random positions (B 15-35) in ``spacegroup``: a
+    small protein-like structure for the -pdb case (F then comes from the model, and -hklout writes the P1 table
+    the run used, which the metrics compare DIALS's intensities with)."""
+    import gemmi
+
+    rng = random.Random(seed)
+    st = gemmi.Structure()
+    st.cell = gemmi.UnitCell(*cell, 90.0, 90.0, 90.0)
+    st.spacegroup_hm = spacegroup
+    model, chain = gemmi.Model("1"), gemmi.Chain("A")
+    for i in range(atoms):
+        element = rng.choice("CCCNO")
+        res = gemmi.Residue()
+        res.name, res.seqid = "UNK", gemmi.SeqId(i + 1, " ")
+        at = gemmi.Atom()
+        at.name, at.element = element, gemmi.Element(element)
+        at.pos = st.cell.orthogonalize(gemmi.Fractional(rng.random(), rng.random(), rng.random()))
+        at.b_iso, at.occ = rng.uniform(15.0, 35.0), 1.0
+        res.add_atom(at)
+        chain.add_residue(res)
+    model.add_chain(chain)
+    st.add_model(model)
+    st.setup_entities()
+    st.write_pdb(str(path))
+
+
 def judge(metrics: dict, th: dict) -> list[str]:
     """The thresholds a format's metrics miss (empty: passed)."""
     miss = []
@@ -129,10 +157,15 @@ def run_case(case: dict, cfg: dict, outdir: Path, py: str, log) -> dict:
     d = outdir / case["name"]
     d.mkdir(parents=True)
     ds = cfg["dataset"]
-    write_random_hkl(d / "data.hkl", ds["cell"], ds["hkl_dmin"], ds["hkl_seed"])
+    if case.get("model_atoms"):  # F from a structure (-pdb), the table it used written for the metrics (-hklout)
+        write_random_model(d / "model.pdb", ds["cell"], case["model_atoms"], ds["hkl_seed"])
+        source = ["-pdb", "model.pdb", "-hklout", "data.hkl"]
+    else:
+        write_random_hkl(d / "data.hkl", ds["cell"], ds["hkl_dmin"], ds["hkl_seed"])
+        source = ["-hkl", "data.hkl"]
     flags = [*shlex.split(ds["flags"]), *shlex.split(case.get("flags", ""))]
     outs = [a for fmt in case["formats"] for a in OUTPUT_FLAGS[fmt]]
-    sim = run([sys.executable, "-m", "nanobrag_torch", *flags, "-hkl", "data.hkl", *outs, "-exptout", "truth.expt",
+    sim = run([sys.executable, "-m", "nanobrag_torch", *flags, *source, *outs, "-exptout", "truth.expt",
                "-workers", "0", "-quiet", "-noprogress"], cwd=d, output_path=d / "simulate.out",
               log_path=outdir / "commands.log", root=REPO)
     log(f"{case['name']}: simulated ({sim.wall_s:.1f} s, exit {sim.exit_code})")
