@@ -26,7 +26,7 @@ from .config import AVOGADRO, R_E_SQR
 from .engine import compiled_kernel
 from .geometry import DetectorGeometry, pixel_positions, place_detector
 from .model import SETUP_DTYPE, Beam, Detector
-from .physics import polarization_factor, polarization_frame
+from .physics import polarization_factor, polarization_frame, walk_node
 
 # Units of the table's abscissa -> sin(theta)/lambda in 1/m, by the flag naming the file (§12.2).
 STOL_UNITS = {"stol": 1e10, "4stol": 1e10 / 4, "Q": 1e10 / math.pi / 4}
@@ -84,17 +84,6 @@ def stol_index(stol: torch.Tensor, xa: torch.Tensor) -> torch.Tensor:
     [1, len - 3]); the cubic then goes through nodes index-1 .. index+2."""
     i = torch.searchsorted(xa, stol.contiguous(), right=True) - 1
     return i.clamp(1, xa.shape[0] - 3)
-
-
-def walk_node(xa, s, n: int) -> int:
-    """One step of C's stateful table search: from node ``n``, up while ``s`` is above the node (not past the
-    last), then down while it is below (not under index 1)."""
-    last = xa.shape[0] - 1
-    while n < last and s > xa[n]:
-        n += 1
-    while n >= 2 and s < xa[n]:
-        n -= 1
-    return n
 
 
 def _walk_py(xa: np.ndarray, stols: np.ndarray, start: int, out: np.ndarray) -> int:

@@ -21,7 +21,7 @@ import math
 import numpy as np
 import torch
 
-from .amorphous import walk_node
+from .physics import walk_node
 from .fused import TILE, _curve, _jit, _pixel_list, _raster_cell, _run_tiles, _sub_pixel_position, _tiles, num_threads
 
 # Floating parameters (engine dtype), by index into ``prm``.

@@ -343,3 +343,14 @@ def water_background(water_size, fluence):
     """C's -water background I_bg = F_bg^2 r_e^2 fluence (w^3 1e6 N_A / 18) (r_e^2 fluence carried twice, as C);
     floats or tensors, evaluated in C's order."""
     return WATER_F * WATER_F * R_E_SQR * fluence * (water_size ** 3 * 1e6 * AVOGADRO / 18.0)
+
+
+def walk_node(xa, s, n: int) -> int:
+    """One step of C's stateful table search: from node ``n``, up while ``s`` is above the node (not past the
+    last), then down while it is below (not under index 1)."""
+    last = xa.shape[0] - 1
+    while n < last and s > xa[n]:
+        n += 1
+    while n >= 2 and s < xa[n]:
+        n -= 1
+    return n

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nanobrag_torch.io import outputs
+from nanobrag_torch.io import atomic, outputs
 from tests.helpers.cli import run_inproc
 
 REPO = Path(__file__).resolve().parents[2]
@@ -137,7 +137,7 @@ def test_a_signal_during_the_renames_waits_until_every_file_is_in_place(tmp_path
             time.sleep(0.05)  # the handler has run (deferred) before the next rename
         real(src, dst)
 
-    monkeypatch.setattr(outputs.os, "replace", replace_and_interrupt)
+    monkeypatch.setattr(atomic.os, "replace", replace_and_interrupt)
     names = [tmp_path / n for n in ("a.bin", "b.bin", "c.bin")]
     before = signal.signal(signal.SIGINT, signal.default_int_handler)  # what a Python program starts with
     try:

@@ -27,10 +27,17 @@ def _hold(model):
     return model
 
 
+def resolve_device(device: str) -> str:
+    """``auto``: cuda when this process sees a GPU, else cpu; any other name as given."""
+    if device == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
 def _worker_model(model, device: str | None):
     """The shipped model on ``device`` ("auto": this worker's GPU if it has one), moved once per worker."""
-    from .series import resolve_device
-
     if device is None:
         return model
     dev = resolve_device(device)
@@ -136,16 +143,14 @@ def open_client(workers: int | None = None, scheduler: str | None = None, thread
 
 
 def map_frames(client, model, plan, indices, *, kernel: str = "auto", max_memory_gb: float = 2.0,
-               device: str | None = None, frame_fn=None, threads: int | None = None, window: int | None = None):
-    """Render ``indices`` of ``plan`` as tasks on ``client``'s cluster; yield each Frame once, as it finishes.
+               device: str | None = None, frame_fn, threads: int | None = None, window: int | None = None):
+    """Render ``indices`` of ``plan`` as tasks on ``client``'s cluster, each frame by ``frame_fn`` (as
+    ``series.render_frame``); yield each Frame once, as it finishes.
 
     At most ``window`` frames (default: 4 per worker thread) are in flight, so millions of stills need no
     million futures and finished frames do not pile up on the workers.
     """
     distributed = _import_distributed()
-    from .series import render_frame
-
-    frame_fn = frame_fn or render_frame
     if isinstance(client, ClusterHandle):
         threads = threads or client.threads
         client = client.client

@@ -30,6 +30,7 @@ from ..config import RTD, _deg
 from ..errors import UsageError
 from ..model import SETUP_DTYPE, Model
 from ..crandom.streams import CRandom, random_misset
+from .cluster import resolve_device
 
 
 def phi_radians(phi_deg: float) -> float:
@@ -203,13 +204,6 @@ def render_series(model: Model, frames: int | None = None, *, osc: float | None 
         if progress is not None:
             progress(frame)
         yield frame
-
-
-def resolve_device(device: str) -> str:
-    """``auto``: cuda when this process sees a GPU, else cpu; any other name as given."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 class Progress:

@@ -194,7 +194,7 @@ def single_run_experiments(model) -> dict:
 def write_experiments(model, path, **kw) -> None:
     """Write the experiment list of ``model`` to ``path`` (atomically): ``experiment_list``'s keyword arguments,
     or none for one image as the command line renders it (``single_run_experiments``)."""
-    from .outputs import write_atomically
+    from .atomic import write_atomically
 
     expts = experiment_list(model, **kw) if kw else single_run_experiments(model)
     write_atomically([(path, experiments_json(expts), None)])
