@@ -174,7 +174,7 @@ def run_case(case: dict, cfg: dict, outdir: Path, py: str, log) -> dict:
         result["error"] = sim.tail
         return result
     for fmt in case["formats"]:
-        metrics = run_format(d, fmt, py, cfg.get("dials", {}), log)
+        metrics = run_format(d, fmt, py, case.get("dials", cfg.get("dials", {})), log)
         metrics["missed"] = judge(metrics, cfg["thresholds"])
         result["formats"][fmt] = metrics
     return result
