@@ -384,9 +384,8 @@ def _render_fused(fused, detector: Detector, beam: Beam, sample: AmorphousSample
     values, omega_sum, last = fused.render(
         g, idx, inc.to(dtype), inc2, lam.to(dtype), weights.to(dtype), torch.cat((B, E), dim=-1),
         table_windows(sample.stol, sample.F), sample.stol, prm, fpixels=detector.fpixels, npix=npix,
-        oversample=oversample,
-        point_pixel=detector.point_pixel, curved=detector.curved, nopolar=beam.nopolar, kahn=float(kahn) != 0.0,
-        fmap=fmap, increasing=sample.increasing, keep_last=keep_last, dtype=dtype)
+        oversample=oversample, point_pixel=detector.point_pixel, curved=detector.curved, nopolar=beam.nopolar,
+        kahn=float(kahn) != 0.0, fmap=fmap, increasing=sample.increasing, keep_last=keep_last, dtype=dtype)
     flat = values
     if not full:
         flat = torch.zeros(npix, dtype=dtype)

@@ -304,6 +304,9 @@ def test_every_program_of_the_suite_against_its_own_binary(tmp_path):
     rows = {r["id"]: r for r in data["cases"]}
     assert list(rows["nb"]["sides"]) == ["c", "float32", "float64"] and rows["nb"]["program"] == "nonBragg"
     assert list(rows["nz"]["sides"]) == ["c", "ours"]
+    # one untimed warm-up run of ours per program and dtype before any timing (numba's cache may be stale)
+    assert set(data["warm_up"]) == {"nonBragg float32", "nonBragg float64", "noisify ours", "nanoBragg float32",
+                                    "nanoBragg float64"} and all(v > 0 for v in data["warm_up"].values())
     assert {p["output"]: p["status"] for p in rows["nz"]["sides"]["ours"]["parity"]}["noiseimage.img"] == "PASS"
     md = (out / "bench.md").read_text()
     assert "| nz [noisify] | ours |" in md and "| nb [nonBragg] | float64 |" in md

@@ -455,6 +455,26 @@ def noise_probe(runner: Runner, argv: list[str], first: dict) -> dict | None:
     return out
 
 
+# A tiny run of each program per dtype before anything is timed: numba compiles (10-30 s per kernel and dtype)
+# whenever its on-disk cache is stale (a fresh checkout, an edited kernel), and that must not land in a timing.
+WARM_UP = {"nanoBragg": "-cell 100 100 100 90 90 90 -default_F 10 -N 2 -detpixels 8 -seed 1",
+           "nonBragg": "-stol water.stol -detpixels 8 -seed 1",
+           "noisify": "-floatfile warm8.bin -seed 1"}
+
+
+def warm_up(runner: Runner, cases, dtypes, inputs_dir: Path) -> dict:
+    """One untimed tiny run of ours per program of ``cases`` and dtype (numba's cache filled): {side: seconds}."""
+    (inputs_dir / "warm8.bin").write_bytes(np.full(64, 5.0, dtype="<f4").tobytes())
+    files = [inputs_dir / "warm8.bin", inputs_dir / "water.stol"]
+    out = {}
+    for program in dict.fromkeys(c.get("program", "nanoBragg") for c in cases):
+        for side in runner.sides(dtypes, program):
+            if side != "c":
+                r, _ = runner.run(side, shlex.split(WARM_UP[program]), files, keep=False, program=program)
+                out[f"{program} {side}"] = r.wall_s if r.exit == 0 else None
+    return out
+
+
 def import_times(runner: Runner, repeats: int) -> dict:
     """Median wall of ``python -c <import_probe>`` and of our ``-h`` (the fixed cost of every run of ours)."""
     probes = {"import_probe": [sys.executable, "-c", runner.cfg["import_probe"]], "help": [*runner.py_cmd, "-h"]}
@@ -631,7 +651,8 @@ def markdown(data: dict) -> str:
              + "".join(f"; {p}: {b or 'none'}" for p, b in env.get("c_binaries", {}).items() if p != "nanoBragg"),
              f"{data['repeats']} repeats, C and ours alternating; medians of whole-run wall times.", "",
              f"Fixed cost of ours: `python -c \"{imp.get('import_probe_code')}\"` {imp.get('import_probe_s')} s, "
-             f"our `-h` {imp.get('help_s')} s.", "",
+             f"our `-h` {imp.get('help_s')} s. Untimed warm-up runs (numba's cache filled): "
+             + (", ".join(f"{k} {v} s" for k, v in data.get("warm_up", {}).items()) or "none") + ".", "",
              "| case | dtype | C wall s | ours wall s (in-process) | ours/C | (ours - import)/C | peak RSS MB C / ours "
              "| parity |", "|---|---|---|---|---|---|---|---|"]
     for r in data["cases"]:
@@ -821,6 +842,7 @@ def bench(cfg, cases, repeats, dtypes, args, outdir: Path, binaries: dict) -> in
         if cfg["case_inputs"]:
             inputs += [p for p in case_inputs(cfg["case_inputs"]) if p.name not in {q.name for q in inputs}]
         runner = Runner(cfg, {p: (b.path if b.ok else None) for p, b in binaries.items()}, scratch)
+        data["warm_up"] = warm_up(runner, cases, dtypes, inputs_dir)
         data["imports"] = import_times(runner, repeats)
         data["cases"] = []
         for case in cases:
