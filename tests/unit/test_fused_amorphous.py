@@ -6,7 +6,7 @@ another order than C (the fused kernel keeps C's), a float64 ulp or two of sin(t
 agrees to a relative 1e-12 (tolerances("float64").tensor_rtol) and the float32 image the files hold is the
 same bit for bit (measured on all 39 cases). In float32 both round at each step, with libm's atan2/cos in the
 fused kernel against torch's: the images agree to tolerances("float32").tensor_rtol of the image's maximum.
-Parity with the C program itself: tests/test_nonbragg_parity.py (the default kernel is this one).
+Parity with the C program itself: tests/parity/test_nonbragg_parity.py (the default kernel is this one).
 """
 from __future__ import annotations
 
