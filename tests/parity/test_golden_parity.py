@@ -29,7 +29,8 @@ FLOAT32_CASES = 3  # on the eager kernel; the fused one runs every image case in
 KERNELS = ("numba", "torch")
 # Our CLI's entry point is called in this process (tools.matrix.corpus.run_in_process: the same argv in a fresh
 # directory, without ~2 s of interpreter and torch start-up per case); NB_GOLDEN_SUBPROCESS=1 starts
-# `python -m nanobrag_torch` (or $NB_PY_CMD) for every case instead. tests/programs/test_cli.py covers the process itself.
+# `python -m nanobrag_torch` (or $NB_PY_CMD) for every case instead. tests/programs/test_cli.py covers the
+# process itself.
 PY_CMD = default_py_cmd() if os.environ.get("NB_GOLDEN_SUBPROCESS") == "1" else [IN_PROCESS]
 
 pytestmark = pytest.mark.golden
