@@ -25,7 +25,7 @@ import torch
 from .config import AVOGADRO, R_E_SQR
 from .engine import compiled_kernel
 from .geometry import DetectorGeometry, pixel_positions, place_detector
-from .model import SETUP_DTYPE, Beam, Detector
+from .model import SETUP_DTYPE, Beam, Detector, setup_tensor
 from .physics import polarization_factor, polarization_frame, walk_node
 
 # Units of the table's abscissa -> sin(theta)/lambda in 1/m, by the flag naming the file (§12.2).
@@ -241,10 +241,6 @@ class AmorphousResult:
     last: dict | None = None
 
 
-def _f64(x, device) -> torch.Tensor:
-    return torch.as_tensor(x, dtype=SETUP_DTYPE, device=device)
-
-
 def _chunk_terms(pos, g: DetectorGeometry, inc, lam, weights, polar_axis, kahn, nopolar, sample: AmorphousSample,
                  point_pixel: bool, pixel_size, walk_state, windows):
     """(term per (pixel, sub-pixel, source), F, stol, index, polarization, solid angle, walk state) for one chunk.
@@ -317,13 +313,13 @@ def render_amorphous(detector: Detector, beam: Beam, sample: AmorphousSample, ov
     torch one), "torch" or "numba" (see ``fused_kernel``).
     """
     dev = detector.pixel_size.device
-    g = place_detector(detector, _f64(beam.beam_vector, dev))
+    g = place_detector(detector, setup_tensor(beam.beam_vector, dev))
     g = DetectorGeometry(**{k: (v.to(dtype) if isinstance(v, torch.Tensor) else v) for k, v in vars(g).items()})
-    inc, _ = unitize_c(-_f64(beam.source_directions, dev))
+    inc, _ = unitize_c(-setup_tensor(beam.source_directions, dev))
     lam = beam.wavelengths().to(SETUP_DTYPE)
-    weights = _f64(beam.source_weights, dev)
+    weights = setup_tensor(beam.source_weights, dev)
     # C normalises the axis once at set-up and again, in place, in every polarization call: its fixed point
-    polar_axis, _ = unitize_fixed_point(unitize_c(_f64(beam.polar_vector, dev))[0])
+    polar_axis, _ = unitize_fixed_point(unitize_c(setup_tensor(beam.polar_vector, dev))[0])
     NS = inc.shape[0]
     S = oversample * oversample
     steps = NS * S
@@ -338,20 +334,21 @@ def render_amorphous(detector: Detector, beam: Beam, sample: AmorphousSample, ov
     omega_sum = torch.zeros((), dtype=dtype, device=dev)
     walk_state = 0
     windows = table_windows(sample.stol, sample.F)
-    px = _f64(detector.pixel_size, dev)
+    px = setup_tensor(detector.pixel_size, dev)
     for start in range(0, idx.numel(), chunk):
         sel = idx[start:start + chunk]
         pos = pixel_positions(g, sel % detector.fpixels, sel // detector.fpixels, px.to(dtype), oversample, 0.0, 1,
                               detector.curved)[:, 0]  # (P, S, 3)
         term, F, stol, index, polar, omega, walk_state = _chunk_terms(
-            pos, g, inc.to(dtype), lam, weights, polar_axis, _f64(beam.kahn, dev), beam.nopolar, sample,
+            pos, g, inc.to(dtype), lam, weights, polar_axis, setup_tensor(beam.kahn, dev), beam.nopolar, sample,
             detector.point_pixel, px.to(dtype), walk_state, windows)
         omega_sum = omega_sum + omega.detach().sum()
         if fmap:
             v = F[:, -1, -1]
         else:
             I_bg = torch.cumsum(term.reshape(term.shape[0], -1), dim=1)[:, -1]  # C's order: term by term
-            v = I_bg * R_E_SQR * _f64(beam.fluence, dev).to(dtype) * _f64(sample.molecules, dev).to(dtype) / steps
+            fluence = setup_tensor(beam.fluence, dev).to(dtype)
+            v = I_bg * R_E_SQR * fluence * setup_tensor(sample.molecules, dev).to(dtype) / steps
         values.append(v)
         if keep_last:
             lasts.append((stol[:, -1, -1], index[:, -1, -1],
@@ -376,11 +373,11 @@ def _render_fused(fused, detector: Detector, beam: Beam, sample: AmorphousSample
     idx = None if full else torch.nonzero(detector.rendered_mask().reshape(-1)).reshape(-1)
     NS = inc.shape[0]
     inc2, _ = unitize_c(inc.to(dtype))  # C unitizes the incident vector again in its polarization function
-    kahn = _f64(beam.kahn, dev)
+    kahn = setup_tensor(beam.kahn, dev)
     B, E, _ = polarization_frame(inc2, polar_axis.to(dtype))
     prm = {"pixel_size": float(detector.pixel_size), "close_distance": float(g.close_distance),
            "kahn": float(kahn), "distance": float(g.distance), "r_e_sqr": R_E_SQR,
-           "fluence": float(_f64(beam.fluence, dev)), "molecules": float(_f64(sample.molecules, dev))}
+           "fluence": float(setup_tensor(beam.fluence, dev)), "molecules": float(setup_tensor(sample.molecules, dev))}
     values, omega_sum, last = fused.render(
         g, idx, inc.to(dtype), inc2, lam.to(dtype), weights.to(dtype), torch.cat((B, E), dim=-1),
         table_windows(sample.stol, sample.F), sample.stol, prm, fpixels=detector.fpixels, npix=npix,

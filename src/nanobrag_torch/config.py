@@ -15,6 +15,7 @@ from .errors import UsageError
 from .io.expt import read_expt
 
 from .constants import AVOGADRO, DEFAULT_FLUENCE, R_E_SQR, RTD, WATER_F  # noqa: F401 - also config's names
+EXPT_FLAGS = "expt_flags"  # the event holding an -expt file's flags (cmdline.flags puts it first)
 SOURCE_DISTANCE = 10.0  # m; C has no flag for it and it has no effect
 
 # Per convention: beam, fdet, sdet, odet, twotheta axis, polar, spindle, pivot (§3.1).
@@ -762,8 +763,8 @@ def build_config(events: list[tuple[str, object]], header_hook=None) -> SimConfi
     """Replay parsed events and apply C's defaults and auto-selection rules, section by section."""
     # An -expt file's flags (one event from parse_argv) replay first, so flags given too override them; ``given``
     # is the command line's own flags.
-    from_file = [e for k, v in events if k == "expt_flags" for e in v]
-    events = [(k, v) for k, v in events if k != "expt_flags"]
+    from_file = [e for k, v in events if k == EXPT_FLAGS for e in v]
+    events = [(k, v) for k, v in events if k != EXPT_FLAGS]
     given = frozenset(k for k, _ in events)
     events = from_file + events
     expt = dict(events).get("expt")

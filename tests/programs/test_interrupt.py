@@ -142,7 +142,7 @@ def test_a_signal_during_the_renames_waits_until_every_file_is_in_place(tmp_path
     before = signal.signal(signal.SIGINT, signal.default_int_handler)  # what a Python program starts with
     try:
         with pytest.raises(KeyboardInterrupt):
-            outputs.write_atomically([(p, p.name.encode(), None) for p in names])
+            atomic.write_atomically([(p, p.name.encode(), None) for p in names])
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored after the renames
     finally:
         signal.signal(signal.SIGINT, before)

@@ -332,7 +332,7 @@ def test_write_float_image_is_raw_float32(tmp_path):
 def test_write_atomically_refuses_one_target_twice(tmp_path):
     # two entries for one file would rename the first and fail on the second, leaving a file behind
     from nanobrag_torch.errors import UsageError
-    from nanobrag_torch.io.outputs import write_atomically
+    from nanobrag_torch.io.atomic import write_atomically
 
     target = tmp_path / "same.img"
     with pytest.raises(UsageError, match="same.img"):

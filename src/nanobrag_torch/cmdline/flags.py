@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..checks import check_choice, check_flag_value, check_float, check_int
+from ..config import EXPT_FLAGS
 from ..errors import UsageError
 
 
@@ -294,9 +295,6 @@ _VALUES = {
     "pivot": _pivot_value,
     "abs": _abs_value,
 }
-
-
-EXPT_FLAGS = "expt_flags"  # the event holding an -expt file's flags (config.build_config replays them first)
 
 
 def unknown_flag(token: str, known) -> UsageError:

@@ -2,7 +2,7 @@
 
 Per frame: C's files (-floatfile/-intfile/-noisefile/-pgmfile) under name templates, a miniCBF (-cbf), and
 for a NeXus file (-nexus) the frame's pixels in a spool directory ``FILE.h5.frames/``; every file is written
-under a temporary name and renamed (``outputs.write_atomically``). The NeXus file is assembled from the
+under a temporary name and renamed (``io.atomic.write_atomically``). The NeXus file is assembled from the
 spool once every frame is there, written under a temporary name and renamed, then the spool is removed:
 neither a frame file nor the HDF5 file is ever seen half-written. ``complete(i)`` re-reads frame i's files
 (sizes, headers, decodable pixels), so a resumed run trusts nothing it did not check.
@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, UsageError
-from ..io.outputs import (Outputs, check_output_path, remove_stale_temporaries, roi_of, write_atomically,
-                      write_c_outputs)
+from ..io.atomic import check_output_path, remove_stale_temporaries, write_atomically
+from ..io.outputs import Outputs, roi_of, write_c_outputs
 
 _RUN = re.compile(r"#+")
 

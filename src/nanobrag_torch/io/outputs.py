@@ -3,7 +3,7 @@
 ``write_c_outputs`` is what the CLI does after the render and what a Python user calls to get the same
 files: the raw float image, the SMV integer image with nanoBragg's header, the PGM preview, the Poisson
 noise image (C's generator, C's draw order) and the Fdump.bin cache, plus C's end-of-run lines.
-``write_atomically`` is the one place files are written: temporary names next to the targets, renamed
+``io.atomic.write_atomically`` is the one place files are written: temporary names next to the targets, renamed
 only when every file was written, removed on any failure or interruption.
 """
 from __future__ import annotations
@@ -14,8 +14,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..stats import ImageStats, int_image_blocks, int_scale, pgm_image_blocks, pgm_scale, roi_mask, summarize
-from .atomic import (AtomicFiles, atomic_files, check_output_path, remove_stale_temporaries,  # noqa: F401
-                     temporary_name, write_atomically)
+from .atomic import atomic_files, check_output_path
 from .experiments import experiments_json, single_run_experiments
 from .hkl import write_fdump, write_hkl
 from .images import write_float_image, write_pgm_blocks, write_with_header

@@ -64,7 +64,7 @@ def parse(argv: list[str]) -> tuple[list[str], str | None, bool]:
 def run(argv: list[str], out=print) -> int:
     """The ``add`` subcommand; returns the exit code, raising NanoBraggError for bad input."""
     from ..io.images import write_float_image
-    from ..io.outputs import write_atomically
+    from ..io.atomic import write_atomically
 
     inputs, output, want_help = parse(argv)
     if want_help or not argv:

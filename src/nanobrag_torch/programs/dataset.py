@@ -108,7 +108,7 @@ def check_inputs(rec: dict, hashes: dict[str, list[str]], path: Path) -> None:
 
 
 def write_record(path: Path, rec: dict) -> None:
-    from ..io.outputs import write_atomically
+    from ..io.atomic import write_atomically
 
     write_atomically([(path, (json.dumps(rec, indent=1) + "\n").encode(), None)])
 
@@ -278,7 +278,7 @@ def _prepare_series(events, config, out) -> _SeriesRun:
     flag, bad input file, a name that cannot be written) leaves the folder as it was. Loads the model once."""
     from .. import __version__
     from ..datasets.writer import DatasetWriter
-    from ..io.outputs import check_output_path
+    from ..io.atomic import check_output_path
     from ..load import load_model
 
     files = dataset_files(events, config)
@@ -315,7 +315,7 @@ def _render_and_write(run: _SeriesRun, out) -> float:
     truth (-exptout) and the tables (Fdump, -hklout); returns the seconds that took (without the cluster's
     start-up)."""
     from ..datasets.series import Progress, render_series, resolve_device
-    from ..io.outputs import write_atomically
+    from ..io.atomic import write_atomically
 
     config, plan, model, writer = run.config, run.plan, run.model, run.writer
     exptout = config.output.exptout

@@ -19,7 +19,7 @@ from ..checks import check_positive
 from ..cmdline.flags import Flag, _f, flag_help_lines, parse_argv
 from ..errors import InputError, UsageError, warn
 from ..io.images import read_float_image, write_pgm, write_with_header
-from ..io.outputs import atomic_files
+from ..io.atomic import atomic_files
 from ..io.smv import format_header, header_value, read_smv_header
 from ..response.detector import DEFAULT_CALIB_SEED, R_E_SQR, DetectorImages, DetectorResponse, apply_detector_response
 
