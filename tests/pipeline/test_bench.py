@@ -126,8 +126,16 @@ def test_bundle_timings_parity_scaling_and_targets(tmp_path):
     assert [(t["status"]) for t in data["targets"]] == ["MET", "MISSED"]
     md = (out / "bench.md").read_text()
     assert "| plain | float32 |" in md and "| linear in pixels | 1.0 | 1.1 | MET |" in md
+    # ours runs from compiled bytecode, as after `pip install`, even where PYTHONDONTWRITEBYTECODE is set
+    assert data["env"]["bytecode"].endswith("nanobrag_torch compiled") and "bytecode: " in md
     assert (out / "scaling.png").stat().st_size > 1000
     assert not list(tmp_path.glob(".bundle.part")), "assembled under a temporary name, then renamed"
+
+
+def test_ours_may_write_bytecode(monkeypatch, tmp_path):
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    runner = bench.Runner({"threads": 2, "py_command": ["{python}"]}, None, tmp_path)
+    assert "PYTHONDONTWRITEBYTECODE" not in runner.env and runner.env["OMP_NUM_THREADS"] == "2"
 
 
 def test_a_fast_wrong_image_fails(tmp_path):

@@ -32,6 +32,8 @@ Nothing here asserts a speed: it records one (targets are reported, not enforced
 from __future__ import annotations
 
 import argparse
+import compileall
+import importlib.util
 import json
 import os
 import platform
@@ -299,6 +301,7 @@ class Runner:
         self.c_bins = c_bins if isinstance(c_bins, dict) else {"nanoBragg": c_bins}
         self.cfg, self.c_bin, self.scratch = cfg, self.c_bins.get("nanoBragg"), scratch
         self.env = dict(os.environ, OMP_NUM_THREADS=str(cfg["threads"]), OMP_PROC_BIND="false")
+        self.env.pop("PYTHONDONTWRITEBYTECODE", None)  # ours runs from bytecode, as after `pip install`
         self.py_cmd = [sys.executable if a == "{python}" else a for a in cfg["py_command"]]
 
     def command(self, side: str, argv: list[str], program: str = "nanoBragg") -> list[str]:
@@ -649,7 +652,8 @@ def markdown(data: dict) -> str:
              f"{env['loadavg_before']} / {env.get('loadavg_after')}.",
              f"C binary: {env['c_binary'] or 'none (' + str(env['c_binary_problem']) + ')'}"
              + "".join(f"; {p}: {b or 'none'}" for p, b in env.get("c_binaries", {}).items() if p != "nanoBragg"),
-             f"{data['repeats']} repeats, C and ours alternating; medians of whole-run wall times.", "",
+             f"{data['repeats']} repeats, C and ours alternating; medians of whole-run wall times. Our package's "
+             f"bytecode: {env.get('bytecode', 'as found')}.", "",
              f"Fixed cost of ours: `python -c \"{imp.get('import_probe_code')}\"` {imp.get('import_probe_s')} s, "
              f"our `-h` {imp.get('help_s')} s. Untimed warm-up runs (numba's cache filled): "
              + (", ".join(f"{k} {v} s" for k, v in data.get("warm_up", {}).items()) or "none") + ".", "",
@@ -827,6 +831,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def compile_package() -> str:
+    """Compile our package's bytecode, as `pip install` does for a wheel (an editable install under
+    PYTHONDONTWRITEBYTECODE would otherwise compile every module from source in every timed run)."""
+    spec = importlib.util.find_spec("nanobrag_torch")
+    folder = Path(spec.origin).parent
+    ok = compileall.compile_dir(str(folder), quiet=1)
+    return f"{folder} compiled" if ok else f"{folder}: compileall failed"
+
+
 def bench(cfg, cases, repeats, dtypes, args, outdir: Path, binaries: dict) -> int:
     cb = binaries["nanoBragg"]
     data = {"stamp": outdir.name, "env": environment(cfg["threads"], cb, binaries), "repeats": repeats,
@@ -842,6 +855,7 @@ def bench(cfg, cases, repeats, dtypes, args, outdir: Path, binaries: dict) -> in
         if cfg["case_inputs"]:
             inputs += [p for p in case_inputs(cfg["case_inputs"]) if p.name not in {q.name for q in inputs}]
         runner = Runner(cfg, {p: (b.path if b.ok else None) for p, b in binaries.items()}, scratch)
+        data["env"]["bytecode"] = compile_package()
         data["warm_up"] = warm_up(runner, cases, dtypes, inputs_dir)
         data["imports"] = import_times(runner, repeats)
         data["cases"] = []
