@@ -478,9 +478,16 @@ def warm_up(runner: Runner, cases, dtypes, inputs_dir: Path) -> dict:
     return out
 
 
+NUMBA_PROBE = ("import numpy as np; from nanobrag_torch import fused; "
+               "fused.masked_sums(np.ones(1, np.float32), np.zeros(0, bool), 0.0)")
+
+
 def import_times(runner: Runner, repeats: int) -> dict:
-    """Median wall of ``python -c <import_probe>`` and of our ``-h`` (the fixed cost of every run of ours)."""
-    probes = {"import_probe": [sys.executable, "-c", runner.cfg["import_probe"]], "help": [*runner.py_cmd, "-h"]}
+    """Median wall of ``python -c <import_probe>``, of our ``-h`` (the fixed cost of every run of ours) and of
+    the import probe plus numba's start (its import and the first call of a cached compiled loop: the fixed cost
+    of every run on the compiled CPU kernels)."""
+    probes = {"import_probe": [sys.executable, "-c", runner.cfg["import_probe"]], "help": [*runner.py_cmd, "-h"],
+              "numba_probe": [sys.executable, "-c", f"{runner.cfg['import_probe']}; {NUMBA_PROBE}"]}
     out = {"import_probe_code": runner.cfg["import_probe"]}
     for name, cmd in probes.items():
         walls = []
@@ -644,6 +651,10 @@ def parity_cell(side: dict) -> str:
     return "PASS (" + ", ".join(f"{r['output']}{'' if r['status'] == 'PASS' else ' skipped'}" for r in rows) + ")"
 
 
+def _minus(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else round(a - b, 3)
+
+
 def markdown(data: dict) -> str:
     env, imp = data["env"], data["imports"]
     lines = [f"# Benchmark {data['stamp']}", "",
@@ -655,7 +666,8 @@ def markdown(data: dict) -> str:
              f"{data['repeats']} repeats, C and ours alternating; medians of whole-run wall times. Our package's "
              f"bytecode: {env.get('bytecode', 'as found')}.", "",
              f"Fixed cost of ours: `python -c \"{imp.get('import_probe_code')}\"` {imp.get('import_probe_s')} s, "
-             f"our `-h` {imp.get('help_s')} s. Untimed warm-up runs (numba's cache filled): "
+             f"our `-h` {imp.get('help_s')} s; numba's start (import and first cached call) on top of the import "
+             f"probe {_minus(imp.get('numba_probe_s'), imp.get('import_probe_s'))} s. Untimed warm-up runs (numba's cache filled): "
              + (", ".join(f"{k} {v} s" for k, v in data.get("warm_up", {}).items()) or "none") + ".", "",
              "| case | dtype | C wall s | ours wall s (in-process) | ours/C | (ours - import)/C | peak RSS MB C / ours "
              "| parity |", "|---|---|---|---|---|---|---|---|"]
