@@ -178,3 +178,38 @@ def test_smv_pedestal_needs_adc_header_and_its_beam_centre_is_read_adxv_style(dx
     # C writes BEAM_CENTER_X = Xbeam = 2.5 and BEAM_CENTER_Y = Ybeam = 3.3 (MOSFLM's slow, fast); dxtbx takes
     # them as (fast + 0.2, 4.8 - slow + 0.2): (2.7, 1.7) mm, where the beam really is (3.4, 2.6)
     assert keyed["panel"]["beam_centre_mm"] == pytest.approx([2.7, 1.7], abs=1e-9)
+
+
+GONIO_CHECK = """
+import json, sys
+from dxtbx.model.experiment_list import ExperimentListFactory
+from scitbx import matrix
+e = ExperimentListFactory.from_json_file(sys.argv[1], check_format=False)[0]
+g = e.goniometer
+S, F = matrix.sqr(g.get_setting_rotation()), matrix.sqr(g.get_fixed_rotation())
+R = matrix.col(g.get_rotation_axis_datum()).axis_and_angle_as_r3_rotation_matrix(float(sys.argv[2]), deg=True)
+print(json.dumps([list(S * R * F * matrix.col(v)) for v in e.crystal.get_real_space_vectors()]))
+"""
+
+
+def test_dxtbx_turns_the_crystal_as_our_reader_does(tmp_path):
+    # A goniometer with setting and fixed rotations: the crystal at phi = 12 deg as dxtbx composes it
+    # (S R(e, phi) F x) is the crystal our reader gives turned about its spindle axis by 12 deg.
+    from nanobrag_torch.io.expt import read_expt
+    from tests.unit.test_panels import FIXED, GONIO_XTAL, SETTING, _gonio_expt
+    from tests.helpers.expt import rot
+
+    missing = check_dials()
+    if missing is not None:
+        if os.environ.get("NB_REQUIRE_DIALS"):
+            pytest.fail(f"NB_REQUIRE_DIALS is set but {missing}")
+        pytest.skip(missing)
+    path = _gonio_expt(tmp_path / "g.expt", (1.0, 0.0, 0.0), SETTING, FIXED, GONIO_XTAL)
+    out = subprocess.run([dials_python(), "-c", GONIO_CHECK, str(path), "12"], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    theirs = np.array(json.loads(out.stdout))
+    exp = read_expt(path)
+    ours = np.array([rot(exp.spindle_axis, 12.0) @ np.array(v) for v in exp.crystal])
+    assert np.allclose(ours, theirs, atol=1e-9)
+    assert not np.allclose(np.array(GONIO_XTAL), theirs, atol=1.0), "the goniometer turns the crystal"

@@ -12,7 +12,7 @@ def _node(fast, slow, origin, **extra) -> dict:
             "slow_axis": list(map(float, slow)), "origin": list(map(float, origin)), **extra}
 
 
-def _rot(axis, deg) -> np.ndarray:
+def rot(axis, deg) -> np.ndarray:
     a = np.asarray(axis, float) / np.linalg.norm(axis)
     t = np.radians(deg)
     k = np.array([[0, -a[2], a[1]], [a[2], 0, -a[0]], [-a[1], a[0], 0]])
@@ -36,7 +36,7 @@ def experiment_list(layout: str, size=(32, 24), pixel=0.172, distance=60.0, thic
                 fast, slow = np.array([0, -1.0, 0]), np.array([-1.0, 0, 0])
                 origin = origin + np.array([w, 0, 0])
             if layout == "tilt" and i in (1, 2):
-                r = _rot(fast if i == 1 else (1.0, 1.0, 0.3), 25.0 if i == 1 else 15.0)
+                r = rot(fast if i == 1 else (1.0, 1.0, 0.3), 25.0 if i == 1 else 15.0)
                 fast, slow = r @ fast, r @ slow
                 origin = origin + np.array([0, 0, 2.0])
             panels.append(_node(fast, slow, origin, name=f"panel{i}", image_size=list(size),

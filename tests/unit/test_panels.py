@@ -17,7 +17,7 @@ from nanobrag_torch.errors import InputError, UsageError
 from nanobrag_torch.io.expt import c_flags, read_expt
 from nanobrag_torch.panels import (Panels, panel_as_detector, panel_axes, panels_from_detector, place_panels,
                                    rotation_matrix)
-from tests.helpers.expt import experiment_list, write_expt
+from tests.helpers.expt import rot, experiment_list, write_expt
 from tools.cbin import resolve_c_binary
 from tools.thresholds import for_dtype
 
@@ -125,6 +125,43 @@ def test_crystal_from_the_file_is_the_crystal_of_cell_and_misset(tmp_path):
                                          "-oversample", "1"]))
     a, b = render(ref), render(other)
     assert torch.allclose(a, b, rtol=1e-9, atol=1e-9 * float(a.max()))
+
+
+# A crystal (real space, A) in a general orientation and dxtbx-style goniometer matrices (row-major).
+GONIO_XTAL = ((30.0, 4.0, -3.0), (-2.0, 35.0, 5.0), (6.0, -4.0, 38.0))
+SETTING = rot((0.0, 1.0, 1.0), 30.0)
+FIXED = rot((1.0, 2.0, 0.0), 20.0)
+
+
+def _gonio_expt(path: Path, axis, setting, fixed, crystal) -> Path:
+    doc = experiment_list("turn", crystal=crystal, scan=(12.0, 0.5))
+    doc["goniometer"][0].update(rotation_axis=list(map(float, axis)), setting_rotation=list(setting.ravel()),
+                                fixed_rotation=list(fixed.ravel()))
+    doc["scan"][0].update(exposure_time=[0.1], epochs=[0.0])  # what dxtbx needs besides
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_goniometer_setting_and_fixed_rotations(tmp_path):
+    # dxtbx turns x at phi to S R(e, phi) F x = R(S e, phi) (S F x): the file with S and F renders the image of
+    # the file without them whose axis is S e and whose crystal is S F x (at the scan's start, phi = 12 deg).
+    e = np.array([1.0, 0.0, 0.0])
+    with_sf = _gonio_expt(tmp_path / "sf.expt", e, SETTING, FIXED, GONIO_XTAL)
+    turned = [list(SETTING @ FIXED @ np.array(v)) for v in GONIO_XTAL]
+    plain = _gonio_expt(tmp_path / "plain.expt", SETTING @ e, np.eye(3), np.eye(3), turned)
+    ignored = _gonio_expt(tmp_path / "ignored.expt", e, np.eye(3), np.eye(3), GONIO_XTAL)
+    flags = ["-N", "5", "-default_F", "100", "-oversample", "1"]
+    a, b, c = (render(load_model(config_from_argv(["-expt", str(p), *flags]))) for p in (with_sf, plain, ignored))
+    assert a.max() > 0 and torch.allclose(a, b, rtol=1e-9, atol=1e-9 * float(a.max()))
+    assert not torch.allclose(a, c, rtol=1e-3, atol=1e-3 * float(a.max())), "S and F must change the image"
+    exp = read_expt(with_sf)
+    assert np.allclose(exp.spindle_axis, SETTING @ e) and np.allclose(exp.crystal, turned)
+
+
+def test_goniometer_matrix_that_is_not_a_rotation_is_refused(tmp_path):
+    path = _gonio_expt(tmp_path / "bad.expt", (1, 0, 0), np.eye(3), np.diag([1.0, 1.0, 2.0]), GONIO_XTAL)
+    with pytest.raises(InputError, match="goniometer: 'fixed_rotation' is not a rotation matrix"):
+        read_expt(path)
 
 
 def test_flags_given_too_override_the_file(tmp_path):

@@ -5,6 +5,11 @@ panels in the lab frame, composed through the hierarchy, and the hierarchy's gro
 rotation axis, the scan (start and width of the first image) and the crystal when present (real-space
 vectors, space group). Units stay the file's (mm, A, degrees); ``load`` converts them once.
 
+dxtbx's goniometer turns a crystal vector x at angle phi to S R(e, phi) F x (S: setting rotation, F: fixed
+rotation, e: the datum rotation axis). Since S R(e, phi) = R(S e, phi) S, that is one rotation about the lab
+axis S e of the vector S F x: the spindle axis read is S e and the crystal's vectors S F a, S F b, S F c, which
+is the C program's model (one spindle, the crystal at phi = 0 in the lab frame).
+
 dxtbx stores a panel's and a group's frame (fast, slow, origin) relative to its parent group: a child's
 lab-frame origin is the parent's origin + x fast + y slow + z normal (normal = fast x slow) of the parent,
 and its axes are the parent's frame applied to its own.
@@ -142,9 +147,15 @@ def _detector(det: dict, path) -> tuple[tuple[ExptPanel, ...], tuple[tuple[int, 
     return panels, tuple(groups)
 
 
-def _identity(d: dict, key: str) -> bool:
-    v = d.get(key)
-    return v is None or np.allclose(np.asarray(v, dtype=float).reshape(-1), np.eye(3).reshape(-1), atol=1e-12)
+def _rotation(d: dict, key: str, where: str) -> np.ndarray:
+    """The goniometer's 3x3 ``key`` matrix (row-major, as dxtbx writes it; the identity when absent); one line
+    for a matrix that is not a rotation."""
+    if d.get(key) is None:
+        return np.eye(3)
+    m = np.array(_vec(d, key, where, 9)).reshape(3, 3)
+    if not (np.allclose(m @ m.T, np.eye(3), atol=1e-6) and np.linalg.det(m) > 0):
+        raise InputError(f"{where}: '{key}' is not a rotation matrix")
+    return m
 
 
 def read_expt(path: str | Path) -> Experiment:
@@ -172,18 +183,19 @@ def read_expt(path: str | Path) -> Experiment:
         raise InputError(f"{where}: 'wavelength' must be positive, got {beam.get('wavelength')!r}")
     panels, groups = _detector(det, path)
     gonio = _model(doc, exp, "goniometer", path)
-    spindle = None
+    spindle, turn = None, np.eye(3)
     if gonio is not None:
-        spindle = _vec(gonio, "rotation_axis", f"-expt: {path}: goniometer")
-        if not (_identity(gonio, "fixed_rotation") and _identity(gonio, "setting_rotation")):
-            raise InputError(f"-expt: {path}: goniometer: fixed or setting rotations other than the identity are "
-                             "not supported")
+        where = f"-expt: {path}: goniometer"
+        setting, fixed = _rotation(gonio, "setting_rotation", where), _rotation(gonio, "fixed_rotation", where)
+        spindle = tuple(setting @ np.array(_vec(gonio, "rotation_axis", where)))
+        turn = setting @ fixed
     scan = _model(doc, exp, "scan", path)
     osc = None if scan is None else _vec(scan, "oscillation", f"-expt: {path}: scan", 2)
     xtal = _model(doc, exp, "crystal", path)
     vectors = None
     if xtal is not None:
-        vectors = tuple(_vec(xtal, f"real_space_{k}", f"-expt: {path}: crystal") for k in "abc")
+        vectors = tuple(tuple(turn @ np.array(_vec(xtal, f"real_space_{k}", f"-expt: {path}: crystal")))
+                        for k in "abc")
         if abs(np.linalg.det(np.array(vectors))) < 1e-12:
             raise InputError(f"-expt: {path}: crystal: the real-space vectors are coplanar")
     return Experiment(
