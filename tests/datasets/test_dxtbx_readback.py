@@ -192,11 +192,13 @@ print(json.dumps([list(S * R * F * matrix.col(v)) for v in e.crystal.get_real_sp
 """
 
 
-def test_dxtbx_turns_the_crystal_as_our_reader_does(tmp_path):
-    # A goniometer with setting and fixed rotations: the crystal at phi = 12 deg as dxtbx composes it
-    # (S R(e, phi) F x) is the crystal our reader gives turned about its spindle axis by 12 deg.
+@pytest.mark.parametrize("kind", ["single", "multi"])
+def test_dxtbx_turns_the_crystal_as_our_reader_does(tmp_path, kind):
+    # A goniometer with setting and fixed rotations, or a multi-axis one scanning its middle axis: the crystal
+    # at phi = 12 deg as dxtbx composes it (S R(e, phi) F x) is the crystal our reader gives turned about its
+    # spindle axis by 12 deg.
     from nanobrag_torch.io.expt import read_expt
-    from tests.unit.test_panels import FIXED, GONIO_XTAL, SETTING, _gonio_expt
+    from tests.unit.test_panels import FIXED, GONIO_XTAL, KAPPA, SETTING, _gonio_expt
     from tests.helpers.expt import rot
 
     missing = check_dials()
@@ -205,6 +207,10 @@ def test_dxtbx_turns_the_crystal_as_our_reader_does(tmp_path):
             pytest.fail(f"NB_REQUIRE_DIALS is set but {missing}")
         pytest.skip(missing)
     path = _gonio_expt(tmp_path / "g.expt", (1.0, 0.0, 0.0), SETTING, FIXED, GONIO_XTAL)
+    if kind == "multi":  # kappa scanned, between phi (inside: F) and omega at 25 deg (outside: S)
+        doc = json.loads(path.read_text())
+        doc["goniometer"] = [dict(KAPPA, angles=[15.0, 0.0, 25.0], scan_axis=1)]
+        path.write_text(json.dumps(doc))
     out = subprocess.run([dials_python(), "-c", GONIO_CHECK, str(path), "12"], capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]

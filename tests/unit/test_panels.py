@@ -158,6 +158,23 @@ def test_goniometer_setting_and_fixed_rotations(tmp_path):
     assert np.allclose(exp.spindle_axis, SETTING @ e) and np.allclose(exp.crystal, turned)
 
 
+# dxtbx's multi-axis goniometer (innermost first): phi, kappa (50 deg off omega), omega scanned.
+KAPPA = {"axes": [[1.0, 0.0, 0.0], [0.643, 0.0, 0.766], [1.0, 0.0, 0.0]], "angles": [15.0, 40.0, 0.0],
+         "names": ["phi", "kappa", "omega"], "scan_axis": 2}
+
+
+def test_multi_axis_goniometer_is_its_fixed_rotation(tmp_path):
+    # Scanning omega (the outermost axis) of phi 15, kappa 40: F = R(kappa) R(phi), S = 1, the axis omega's.
+    path = _gonio_expt(tmp_path / "k.expt", (1, 0, 0), np.eye(3), np.eye(3), GONIO_XTAL)
+    doc = json.loads(path.read_text())
+    doc["goniometer"] = [KAPPA]
+    path.write_text(json.dumps(doc))
+    exp = read_expt(path)
+    kappa = np.array(KAPPA["axes"][1]) / np.linalg.norm(KAPPA["axes"][1])
+    fixed = rot(kappa, 40.0) @ rot((1, 0, 0), 15.0)
+    assert np.allclose(exp.spindle_axis, (1, 0, 0)) and np.allclose(exp.crystal, [fixed @ v for v in GONIO_XTAL])
+
+
 def test_goniometer_matrix_that_is_not_a_rotation_is_refused(tmp_path):
     path = _gonio_expt(tmp_path / "bad.expt", (1, 0, 0), np.eye(3), np.diag([1.0, 1.0, 2.0]), GONIO_XTAL)
     with pytest.raises(InputError, match="goniometer: 'fixed_rotation' is not a rotation matrix"):

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..crandom.streams import umat_from_axis_angle
 from ..errors import InputError
 
 
@@ -147,6 +148,31 @@ def _detector(det: dict, path) -> tuple[tuple[ExptPanel, ...], tuple[tuple[int, 
     return panels, tuple(groups)
 
 
+def _goniometer(gonio: dict, where: str) -> tuple[tuple[float, float, float], np.ndarray]:
+    """(the spindle axis in the lab frame, S F) of a goniometer: a single axis with its setting and fixed
+    rotations, or dxtbx's multi-axis one (axes innermost first, each at its angle; the axes inside the scan
+    axis make F, those outside it S)."""
+    if not {"axes", "angles", "scan_axis"} <= gonio.keys():
+        setting, fixed = _rotation(gonio, "setting_rotation", where), _rotation(gonio, "fixed_rotation", where)
+        return tuple(setting @ np.array(_vec(gonio, "rotation_axis", where))), setting @ fixed
+    try:
+        axes = np.array(gonio["axes"], dtype=float).reshape(-1, 3)
+        angles = np.radians(np.array(gonio["angles"], dtype=float).reshape(-1))
+        k = int(gonio["scan_axis"])
+    except (TypeError, ValueError):
+        raise InputError(f"{where}: 'axes', 'angles' or 'scan_axis' is not numeric") from None
+    norms = np.linalg.norm(axes, axis=1)
+    if not (len(axes) == len(angles) and 0 <= k < len(axes) and np.all(np.isfinite(angles)) and np.all(norms > 0)):
+        raise InputError(f"{where}: {len(axes)} axes, {len(angles)} angles and scan axis {k} do not fit together")
+    turns = [umat_from_axis_angle(tuple(a / n), t) for a, n, t in zip(axes, norms, angles)]
+    fixed, setting = np.eye(3), np.eye(3)
+    for i in range(k):
+        fixed = turns[i] @ fixed
+    for i in range(k + 1, len(axes)):
+        setting = turns[i] @ setting
+    return tuple(setting @ (axes[k] / norms[k])), setting @ fixed
+
+
 def _rotation(d: dict, key: str, where: str) -> np.ndarray:
     """The goniometer's 3x3 ``key`` matrix (row-major, as dxtbx writes it; the identity when absent); one line
     for a matrix that is not a rotation."""
@@ -185,10 +211,7 @@ def read_expt(path: str | Path) -> Experiment:
     gonio = _model(doc, exp, "goniometer", path)
     spindle, turn = None, np.eye(3)
     if gonio is not None:
-        where = f"-expt: {path}: goniometer"
-        setting, fixed = _rotation(gonio, "setting_rotation", where), _rotation(gonio, "fixed_rotation", where)
-        spindle = tuple(setting @ np.array(_vec(gonio, "rotation_axis", where)))
-        turn = setting @ fixed
+        spindle, turn = _goniometer(gonio, f"-expt: {path}: goniometer")
     scan = _model(doc, exp, "scan", path)
     osc = None if scan is None else _vec(scan, "oscillation", f"-expt: {path}: scan", 2)
     xtal = _model(doc, exp, "crystal", path)
