@@ -300,6 +300,16 @@ def test_oversample_note_says_what_the_rule_compares():
     assert not [ln for ln in lines if ln.startswith("note:")]
 
 
+def test_a_run_without_structure_files_does_not_load_gemmi(tmp_path):
+    # gemmi (~30 ms of import) is loaded where -mtz/-pdb is read, not by every run (issue 25, fixed costs)
+    probe = ("import sys; from nanobrag_torch.programs.nanobragg import main; "
+             "code = main('-cell 100 100 100 90 90 90 -default_F 100 -N 5 -detpixels 8 -nonoise -nopgm'.split()); "
+             "print(code, 'gemmi' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=ENV, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "0 False"
+
+
 def test_help_and_usage_errors_answer_without_importing_torch():
     # --help and a bad flag must come back fast: importing torch alone takes ~2 s (issue 11, lazy imports)
     probe = ("import sys; from nanobrag_torch.programs.nanobragg import main; "

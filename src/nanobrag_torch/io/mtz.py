@@ -11,13 +11,16 @@ nothing (the run's default_F fills it).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import gemmi
 import numpy as np
 
 from ..checks import check_readable_file
 from ..errors import InputError
 from .p1 import Reflections, expand_to_p1, symmetry_rotations
+
+if TYPE_CHECKING:  # gemmi is imported where a file is read: runs without -mtz/-pdb do not load it
+    import gemmi
 
 SIGMA_TYPES = "QLM"
 VALUE_KINDS = {"F": 1, "J": 1, "G": 2, "K": 2}  # column type -> columns it takes (G, K: the (+) and (-) pair)
@@ -42,6 +45,8 @@ def _check_header_position(p: Path, path, flag: str) -> None:
 
 
 def _open(path: str | Path, flag: str) -> gemmi.Mtz:
+    import gemmi
+
     p = check_readable_file(flag, str(path))
     _check_header_position(p, path, flag)
     try:

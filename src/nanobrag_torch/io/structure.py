@@ -18,13 +18,16 @@ The unique reflections are then expanded to P1 (``io.p1.expand_to_p1``).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import gemmi
 import numpy as np
 
 from ..checks import check_readable_file
 from ..errors import InputError, UsageError
 from .p1 import Reflections, expand_to_p1, symmetry_rotations, within_resolution
+
+if TYPE_CHECKING:  # gemmi is imported where a file is read: runs without -mtz/-pdb do not load it
+    import gemmi
 
 DEFAULT_K_SOL = 0.35  # e/A^3: the usual flat bulk-solvent level (Refmac/phenix start from about this)
 DEFAULT_B_SOL = 46.0  # A^2
@@ -45,6 +48,8 @@ def _first_line(exc: Exception) -> str:
 def read_structure(path: str | Path, flag: str = "-pdb") -> gemmi.Structure:
     """The model of a PDB or mmCIF file (its first model; NCS copies the file only describes are generated),
     with a crystal cell and a known space group; InputError naming ``flag`` and the file otherwise."""
+    import gemmi
+
     p = check_readable_file(flag, str(path))
     try:
         st = gemmi.read_structure(str(p))
@@ -77,6 +82,8 @@ def structure_cell(st: gemmi.Structure) -> tuple[float, float, float, float, flo
 
 def _asu(grid: gemmi.FloatGrid, d_min: float, unblur: float) -> gemmi.ComplexAsuData:
     """The transform of a density grid on the reciprocal asymmetric unit to ``d_min`` (absences included)."""
+    import gemmi
+
     return gemmi.transform_map_to_f_phi(grid, half_l=True).prepare_asu_data(dmin=d_min, unblur=unblur,
                                                                             with_sys_abs=True)
 
@@ -90,6 +97,8 @@ def fft_rate(cell: gemmi.UnitCell, d_min: float) -> float:
 
 def anomalous_terms(elements, wavelength: float) -> dict[str, tuple[float, float]]:
     """element name -> (f', f'') at ``wavelength`` (A), gemmi's Cromer-Liberman."""
+    import gemmi
+
     energy = gemmi.hc / wavelength
     return {el.name: gemmi.cromer_liberman(z=el.atomic_number, energy=energy) for el in elements}
 
@@ -100,6 +109,8 @@ def model_reflections(st: gemmi.Structure, d_min: float, *, wavelength: float | 
                       source: str = "-pdb") -> Reflections:
     """|F| of the model ``st`` (``read_structure``) for every P1 reflection with d >= ``d_min`` (A), both
     Friedel mates listed; see the module doc for the options (``wavelength`` in A, needed by ``anomalous``)."""
+    import gemmi
+
     if not d_min > 0:
         raise UsageError(f"{source}: the resolution limit must be positive, got {d_min:g} A")
     if anomalous and not (wavelength and wavelength > 0):
