@@ -246,10 +246,17 @@ def _render_eager(model: Model, prep: Prepared, idx: torch.Tensor, max_memory_gb
 
     def one_chunk(sel, interp):
         geom, inputs = prep.detector, prep.inputs
-        if isinstance(det, Panels):  # every pixel takes its panel's vectors (gathered, broadcast per pixel)
-            panel, sel = sel // (det.fpixels * det.spixels), sel % (det.fpixels * det.spixels)
-            geom = panel_pixels(geom, panel)
-            inputs = replace(inputs, odet=geom.odet, close_distance=inputs.close_distance[panel][:, None, None])
+        if isinstance(det, Panels):  # every pixel takes its panel's vectors
+            per = det.fpixels * det.spixels
+            first, last = int(sel[0]) // per, int(sel[-1]) // per
+            if first == last:  # a chunk inside one panel (sel ascends): that panel's vectors, as for one panel
+                panel, sel = first, sel - first * per
+                geom = replace(geom, **{k: getattr(geom, k)[panel] for k in ("pix0", "fdet", "sdet", "odet")})
+                inputs = replace(inputs, odet=geom.odet, close_distance=inputs.close_distance[panel])
+            else:  # gathered, broadcast per pixel
+                panel, sel = sel // per, sel % per
+                geom = panel_pixels(geom, panel)
+                inputs = replace(inputs, odet=geom.odet, close_distance=inputs.close_distance[panel][:, None, None])
         pos = pixel_positions(geom, sel % det.fpixels, sel // det.fpixels, sub, os_, thickstep,
                               det.thicksteps, det.curved)
         return K.render_chunk(pos, inputs, prep.settings, interp)

@@ -62,6 +62,19 @@ def test_c_single_panel_as_one_panel_renders_the_same(tmp_path):
         assert torch.equal(one, many[0]), kernel
 
 
+def test_eager_chunks_inside_a_panel_and_across_panels_render_alike(tmp_path, monkeypatch):
+    # The eager kernel takes a chunk inside one panel with that panel's vectors and a chunk across panels with
+    # each pixel's gathered vectors: with chunks of 100 pixels (panels of 768) both kinds occur, and the image
+    # is the one of whole-image chunks, bit for bit.
+    import nanobrag_torch.budget as budget
+
+    model, _ = _expt_model(tmp_path, "tilt")
+    ref = render(model, kernel="torch")
+    monkeypatch.setattr(budget, "_CPU_CHUNK_EVALS", 100)
+    assert budget.chunk_pixels(model, 2.0, False)[0] == 100
+    assert torch.equal(render(model, kernel="torch"), ref)
+
+
 def test_group_moves_are_rigid():
     # A group's offset moves its panels' origins by exactly that vector and leaves the others; a group's
     # rotation keeps the distances between its panels' origins and turns their axes by the same matrix.
