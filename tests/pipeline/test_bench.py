@@ -138,6 +138,42 @@ def test_ours_may_write_bytecode(monkeypatch, tmp_path):
     assert "PYTHONDONTWRITEBYTECODE" not in runner.env and runner.env["OMP_NUM_THREADS"] == "2"
 
 
+PANELS = '''
+[panels]
+pixels = 32
+panels = [1, 4]
+repeats = 1
+kernels = ["torch"]
+[[target]]
+what = "4 panels cost at most 10x one"
+metric = "panels_overhead"
+kernel = "torch"
+panels = 4
+max = 9.0
+[[target]]
+what = "4 panels faster than nothing"
+metric = "panels_overhead"
+kernel = "torch"
+panels = 4
+max = -1.0
+'''
+
+
+def test_panels_section_times_the_real_renders(tmp_path):
+    # issue 24's panel cost in the report: the real panels_timing in a fresh interpreter (tiny here); its
+    # images agree with C's single panel to rounding, and the overhead targets are judged from its times.
+    sim, exe = _fakes(tmp_path)
+    out = tmp_path / "bundle"
+    assert bench.main(["--config", str(_config(tmp_path, sim, CASES + PANELS, repeats=1)), "--outdir", str(out),
+                       "--c-bin", str(exe), "--select", "plain", "panels", "--dtype", "float32"]) == 0
+    data = json.loads((out / "bench.json").read_text())
+    k = data["panels"]["kernels"]["torch"]
+    assert k["detector"] > 0 and set(k["panels"]) == {"1", "4"} and max(k["max_rel_diff"].values()) < 1e-9
+    assert [t["status"] for t in data["targets"]] == ["MET", "MISSED"]
+    assert data["targets"][0]["value"] == pytest.approx(k["panels"]["4"] / k["detector"] - 1, abs=1e-3)
+    assert "| torch | 4 |" in (out / "bench.md").read_text()
+
+
 def test_a_fast_wrong_image_fails(tmp_path):
     # C's image 2% brighter: |sum ratio - 1| = 0.02 is over both dtypes' limits, so the run fails however fast.
     sim, exe = _fakes(tmp_path, c_scale=1.02)

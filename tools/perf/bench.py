@@ -500,6 +500,31 @@ def import_times(runner: Runner, repeats: int) -> dict:
     return out
 
 
+# ------------------------------------------------------------------------------------------------ panels
+def run_panels(runner: Runner, pc: dict) -> dict:
+    """Issue 24's panel cost: ``tools.perf.panels_timing --json`` in a fresh interpreter ([panels] of the
+    config: pixels, panels, repeats, threads, kernels): C's single panel and P strips of it, CPU time, best of
+    repeats with the renders taking turns."""
+    cmd = [sys.executable, "-m", "tools.perf.panels_timing", "--json", "--cpu-time",
+           "--pixels", str(pc.get("pixels", 512)), "--panels", *map(str, pc.get("panels", [1, 8, 64])),
+           "--repeats", str(pc.get("repeats", 5)), "--threads", str(pc.get("threads", 1)),
+           "--kernels", *pc.get("kernels", ["numba", "torch"])]
+    env = dict(runner.env, OMP_NUM_THREADS=str(pc.get("threads", 1)),
+               PYTHONPATH=os.pathsep.join([str(ROOT), runner.env.get("PYTHONPATH", "")]))
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=runner.cfg["timeout_s"], cwd=ROOT)
+    if r.returncode != 0:
+        return {"error": (r.stderr.strip().splitlines() or ["failed"])[-1]}
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def panels_overhead(panels: dict, kernel: str, count: int) -> float | None:
+    """t(P panels) / t(C's single panel) - 1 of one kernel (None when not measured)."""
+    k = (panels or {}).get("kernels", {}).get(kernel)
+    if not k or str(count) not in k["panels"] or not k["detector"]:
+        return None
+    return round(k["panels"][str(count)] / k["detector"] - 1.0, 3)
+
+
 # ------------------------------------------------------------------------------------------------ scaling
 def fit_exponent(xs, ts) -> float | None:
     """Least-squares slope of log(t) against log(x): the p of t ~ x**p (None with fewer than 2 points)."""
@@ -581,6 +606,8 @@ def target_value(t: dict, rows: dict, imports: dict, scaling: dict):
             return None
         w, cw = row["ours"].get(str(t.get("workers", 1)), {}).get("median_wall_s"), row["c"]["median_total_wall_s"]
         return round(w / cw, 3) if w and cw else None
+    if metric == "panels_overhead":
+        return panels_overhead(scaling.get("panels"), t["kernel"], int(t["panels"]))
     if metric.endswith("_exponent"):
         s = scaling.get(metric[: -len("_exponent")])
         return s["exponents"].get(t.get("series", "ours_in_process")) if s else None
@@ -651,6 +678,23 @@ def parity_cell(side: dict) -> str:
     return "PASS (" + ", ".join(f"{r['output']}{'' if r['status'] == 'PASS' else ' skipped'}" for r in rows) + ")"
 
 
+def panels_lines(panels: dict | None) -> list[str]:
+    """The report's panels section: each kernel's C panel and P strips of it, with the overhead."""
+    if not panels:
+        return []
+    if "error" in panels:
+        return ["", f"Panels: not measured ({panels['error']})"]
+    out = ["", f"Panels (issue 24): C's {panels['pixels']}x{panels['pixels']} detector against P panels cutting it "
+           f"into strips (the same pixels), {panels['threads']} thread(s), "
+           f"{'CPU' if panels['cpu_time'] else 'wall'} time, best of {panels['repeats']}, the renders taking turns:",
+           "", "| kernel | P | s | vs one panel | max rel. diff |", "|---|---|---|---|---|"]
+    for kernel, k in panels["kernels"].items():
+        out.append(f"| {kernel} | C's panel | {k['detector']:.3f} | | |")
+        out += [f"| {kernel} | {p} | {t:.3f} | {100 * panels_overhead(panels, kernel, int(p)):+.1f} % | "
+                f"{k['max_rel_diff'][p]:.1e} |" for p, t in k["panels"].items()]
+    return out
+
+
 def _minus(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else round(a - b, 3)
 
@@ -698,6 +742,7 @@ def markdown(data: dict) -> str:
                 lines.append(f"| {r['id']} | {r['frames']} | {cw or '-'} ({c.get('median_frame_wall_s', '-')}) | {w} | "
                              f"{o.get('median_wall_s')}{fails} ({o.get('median_render_s')}) | {ratio} | "
                              f"{o.get('median_frames_per_s')} | {cell} |")
+    lines += panels_lines(data.get("panels"))
     noise = [(r["id"], r["noise_probe"]) for r in data["cases"] if r.get("noise_probe")]
     if noise:
         lines += ["", "Noise generator alone (fresh interpreter, on our float image of the case):", ""]
@@ -804,7 +849,8 @@ def parse_args(argv):
 
 def plan(args, cfg: dict) -> tuple[list[dict], int, list[str]]:
     """The selected cases, repeat count and dtypes; BenchError for an unknown id or a bad count."""
-    known = [c["id"] for c in cfg["case"]] + [c["id"] for c in cfg["series"]]
+    known = [c["id"] for c in cfg["case"]] + [c["id"] for c in cfg["series"]] + (["panels"] if cfg.get("panels")
+                                                                                 else [])
     unknown = sorted(set(args.select or []) - set(known))
     if unknown:
         raise BenchError(f"--select: unknown case id(s) {', '.join(unknown)} (known: {', '.join(known)})")
@@ -879,6 +925,9 @@ def bench(cfg, cases, repeats, dtypes, args, outdir: Path, binaries: dict) -> in
             if not args.select or s["id"] in args.select:
                 print(f"bench {s['id']} ...", file=sys.stderr, flush=True)
                 data["series"].append(run_series_case(runner, s, inputs, repeats))
+        if cfg.get("panels") and (not args.select or "panels" in args.select):
+            print("bench panels ...", file=sys.stderr, flush=True)
+            data["panels"] = run_panels(runner, cfg["panels"])
         if sc:
             print("bench scaling ...", file=sys.stderr, flush=True)
             sizes = args.sizes or sc.get("sizes", [256, 512, 1024, 2048, 4096])
@@ -889,7 +938,8 @@ def bench(cfg, cases, repeats, dtypes, args, outdir: Path, binaries: dict) -> in
     data["env"]["loadavg_after"] = _loadavg()
     rows = {r["id"]: r for r in data["cases"]}
     rows.update({("series", r["id"]): r for r in data["series"]})
-    data["targets"] = evaluate_targets(cfg, rows, data["imports"], data.get("scaling", {}))
+    data["targets"] = evaluate_targets(cfg, rows, data["imports"], {**data.get("scaling", {}),
+                                                                    "panels": data.get("panels")})
     data["passed"] = passed(data)
     write_bundle(outdir, data)
     print(markdown(data))

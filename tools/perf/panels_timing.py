@@ -8,11 +8,12 @@ rendered as C's ``Detector`` and as P ``Panels`` cutting it into P strips of pix
 the images agree to rounding, which is printed). Best of --repeats, wall clock, this process, after one
 warm-up render (numba compiles there), the renders taking turns; --cpu-time measures the process's CPU
 time instead (steadier on a shared machine, with --threads 1). Prints one line per (kernel, P); records
-numbers, asserts nothing.
+numbers, asserts nothing (``--json``: one JSON object, what ``invoke bench`` records as its panels section).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from dataclasses import replace
 
@@ -48,6 +49,25 @@ def interleaved(fns: dict, repeats: int, clock=time.perf_counter) -> dict:
     return {k: min(v) for k, v in times.items()}
 
 
+def measure(pixels: int, panels, repeats: int, kernels, cpu_time: bool) -> dict:
+    """{kernel: {"detector": s, "panels": {P: s}, "max_rel_diff": {P: d}}}: the best time of C's detector and
+    of P strips of it (see the module doc)."""
+    clock = time.process_time if cpu_time else time.perf_counter
+    model = nb.load_model(nb.config_from_argv(ARGV.format(n=pixels).split()))
+    one = panels_from_detector(model.detector, model.beam.beam_vector)
+    out = {}
+    for kernel in kernels:
+        ref = nb.render(model, kernel=kernel)
+        models = {0: model, **{p: replace(model, detector=strips(one, p)) for p in panels}}
+        diffs = {p: float((nb.render(m, kernel=kernel).reshape(ref.shape) - ref).abs().max() / ref.abs().max())
+                 for p, m in models.items()}
+        t = interleaved({p: (lambda m=m, k=kernel: nb.render(m, kernel=k, progress=False)) for p, m in models.items()},
+                        repeats, clock)
+        out[kernel] = {"detector": t[0], "panels": {str(p): t[p] for p in panels},
+                       "max_rel_diff": {str(p): diffs[p] for p in panels}}
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pixels", type=int, default=512)
@@ -56,24 +76,22 @@ def main(argv=None) -> int:
     ap.add_argument("--kernels", nargs="+", default=["numba", "torch"])
     ap.add_argument("--threads", type=int, default=0, help="torch/numba threads (0: the default)")
     ap.add_argument("--cpu-time", action="store_true", help="CPU time of the process, not wall time")
+    ap.add_argument("--json", action="store_true", help="print the times as one JSON object (for invoke bench)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    clock = time.process_time if args.cpu_time else time.perf_counter
-    model = nb.load_model(nb.config_from_argv(ARGV.format(n=args.pixels).split()))
-    one = panels_from_detector(model.detector, model.beam.beam_vector)
+    res = measure(args.pixels, args.panels, args.repeats, args.kernels, args.cpu_time)
+    if args.json:
+        print(json.dumps({"pixels": args.pixels, "threads": torch.get_num_threads(), "cpu_time": args.cpu_time,
+                          "repeats": args.repeats, "kernels": res}))
+        return 0
     print(f"{args.pixels}x{args.pixels} pixels, {torch.get_num_threads()} threads")
-    for kernel in args.kernels:
-        ref = nb.render(model, kernel=kernel)
-        models = {0: model, **{p: replace(model, detector=strips(one, p)) for p in args.panels}}
-        diffs = {p: float((nb.render(m, kernel=kernel).reshape(ref.shape) - ref).abs().max() / ref.abs().max())
-                 for p, m in models.items()}
-        t = interleaved({p: (lambda m=m, k=kernel: nb.render(m, kernel=k, progress=False)) for p, m in models.items()},
-                        args.repeats, clock)
-        print(f"{kernel:6s} Detector (C's panel)      {t[0]:8.3f} s")
+    for kernel, r in res.items():
+        print(f"{kernel:6s} Detector (C's panel)      {r['detector']:8.3f} s")
         for p in args.panels:
-            print(f"{kernel:6s} {p:3d} panels of {args.pixels}x{args.pixels // p:<4d}  {t[p]:8.3f} s  "
-                  f"{100 * (t[p] / t[0] - 1):+6.1f} %   max|diff|/max {diffs[p]:.1e}")
+            t = r["panels"][str(p)]
+            print(f"{kernel:6s} {p:3d} panels of {args.pixels}x{args.pixels // p:<4d}  {t:8.3f} s  "
+                  f"{100 * (t / r['detector'] - 1):+6.1f} %   max|diff|/max {r['max_rel_diff'][str(p)]:.1e}")
     return 0
 
 
