@@ -135,7 +135,7 @@ def render_frame(model: Model, plan: SeriesPlan, i: int, kernel: str = "auto",
     image32 = res.image.detach().to("cpu").numpy().astype(np.float32, copy=False)
     noise, counts, photons, overloads = None, None, 0.0, 0
     if plan.seed is not None:
-        state = getattr(model.info, "rng", None) or CRandom()  # the run's state after its draws
+        state = model.info.rng or CRandom()  # the run's state after its draws
         roi, seed = roi_of(fm.detector), plan.noise_seed(i)
         noise, photons, overloads = noise_image(image32, roi, seed, plan.adc, copy.deepcopy(state))
         if plan.counts_adc is not None:  # the same draws (same state and seed) with the other offset
