@@ -15,6 +15,7 @@ from .config import SimConfig
 from .crystal import cell_parameters, crystal_counts, crystal_geometry
 from .errors import InputError, UsageError
 from .errors import warn as default_warn
+from .geometry import place_detector
 from .io.expt import Experiment, check_one_size, read_expt
 from .io.hkl import HKLTable, read_fdump, read_hkl
 from .io.mat import read_mat
@@ -230,8 +231,6 @@ def build_model(config: SimConfig, inputs: Inputs, log=None, warn=default_warn) 
 def _oversampling(config: SimConfig, detector, beam_vector, cr, N, log, warn) -> int:
     """-oversample, or C's automatic rule when it is not given (a note when the given one is below the rule's):
     the crystal's size from its vectors and N, the reciprocal pixel size from C's placement of ``detector``."""
-    from .geometry import place_detector
-
     bc, dc = config.beam, config.detector
     geom = place_detector(detector, beam_vector)
     if geom.odet_regenerated:

@@ -33,7 +33,6 @@ from .errors import InputError, UsageError
 from .model import LoadInfo
 
 
-
 # ---------------------------------------------------------------------------------------------- the model
 @dataclass(frozen=True)
 class Field:

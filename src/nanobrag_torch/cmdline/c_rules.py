@@ -141,7 +141,6 @@ def thick_steps(thicksteps: int, thick: float):
     return thicksteps, thick, step
 
 
-
 def detector_pixels(st: SimpleNamespace) -> tuple[int, int]:
     """C's detector size rule: pixel counts override sizes; counts = ceil(size/pixel - 0.5); size = px*count."""
     px = st.pixel

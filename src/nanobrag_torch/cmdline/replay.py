@@ -247,7 +247,6 @@ def state_from_events(events: list[tuple[str, object]], header_hook=None, initia
     return st
 
 
-
 def beam_config(st: SimpleNamespace, vec: dict) -> BeamConfig:
     """The beam: wavelength, fluence, divergence and dispersion grids after C's auto rules."""
     hsteps, hrange, hstep = auto_steps(st.hdivsteps, st.hdivrange, st.hdivstep, 1.0)
