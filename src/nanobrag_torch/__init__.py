@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 # The public names, imported on first use (PEP 562): `python -m nanobrag_torch -h` and a bad flag answer without
 # importing torch, which alone takes ~2 s.
 _LAZY = {
-    "SimConfig": "config", "build_config": "config", "parse_argv": "cmdline.flags",
+    "SimConfig": "config", "build_config": "cmdline.replay", "parse_argv": "cmdline.flags",
     "Outputs": "io.outputs", "outputs_from_config": "io.outputs", "write_c_outputs": "io.outputs",
     "write_experiments": "io.experiments",
     "build_model": "load", "load_model": "load", "read_inputs": "load",
@@ -44,7 +44,7 @@ def __getattr__(name: str):
 
 def config_from_argv(argv: list[str]):
     """A SimConfig from C-style command-line flags (the same the CLI takes)."""
-    from .config import build_config
+    from .cmdline.replay import build_config
     from .cmdline.flags import parse_argv
 
     return build_config(parse_argv(list(argv)))

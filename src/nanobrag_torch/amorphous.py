@@ -312,6 +312,18 @@ def render_amorphous(detector: Detector, beam: Beam, sample: AmorphousSample, ov
     compiled CPU kernel ``fused_amorphous`` when it is available and no gradient is needed, else the eager
     torch one), "torch" or "numba" (see ``fused_kernel``).
     """
+    g, inc, lam, weights, polar_axis = _setup(detector, beam, dtype)
+    fused = fused_kernel(kernel, torch.device(detector.pixel_size.device), _requires_grad(detector, beam, sample))
+    if fused is not None:
+        return _render_fused(fused, detector, beam, sample, g, inc, lam, weights, polar_axis, oversample,
+                             dtype, fmap, keep_last)
+    return _render_eager(detector, beam, sample, g, inc, lam, weights, polar_axis, oversample, dtype, fmap,
+                         keep_last, max_evals)
+
+
+def _setup(detector: Detector, beam: Beam, dtype: torch.dtype):
+    """The placed detector (in ``dtype``), C's incident unit vectors, the wavelengths, the source weights and the
+    polarization axis at C's fixed point: (geometry, incident, wavelengths, weights, polar axis)."""
     dev = detector.pixel_size.device
     g = place_detector(detector, setup_tensor(beam.beam_vector, dev))
     g = DetectorGeometry(**{k: (v.to(dtype) if isinstance(v, torch.Tensor) else v) for k, v in vars(g).items()})
@@ -320,13 +332,15 @@ def render_amorphous(detector: Detector, beam: Beam, sample: AmorphousSample, ov
     weights = setup_tensor(beam.source_weights, dev)
     # C normalises the axis once at set-up and again, in place, in every polarization call: its fixed point
     polar_axis, _ = unitize_fixed_point(unitize_c(setup_tensor(beam.polar_vector, dev))[0])
-    NS = inc.shape[0]
-    S = oversample * oversample
-    steps = NS * S
-    fused = fused_kernel(kernel, torch.device(dev), _requires_grad(detector, beam, sample))
-    if fused is not None:
-        return _render_fused(fused, detector, beam, sample, g, inc, lam, weights, polar_axis, oversample,
-                             dtype, fmap, keep_last)
+    return g, inc, lam, weights, polar_axis
+
+
+def _render_eager(detector: Detector, beam: Beam, sample: AmorphousSample, g: DetectorGeometry, inc, lam, weights,
+                  polar_axis, oversample: int, dtype, fmap: bool, keep_last: bool, max_evals: int) -> AmorphousResult:
+    """``render_amorphous`` in eager torch: the rendered pixels in chunks of at most ``max_evals`` evaluations,
+    each pixel's terms summed in C's order."""
+    dev = detector.pixel_size.device
+    steps = inc.shape[0] * oversample * oversample
     rendered = detector.rendered_mask().reshape(-1)
     idx = torch.nonzero(rendered).reshape(-1)
     chunk = max(1, max_evals // max(1, steps))

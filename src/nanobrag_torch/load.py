@@ -15,6 +15,7 @@ from .config import SimConfig
 from .crystal import cell_parameters, crystal_counts, crystal_geometry
 from .errors import InputError, UsageError
 from .errors import warn as default_warn
+from .geometry import place_detector
 from .io.expt import Experiment, check_one_size, read_expt
 from .io.hkl import HKLTable, read_fdump, read_hkl
 from .io.mat import read_mat
@@ -24,7 +25,7 @@ from .io.structure import model_reflections, read_structure, structure_cell
 from .io.smv import read_smv
 from .io.sourcefile import read_sourcefile_lines
 from .budget import check_memory
-from .model import SETUP_DTYPE, Beam, Crystal, Model, Sampling, detector_from_config, setup_tensor
+from .model import SETUP_DTYPE, Beam, Crystal, LoadInfo, Model, Sampling, detector_from_config, setup_tensor
 from .crandom.streams import CRandom, mosaic_draws, random_misset
 from .panels import Panels
 from .sources import file_sources, grid_sources
@@ -46,20 +47,6 @@ class Inputs:
     reflections: Reflections | None = None  # -mtz: the P1 data, all of it (cut once the resolution is known)
     cell: tuple | None = None  # the -pdb/-mtz file's cell: a, b, c (A), alpha, beta, gamma (deg)
     experiment: Experiment | None = None  # -expt: the DIALS experiment list's first experiment
-
-
-@dataclass
-class LoadInfo:
-    """What loading decided, for the report, the SMV header and the noise image."""
-
-    N: tuple[int, int, int] = (1, 1, 1)
-    oversample: int = 1
-    misset_angles_deg: tuple[float, float, float] | None = None
-    hkl_table: HKLTable | None = None
-    rng: CRandom = field(default_factory=CRandom)  # C's random state after the misset and mosaic draws
-    messages: list[str] = field(default_factory=list)
-    files: dict[str, str] = field(default_factory=dict)  # flag -> file read for it (validate names it)
-    source_lines: list[int] | None = None  # the source file's line of each source (validate names it)
 
 
 def read_inputs(config: SimConfig, workdir: str | Path = ".", warn=default_warn, log=None) -> Inputs:
@@ -210,16 +197,14 @@ def oversample_rule(crystal_size: float, wavelength: float, distance: float, pix
 
 def build_model(config: SimConfig, inputs: Inputs, log=None, warn=default_warn) -> Model:
     """The model of ``config`` with the contents of its files; ``model.info`` says what was decided."""
-    from .geometry import place_detector
-
     log = log or (lambda msg: None)
     dev = torch.device(config.engine.device)
-    cc, dc, bc = config.crystal, config.detector, config.beam
-    info = LoadInfo(hkl_table=inputs.hkl, files=dict(inputs.files),
+    cc = config.crystal
+    info = LoadInfo(hkl_table=inputs.hkl, rng=CRandom(), files=dict(inputs.files),
                     source_lines=inputs.source_lines if inputs.source_rows else None)
     crystal = _crystal(config, inputs, info, dev)
     mask = None if inputs.mask is None else torch.as_tensor(inputs.mask != 0, device=dev)
-    detector = detector_from_config(dc, dev, mask)
+    detector = detector_from_config(config.detector, dev, mask)
     beam = _beam(config, inputs, dev)
     model = Model(crystal=crystal, detector=_expt_panels(config, inputs, detector, dev) or detector, beam=beam,
                   structure_factors=_structure_factors(config, inputs.hkl, dev),
@@ -232,11 +217,22 @@ def build_model(config: SimConfig, inputs: Inputs, log=None, warn=default_warn) 
         model.structure_factors = _structure_factors(config, info.hkl_table, dev)
     if config.output.hklout is not None and info.hkl_table is None:
         raise UsageError("-hklout: this run has no structure-factor table (only -default_F): nothing to write")
-    N = crystal_counts(cr, cc.Na, cc.Nb, cc.Nc, cc.sample_x, cc.sample_y, cc.sample_z)
-    info.N = N
-    model.crystal.N = setup_tensor(N, dev)
+    info.N = crystal_counts(cr, cc.Na, cc.Nb, cc.Nc, cc.sample_x, cc.sample_y, cc.sample_z)
+    model.crystal.N = setup_tensor(info.N, dev)
+    info.oversample = _oversampling(config, detector, beam.beam_vector, cr, info.N, log, warn)
+    sc = config.sampling
+    model.sampling = Sampling(oversample=info.oversample, oversample_thick=sc.oversample_thick,
+                              oversample_polar=sc.oversample_polar, oversample_omega=sc.oversample_omega)
+    eager = config.engine.kernel == "torch" or dev.type != "cpu"  # else the fused kernel, at least for a C run
+    check_memory(model, config.engine.max_memory_gb, eager)
+    return model
 
-    geom = place_detector(detector, beam.beam_vector)
+
+def _oversampling(config: SimConfig, detector, beam_vector, cr, N, log, warn) -> int:
+    """-oversample, or C's automatic rule when it is not given (a note when the given one is below the rule's):
+    the crystal's size from its vectors and N, the reciprocal pixel size from C's placement of ``detector``."""
+    bc, dc = config.beam, config.detector
+    geom = place_detector(detector, beam_vector)
     if geom.odet_regenerated:
         warn("odet_vector is not a unit vector: using fdet x sdet (as the C program does)")
     xtal = max(float(torch.linalg.vector_norm(v)) * n for v, n in ((cr.a0, N[0]), (cr.b0, N[1]), (cr.c0, N[2])))
@@ -250,13 +246,7 @@ def build_model(config: SimConfig, inputs: Inputs, log=None, warn=default_warn) 
         log(f"note: -oversample {recommended} is recommended: C's rule is ceil(3 x crystal size / reciprocal "
             f"pixel size) = ceil(3 x {xtal * 1e10:g} A / {recip_px * 1e10:g} A), where the reciprocal pixel "
             "size is wavelength x distance / pixel")
-    info.oversample = os_
-    sc = config.sampling
-    model.sampling = Sampling(oversample=os_, oversample_thick=sc.oversample_thick,
-                              oversample_polar=sc.oversample_polar, oversample_omega=sc.oversample_omega)
-    eager = config.engine.kernel == "torch" or dev.type != "cpu"  # else the fused kernel, at least for a C run
-    check_memory(model, config.engine.max_memory_gb, eager)
-    return model
+    return os_
 
 
 # Flags that place or size C's single panel: with an -expt detector of P > 1 panels the file places them.

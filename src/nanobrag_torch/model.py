@@ -12,12 +12,16 @@ Python with these classes; ``render(model)`` turns it into an image and never to
 from __future__ import annotations
 
 import itertools
-
 from dataclasses import dataclass, field, fields, replace
+from typing import TYPE_CHECKING
 
 import torch
 
 from .errors import UsageError
+
+if TYPE_CHECKING:  # LoadInfo's annotations only: the model needs neither module to run
+    from .crandom.streams import CRandom
+    from .io.hkl import HKLTable
 
 SETUP_DTYPE = torch.float64
 
@@ -242,6 +246,20 @@ class Sampling:
 
 
 @dataclass
+class LoadInfo:
+    """What the loader decided (``load.build_model``), for the report, the SMV header and the noise image; a model
+    built in Python has the defaults (no table, no files, a fresh random state for its noise image)."""
+
+    N: tuple[int, int, int] = (1, 1, 1)
+    oversample: int = 1
+    misset_angles_deg: tuple[float, float, float] | None = None
+    hkl_table: HKLTable | None = None  # the structure-factor table the run used (-hkl, Fdump, -pdb, -mtz)
+    rng: CRandom | None = None  # C's random state after the misset and mosaic draws (None: a fresh one)
+    files: dict[str, str] = field(default_factory=dict)  # flag -> file read for it (validate names it)
+    source_lines: list[int] | None = None  # the source file's line of each source (validate names it)
+
+
+@dataclass
 class Model:
     """Everything a render needs, as tensors on one device; ``dtype`` is the render precision."""
 
@@ -251,7 +269,10 @@ class Model:
     structure_factors: StructureFactors
     sampling: Sampling = field(default_factory=Sampling)
     dtype: torch.dtype = torch.float64
-    info: object = None  # what the loader decided (load.LoadInfo), for reports and the noise image
+    info: LoadInfo = field(default_factory=LoadInfo)  # what the loader decided, for reports and the noise image
+    # validate_model's record of the values each group of checks passed with (shared by replace()d copies: a
+    # record only matches the very values it was made for, so sharing it is safe)
+    _checked: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def device(self) -> torch.device:

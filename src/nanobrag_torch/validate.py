@@ -13,7 +13,8 @@ could see them), and this module checks the model, whatever built it:
   field to the C flag that sets it, so a Python user gets the message a command-line user gets:
   ``-distance: must be positive and finite, got -100 mm (Detector.distance)``. A value read from a file names
   the file (and, for a source file, the line) and is an input error (exit 1); the others are usage errors
-  (exit 2). ``load.build_model`` and ``renderer.prepare`` call it.
+  (exit 2). ``load.build_model`` and ``renderer.prepare`` call it; a group of checks whose values are unchanged
+  since they passed on the model is not run again, so a loaded model is checked once, not again by render.
 * ``check_memory(model, max_memory_gb, eager)``: a render whose buffers cannot fit the memory budget is
   refused up front, with the size it needs.
 
@@ -22,14 +23,14 @@ Values are read detached, under ``torch.no_grad``: a check never touches a gradi
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 
 from .constants import RTD
 from .crystal import crystal_geometry
 from .errors import InputError, UsageError
-
+from .model import LoadInfo
 
 
 # ---------------------------------------------------------------------------------------------- the model
@@ -109,11 +110,10 @@ class _Checker:
     """The checks of one model: values detached to float64 on the CPU, messages built from ``FIELDS`` and the
     file names the loader recorded in ``model.info`` (``files``: flag -> path; ``source_lines``)."""
 
-    def __init__(self, model):
+    def __init__(self, model, info: LoadInfo):
         self.model = model
-        info = model.info
-        self.files = dict(getattr(info, "files", None) or {})
-        self.source_lines = getattr(info, "source_lines", None)
+        self.files = info.files
+        self.source_lines = info.source_lines
 
     def fail(self, name: str, what: str, got=None, where: str = ""):
         f = FIELDS[name]
@@ -277,7 +277,6 @@ def _check_crystal(c: _Checker) -> None:
             c.fail("Crystal.matrix", "the matrix is singular: a*, b*, c* are not linearly independent (zero cell "
                    "volume)")
     c.finite("Crystal.misset", cr.misset)
-    c.positive("Crystal.N", cr.N)
     c.positive("Crystal.fudge", cr.fudge)
     c.finite("Crystal.scale", cr.scale)
     c.non_negative("Crystal.mosaic_spread", cr.mosaic_spread)
@@ -359,17 +358,65 @@ def _check_structure_factors(c: _Checker) -> None:
         c.finite("StructureFactors.table", sf.table)
 
 
+def _check_counts(c: _Checker) -> None:
+    """N (which the loader sets once the crystal size is known) and the batch shape it shares."""
+    c.positive("Crystal.N", c.model.crystal.N)
+    c.model.crystal.batch_shape  # noqa: B018 - the shapes of cell, misset, N and scale must broadcast
+
+
+def _check_detector_or_panels(c: _Checker) -> None:
+    _check_panels(c) if hasattr(c.model.detector, "panels") else _check_detector(c)
+
+
+def _fields_of(part, leave_out: tuple[str, ...] = ()) -> tuple:
+    return (type(part), *(getattr(part, f.name) for f in fields(part) if f.name not in leave_out))
+
+
+# The groups of checks in order, each with the model values it reads. A group is skipped when those values are the
+# very objects it last passed with (tensors at the same in-place version): the loader's checks are not repeated by
+# render, while a value built, replaced or changed in place in Python is checked again. (Only a change through
+# ``tensor.data`` or through a numpy array a tensor shares memory with goes unseen: they bypass torch's version.)
+_GROUPS = (
+    ("detector", lambda m: _fields_of(m.detector), _check_detector_or_panels),
+    ("crystal", lambda m: _fields_of(m.crystal, ("N",)), _check_crystal),
+    ("counts", lambda m: _fields_of(m.crystal), _check_counts),
+    ("beam", lambda m: _fields_of(m.beam), _check_beam),
+    ("structure factors", lambda m: _fields_of(m.structure_factors), _check_structure_factors),
+    ("sampling", lambda m: (m.sampling,), lambda c: c.count("Sampling.oversample", c.model.sampling.oversample)),
+    ("crystal geometry", lambda m: _fields_of(m.crystal, ("N",)), _check_crystal_geometry),
+)
+
+
+def _record(values: tuple) -> tuple | None:
+    """``values`` with each tensor's in-place version; None when one cannot say (an inference tensor)."""
+    out = []
+    for v in values:
+        if isinstance(v, torch.Tensor):
+            if v.is_inference():
+                return None
+            out.append((v, v._version))
+        else:
+            out.append((v, None))
+    return tuple(out)
+
+
+def _same(a: tuple | None, b: tuple | None) -> bool:
+    return a is not None and b is not None and len(a) == len(b) and \
+        all(x is y and vx == vy for (x, vx), (y, vy) in zip(a, b))
+
+
 def validate_model(model) -> None:
     """Refuse a model with a quantity outside its physical domain: one line naming the C flag (and the file
-    it came from), the value in the flag's units and the model field. Gradients are never touched."""
-    c = _Checker(model)
+    it came from), the value in the flag's units and the model field. Gradients are never touched. Checks
+    whose values have not changed since they passed on this model (or a ``replace``d copy) are not run again."""
+    c = _Checker(model, model.info)
     with torch.no_grad():
-        _check_panels(c) if hasattr(model.detector, "panels") else _check_detector(c)
-        _check_crystal(c)
-        _check_beam(c)
-        _check_structure_factors(c)
-        c.count("Sampling.oversample", model.sampling.oversample)
-        _check_crystal_geometry(c)
+        for name, values, check in _GROUPS:
+            now = _record(values(model))
+            if _same(model._checked.get(name), now):
+                continue
+            check(c)
+            model._checked[name] = now
 
 
 def validate_detector(detector) -> None:
@@ -377,7 +424,7 @@ def validate_detector(detector) -> None:
     rendered without a crystal (nonbragg)."""
     from types import SimpleNamespace
 
-    c = _Checker(SimpleNamespace(detector=detector, info=None))
+    c = _Checker(SimpleNamespace(detector=detector), LoadInfo())
     with torch.no_grad():
         _check_detector(c)
 

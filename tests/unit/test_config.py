@@ -1,4 +1,4 @@
-"""Unit tests of nanobrag_torch.config.build_config: the C program's defaults and auto-selection rules.
+"""Unit tests of nanobrag_torch.cmdline.replay.build_config: the C program's defaults and auto-selection rules.
 
 Every table row here is a row of docs/c-behaviour.md §2 (defaults, auto rules) or §3.1 (conventions, beam centres);
 the comment on each case quotes the rule it checks. Configs are built through ``config_from_argv`` (the
@@ -48,9 +48,9 @@ def test_phi_auto_rule(argv, steps, osc_deg, step_deg):
 def test_phi_rule_counts_zero_steps_as_one():
     # C: a count of 0 is treated as 1 (then the count-only row: osc 1 deg, step 1 deg). The command line
     # refuses -phisteps 0 (issue 12: counts >= 1), so the rule is checked on the function itself.
-    from nanobrag_torch.config import _phi_steps
+    from nanobrag_torch.cmdline.c_rules import phi_steps
 
-    assert _phi_steps(0, -1.0, -1.0) == (1, pytest.approx(RAD), pytest.approx(RAD))
+    assert phi_steps(0, -1.0, -1.0) == (1, pytest.approx(RAD), pytest.approx(RAD))
     with pytest.raises(UsageError, match=r"^-phisteps: must be at least 1, got 0"):
         cfg("-phisteps 0")
 

@@ -234,6 +234,57 @@ def test_checks_leave_gradients_alone(model):
     assert d.grad is not None and torch.isfinite(d.grad) and cell.grad is not None and torch.isfinite(cell.grad).all()
 
 
+def test_a_model_built_in_python_is_refused_by_render(model):
+    # Not loaded, so never validated: render runs every check.
+    bad = nb.Model(crystal=model.crystal, beam=model.beam, structure_factors=model.structure_factors,
+                   detector=dataclasses.replace(model.detector, distance=torch.tensor(-0.1, dtype=torch.float64)))
+    with pytest.raises(UsageError, match=re.escape("-distance: must be positive and finite, got -100 mm")):
+        nb.render(bad)
+
+
+def test_a_loaded_model_changed_in_place_is_checked_again():
+    # The loader's checks are not repeated by render, but a value assigned or changed in place afterwards is
+    # (torch's in-place version counter tells a changed tensor from the one that passed).
+    m = nb.load_model(nb.config_from_argv(BASE))
+    m.crystal.fudge = torch.tensor(0.0, dtype=torch.float64)
+    with pytest.raises(UsageError, match=re.escape("-fudge: must be positive and finite, got 0")):
+        nb.render(m)
+    m = nb.load_model(nb.config_from_argv(BASE))
+    with torch.no_grad():
+        m.beam.fluence.mul_(-1.0)
+    with pytest.raises(UsageError, match=re.escape("-fluence: must be positive and finite, got -")):
+        nb.render(m)
+    m = nb.load_model(nb.config_from_argv(BASE))
+    m.sampling = Sampling(oversample=0)
+    with pytest.raises(UsageError, match=re.escape("-oversample: must be an integer >= 1, got 0")):
+        nb.render(m)
+
+
+def test_load_and_render_run_each_check_once(monkeypatch):
+    # Each group of checks runs once for load_model + render (the loader's values are unchanged at render),
+    # except the two the loader changes after its checks: N (set from the crystal size) and the oversampling
+    # (C's automatic rule), whose new values render checks. A replace()d copy re-runs only the groups whose
+    # values changed (a new distance: the detector's checks).
+    from nanobrag_torch import validate
+
+    runs = {name: 0 for name, _, _ in validate._GROUPS}
+
+    def counted(name, check):
+        def run(c):
+            runs[name] += 1
+            check(c)
+        return run
+
+    monkeypatch.setattr(validate, "_GROUPS", tuple((n, v, counted(n, f)) for n, v, f in validate._GROUPS))
+    m = nb.load_model(nb.config_from_argv(BASE))
+    nb.render(m)
+    nb.render(m)
+    once = {**dict.fromkeys(runs, 1), "counts": 2, "sampling": 2}
+    assert runs == once
+    nb.render(m.replace(detector__distance=torch.tensor(0.2, dtype=torch.float64)))
+    assert runs == {**once, "detector": 2}
+
+
 # ------------------------------------------------------------------------------------------- memory budget
 def _needed_gib(message: str) -> float:
     return float(re.search(r"needs at least ([0-9.e+]+) GiB", message).group(1))

@@ -1,6 +1,6 @@
 """The C program's single-dash command line: flag table, tokenizer and help text.
 
-``parse_argv`` turns argv into an ordered list of ``(key, value)`` events; ``config.build_config`` replays
+``parse_argv`` turns argv into an ordered list of ``(key, value)`` events; ``replay.build_config`` replays
 them in order so that "last one wins" and order-dependent interactions behave as in C. Unlike C we match
 flags exactly (no substring matching), and unknown flags, missing or non-numeric values are errors.
 The exceptions are the spellings the upstream README and test scripts use: ``-matrix`` and ``-adcoffset``
@@ -13,8 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..checks import check_choice, check_flag_value, check_float, check_int
-from ..config import EXPT_FLAGS
 from ..errors import UsageError
+
+EXPT_FLAGS = "expt_flags"  # the event holding an -expt file's flags (put first; replay.build_config reads it)
 
 
 @dataclass(frozen=True)
@@ -28,8 +29,12 @@ class Flag:
     help: str
 
 
-def _f(key, names, kind, group, help_):
+def make_flag(key: str, names: str, kind: str, group: str, help_: str) -> Flag:
+    """A flag-table entry: ``names`` is the space-separated spellings."""
     return Flag(key, tuple(names.split()), kind, group, help_)
+
+
+_f = make_flag  # short, for the table below
 
 
 FLAGS: tuple[Flag, ...] = (
@@ -342,7 +347,7 @@ def parse_argv(argv: list[str], flags: tuple[Flag, ...] | None = None,
             events.append((flag.key, value))
         cur.i += 1
     expt = dict(events).get("expt")
-    if expt is not None:  # a DIALS experiment list as C flags, replayed before the command line's (config)
+    if expt is not None:  # a DIALS experiment list as C flags, replayed before the command line's (replay)
         from ..io.expt import c_flags, read_expt
 
         events = [(EXPT_FLAGS, parse_argv(c_flags(read_expt(expt))))] + events

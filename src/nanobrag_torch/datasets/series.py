@@ -26,7 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..config import RTD, _deg
+from ..cmdline.c_rules import deg_to_rad
+from ..config import RTD
 from ..errors import UsageError
 from ..model import SETUP_DTYPE, Model
 from ..crandom.streams import CRandom, random_misset
@@ -34,13 +35,13 @@ from .cluster import resolve_device
 
 
 def phi_radians(phi_deg: float) -> float:
-    """-phi in degrees -> radians, the command line's own conversion (``config._deg``: value / RTD, as C)."""
-    return _deg(float(phi_deg))
+    """-phi in degrees -> radians, the command line's own conversion (``c_rules.deg_to_rad``: value / RTD, as C)."""
+    return deg_to_rad(float(phi_deg))
 
 
 def misset_radians(angles_deg) -> tuple[float, float, float]:
-    """-misset rx ry rz in degrees -> radians, the command line's own conversion (``config._deg``)."""
-    return tuple(_deg(float(x)) for x in angles_deg)
+    """-misset rx ry rz in degrees -> radians, the command line's own conversion (``c_rules.deg_to_rad``)."""
+    return tuple(deg_to_rad(float(x)) for x in angles_deg)
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,7 @@ def render_frame(model: Model, plan: SeriesPlan, i: int, kernel: str = "auto",
     image32 = res.image.detach().to("cpu").numpy().astype(np.float32, copy=False)
     noise, counts, photons, overloads = None, None, 0.0, 0
     if plan.seed is not None:
-        state = getattr(model.info, "rng", None) or CRandom()  # the run's state after its draws
+        state = model.info.rng or CRandom()  # the run's state after its draws
         roi, seed = roi_of(fm.detector), plan.noise_seed(i)
         noise, photons, overloads = noise_image(image32, roi, seed, plan.adc, copy.deepcopy(state))
         if plan.counts_adc is not None:  # the same draws (same state and seed) with the other offset

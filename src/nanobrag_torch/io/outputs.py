@@ -91,7 +91,7 @@ def write_c_outputs(image, model, outputs: Outputs, out=None, noise=None) -> Ima
     from ..panels import Panels, panel_as_detector
 
     det = model.detector
-    table = getattr(model.info, "hkl_table", None)
+    table = model.info.hkl_table
     extra = []
     if outputs.dumpfile is not None and table is not None:
         extra.append((outputs.dumpfile, None, lambda p: write_fdump(p, table)))
@@ -110,7 +110,7 @@ def write_c_outputs(image, model, outputs: Outputs, out=None, noise=None) -> Ima
     return write_image_outputs(image.reshape(shape), outputs, header, None if every else roi_of(det).reshape(shape),
                                None if every else det.rendered_mask().cpu().numpy().reshape(shape),
                                float(det.pixel_size),
-                               model.sampling.oversample, out, rng=getattr(model.info, "rng", None), noise=noise,
+                               model.sampling.oversample, out, rng=model.info.rng, noise=noise,
                                extra_files=extra)
 
 

@@ -75,7 +75,7 @@ def open_record(path: Path, events, config, resume: bool, warn) -> tuple[dict, b
 def input_files(events, config, model) -> dict[str, str]:
     """flag -> the input file the run read for it: -hkl (or the Fdump.bin read in its place), -mat, -sourcefile,
     -mask (``model.info.files``), the -img whose header set the geometry, and -stills_file."""
-    files = dict(getattr(model.info, "files", {}) or {})
+    files = dict(model.info.files)
     img = dict(events).get("img")
     if img is not None:
         files["-img"] = str(img)
@@ -345,7 +345,7 @@ def _render_and_write(run: _SeriesRun, out) -> float:
 
         expts = dataset_experiments(model, plan, writer.meta, run.files, exptout)
         write_atomically([(exptout, experiments_json(expts), None)])
-    table = getattr(model.info, "hkl_table", None)
+    table = model.info.hkl_table
     if table is not None:
         from ..io.hkl import write_fdump, write_hkl
 

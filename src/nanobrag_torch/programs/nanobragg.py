@@ -7,7 +7,7 @@ import time
 
 
 from .. import __version__
-from ..config import apply_smv_header, build_config
+from ..cmdline.replay import apply_smv_header, build_config
 from ..errors import UsageError, warn
 from .entry import run_program
 from ..cmdline.flags import help_text, parse_argv

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..checks import check_positive
-from ..cmdline.flags import Flag, _f, flag_help_lines, parse_argv
+from ..cmdline.flags import Flag, flag_help_lines, parse_argv
+from ..cmdline.flags import make_flag as _f
 from ..errors import InputError, UsageError, warn
 from ..io.images import read_float_image, write_pgm, write_with_header
 from ..io.atomic import atomic_files

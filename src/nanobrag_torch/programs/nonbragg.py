@@ -18,13 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
-from ..config import (DEFAULT_FLUENCE, RTD, SOURCE_DISTANCE, BeamConfig, DetectorConfig, EngineConfig, OutputConfig,
-                     _angstrom, _auto_steps, _deg, _mm, _percent, _phi_steps, _times, apply_table_event,
-                     fluence_from_flux, not_a_c_flag_warning, roi_window, state_from_events)
+from ..config import DEFAULT_FLUENCE, RTD, SOURCE_DISTANCE, BeamConfig, DetectorConfig, EngineConfig, OutputConfig
+from ..cmdline.c_rules import (angstrom_to_m, auto_steps, deg_to_rad, fluence_from_flux, mm_to_m, percent_to_fraction,
+                               phi_steps, roi_window, times)
+from ..cmdline.replay import apply_table_event, not_a_c_flag_warning, state_from_events
 from ..checks import check_device
 from ..errors import InputError, UsageError, warn
 from ..cmdline.flags import FLAGS as NANOBRAGG_FLAGS
-from ..cmdline.flags import NOT_C_FLAGS, Flag, _f, flag_help_lines, parse_argv
+from ..cmdline.flags import NOT_C_FLAGS, Flag, flag_help_lines, parse_argv
+from ..cmdline.flags import make_flag as _f
 
 # nonBragg has no detector conventions: CUSTOM's axes, the beam centre taken as (fast, slow) and the near point
 # for the sample pivot, which is what geometry.place_detector does for a convention name it does not special-case.
@@ -121,27 +123,29 @@ INTRO = [
 # operations (x/1000.0 for mm and mrad, x/1e10 for A, x/RTD for degrees, x/100.0 for %, x*1e6 for g/cm^3), so
 # every value is the same double as in C (§1.1).
 _STORE: dict[str, tuple[tuple[str, ...], object, dict]] = {
-    "sample_x": (("sample_x",), _mm, {}), "sample_y": (("sample_y",), _mm, {}), "sample_z": (("sample_z",), _mm, {}),
-    "sample_size": (("sample_x", "sample_y", "sample_z"), _mm, {}),
-    "density": (("density",), _times(1e6), {}), "molecules": (("molecules",), None, {}), "MW": (("MW",), None, {}),
-    "lambda": (("wavelength",), _angstrom, {}), "beamsize": (("beamsize",), _mm, {}),
-    "dispersion": (("dispersion",), _percent, {}), "divergence": (("hdivrange", "vdivrange"), _mm, {}),
-    "hdivrange": (("hdivrange",), _mm, {}), "vdivrange": (("vdivrange",), _mm, {}),
-    "hdivstep": (("hdivstep",), _mm, {}), "vdivstep": (("vdivstep",), _mm, {}),
-    "divsteps": (("hdivsteps", "vdivsteps"), None, {}), "source_distance": (("source_distance",), _mm, {}),
+    "sample_x": (("sample_x",), mm_to_m, {}), "sample_y": (("sample_y",), mm_to_m, {}),
+    "sample_z": (("sample_z",), mm_to_m, {}),
+    "sample_size": (("sample_x", "sample_y", "sample_z"), mm_to_m, {}),
+    "density": (("density",), times(1e6), {}), "molecules": (("molecules",), None, {}), "MW": (("MW",), None, {}),
+    "lambda": (("wavelength",), angstrom_to_m, {}), "beamsize": (("beamsize",), mm_to_m, {}),
+    "dispersion": (("dispersion",), percent_to_fraction, {}), "divergence": (("hdivrange", "vdivrange"), mm_to_m, {}),
+    "hdivrange": (("hdivrange",), mm_to_m, {}), "vdivrange": (("vdivrange",), mm_to_m, {}),
+    "hdivstep": (("hdivstep",), mm_to_m, {}), "vdivstep": (("vdivstep",), mm_to_m, {}),
+    "divsteps": (("hdivsteps", "vdivsteps"), None, {}), "source_distance": (("source_distance",), mm_to_m, {}),
     "polar": (("kahn",), None, {"nopolar": False}),
-    "distance": (("distance",), _mm, {"pivot": "beam"}),
-    "close_distance": (("close_distance",), _mm, {"pivot": "sample"}),
-    "detsize": (("detsize_f", "detsize_s"), _mm, {}), "detsize_x": (("detsize_f",), _mm, {}),
-    "detsize_y": (("detsize_s",), _mm, {}), "detpixels": (("fpixels", "spixels"), None, {}),
-    "detpixels_f": (("fpixels",), None, {}), "detpixels_s": (("spixels",), None, {}), "pixel": (("pixel",), _mm, {}),
-    "Xbeam": (("Xbeam",), _mm, {"pivot": "beam"}), "Ybeam": (("Ybeam",), _mm, {"pivot": "beam"}),
-    "Xclose": (("Xclose",), _mm, {"pivot": "sample"}), "Yclose": (("Yclose",), _mm, {"pivot": "sample"}),
+    "distance": (("distance",), mm_to_m, {"pivot": "beam"}),
+    "close_distance": (("close_distance",), mm_to_m, {"pivot": "sample"}),
+    "detsize": (("detsize_f", "detsize_s"), mm_to_m, {}), "detsize_x": (("detsize_f",), mm_to_m, {}),
+    "detsize_y": (("detsize_s",), mm_to_m, {}), "detpixels": (("fpixels", "spixels"), None, {}),
+    "detpixels_f": (("fpixels",), None, {}), "detpixels_s": (("spixels",), None, {}),
+    "pixel": (("pixel",), mm_to_m, {}),
+    "Xbeam": (("Xbeam",), mm_to_m, {"pivot": "beam"}), "Ybeam": (("Ybeam",), mm_to_m, {"pivot": "beam"}),
+    "Xclose": (("Xclose",), mm_to_m, {"pivot": "sample"}), "Yclose": (("Yclose",), mm_to_m, {"pivot": "sample"}),
     "ORGX": (("ORGX",), None, {"pivot": "sample"}), "ORGY": (("ORGY",), None, {"pivot": "sample"}),
-    "pivot": (("pivot",), None, {}), "twotheta": (("twotheta",), _deg, {"pivot": "sample"}),
-    "detector_rotx": (("rotx",), _deg, {}), "detector_roty": (("roty",), _deg, {}),
-    "detector_rotz": (("rotz",), _deg, {}),
-    "phi": (("phi0",), _deg, {}), "osc": (("osc",), _deg, {}), "phistep": (("phistep",), _deg, {}),
+    "pivot": (("pivot",), None, {}), "twotheta": (("twotheta",), deg_to_rad, {"pivot": "sample"}),
+    "detector_rotx": (("rotx",), deg_to_rad, {}), "detector_roty": (("roty",), deg_to_rad, {}),
+    "detector_rotz": (("rotz",), deg_to_rad, {}),
+    "phi": (("phi0",), deg_to_rad, {}), "osc": (("osc",), deg_to_rad, {}), "phistep": (("phistep",), deg_to_rad, {}),
     "noisefile": (("noisefile",), None, {"noise": True}), "pgmfile": (("pgmfile",), None, {"write_pgm": True}),
 }
 for _key in ("fluence", "flux", "exposure", "dispsteps", "hdivsteps", "vdivsteps", "sourcefile", "oversample",
@@ -347,16 +351,16 @@ def build_config(events: list[tuple[str, object]], header_hook=_img_hook) -> Non
         raise UsageError(f"-lambda: the wavelength must be positive, got {st.wavelength * 1e10:g} A")
     detector = detector_config(st)
     sample, density, molecules = _sample(st)
-    hsteps, hrange, hstep = _auto_steps(st.hdivsteps, st.hdivrange, st.hdivstep, 1.0)
-    vsteps, vrange, vstep = _auto_steps(st.vdivsteps, st.vdivrange, st.vdivstep, 1.0)
-    dsteps, disp, dstep = _auto_steps(st.dispsteps, st.dispersion, -1.0, 1.0)
+    hsteps, hrange, hstep = auto_steps(st.hdivsteps, st.hdivrange, st.hdivstep, 1.0)
+    vsteps, vrange, vstep = auto_steps(st.vdivsteps, st.vdivrange, st.vdivstep, 1.0)
+    dsteps, disp, dstep = auto_steps(st.dispsteps, st.dispersion, -1.0, 1.0)
     beam = BeamConfig(
         wavelength=st.wavelength, fluence=fluence_from_flux(st), beam_vector=tuple(st.beam_vector),
         polar_vector=tuple(st.polar_vector), kahn_factor=st.kahn, nopolar=st.nopolar, hdiv_range=hrange,
         hdiv_step=hstep, hdiv_steps=hsteps, vdiv_range=vrange, vdiv_step=vstep, vdiv_steps=vsteps,
         round_div=st.round_div, dispersion=disp, disp_step=dstep, disp_steps=dsteps, sourcefile=st.sourcefile,
     )
-    _, osc, _ = _phi_steps(st.phisteps, st.osc, st.phistep)
+    _, osc, _ = phi_steps(st.phisteps, st.osc, st.phistep)
     check_device("-device", st.device)
     output = OutputConfig(
         floatfile=st.floatfile, intfile=st.intfile, pgmfile=st.pgmfile if st.write_pgm else None,
