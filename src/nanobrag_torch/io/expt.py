@@ -142,6 +142,18 @@ def _detector(det: dict, path) -> tuple[tuple[ExptPanel, ...], tuple[tuple[int, 
     return panels, tuple(groups)
 
 
+def group_parents(groups) -> list[int | None]:
+    """For each group of a post-ordered hierarchy (innermost first), the index of the smallest later group
+    holding all its panels (its parent), None for a top group."""
+    sets = [frozenset(int(i) for i in g) for g in groups]
+    return [next((h for h in range(k + 1, len(sets)) if sets[k] <= sets[h]), None) for k in range(len(sets))]
+
+
+def innermost_group(groups, panel: int) -> int | None:
+    """The index of the first (innermost) group of a post-ordered hierarchy holding ``panel``; None: none."""
+    return next((k for k, m in enumerate(groups) if panel in tuple(int(i) for i in m)), None)
+
+
 def _identity(d: dict, key: str) -> bool:
     v = d.get(key)
     return v is None or np.allclose(np.asarray(v, dtype=float).reshape(-1), np.eye(3).reshape(-1), atol=1e-12)
@@ -252,4 +264,5 @@ def check_one_size(exp: Experiment, path) -> None:
     if first.pixel_size[0] != first.pixel_size[1]:
         raise InputError(f"-expt: {path}: rectangular pixels {first.pixel_size} mm are not supported")
 
-__all__ = ["read_expt", "Experiment", "ExptPanel", "c_flags", "custom_placement", "check_one_size"]
+__all__ = ["read_expt", "Experiment", "ExptPanel", "c_flags", "custom_placement", "check_one_size", "group_parents",
+           "innermost_group"]

@@ -1,0 +1,82 @@
+"""Multi-panel files (issue 24) without DIALS: the NXmx file of a P-panel series holds one NXdetector_module per
+panel whose chain of translations (module offset, then each hierarchy group up to the detector) ends at the
+panel's origin, and the truth experiment list (-exptout) reads back through our -expt reader
+(``io.expt.read_expt``, which composes the hierarchy's local frames itself) as the panels and groups we wrote.
+dxtbx's own reading of both files is in test_dxtbx_panels.py."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nanobrag_torch import config_from_argv, load_model
+from nanobrag_torch.io.expt import read_expt
+from nanobrag_torch.io.lab_frame import MCSTAS_TO_IMGCIF, imgcif_setup
+from nanobrag_torch.programs.nanobragg import main
+from tests.helpers.expt import write_expt
+
+XTAL = "-cell 40 40 40 90 90 90 -misset 10 20 30 -N 3 -default_F 100 -oversample 1 -workers 0 -quiet".split()
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    """A 2-frame series on the tilted 4-panel layout: NXmx (float frames), the float files and the truth."""
+    d = tmp_path_factory.mktemp("panelfiles")
+    write_expt(d / "in.expt", "tilt", scan=(0.0, 0.5))  # its goniometer: spindle +x, the frame we write in
+    argv = ["-expt", str(d / "in.expt"), *XTAL, "-osc", "0.5", "-nonoise"]
+    assert main([*argv, "-frames", "2", "-nexus", str(d / "s.h5"), "-floatfile", str(d / "f_#.bin"),
+                 "-exptout", str(d / "t.expt")]) == 0
+    return d, load_model(config_from_argv(argv))
+
+
+def _chain(f, path: str) -> np.ndarray:
+    """The sum of the translations along a depends_on chain (mm, McStas), checking each one's attributes."""
+    total = np.zeros(3)
+    while path != ".":
+        t = f[path]
+        assert t.attrs["transformation_type"] == "translation" and t.attrs["units"] == "mm"
+        assert np.linalg.norm(t.attrs["vector"]) == pytest.approx(1.0, abs=1e-12)
+        total += float(t[()]) * np.asarray(t.attrs["vector"])
+        path = t.attrs["depends_on"]
+        path = path.decode() if isinstance(path, bytes) else path
+    return total
+
+
+def test_nxmx_holds_one_module_per_panel(written):
+    import h5py
+    import hdf5plugin  # noqa: F401
+
+    d, model = written
+    det = model.detector
+    st = imgcif_setup(model)
+    P, S, F = det.shape
+    frames = np.fromfile(d / "f_2.bin", dtype=np.float32).reshape(P * S, F)
+    with h5py.File(d / "s.h5", "r") as f:
+        assert f["/entry/data/data"].shape == (2, P * S, F)
+        assert np.array_equal(f["/entry/data/data"][1], frames)  # frame 2: the panels one under another
+        nx = f["/entry/instrument/detector"]
+        mods = [k for k in nx if nx[k].attrs.get("NX_class") == "NXdetector_module"]
+        assert sorted(mods) == [f"module_{p}" for p in range(P)]
+        for p in range(P):
+            m = nx[f"module_{p}"]
+            assert list(m["data_origin"][()]) == [p * S, 0] and list(m["data_size"][()]) == [S, F]
+            fast, slow = m["fast_pixel_direction"], m["slow_pixel_direction"]
+            assert float(fast[()]) == pytest.approx(0.172) and float(slow[()]) == pytest.approx(0.172)
+            # McStas -> imgCIF: the same origin and axes as the truth's frame (imgcif_setup) to rounding
+            origin = MCSTAS_TO_IMGCIF @ _chain(f, "/entry/instrument/detector/module_%d/module_offset" % p)
+            assert np.abs(origin - st.origin[p]).max() < 1e-9
+            assert np.abs(MCSTAS_TO_IMGCIF @ fast.attrs["vector"] - st.fast[p]).max() < 1e-12
+            assert np.abs(MCSTAS_TO_IMGCIF @ slow.attrs["vector"] - st.slow[p]).max() < 1e-12
+        assert nx["pixel_mask"].shape == (P * S, F)
+
+
+def test_truth_reads_back_as_the_panels_and_groups(written, tmp_path):
+    d, model = written
+    source, truth = read_expt(str(d / "in.expt")), read_expt(str(d / "t.expt"))
+    assert len(truth.panels) == 4 and truth.groups == source.groups == ((0, 1), (2, 3), (0, 1, 2, 3))
+    for a, b in zip(source.panels, truth.panels):  # the input file's geometry comes back (mm)
+        for key in ("origin", "fast", "slow"):
+            assert np.abs(np.subtract(getattr(a, key), getattr(b, key))).max() < 1e-9, key
+        assert b.image_size == (32, 24) and tuple(b.pixel_size) == pytest.approx((0.172, 0.172))
+    # ... and renders as the same detector: the truth file is a valid -expt input
+    again = load_model(config_from_argv(["-expt", str(d / "t.expt"), *XTAL]))
+    assert np.abs(again.detector.origin.numpy() - model.detector.origin.numpy()).max() < 1e-12
