@@ -80,3 +80,49 @@ def test_truth_reads_back_as_the_panels_and_groups(written, tmp_path):
     # ... and renders as the same detector: the truth file is a valid -expt input
     again = load_model(config_from_argv(["-expt", str(d / "t.expt"), *XTAL]))
     assert np.abs(again.detector.origin.numpy() - model.detector.origin.numpy()).max() < 1e-12
+
+
+def test_our_multi_module_nxmx_is_an_expt_input(written):
+    # -expt FILE.h5 (io.nxmx_in): the modules come back as the panels, the shared translations as the groups,
+    # with the beam, spindle and scan; the render is the original's (the same geometry to rounding)
+    d, model = written
+    again = load_model(config_from_argv(["-expt", str(d / "s.h5"), *XTAL, "-nonoise"]))
+    a, b = model.detector, again.detector
+    assert b.groups == a.groups == ((0, 1), (2, 3), (0, 1, 2, 3)) and b.shape == a.shape
+    for key in ("origin", "fast", "slow"):
+        assert np.abs(getattr(b, key).numpy() - getattr(a, key).numpy()).max() < 1e-15, key
+    assert float(again.beam.wavelength) == pytest.approx(1e-10, rel=1e-15)
+    assert float(again.beam.kahn) == pytest.approx(float(model.beam.kahn), abs=1e-12)
+    assert float(again.crystal.osc) == pytest.approx(float(model.crystal.osc), abs=1e-15)
+    assert np.allclose(again.crystal.spindle_axis.numpy(), model.crystal.spindle_axis.numpy(), atol=1e-15)
+    from nanobrag_torch import render
+
+    one, two = render(model).numpy(), render(again).numpy()
+    assert one.max() > 0 and np.abs(two - one).max() <= 1e-9 * one.max()
+
+
+@pytest.mark.parametrize("extra", [["-twotheta", "10"], ["-xds", "-detector_rotx", "3"]])
+def test_a_single_panel_nxmx_is_an_expt_input(tmp_path, extra):
+    # One module whose offset hangs off det_z (the normal): -expt gives C's detector back (imgCIF frame, mm)
+    base = "-cell 40 50 60 90 90 90 -N 3 -default_F 100 -detpixels_f 32 -detpixels_s 24 -pixel 0.2 -distance 80 " \
+           "-oversample 1 -phi 3 -osc 1 -workers 0 -quiet -nonoise".split()
+    assert main([*base, *extra, "-frames", "2", "-nexus", str(tmp_path / "s.h5")]) == 0
+    model = load_model(config_from_argv([*base, *extra]))
+    again = load_model(config_from_argv(["-expt", str(tmp_path / "s.h5"), "-cell", "40", "50", "60", "90", "90",
+                                         "90", "-default_F", "1"]))
+    st, st2 = imgcif_setup(model), imgcif_setup(again)
+    for key in ("origin", "fast", "slow"):
+        assert np.abs(getattr(st2, key) - getattr(st, key)).max() < 1e-9, key
+    assert again.detector.fpixels == 32 and again.detector.spixels == 24
+    assert float(again.crystal.phi0) == pytest.approx(float(model.crystal.phi0), abs=1e-15)
+    assert st2.spindle == pytest.approx(st.spindle, abs=1e-12)
+
+
+def test_an_hdf5_file_that_is_not_nxmx_is_one_line(tmp_path, capsys):
+    import h5py
+
+    with h5py.File(tmp_path / "x.h5", "w") as f:
+        f["a"] = 1
+    assert main(["-expt", str(tmp_path / "x.h5"), *XTAL]) == 1  # bad input: one line, no traceback
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not an NXmx file" in err[0]

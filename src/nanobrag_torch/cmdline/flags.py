@@ -149,7 +149,8 @@ FLAGS: tuple[Flag, ...] = (
     _f("roi", "-roi", "roi", "Detector", "xmin xmax ymin ymax: inclusive pixel window"),
     _f("mask", "-mask", "file", "Detector", "SMV mask: zero pixels are skipped; header sets geometry"),
     _f("expt", "-expt", "file", "Detector", "DIALS experiment list: beam, P panels (+ hierarchy), goniometer, scan, "
-       "crystal; flags given too override it. P > 1: images hold the panels one after another, panel 0 first"),
+       "crystal; flags given too override it. P > 1: images hold the panels one after another, panel 0 first. "
+       "An NXmx file (.h5) works too: its NXdetector_modules as the panels"),
     _f("img", "-img", "file", "Detector", "SMV image whose header sets geometry"),
     _f("dmin", "-dmin", "float", "Detector", "resolution cut-off (A)"),
     # Rotation

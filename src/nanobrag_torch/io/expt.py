@@ -160,7 +160,12 @@ def _identity(d: dict, key: str) -> bool:
 
 
 def read_expt(path: str | Path) -> Experiment:
-    """The first experiment of a DIALS experiment list; one-line ``InputError`` for a file that is not one."""
+    """The first experiment of a DIALS experiment list (or of an NXmx file: ``io.nxmx_in``); one-line
+    ``InputError`` for a file that is not one."""
+    from .nxmx_in import is_hdf5, read_nxmx_experiment  # a sibling that builds this module's Experiment
+
+    if is_hdf5(path):
+        return read_nxmx_experiment(path)
     try:
         doc = json.loads(Path(path).read_text())
     except OSError as exc:
