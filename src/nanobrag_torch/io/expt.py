@@ -12,46 +12,13 @@ and its axes are the parent's frame applied to its own.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
-
-
-@dataclass(frozen=True)
-class ExptPanel:
-    """One panel in the lab frame: origin (mm, outer corner of pixel (0,0)), unit fast/slow axes, pixel size
-    (mm, fast and slow), image size (fast, slow pixels), sensor thickness (mm) and mu (1/mm), masked
-    rectangles (f0, s0, f1, s1: pixels f0 <= f < f1, s0 <= s < s1) and the trusted range."""
-
-    name: str
-    origin: tuple[float, float, float]
-    fast: tuple[float, float, float]
-    slow: tuple[float, float, float]
-    pixel_size: tuple[float, float]
-    image_size: tuple[int, int]
-    thickness: float
-    mu: float
-    mask: tuple[tuple[int, int, int, int], ...]
-    trusted_range: tuple[float, float]
-
-
-@dataclass(frozen=True)
-class Experiment:
-    """The models of an experiment list's first experiment (the file's units)."""
-
-    wavelength: float  # A
-    direction: tuple[float, float, float]  # unit, from the sample towards the source (dxtbx's s0 direction)
-    polarization_normal: tuple[float, float, float]
-    polarization_fraction: float
-    panels: tuple[ExptPanel, ...]
-    groups: tuple[tuple[int, ...], ...]  # panel indices of each hierarchy group, innermost first
-    spindle_axis: tuple[float, float, float] | None
-    scan: tuple[float, float] | None  # (start, width) of the first image, degrees
-    crystal: tuple[tuple[float, float, float], ...] | None  # real-space a, b, c (A) in the lab frame
-    space_group: str | None  # Hall symbol, for the record
+from .expt_model import Experiment, ExptPanel
+from .nxmx_in import is_hdf5, read_nxmx_experiment
 
 
 def _vec(d: dict, key: str, where: str, n: int = 3) -> tuple[float, ...]:
@@ -162,8 +129,6 @@ def _identity(d: dict, key: str) -> bool:
 def read_expt(path: str | Path) -> Experiment:
     """The first experiment of a DIALS experiment list (or of an NXmx file: ``io.nxmx_in``); one-line
     ``InputError`` for a file that is not one."""
-    from .nxmx_in import is_hdf5, read_nxmx_experiment  # a sibling that builds this module's Experiment
-
     if is_hdf5(path):
         return read_nxmx_experiment(path)
     try:

@@ -20,8 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# McStas (NeXus) -> imgCIF (dxtbx/DIALS): a rotation by 180 degrees about y, its own inverse.
-MCSTAS_TO_IMGCIF = np.diag([-1.0, 1.0, -1.0])
+from .mcstas import MCSTAS_TO_IMGCIF  # McStas (NeXus) -> imgCIF (dxtbx/DIALS); used by the writers from here
 
 
 def _unit(v: np.ndarray) -> np.ndarray:

@@ -25,6 +25,10 @@ What is written (``FIELDS`` lists every path, checked by tests/datasets/test_ser
   (NXcollection: photons = data - adc_offset; 0 unless -adc was given: the counts are photons, as a
   photon-counting detector records them).
 * ``/entry/source`` (NXsource): name (@short_name).
+
+P panels (a ``panels.Panels`` detector, -expt): the frames are (frames, P x slow, fast), panel p in rows
+p S..; the detector has no det_z, distance or beam centre; each hierarchy group is a translation
+``detector/transformations/group_k`` and each panel a ``module_p`` (``_nx_panel_modules``).
 """
 from __future__ import annotations
 
@@ -37,6 +41,7 @@ import numpy as np
 
 from .expt import group_parents, innermost_group
 from .lab_frame import imgcif_setup
+from .mcstas import NO_SENSOR_NOTE, NO_SENSOR_THICKNESS_MM
 
 # Every dataset path written (attributes are listed in the module doc); the tests compare them with NXmx.
 FIELDS = (
@@ -65,12 +70,6 @@ ROTATION_FIELDS = ("/entry/sample/transformations/omega", "/entry/sample/transfo
                    "/entry/sample/transformations/omega_increment_set")
 STILLS_FIELDS = ("/entry/sample/simulation/misset_angles",)
 NOISE_FIELDS = ("/entry/instrument/detector/simulation/adc_offset",)
-# C's default -detector_thick 0 (every photon stops at the sensor's surface: no parallax). NXmx requires a
-# sensor thickness and dxtbx refuses 0 (it builds a parallax correction from it), so that detector is written
-# as the limit of a thin sensor: 1 nm of silicon, whose parallax (dxtbx's model) is below 1e-11 mm.
-NO_SENSOR_THICKNESS_MM = 1e-6
-NO_SENSOR_NOTE = ("nanoBragg -detector_thick 0: no sensor depth, no parallax; written as 1 nm because NXmx readers "
-                  "need a positive thickness")
 
 
 @dataclass(frozen=True)

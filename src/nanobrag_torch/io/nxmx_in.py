@@ -24,9 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .expt import Experiment, ExptPanel
-from .lab_frame import MCSTAS_TO_IMGCIF
-from .nexus import NO_SENSOR_THICKNESS_MM
+from .expt_model import Experiment, ExptPanel
+from .mcstas import MCSTAS_TO_IMGCIF, NO_SENSOR_THICKNESS_MM
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _LENGTH_MM = {"mm": 1.0, "m": 1000.0, "cm": 10.0, "um": 1e-3, "microns": 1e-3, "micron": 1e-3, "nm": 1e-6}
@@ -170,7 +169,8 @@ def _beam(f, inst, where: str) -> tuple[float, tuple, float]:
     wavelength = float(np.asarray(wl[()], dtype=float).reshape(-1)[0]) * _scale(wl, _WAVELENGTH_A, "angstrom", where)
     if "incident_polarization_stokes" not in beam:
         return wavelength, (0.0, 1.0, 0.0), 0.5
-    i, q, u = (float(x) for x in np.asarray(beam["incident_polarization_stokes"][()], dtype=float).reshape(-1, 4)[0][:3])
+    stokes = np.asarray(beam["incident_polarization_stokes"][()], dtype=float).reshape(-1, 4)
+    i, q, u = (float(x) for x in stokes[0][:3])
     chi = 0.5 * math.atan2(u, q)
     e = MCSTAS_TO_IMGCIF @ np.array([math.cos(chi), math.sin(chi), 0.0])
     normal = np.cross(np.array([0.0, 0.0, 1.0]), e)
