@@ -126,3 +126,74 @@ def test_an_hdf5_file_that_is_not_nxmx_is_one_line(tmp_path, capsys):
     assert main(["-expt", str(tmp_path / "x.h5"), *XTAL]) == 1  # bad input: one line, no traceback
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not an NXmx file" in err[0]
+
+
+def test_the_dataset_writer_refuses_cbf_for_panels(written):
+    # A model built in Python (not through the command line's refusal) meets the same one-line refusal
+    from types import SimpleNamespace
+
+    from nanobrag_torch.datasets.writer import DatasetFiles, DatasetWriter
+    from nanobrag_torch.errors import UsageError
+
+    _, model = written
+    with pytest.raises(UsageError, match="-cbf: not written for a detector of 4 panels"):
+        DatasetWriter(DatasetFiles(cbf="c_#.cbf"), model, SimpleNamespace(seed=None, rotation=True), None)
+
+
+def _nx(group, name, nx_class):
+    g = group.create_group(name)
+    g.attrs["NX_class"] = nx_class
+    return g
+
+
+def _axis(group, name, value, units, kind, vector, depends_on):
+    d = group.create_dataset(name, data=value)
+    d.attrs.update(units=units, transformation_type=kind, vector=np.asarray(vector, float), depends_on=depends_on)
+    return d
+
+
+def test_the_nxmx_reader_follows_rotations_units_and_masks(tmp_path):
+    # A file written by hand: two modules behind a detector turned 90 deg about McStas y (a two-theta arm),
+    # det_z 100 mm. A point is moved by its own transformation first, then by the one it depends on:
+    # module 0's corner (10, 0, 0) -> det_z (10, 0, 100) -> R_y(90) (100, 0, -10) -> imgCIF (x, z flipped)
+    # (-100, 0, 10); its fast (-1, 0, 0) -> (0, 0, 1) -> (0, 0, -1); module 1's corner (0, 5, 0) -> (-100, 5, 0).
+    import h5py
+
+    path = tmp_path / "hand.h5"
+    with h5py.File(path, "w") as f:
+        entry = _nx(f, "entry", "NXentry")
+        entry["definition"] = "NXmx"
+        inst = _nx(entry, "instrument", "NXinstrument")
+        beam = _nx(inst, "beam", "NXbeam")
+        beam.create_dataset("incident_wavelength", data=0.09).attrs["units"] = "nm"
+        det = _nx(inst, "detector", "NXdetector")
+        tr = _nx(det, "transformations", "NXtransformations")
+        _axis(tr, "two_theta", 90.0, "deg", "rotation", (0, 1, 0), ".")
+        _axis(tr, "det_z", 0.1, "m", "translation", (0, 0, 1), "/entry/instrument/detector/transformations/two_theta")
+        det.create_dataset("sensor_thickness", data=450.0).attrs["units"] = "um"
+        mask = np.zeros((8, 6), np.int32)
+        mask[5, 2:4] = 1
+        det["pixel_mask"] = mask
+        for i, (vec, start) in enumerate((((1, 0, 0), 0), ((0, 1, 0), 4))):
+            m = _nx(det, f"m{i}", "NXdetector_module")
+            m["data_origin"], m["data_size"] = np.array([start, 0]), np.array([4, 6])
+            _axis(m, "module_offset", 10.0 if i == 0 else 5.0, "mm", "translation", vec,
+                  "/entry/instrument/detector/transformations/det_z")
+            off = f"/entry/instrument/detector/m{i}/module_offset"
+            _axis(m, "fast_pixel_direction", 0.075, "mm", "translation", (-1, 0, 0), off)
+            _axis(m, "slow_pixel_direction", 75.0, "um", "translation", (0, -1, 0), off)
+        sample = _nx(entry, "sample", "NXsample")
+        sample["depends_on"] = "/entry/sample/transformations/omega"
+        _axis(_nx(sample, "transformations", "NXtransformations"), "omega", np.array([10.0, 10.2, 10.4]), "deg",
+              "rotation", (-1, 0, 0), ".")
+    exp = read_expt(path)
+    assert exp.wavelength == pytest.approx(0.9, abs=1e-12) and exp.polarization_fraction == 0.5
+    assert exp.spindle_axis == pytest.approx((1, 0, 0)) and exp.scan == pytest.approx((10.0, 0.2))
+    p0, p1 = exp.panels
+    assert p0.origin == pytest.approx((-100, 0, 10), abs=1e-12) and p1.origin == pytest.approx((-100, 5, 0), abs=1e-12)
+    for p in (p0, p1):
+        assert p.fast == pytest.approx((0, 0, -1), abs=1e-15) and p.slow == pytest.approx((0, -1, 0), abs=1e-15)
+        assert p.pixel_size == pytest.approx((0.075, 0.075)) and p.image_size == (6, 4)
+        assert p.thickness == pytest.approx(0.45)
+    assert p0.mask == () and p1.mask == ((2, 1, 4, 2),)  # row 5 of the stack is module 1's row 1
+    assert exp.groups == ((0, 1),)  # two_theta and det_z hold both modules: one group

@@ -127,6 +127,9 @@ class DatasetWriter:
         if files.cbf is not None:
             from ..io.cbf import minicbf_fits
 
+            if hasattr(model.detector, "panels"):  # the command line refuses it earlier (config)
+                raise UsageError(f"-cbf: not written for a detector of {model.detector.panels} panels; use -nexus")
+
             self.full_cbf = not minicbf_fits(model, plan.rotation)  # the geometry needs imgCIF's axes
 
     # -- what exists -----------------------------------------------------------------------------------
