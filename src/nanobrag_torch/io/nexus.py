@@ -256,25 +256,29 @@ def _nx_detector(inst, model, meta: NexusMeta, setup, stack, dtype) -> None:
 
 def _nx_module(d, det, g, R, det_z: str) -> None:
     """NXdetector_module: pixel (0,0)'s offset in the detector plane, then the fast and slow pixel directions."""
-    S, F = det.spixels, det.fpixels
-    px_mm = float(det.pixel_size) * 1000.0
-    m = _group(d, "module", "NXdetector_module")
-    _ds(m, "data_origin", np.array([0, 0], dtype=np.int32))
-    _ds(m, "data_size", np.array([S, F], dtype=np.int32))
-    _ds(m, "data_stride", np.array([1, 1], dtype=np.int32))
     in_plane = _vec(g.pix0) - float(g.close_distance) * _vec(g.odet)  # pix0 relative to the normal's foot
-    length = float(np.linalg.norm(in_plane))
-    offset_dir = R @ (in_plane / length) if length > 0 else R @ _vec(g.fdet)
-    mod = "/entry/instrument/detector/module/module_offset"
-    _translation(m, "module_offset", length * 1000.0, offset_dir, det_z)
-    _translation(m, "fast_pixel_direction", px_mm, R @ _vec(g.fdet), mod)
-    _translation(m, "slow_pixel_direction", px_mm, R @ _vec(g.sdet), mod)
+    _module(d, "module", 0, det, R @ in_plane * 1000.0, det_z, R @ _vec(g.fdet), R @ _vec(g.sdet))
 
 
-def _shift(group, name, delta_mm: np.ndarray, depends_on: str) -> str:
-    """A translation by ``delta_mm`` (McStas) named ``name`` in ``group``; returns its path."""
+def _module(d, name: str, row0: int, det, offset_mm: np.ndarray, depends_on: str, fast, slow) -> None:
+    """One NXdetector_module ``name``: rows row0.. of the stack (``det``'s spixels x fpixels), its
+    ``module_offset`` (the translation ``offset_mm``, McStas, after ``depends_on``; along ``fast`` when zero)
+    and the fast and slow pixel directions (the pixel size along the unit axes ``fast``, ``slow``)."""
+    m = _group(d, name, "NXdetector_module")
+    _ds(m, "data_origin", np.array([row0, 0], dtype=np.int32))
+    _ds(m, "data_size", np.array([det.spixels, det.fpixels], dtype=np.int32))
+    _ds(m, "data_stride", np.array([1, 1], dtype=np.int32))
+    mod = _shift(m, "module_offset", offset_mm, depends_on, fast)
+    px_mm = float(det.pixel_size) * 1000.0
+    _translation(m, "fast_pixel_direction", px_mm, fast, mod)
+    _translation(m, "slow_pixel_direction", px_mm, slow, mod)
+
+
+def _shift(group, name, delta_mm: np.ndarray, depends_on: str, zero_dir=(0.0, 0.0, 1.0)) -> str:
+    """A translation by ``delta_mm`` (McStas) named ``name`` in ``group`` (along ``zero_dir`` when it is zero);
+    returns its path."""
     length = float(np.linalg.norm(delta_mm))
-    _translation(group, name, length, delta_mm / length if length > 0 else np.array([0.0, 0.0, 1.0]), depends_on)
+    _translation(group, name, length, delta_mm / length if length > 0 else np.asarray(zero_dir), depends_on)
     return f"{group.name}/{name}"
 
 
@@ -294,18 +298,10 @@ def _nx_panel_modules(d, dtr, det, g, R) -> str:
         up = parents[k]
         base, dep = (pivots[up], paths[up]) if up is not None else (np.zeros(3), ".")
         paths[k] = _shift(dtr, f"group_{k}", pivots[k] - base, dep)
-    S, F = det.spixels, det.fpixels
-    px_mm = float(det.pixel_size) * 1000.0
     for p in range(det.panels):
         inner = innermost_group(groups, p)
         base, dep = (pivots[inner], paths[inner]) if inner is not None else (np.zeros(3), ".")
-        m = _group(d, f"module_{p}", "NXdetector_module")
-        _ds(m, "data_origin", np.array([p * S, 0], dtype=np.int32))
-        _ds(m, "data_size", np.array([S, F], dtype=np.int32))
-        _ds(m, "data_stride", np.array([1, 1], dtype=np.int32))
-        mod = _shift(m, "module_offset", origin_mm[p] - base, dep)
-        _translation(m, "fast_pixel_direction", px_mm, fast[p], mod)
-        _translation(m, "slow_pixel_direction", px_mm, slow[p], mod)
+        _module(d, f"module_{p}", p * det.spixels, det, origin_mm[p] - base, dep, fast[p], slow[p])
     whole = [k for k, m in enumerate(groups) if len(set(m)) == det.panels]
     return paths[whole[-1]] if whole else "."
 
