@@ -127,7 +127,7 @@ def interop(session: nox.Session) -> None:
     if "DIALS found" not in (out or ""):
         session.error((out or "interop: DIALS check failed").strip().splitlines()[-1])
     _in_project(session, "-m", "pytest", "-q", "-m", "dials", "tests/datasets/test_dxtbx_readback.py",
-                env={"NB_REQUIRE_DIALS": "1"})
+                "tests/datasets/test_dxtbx_panels.py", env={"NB_REQUIRE_DIALS": "1"})
     _in_project(session, "-m", "tools.interop.run", *session.posargs)
 
 

@@ -70,6 +70,10 @@ class Panels:
         """Distance between sensor layers (m)."""
         return self.thickness / self.layer_divisor
 
+    def place(self, beam_vector) -> DetectorGeometry:
+        """``place_panels(self, beam_vector)``: the writers place a detector through this, whichever kind it is."""
+        return place_panels(self, beam_vector)
+
     def renders_every_pixel(self) -> bool:
         """No mask and an ROI (if any) covering the whole panel: ``rendered_mask()`` is all True."""
         return Detector.renders_every_pixel(self)

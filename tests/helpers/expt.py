@@ -59,7 +59,8 @@ def experiment_list(layout: str, size=(32, 24), pixel=0.172, distance=60.0, thic
     if scan is not None:
         doc["goniometer"] = [{"rotation_axis": [1.0, 0.0, 0.0], "fixed_rotation": list(np.eye(3).ravel()),
                               "setting_rotation": list(np.eye(3).ravel())}]
-        doc["scan"] = [{"image_range": [1, 1], "oscillation": list(scan), "batch_offset": 0}]
+        doc["scan"] = [{"image_range": [1, 1], "oscillation": list(scan), "batch_offset": 0, "exposure_time": [1.0],
+                        "epochs": [0.0], "valid_image_ranges": {}}]  # the last three: for dxtbx
         doc["experiment"][0].update(goniometer=0, scan=0)
     return doc
 

@@ -242,8 +242,9 @@ def test_floatfile_holds_the_panels_one_after_another(tmp_path):
     assert np.array_equal(raw.reshape(4, 24, 32), img.numpy().astype(np.float32))
     head = (tmp_path / "i.img").read_bytes()[:512].decode()
     assert "SIZE1=32;" in head and "SIZE2=96;" in head
-    for refused in (["-frames", "2", "-nexus", str(tmp_path / "x.nxs")], ["-exptout", str(tmp_path / "t.expt")]):
-        assert main(["-expt", str(path), *XTAL, *refused]) == 2, refused  # one line, not written yet for P > 1
+    # CBF is refused for P > 1 (one line, nothing written): NXmx holds the panels as modules
+    assert main(["-expt", str(path), *XTAL, "-frames", "2", "-cbf", str(tmp_path / "c_#.cbf")]) == 2
+    assert not list(tmp_path.glob("c_*"))
 
 
 def test_a_rotation_series_on_panels_writes_each_frame_as_its_single_render(tmp_path):

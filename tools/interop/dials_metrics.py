@@ -6,7 +6,7 @@ WORKDIR holds the outputs of dials.import / find_spots / index / refine / integr
 names (imported.expt, strong.refl, indexed.expt/.refl, refined.expt/.refl, integrated.expt/.refl); the
 metrics of the steps that ran are reported, None for the others:
 
-* spots: strong spots; indexed_pct: indexed / strong (%);
+* panels: how many panels dxtbx imported; spots: strong spots; indexed_pct: indexed / strong (%);
 * cell_err_pct: the largest relative error of a, b, c (refined crystal vs the truth, after matching the basis
   DIALS chose to the truth's by the integer change of basis between the two real-space bases);
   angle_err_deg: the largest cell-angle error;
@@ -85,6 +85,7 @@ def main(truth_path, hkl_path, work) -> dict:
     if res["imported"]:
         imp = load("imported.expt")
         res["images"] = len(imp[0].imageset) if imp[0].imageset is not None else None
+        res["panels"] = len(imp[0].detector)
         res["import_distance_err_mm"] = abs(imp[0].detector[0].get_distance() - truth.detector[0].get_distance())
         res["import_beam_centre_err_mm"] = float(np.linalg.norm(
             np.subtract(imp[0].detector[0].get_beam_centre(imp[0].beam.get_s0()),

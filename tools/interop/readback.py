@@ -24,8 +24,16 @@ def _panel(p, beam) -> dict:
             "px_mm": p.get_px_mm_strategy().name()}
 
 
+def _groups(node) -> list:
+    """The hierarchy below ``node`` as nested lists: a group is [name, children...], a panel its index."""
+    if not node.is_group():
+        return node.index()
+    return [node.get_name(), *(_groups(child) for child in node)]
+
+
 def _models(beam, detector, gonio, scan) -> dict:
     out = {"panel": _panel(detector[0], beam), "panels": len(detector), "s0": list(beam.get_s0()),
+           "all_panels": [_panel(p, beam) for p in detector], "hierarchy": _groups(detector.hierarchy()),
            "wavelength": beam.get_wavelength(), "polarization_normal": list(beam.get_polarization_normal()),
            "polarization_fraction": beam.get_polarization_fraction(), "axis": None, "scan": None}
     if gonio is not None:
@@ -44,8 +52,10 @@ def read_image(path) -> dict:
     out["format"] = type(img).__name__
     multi = hasattr(img, "get_num_images")  # a file of many frames (NXmx): frame 0
     data = img.get_raw_data(0) if multi else img.get_raw_data()
-    data = data[0] if isinstance(data, tuple) else data
-    out["pixels"] = data.as_numpy_array().tolist()
+    parts = data if isinstance(data, tuple) else (data,)
+    out["pixels"] = parts[0].as_numpy_array().tolist()
+    if len(parts) > 1:  # P panels: every panel's pixels
+        out["panel_pixels"] = [part.as_numpy_array().tolist() for part in parts]
     out["num_images"] = img.get_num_images() if multi else 1
     return out
 
@@ -63,7 +73,8 @@ def read_experiments(path) -> dict:
     out = _models(e.beam, e.detector, e.goniometer, e.scan)
     out["format"] = "ExperimentList"
     out["experiments"] = len(el)
-    out["crystals"] = [[list(v) for v in x.crystal.get_real_space_vectors()] for x in el]
+    out["crystals"] = [[list(v) for v in x.crystal.get_real_space_vectors()] if x.crystal is not None else None
+                       for x in el]
     out["images_checked"] = checked
     out["imageset_sizes"] = [len(x.imageset) if x.imageset is not None else None for x in el]
     out["imageset_paths"] = [x.imageset.paths() if x.imageset is not None else None for x in el]

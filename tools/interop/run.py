@@ -4,7 +4,9 @@ find what we simulated?
     python -m tools.interop.run [--config configs/interop.toml] [--select CASE ...] [--outdir DIR]
     python -m tools.interop.run --check          # only: is DIALS there?
 
-For each [[case]] of the config: one dataset run of ours (the config's flags + the case's) writes the formats
+For each [[case]] of the config: one dataset run of ours (the config's flags, its single-panel detector flags or,
+for a case with a ``layout``, the multi-module detector of ``layout.mini_jungfrau`` read with -expt, and the
+case's flags) writes the formats
 the case lists (``nxmx`` -> -nexus, ``cbf`` -> -cbf, ``smv`` -> -noisefile with -adc_header) and the truth
 (-exptout); each format then goes through ``dials.import`` -> ``dials.find_spots`` -> ``dials.index`` ->
 ``dials.refine`` -> ``dials.integrate`` (a failing step ends that format), and ``dials_metrics.py``, run by
@@ -38,6 +40,7 @@ except ModuleNotFoundError:  # Python < 3.11
 from tools import REPO
 from tools.cmdlog import run, utc_stamp
 from tools.files import atomic_write
+from tools.interop.layout import mini_jungfrau, write_layout
 
 DEFAULT_CONFIG = REPO / "configs" / "interop.toml"
 METRICS = Path(__file__).with_name("dials_metrics.py")
@@ -163,7 +166,12 @@ def run_case(case: dict, cfg: dict, outdir: Path, py: str, log) -> dict:
     else:
         write_random_hkl(d / "data.hkl", ds["cell"], ds["hkl_dmin"], ds["hkl_seed"])
         source = ["-hkl", "data.hkl"]
-    flags = [*shlex.split(ds["flags"]), *shlex.split(case.get("flags", ""))]
+    if "layout" in case:  # a multi-module detector from an experiment list the tool writes (-expt)
+        write_layout(d / "layout.expt", **case["layout"])
+        detector = ["-expt", "layout.expt"]
+    else:
+        detector = shlex.split(ds["detector"])
+    flags = [*shlex.split(ds["flags"]), *detector, *shlex.split(case.get("flags", ""))]
     outs = [a for fmt in case["formats"] for a in OUTPUT_FLAGS[fmt]]
     sim = run([sys.executable, "-m", "nanobrag_torch", *flags, *source, *outs, "-exptout", "truth.expt",
                "-workers", "0", "-quiet", "-noprogress"], cwd=d, output_path=d / "simulate.out",
@@ -176,6 +184,10 @@ def run_case(case: dict, cfg: dict, outdir: Path, py: str, log) -> dict:
     for fmt in case["formats"]:
         metrics = run_format(d, fmt, py, case.get("dials", cfg.get("dials", {})), log)
         metrics["missed"] = judge(metrics, cfg["thresholds"])
+        if "layout" in case:  # DIALS must see every module as a panel
+            want = len(mini_jungfrau(**case["layout"])["detector"][0]["panels"])
+            if metrics.get("panels") != want:
+                metrics["missed"].append(f"panels {metrics.get('panels')} (need {want})")
         result["formats"][fmt] = metrics
     return result
 
@@ -204,7 +216,9 @@ def summary(results: list[dict], cfg: dict) -> str:
             if m.get("failed_step"):
                 verdict += f" ({m['failed_step']})"
             rmsd = (f"{_f(m.get('rmsd_x_px'), 3)}/{_f(m.get('rmsd_y_px'), 3)} ({_f(m.get('rmsd_z_img'), 3)})")
-            lines.append(f"| {r['name']} | {'yes' if m.get('imported') else 'no'} | {m.get('spots') or '-'} | "
+            imported = "no" if not m.get("imported") else "yes" if (m.get("panels") or 1) == 1 else \
+                f"yes ({m['panels']} panels)"
+            lines.append(f"| {r['name']} | {imported} | {m.get('spots') or '-'} | "
                          f"{_f(m.get('indexed_pct'), 1)} | {_f(m.get('cell_err_pct'), 3)} | "
                          f"{_f(m.get('orientation_err_deg'), 3)} | {_f(m.get('distance_err_mm'), 3)} | {rmsd} | "
                          f"{_f(m.get('intensity_r'), 3)} ({m.get('intensity_n', '-')}) | {verdict} |")

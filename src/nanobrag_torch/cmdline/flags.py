@@ -154,7 +154,8 @@ FLAGS: tuple[Flag, ...] = (
     _f("roi", "-roi", "roi", "Detector", "xmin xmax ymin ymax: inclusive pixel window"),
     _f("mask", "-mask", "file", "Detector", "SMV mask: zero pixels are skipped; header sets geometry"),
     _f("expt", "-expt", "file", "Detector", "DIALS experiment list: beam, P panels (+ hierarchy), goniometer, scan, "
-       "crystal; flags given too override it. P > 1: images hold the panels one after another, panel 0 first"),
+       "crystal; flags given too override it. P > 1: images hold the panels one after another, panel 0 first. "
+       "An NXmx file (.h5) works too: its NXdetector_modules as the panels"),
     _f("img", "-img", "file", "Detector", "SMV image whose header sets geometry"),
     _f("dmin", "-dmin", "float", "Detector", "resolution cut-off (A)"),
     # Rotation
@@ -177,7 +178,8 @@ FLAGS: tuple[Flag, ...] = (
     _f("adc_header", "-adc_header", "none", "Output",
        "also write ADC_OFFSET=<adc> into the SMV headers: the pedestal DIALS/dxtbx subtract (not a key C writes)"),
     _f("exptout", "-exptout", "str", "Output",
-       "write the simulation's truth as a DIALS experiment list (JSON: beam, detector, goniometer, scan, crystal)"),
+       "write the simulation's truth as a DIALS experiment list (JSON: beam, detector, goniometer, scan, crystal; "
+       "P panels: every panel and the hierarchy)"),
     _f("stol", "-stol -4stol -Q", "file", "Output", "accepted for compatibility; no effect"),
     _f("stolout", "-stolout", "str", "Output", "accepted for compatibility; never written"),
     _f("printout", "-printout", "none", "Output", "accepted for compatibility; no effect"),
@@ -191,9 +193,11 @@ FLAGS: tuple[Flag, ...] = (
        "N stills: frame i as -misset random -misset_seed (misset_seed + i), or the first N of -stills_file"),
     _f("stills_file", "-stills_file", "file", "Dataset",
        "stills orientations, one per line: rx ry rz (deg, as -misset) or a 3x3 rotation matrix by rows"),
-    _f("nexus", "-nexus", "str", "Dataset", "write the frames as one NeXus/NXmx file (HDF5, bitshuffle/LZ4)"),
+    _f("nexus", "-nexus", "str", "Dataset", "write the frames as one NeXus/NXmx file (HDF5, bitshuffle/LZ4; P panels: "
+       "one NXdetector_module each, the frame (P S) x F)"),
     _f("cbf", "-cbf", "str", "Dataset",
-       "write one miniCBF per frame; #### in the name is the frame number (from 1), e.g. frame_#####.cbf"),
+       "write one miniCBF per frame; #### in the name is the frame number (from 1), e.g. frame_#####.cbf "
+       "(one panel only: refused for P > 1 panels, use -nexus)"),
     _f("resume", "-resume", "none", "Dataset", "keep the frames an interrupted run completed (checked); do the rest"),
     _f("workers", "-workers", "int", "Dataset",
        "embedded dask cluster of N worker processes (0: render in this process; default: one per 2 cores)"),

@@ -343,11 +343,9 @@ def build_config(events: list[tuple[str, object]], header_hook=None) -> SimConfi
     expt = dict(events).get("expt")
     if expt is not None:  # parse_argv put the file's C flags before the command line's
         experiment = read_expt(expt)
-        outs = [f for f, k in (("-nexus", "nexus"), ("-cbf", "cbf"), ("-exptout", "exptout"))
-                if dict(events).get(k) is not None]
-        if len(experiment.panels) > 1 and outs:
-            raise UsageError(f"{outs[0]}: not written for a detector of {len(experiment.panels)} panels (-expt) yet; "
-                             "use -floatfile/-intfile (the panels one after another)")
+        if len(experiment.panels) > 1 and dict(events).get("cbf") is not None:
+            raise UsageError(f"-cbf: not written for a detector of {len(experiment.panels)} panels (-expt); use "
+                             "-nexus (one module per panel) or -floatfile/-intfile (the panels one after another)")
     st = state_from_events(events, header_hook)
     if st.help:
         raise UsageError("help")  # handled by the CLI before building a config

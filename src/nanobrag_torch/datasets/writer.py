@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import InputError, UsageError
 from ..io.atomic import check_output_path, remove_stale_temporaries, write_atomically
+from ..io.nexus import image_shape
 from ..io.outputs import Outputs, roi_of, write_c_outputs
 
 _RUN = re.compile(r"#+")
@@ -118,14 +119,16 @@ class DatasetWriter:
 
     def __init__(self, files: DatasetFiles, model, plan, meta, version: str = ""):
         self.files, self.model, self.plan, self.meta, self.version = files, model, plan, meta, version
-        det = model.detector
-        self.shape = (det.spixels, det.fpixels)
+        self.shape = image_shape(model.detector)  # P panels: one under another
         self.noise = plan.seed is not None
         self.stack_dtype = np.dtype(np.uint16 if self.noise else np.float32)
         self.spool = Path(f"{files.nexus}.frames") if files.nexus else None
         self._nexus_done: bool | None = None
         if files.cbf is not None:
             from ..io.cbf import minicbf_fits
+
+            if hasattr(model.detector, "panels"):  # the command line refuses it earlier (config)
+                raise UsageError(f"-cbf: not written for a detector of {model.detector.panels} panels; use -nexus")
 
             self.full_cbf = not minicbf_fits(model, plan.rotation)  # the geometry needs imgCIF's axes
 
@@ -234,7 +237,7 @@ class DatasetWriter:
 
             def save(p):
                 with open(p, "wb") as fh:
-                    np.save(fh, np.asarray(stack, dtype=self.stack_dtype))
+                    np.save(fh, np.asarray(stack, dtype=self.stack_dtype).reshape(self.shape))
 
             write_atomically([(self.spool_path(i), None, save)])
 

@@ -8,7 +8,8 @@ reads our NXmx and CBF files, so the numbers compare directly.
 * beam: direction (sample to source, +z), wavelength (Å), polarization normal and fraction (C's -polar_vector
   and -polar); one per file (dispersion and divergence are not described).
 * detector: one panel: origin (outer corner of pixel (0, 0)), fast and slow axes (mm), pixel size, image
-  size, sensor thickness and mu (C's -detector_thick and attenuation, none when thickness is 0).
+  size, sensor thickness and mu (C's -detector_thick and attenuation, none when thickness is 0); P panels
+  (``panels.Panels``, -expt): every panel, with the hierarchy's groups (``detector_dict``).
 * goniometer and scan (rotation series, or one image with -osc > 0): the spindle as the rotation axis; image
   range, the first frame's start angle and the oscillation per frame (degrees), exposure times and epochs.
 * crystal: the real-space vectors a, b, c (Å) at spindle angle 0, the datum DIALS' crystal models refer to
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .expt import group_parents, innermost_group
 from .lab_frame import imgcif_setup
 
 COUNT_MAX = 65535.0  # the integer images' saturation (uint16)
@@ -74,22 +76,51 @@ def _panel(name: str, fast, slow, origin, pixel, size, trusted, thickness, mater
             "px_mm_strategy": {"type": px_mm}}
 
 
+def _node(name: str, origin, children: list) -> dict:
+    """A hierarchy group: axes along imgCIF x and y, its origin relative to its parent's, its children."""
+    node = _panel(name, (1, 0, 0), (0, 1, 0), origin, 0.0, (0, 0), (0.0, 0.0), 0.0, "", 0.0, "SimplePxMmStrategy")
+    node["pixel_size"] = [0.0, 0.0]
+    node["type"] = ""
+    node["children"] = children
+    return node
+
+
 def detector_dict(model) -> dict:
-    """dxtbx's Detector: one panel placed as the simulation placed it, under a root group at the origin."""
+    """dxtbx's Detector: the panel(s) placed as the simulation placed them. One panel sits under a root group at
+    the origin; P panels (``panels.Panels``) keep their hierarchy: each group a frame at the mean of its
+    panels' origins (axes along x and y), each panel's origin relative to its innermost group's (dxtbx
+    stores local frames), under a root group at the origin when no group holds every panel."""
     st = imgcif_setup(model)
     det = model.detector
     thick_mm = float(det.thickness) * 1000.0
     sensor = thick_mm > 0
-    panel = _panel("nanoBragg simulated detector", st.fast, st.slow, st.origin, st.pixel_size,
-                   (det.fpixels, det.spixels), (-1.0, COUNT_MAX), thick_mm, "Si" if sensor else "",
-                   float(det.mu) / 1000.0 if sensor else 0.0,
-                   "ParallaxCorrectedPxMmStrategy" if sensor else "SimplePxMmStrategy")
-    root = _panel("", (1, 0, 0), (0, 1, 0), (0, 0, 0), 0.0, (0, 0), (0.0, 0.0), 0.0, "", 0.0,
-                  "SimplePxMmStrategy")
-    root["pixel_size"] = [0.0, 0.0]
-    root["type"] = ""
-    root["children"] = [{"panel": 0}]
-    return {"panels": [panel], "hierarchy": root}
+
+    def panel(name, fast, slow, origin) -> dict:
+        return _panel(name, fast, slow, origin, st.pixel_size, (det.fpixels, det.spixels), (-1.0, COUNT_MAX),
+                      thick_mm, "Si" if sensor else "", float(det.mu) / 1000.0 if sensor else 0.0,
+                      "ParallaxCorrectedPxMmStrategy" if sensor else "SimplePxMmStrategy")
+
+    if not hasattr(det, "panels"):
+        return {"panels": [panel("nanoBragg simulated detector", st.fast, st.slow, st.origin)],
+                "hierarchy": _node("", (0, 0, 0), [{"panel": 0}])}
+    groups = [tuple(int(i) for i in m) for m in det.groups]
+    pivots = [st.origin[list(m)].mean(0) for m in groups]
+    parents = group_parents(groups)
+    inner = [innermost_group(groups, p) for p in range(det.panels)]
+    panels = [panel(det.names[p] if p < len(det.names) and det.names[p] else f"panel{p}", st.fast[p], st.slow[p],
+                    st.origin[p] - (pivots[inner[p]] if inner[p] is not None else 0.0)) for p in range(det.panels)]
+
+    def children(k: int | None) -> list:
+        kids = [node(h) for h, up in enumerate(parents) if up == k]
+        return kids + [{"panel": p} for p in range(det.panels) if inner[p] == k]
+
+    def node(k: int) -> dict:
+        up = parents[k]
+        return _node(f"group{k}", pivots[k] - (pivots[up] if up is not None else 0.0), children(k))
+
+    tops = [k for k, up in enumerate(parents) if up is None]
+    whole = len(tops) == 1 and len(set(groups[tops[0]])) == det.panels
+    return {"panels": panels, "hierarchy": node(tops[0]) if whole else _node("", (0, 0, 0), children(None))}
 
 
 def goniometer_dict(model) -> dict:

@@ -17,47 +17,14 @@ and its axes are the parent's frame applied to its own.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..crandom.streams import umat_from_axis_angle
 from ..errors import InputError
-
-
-@dataclass(frozen=True)
-class ExptPanel:
-    """One panel in the lab frame: origin (mm, outer corner of pixel (0,0)), unit fast/slow axes, pixel size
-    (mm, fast and slow), image size (fast, slow pixels), sensor thickness (mm) and mu (1/mm), masked
-    rectangles (f0, s0, f1, s1: pixels f0 <= f < f1, s0 <= s < s1) and the trusted range."""
-
-    name: str
-    origin: tuple[float, float, float]
-    fast: tuple[float, float, float]
-    slow: tuple[float, float, float]
-    pixel_size: tuple[float, float]
-    image_size: tuple[int, int]
-    thickness: float
-    mu: float
-    mask: tuple[tuple[int, int, int, int], ...]
-    trusted_range: tuple[float, float]
-
-
-@dataclass(frozen=True)
-class Experiment:
-    """The models of an experiment list's first experiment (the file's units)."""
-
-    wavelength: float  # A
-    direction: tuple[float, float, float]  # unit, from the sample towards the source (dxtbx's s0 direction)
-    polarization_normal: tuple[float, float, float]
-    polarization_fraction: float
-    panels: tuple[ExptPanel, ...]
-    groups: tuple[tuple[int, ...], ...]  # panel indices of each hierarchy group, innermost first
-    spindle_axis: tuple[float, float, float] | None
-    scan: tuple[float, float] | None  # (start, width) of the first image, degrees
-    crystal: tuple[tuple[float, float, float], ...] | None  # real-space a, b, c (A) in the lab frame
-    space_group: str | None  # Hall symbol, for the record
+from .expt_model import Experiment, ExptPanel
+from .nxmx_in import is_hdf5, read_nxmx_experiment
 
 
 def _vec(d: dict, key: str, where: str, n: int = 3) -> tuple[float, ...]:
@@ -148,6 +115,19 @@ def _detector(det: dict, path) -> tuple[tuple[ExptPanel, ...], tuple[tuple[int, 
     return panels, tuple(groups)
 
 
+def group_parents(groups) -> list[int | None]:
+    """For each group of a post-ordered hierarchy (innermost first), the index of the smallest later group
+    holding all its panels (its parent), None for a top group."""
+    sets = [frozenset(int(i) for i in g) for g in groups]
+    return [next((h for h in range(k + 1, len(sets)) if sets[k] <= sets[h]), None) for k in range(len(sets))]
+
+
+def innermost_group(groups, panel: int) -> int | None:
+    """The index of the first (innermost) group of a post-ordered hierarchy holding ``panel``; None: none."""
+    return next((k for k, m in enumerate(groups) if panel in tuple(int(i) for i in m)), None)
+
+
+
 def _goniometer(gonio: dict, where: str) -> tuple[tuple[float, float, float], np.ndarray]:
     """(the spindle axis in the lab frame, S F) of a goniometer: a single axis with its setting and fixed
     rotations, or dxtbx's multi-axis one (axes innermost first, each at its angle; the axes inside the scan
@@ -185,7 +165,10 @@ def _rotation(d: dict, key: str, where: str) -> np.ndarray:
 
 
 def read_expt(path: str | Path) -> Experiment:
-    """The first experiment of a DIALS experiment list; one-line ``InputError`` for a file that is not one."""
+    """The first experiment of a DIALS experiment list (or of an NXmx file: ``io.nxmx_in``); one-line
+    ``InputError`` for a file that is not one."""
+    if is_hdf5(path):
+        return read_nxmx_experiment(path)
     try:
         doc = json.loads(Path(path).read_text())
     except OSError as exc:
@@ -287,4 +270,5 @@ def check_one_size(exp: Experiment, path) -> None:
     if first.pixel_size[0] != first.pixel_size[1]:
         raise InputError(f"-expt: {path}: rectangular pixels {first.pixel_size} mm are not supported")
 
-__all__ = ["read_expt", "Experiment", "ExptPanel", "c_flags", "custom_placement", "check_one_size"]
+__all__ = ["read_expt", "Experiment", "ExptPanel", "c_flags", "custom_placement", "check_one_size", "group_parents",
+           "innermost_group"]

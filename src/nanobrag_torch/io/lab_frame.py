@@ -20,13 +20,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# McStas (NeXus) -> imgCIF (dxtbx/DIALS): a rotation by 180 degrees about y, its own inverse.
-MCSTAS_TO_IMGCIF = np.diag([-1.0, 1.0, -1.0])
+from .mcstas import MCSTAS_TO_IMGCIF  # McStas (NeXus) -> imgCIF (dxtbx/DIALS); used by the writers from here
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
     n = float(np.linalg.norm(v))
     return v / n if n > 0 else v
+
+
+def _units(v: np.ndarray) -> np.ndarray:
+    """Each row (or the vector) scaled to length 1."""
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)
 
 
 def lab_to_mcstas(beam, spindle, polar=None) -> np.ndarray:
@@ -66,7 +70,7 @@ class ImgcifSetup:
     fast: np.ndarray
     slow: np.ndarray
     normal: np.ndarray
-    close_distance: float
+    close_distance: float | np.ndarray
     spindle: np.ndarray | None
     wavelength: float  # Å
     polarization_normal: np.ndarray
@@ -85,18 +89,19 @@ def imgcif_setup(model) -> ImgcifSetup:
     from ..geometry import place_detector
 
     det, beam = model.detector, model.beam
-    g = place_detector(det, beam.beam_vector)
+    multi = hasattr(det, "panels")  # a panels.Panels detector places itself: (P, 3) vectors
+    g = det.place(beam.beam_vector) if multi else place_detector(det, beam.beam_vector)
     spindle = model.crystal.spindle_axis
     spindle = _unit(_vec(spindle)) if spindle is not None else None
     polar = _unit(_vec(beam.polar_vector))
-    R = MCSTAS_TO_IMGCIF @ lab_to_mcstas(_vec(g.beam), spindle, polar)
-    fast, slow = R @ _unit(_vec(g.fdet)), R @ _unit(_vec(g.sdet))
-    normal = R @ _unit(_vec(g.odet))
+    R = MCSTAS_TO_IMGCIF @ lab_to_mcstas(_vec(g.beam).reshape(-1, 3)[0], spindle, polar)
+    fast, slow, normal = (_units(_vec(v)) @ R.T for v in (g.fdet, g.sdet, g.odet))
+    close = _vec(g.close_distance) * 1000.0
     e = R @ polar
     pol_normal = _unit(np.cross(np.array([0.0, 0.0, 1.0]), e))  # perpendicular to the beam and the E-vector
     return ImgcifSetup(
-        to_imgcif=R, origin=R @ _vec(g.pix0) * 1000.0, fast=fast, slow=slow, normal=normal,
-        close_distance=float(g.close_distance) * 1000.0, spindle=None if spindle is None else R @ spindle,
+        to_imgcif=R, origin=_vec(g.pix0) @ R.T * 1000.0, fast=fast, slow=slow, normal=normal,
+        close_distance=close if multi else float(close), spindle=None if spindle is None else R @ spindle,
         wavelength=float(beam.wavelength) * 1e10, polarization_normal=pol_normal,
         polarization_fraction=(1.0 + float(beam.kahn)) / 2.0, pixel_size=float(det.pixel_size) * 1000.0,
         geometry=g)

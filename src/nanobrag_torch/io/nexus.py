@@ -25,6 +25,10 @@ What is written (``FIELDS`` lists every path, checked by tests/datasets/test_ser
   (NXcollection: photons = data - adc_offset; 0 unless -adc was given: the counts are photons, as a
   photon-counting detector records them).
 * ``/entry/source`` (NXsource): name (@short_name).
+
+P panels (a ``panels.Panels`` detector, -expt): the frames are (frames, P x slow, fast), panel p in rows
+p S..; the detector has no det_z, distance or beam centre; each hierarchy group is a translation
+``detector/transformations/group_k`` and each panel a ``module_p`` (``_nx_panel_modules``).
 """
 from __future__ import annotations
 
@@ -35,7 +39,9 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
+from .expt import group_parents, innermost_group
 from .lab_frame import imgcif_setup
+from .mcstas import NO_SENSOR_NOTE, NO_SENSOR_THICKNESS_MM
 
 # Every dataset path written (attributes are listed in the module doc); the tests compare them with NXmx.
 FIELDS = (
@@ -64,12 +70,6 @@ ROTATION_FIELDS = ("/entry/sample/transformations/omega", "/entry/sample/transfo
                    "/entry/sample/transformations/omega_increment_set")
 STILLS_FIELDS = ("/entry/sample/simulation/misset_angles",)
 NOISE_FIELDS = ("/entry/instrument/detector/simulation/adc_offset",)
-# C's default -detector_thick 0 (every photon stops at the sensor's surface: no parallax). NXmx requires a
-# sensor thickness and dxtbx refuses 0 (it builds a parallax correction from it), so that detector is written
-# as the limit of a thin sensor: 1 nm of silicon, whose parallax (dxtbx's model) is below 1e-11 mm.
-NO_SENSOR_THICKNESS_MM = 1e-6
-NO_SENSOR_NOTE = ("nanoBragg -detector_thick 0: no sensor depth, no parallax; written as 1 nm because NXmx readers "
-                  "need a positive thickness")
 
 
 @dataclass(frozen=True)
@@ -160,13 +160,19 @@ def _nx_data(entry, model, meta: NexusMeta, frame_reader, dtype):
     """NXdata: the frame stack (frames, slow, fast), bitshuffle/LZ4, one chunk per frame; returns the dataset."""
     import hdf5plugin
 
-    S, F = model.detector.spixels, model.detector.fpixels
+    S, F = image_shape(model.detector)
     data = _group(entry, "data", "NXdata", signal="data")
     stack = data.create_dataset("data", shape=(meta.frames, S, F), dtype=dtype, chunks=(1, S, F),
                                 **hdf5plugin.Bitshuffle(cname="lz4"))
     for i in range(meta.frames):
-        stack[i] = np.asarray(frame_reader(i), dtype=dtype)
+        stack[i] = np.asarray(frame_reader(i), dtype=dtype).reshape(S, F)
     return stack
+
+
+def image_shape(det) -> tuple[int, int]:
+    """(rows, fast) of one frame in the file: (spixels, fpixels), or (P x spixels, fpixels) for P panels, the
+    panels one under another (panel 0 on top), as dxtbx cuts one NXdetector_module out of it each."""
+    return (getattr(det, "panels", 1) * det.spixels, det.fpixels)
 
 
 def _nx_sample(entry, model, meta: NexusMeta, R) -> None:
@@ -209,22 +215,27 @@ def _nx_detector(inst, model, meta: NexusMeta, setup, stack, dtype) -> None:
     from .outputs import roi_of
 
     det, g, R = model.detector, setup.geometry, setup.to_mcstas
-    S, F = det.spixels, det.fpixels
+    S, F = image_shape(det)
+    multi = hasattr(det, "panels")
     d = _group(inst, "detector", "NXdetector")
-    det_z = "/entry/instrument/detector/transformations/det_z"
-    _ds(d, "depends_on", det_z)
     dtr = _group(d, "transformations", "NXtransformations")
-    _translation(dtr, "det_z", float(g.close_distance) * 1000.0, R @ _vec(g.odet), ".")
+    if multi:
+        _ds(d, "depends_on", _nx_panel_modules(d, dtr, det, g, R))
+    else:
+        det_z = "/entry/instrument/detector/transformations/det_z"
+        _ds(d, "depends_on", det_z)
+        _translation(dtr, "det_z", float(g.close_distance) * 1000.0, R @ _vec(g.odet), ".")
     d["data"] = stack  # a hard link: the same dataset
     _ds(d, "description", "nanoBragg simulated detector (nanobrag-torch)")
     _ds(d, "type", "pixel")
-    _ds(d, "distance", float(g.distance) * 1000.0, "mm")
-    _ds(d, "distance_derived", True)
-    _ds(d, "beam_center_x", float(g.fbeam) / float(det.pixel_size), "pixel")
-    _ds(d, "beam_center_y", float(g.sbeam) / float(det.pixel_size), "pixel")
+    if not multi:  # one distance and beam centre: a single panel's
+        _ds(d, "distance", float(g.distance) * 1000.0, "mm")
+        _ds(d, "distance_derived", True)
+        _ds(d, "beam_center_x", float(g.fbeam) / float(det.pixel_size), "pixel")
+        _ds(d, "beam_center_y", float(g.sbeam) / float(det.pixel_size), "pixel")
     _ds(d, "count_time", float(meta.exposure), "s")
     _ds(d, "frame_time", float(meta.exposure), "s")
-    mask = np.where(det.rendered_mask().cpu().numpy() & roi_of(det), 0, 1).astype(np.int32)
+    mask = np.where(det.rendered_mask().cpu().numpy() & roi_of(det), 0, 1).astype(np.int32).reshape(S, F)
     d.create_dataset("pixel_mask", data=mask, chunks=(S, F), **hdf5plugin.Bitshuffle(cname="lz4"))
     _ds(d, "pixel_mask_applied", False)
     if dtype.kind in "iu":
@@ -239,24 +250,60 @@ def _nx_detector(inst, model, meta: NexusMeta, setup, stack, dtype) -> None:
         sim = _group(d, "simulation", "NXcollection")
         _ds(sim, "adc_offset", float(meta.adc), "counts",
             description="C's -adc, added to every count of the noise images (photons = data - adc_offset)")
-    _nx_module(d, det, g, R, det_z)
+    if not multi:
+        _nx_module(d, det, g, R, det_z)
 
 
 def _nx_module(d, det, g, R, det_z: str) -> None:
     """NXdetector_module: pixel (0,0)'s offset in the detector plane, then the fast and slow pixel directions."""
-    S, F = det.spixels, det.fpixels
-    px_mm = float(det.pixel_size) * 1000.0
-    m = _group(d, "module", "NXdetector_module")
-    _ds(m, "data_origin", np.array([0, 0], dtype=np.int32))
-    _ds(m, "data_size", np.array([S, F], dtype=np.int32))
-    _ds(m, "data_stride", np.array([1, 1], dtype=np.int32))
     in_plane = _vec(g.pix0) - float(g.close_distance) * _vec(g.odet)  # pix0 relative to the normal's foot
-    length = float(np.linalg.norm(in_plane))
-    offset_dir = R @ (in_plane / length) if length > 0 else R @ _vec(g.fdet)
-    mod = "/entry/instrument/detector/module/module_offset"
-    _translation(m, "module_offset", length * 1000.0, offset_dir, det_z)
-    _translation(m, "fast_pixel_direction", px_mm, R @ _vec(g.fdet), mod)
-    _translation(m, "slow_pixel_direction", px_mm, R @ _vec(g.sdet), mod)
+    _module(d, "module", 0, det, R @ in_plane * 1000.0, det_z, R @ _vec(g.fdet), R @ _vec(g.sdet))
+
+
+def _module(d, name: str, row0: int, det, offset_mm: np.ndarray, depends_on: str, fast, slow) -> None:
+    """One NXdetector_module ``name``: rows row0.. of the stack (``det``'s spixels x fpixels), its
+    ``module_offset`` (the translation ``offset_mm``, McStas, after ``depends_on``; along ``fast`` when zero)
+    and the fast and slow pixel directions (the pixel size along the unit axes ``fast``, ``slow``)."""
+    m = _group(d, name, "NXdetector_module")
+    _ds(m, "data_origin", np.array([row0, 0], dtype=np.int32))
+    _ds(m, "data_size", np.array([det.spixels, det.fpixels], dtype=np.int32))
+    _ds(m, "data_stride", np.array([1, 1], dtype=np.int32))
+    mod = _shift(m, "module_offset", offset_mm, depends_on, fast)
+    px_mm = float(det.pixel_size) * 1000.0
+    _translation(m, "fast_pixel_direction", px_mm, fast, mod)
+    _translation(m, "slow_pixel_direction", px_mm, slow, mod)
+
+
+def _shift(group, name, delta_mm: np.ndarray, depends_on: str, zero_dir=(0.0, 0.0, 1.0)) -> str:
+    """A translation by ``delta_mm`` (McStas) named ``name`` in ``group`` (along ``zero_dir`` when it is zero);
+    returns its path."""
+    length = float(np.linalg.norm(delta_mm))
+    _translation(group, name, length, delta_mm / length if length > 0 else np.asarray(zero_dir), depends_on)
+    return f"{group.name}/{name}"
+
+
+def _nx_panel_modules(d, dtr, det, g, R) -> str:
+    """P panels: one NXdetector_module per panel (``module_0``...), rows p*S.. of the stack. Each group of the
+    hierarchy is a translation ``group_k`` (to the mean of its panels' origins, from its parent's) and a
+    module's offset runs from its innermost group, so dxtbx rebuilds the groups and the panels; the fast and
+    slow pixel directions carry the panel's axes. Returns the path of the top group (the detector's
+    depends_on), "." without a hierarchy."""
+    origin_mm = _vec(g.pix0) @ R.T * 1000.0  # (P, 3) McStas
+    fast, slow = _vec(g.fdet) @ R.T, _vec(g.sdet) @ R.T
+    groups = [tuple(int(i) for i in m) for m in det.groups]
+    pivots = [origin_mm[list(m)].mean(0) for m in groups]
+    parents = group_parents(groups)
+    paths = [""] * len(groups)
+    for k in reversed(range(len(groups))):  # a parent comes after its children: place it first
+        up = parents[k]
+        base, dep = (pivots[up], paths[up]) if up is not None else (np.zeros(3), ".")
+        paths[k] = _shift(dtr, f"group_{k}", pivots[k] - base, dep)
+    for p in range(det.panels):
+        inner = innermost_group(groups, p)
+        base, dep = (pivots[inner], paths[inner]) if inner is not None else (np.zeros(3), ".")
+        _module(d, f"module_{p}", p * det.spixels, det, origin_mm[p] - base, dep, fast[p], slow[p])
+    whole = [k for k, m in enumerate(groups) if len(set(m)) == det.panels]
+    return paths[whole[-1]] if whole else "."
 
 
 def nexus_frames(path) -> tuple[int, tuple[int, int]] | None:

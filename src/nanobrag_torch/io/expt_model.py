@@ -1,0 +1,43 @@
+"""What an experiment file holds for a simulation (``io.expt`` reads a DIALS experiment list into it,
+``io.nxmx_in`` an NXmx file): the beam, the panels in the lab frame, the hierarchy's groups, the goniometer's
+axis, the scan and the crystal, in the file's units (mm, A, degrees)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ExptPanel:
+    """One panel in the lab frame: origin (mm, outer corner of pixel (0,0)), unit fast/slow axes, pixel size
+    (mm, fast and slow), image size (fast, slow pixels), sensor thickness (mm) and mu (1/mm), masked
+    rectangles (f0, s0, f1, s1: pixels f0 <= f < f1, s0 <= s < s1) and the trusted range."""
+
+    name: str
+    origin: tuple[float, float, float]
+    fast: tuple[float, float, float]
+    slow: tuple[float, float, float]
+    pixel_size: tuple[float, float]
+    image_size: tuple[int, int]
+    thickness: float
+    mu: float
+    mask: tuple[tuple[int, int, int, int], ...]
+    trusted_range: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """The models of an experiment list's first experiment (the file's units)."""
+
+    wavelength: float  # A
+    direction: tuple[float, float, float]  # unit, from the sample towards the source (dxtbx's s0 direction)
+    polarization_normal: tuple[float, float, float]
+    polarization_fraction: float
+    panels: tuple[ExptPanel, ...]
+    groups: tuple[tuple[int, ...], ...]  # panel indices of each hierarchy group, innermost first
+    spindle_axis: tuple[float, float, float] | None
+    scan: tuple[float, float] | None  # (start, width) of the first image, degrees
+    crystal: tuple[tuple[float, float, float], ...] | None  # real-space a, b, c (A) in the lab frame
+    space_group: str | None  # Hall symbol, for the record
+
+
+__all__ = ["Experiment", "ExptPanel"]
