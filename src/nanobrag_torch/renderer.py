@@ -109,20 +109,13 @@ def _water_background(water_size, fluence) -> torch.Tensor:
     return value
 
 
-def prepare(model: Model) -> Prepared:
-    """Derived geometry and kernel arguments for ``model`` (float64 setup, vectors cast to the render dtype);
-    a quantity outside its physical domain is refused first (``validate.validate_model``)."""
-    check_discrete(model)
-    validate_model(model)
+def _crystal_terms(model: Model, cr, orient: torch.Tensor):
+    """The crystal's kernel terms in the render dtype: N, the shape-factor scale, N^2, the overall scale, the
+    reciprocal vectors (per crystal (B, 1, ...) for a batch), whether N is integral (C's form of the grating)
+    and the axes whose grating is not 1."""
     dtype, dev = model.dtype, model.device
-    cr = crystal_geometry(model)
-    orient = orientations(model, cr)  # (B, K, 3, 3)
+    c, beam = model.crystal, model.beam
     B = orient.shape[0]
-    c, det, beam, sf = model.crystal, model.detector, model.beam, model.structure_factors
-    multi = isinstance(det, Panels)
-    g = (place_panels if multi else place_detector)(det, setup_tensor(beam.beam_vector, dev))
-    g_render = DetectorGeometry(**{k: (v.to(dtype) if isinstance(v, torch.Tensor) else v) for k, v in vars(g).items()})
-
     N = setup_tensor(c.N, dev).expand(*orient.shape[:-3], 3) if B > 1 else setup_tensor(c.N, dev).reshape(3)
     nprod = N.prod(-1)
     shape_scale = nprod * physics.ROUND_XTAL_SCALE if c.shape == "round" else nprod
@@ -141,14 +134,38 @@ def prepare(model: Model) -> Prepared:
     n_integral = bool((N.detach() == torch.round(N.detach())).all())
     N_grad = isinstance(c.N, torch.Tensor) and c.N.requires_grad
     axes = tuple(range(3)) if N_grad else tuple(i for i in range(3) if bool((N.detach()[..., i] > 1).any()))
+    return N_k, shape_scale, n2, scale, recip, n_integral, axes
 
+
+def _structure_factor_grids(model: Model):
+    """(F grid, F grid padded for interpolation, the table or None) in the render dtype; a placeholder grid
+    without a table."""
+    dtype, dev, sf = model.dtype, model.device, model.structure_factors
     table = sf.effective_table()
-    if table is not None:
-        grid = setup_tensor(table, dev)
-        padded = physics.pad_structure_factors(grid, sf.mins, sf.maxs, setup_tensor(sf.default_F, dev)).to(dtype)
-        grid = grid.to(dtype)
-    else:
-        grid = padded = torch.zeros((1, 1, 1), dtype=dtype, device=dev)
+    if table is None:
+        grid = torch.zeros((1, 1, 1), dtype=dtype, device=dev)
+        return grid, grid, None
+    grid = setup_tensor(table, dev)
+    padded = physics.pad_structure_factors(grid, sf.mins, sf.maxs, setup_tensor(sf.default_F, dev)).to(dtype)
+    return grid.to(dtype), padded, table
+
+
+def prepare(model: Model) -> Prepared:
+    """Derived geometry and kernel arguments for ``model`` (float64 setup, vectors cast to the render dtype);
+    a quantity outside its physical domain is refused first (``validate.validate_model``)."""
+    check_discrete(model)
+    validate_model(model)
+    dtype, dev = model.dtype, model.device
+    cr = crystal_geometry(model)
+    orient = orientations(model, cr)  # (B, K, 3, 3)
+    B = orient.shape[0]
+    c, det, beam, sf = model.crystal, model.detector, model.beam, model.structure_factors
+    multi = isinstance(det, Panels)
+    g = (place_panels if multi else place_detector)(det, setup_tensor(beam.beam_vector, dev))
+    g_render = DetectorGeometry(**{k: (v.to(dtype) if isinstance(v, torch.Tensor) else v) for k, v in vars(g).items()})
+
+    N_k, shape_scale, n2, scale, recip, n_integral, axes = _crystal_terms(model, cr, orient)
+    grid, padded, table = _structure_factor_grids(model)
     weights = setup_tensor(beam.source_weights, dev)
     kahn = setup_tensor(beam.kahn, dev)
     thickstep = setup_tensor(det.thickstep, dev)
