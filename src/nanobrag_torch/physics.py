@@ -66,27 +66,30 @@ def grating_derivatives(h: torch.Tensor, n: torch.Tensor, need_n: bool = True
     ``need_n`` (N rarely carries a gradient; skipping it saves a fifth of the backward).
 
     ``n`` broadcasts against ``h``. This runs in the backward pass only (never differentiated itself), so it
-    works in place: each whole-size pass is a round trip through memory, each new buffer fresh pages.
+    works in place and with fused multiply-adds: each whole-size pass is a round trip through memory, each
+    new buffer fresh pages. Per-axis constants are computed at N's own size.
     """
     n = _over_rows(n, h)
     h0 = torch.round(h)
     x = torch.sub(h, h0).mul_(math.pi)
-    # pi (-1)^(h0 (round(N) - 1)) = pi (1 - 4 |frac(h0 (round(N) - 1) / 2)|): pi or -pi, exact
-    sign = torch.rsub(h0.mul_(0.5 * (torch.round(n) - 1.0)).frac_().abs_(), math.pi, alpha=4.0 * math.pi)
+    # -pi (-1)^(h0 (round(N) - 1)) = -pi (1 - 4 |frac(h0 (round(N) - 1) / 2)|): -pi or pi, exact
+    neg_sign = torch.rsub(h0.mul_(0.5 * (torch.round(n) - 1.0)).frac_().abs_(), -math.pi, alpha=-4.0 * math.pi)
     nx = n * x
-    small = nx.abs() < 1e-2
+    x2 = x * x
+    n2 = n * n
+    small = x2 < 1e-4 / n2  # |N x| < 1e-2
     s, c = torch.sin(x), torch.cos(x)
     sn, cn = torch.sin(nx), torch.cos(nx)
-    n2 = n * n
     dn = None
     if need_n:
-        x2 = x * x
         dn = torch.where(small, 1.0 - (3.0 * n2 - 1.0) / 6.0 * x2 + (15.0 * n2 * n2 - 30.0 * n2 + 7.0) / 360.0 * x2 * x2,
-                         x * cn / s).mul_(sign).div_(math.pi)
-    # (N cos(Nx) sin x - sin(Nx) cos x) / sin^2 x; at x == 0 it is 0/0, where the series is taken
-    closed = cn.mul_(n).sub_(sn.mul_(c).div_(s)).div_(s)
-    series = x.mul_(x).mul_((3.0 * n2 - 7.0) / 90.0).sub_(1.0 / 3.0).mul_(nx).mul_(n2 - 1.0)
-    return torch.where(small, series, closed).mul_(sign), dn
+                         x * cn / s).mul_(neg_sign).div_(-math.pi)
+    # minus the closed form (N cos(Nx) sin x - sin(Nx) cos x) / sin^2 x (0/0 at x == 0, where the series is taken)
+    neg_closed = sn.mul_(c).div_(s).addcmul_(cn, n, value=-1.0).div_(s)
+    # minus its series N x (N^2 - 1) ((3 N^2 - 7) x^2 / 90 - 1/3)
+    k = n * (n2 - 1.0)
+    neg_series = torch.addcmul(k / 3.0, x2, k * (3.0 * n2 - 7.0) / -90.0).mul_(x)
+    return torch.where(small, neg_series, neg_closed).mul_(neg_sign), dn
 
 
 def _sum_to(g: torch.Tensor, shape) -> torch.Tensor:
@@ -109,38 +112,30 @@ def _grating_values(h: torch.Tensor, n: torch.Tensor, c_form: bool) -> torch.Ten
     return grating_smooth(h, n)
 
 
-def _products_of_the_others(g: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """g times, per axis i of ``v`` (..., L), the product of v's other axes (L = 1, 2 or 3): d prod(v)/d v_i
-    without dividing by v_i (which may be 0)."""
-    L = v.shape[-1]
-    if L == 1:
-        return g[..., None].expand_as(v)
-    if L == 2:
-        return g[..., None] * v.flip(-1)
-    gz = g * v[..., 2]
-    return torch.stack((gz * v[..., 1], gz * v[..., 0], g * (v[..., 0] * v[..., 1])), dim=-1)
-
-
 class _Grating(torch.autograd.Function):
-    """C's square-crystal F_latt = prod_i sin(N_i pi h_i)/sin(pi h_i), differentiated as ``grating_smooth``.
+    """C's square-crystal F_latt = prod_i v_i, v_i = sin(N_i pi h_i)/sin(pi h_i), differentiated as
+    ``grating_smooth``.
 
-    One node for the product: its backward multiplies each axis's derivative by the other axes' values (kept
-    from the forward) instead of autograd's product and per-axis nodes.
+    One node for the product: d F/d v_i = F / v_i, a division instead of products of strided axes. It is
+    exact: v_i is never 0 for finite h and N > 0 (the sine of a non-zero double is never 0, and v_i = N
+    where sin(pi h_i) is 0), and F / v_i differs from the product of the other two by rounding only.
     """
 
     @staticmethod
     def forward(ctx, h, n, c_form: bool):
         value = _grating_values(h, _over_rows(n, h), c_form)
-        ctx.save_for_backward(h, n, value)
-        return value.prod(-1)
+        F = value.prod(-1)
+        ctx.save_for_backward(h, n, value, F)
+        return F
 
     @staticmethod
     def backward(ctx, g):
-        h, n, v = ctx.saved_tensors
-        dh, dn = grating_derivatives(h, n, need_n=ctx.needs_input_grad[1])
-        gv = _products_of_the_others(g, v)
-        gh = gv * dh if ctx.needs_input_grad[0] else None
-        gn = _sum_to(gv * dn, n.shape) if ctx.needs_input_grad[1] else None
+        h, n, v, F = ctx.saved_tensors
+        need_h, need_n = ctx.needs_input_grad[:2]
+        dh, dn = grating_derivatives(h, n, need_n=need_n)
+        gF = (g * F)[..., None]
+        gh = dh.div_(v).mul_(gF) if need_h else None
+        gn = _sum_to(gF / v * dn, n.shape) if need_n else None
         return gh, gn, None
 
 
