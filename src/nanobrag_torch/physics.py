@@ -70,26 +70,27 @@ def grating_derivatives(h: torch.Tensor, n: torch.Tensor, need_n: bool = True
     new buffer fresh pages. Per-axis constants are computed at N's own size.
     """
     n = _over_rows(n, h)
+    n2 = n * n
+    k = n * (n2 - 1.0)
     h0 = torch.round(h)
     x = torch.sub(h, h0).mul_(math.pi)
-    # -pi (-1)^(h0 (round(N) - 1)) = -pi (1 - 4 |frac(h0 (round(N) - 1) / 2)|): -pi or pi, exact
-    neg_sign = torch.rsub(h0.mul_(0.5 * (torch.round(n) - 1.0)).frac_().abs_(), -math.pi, alpha=-4.0 * math.pi)
+    # -pi (-1)^(h0 (round(N) - 1)) = 4 pi |frac(h0 (round(N) - 1) / 2)| - pi: -pi or pi, exact
+    neg_sign = h0.mul_(0.5 * (torch.round(n) - 1.0)).frac_().abs_().mul_(4.0 * math.pi).sub_(math.pi)
     nx = n * x
     x2 = x * x
-    n2 = n * n
     small = x2 < 1e-4 / n2  # |N x| < 1e-2
-    s, c = torch.sin(x), torch.cos(x)
-    sn, cn = torch.sin(nx), torch.cos(nx)
+    s, sn = torch.sin(x), torch.sin(nx)
     dn = None
     if need_n:
+        cn = torch.cos(nx)
         dn = torch.where(small, 1.0 - (3.0 * n2 - 1.0) / 6.0 * x2 + (15.0 * n2 * n2 - 30.0 * n2 + 7.0) / 360.0 * x2 * x2,
                          x * cn / s).mul_(neg_sign).div_(-math.pi)
-    # minus the closed form (N cos(Nx) sin x - sin(Nx) cos x) / sin^2 x (0/0 at x == 0, where the series is taken)
+    # minus the series of d/dx below: x N (N^2 - 1) (1/3 - (3 N^2 - 7) x^2 / 90)
+    neg_series = x2.mul_(k * (3.0 * n2 - 7.0) / -90.0).add_(k / 3.0).mul_(x)
+    c, cn = x.cos_(), nx.cos_()
+    # minus (N cos(Nx) sin x - sin(Nx) cos x) / sin^2 x (0/0 at x == 0, where the series is taken)
     neg_closed = sn.mul_(c).div_(s).addcmul_(cn, n, value=-1.0).div_(s)
-    # minus its series N x (N^2 - 1) ((3 N^2 - 7) x^2 / 90 - 1/3)
-    k = n * (n2 - 1.0)
-    neg_series = torch.addcmul(k / 3.0, x2, k * (3.0 * n2 - 7.0) / -90.0).mul_(x)
-    return torch.where(small, neg_series, neg_closed).mul_(neg_sign), dn
+    return torch.where(small, neg_series, neg_closed, out=neg_closed).mul_(neg_sign), dn
 
 
 def _sum_to(g: torch.Tensor, shape) -> torch.Tensor:
@@ -134,7 +135,7 @@ class _Grating(torch.autograd.Function):
         need_h, need_n = ctx.needs_input_grad[:2]
         dh, dn = grating_derivatives(h, n, need_n=need_n)
         gF = (g * F)[..., None]
-        gh = dh.div_(v).mul_(gF) if need_h else None
+        gh = dh.mul_(gF).div_(v) if need_h else None
         gn = _sum_to(gF / v * dn, n.shape) if need_n else None
         return gh, gn, None
 
