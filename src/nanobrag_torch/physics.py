@@ -83,8 +83,8 @@ def grating_derivatives(h: torch.Tensor, n: torch.Tensor, need_n: bool = True
     dn = None
     if need_n:
         cn = torch.cos(nx)
-        dn = torch.where(small, 1.0 - (3.0 * n2 - 1.0) / 6.0 * x2 + (15.0 * n2 * n2 - 30.0 * n2 + 7.0) / 360.0 * x2 * x2,
-                         x * cn / s).mul_(neg_sign).div_(-math.pi)
+        series_n = 1.0 - (3.0 * n2 - 1.0) / 6.0 * x2 + (15.0 * n2 * n2 - 30.0 * n2 + 7.0) / 360.0 * x2 * x2
+        dn = torch.where(small, series_n, x * cn / s).mul_(neg_sign).div_(-math.pi)
     # minus the series of d/dx below: x N (N^2 - 1) (1/3 - (3 N^2 - 7) x^2 / 90)
     neg_series = x2.mul_(k * (3.0 * n2 - 7.0) / -90.0).add_(k / 3.0).mul_(x)
     c, cn = x.cos_(), nx.cos_()

@@ -74,8 +74,8 @@ def markdown(rows: list[dict]) -> str:
              "Case: `" + ARGV.format(mat="A.mat", px="P", n="N") + "` (10 mosaic domains), float64, CPU; "
              "gradient w.r.t. the orientation matrix and the distance. Median of the repeats; peak memory is "
              "the peak RSS above the loaded model.", "",
-             "| pixels | budget GiB | forward s | forward+backward s | ratio | forward CPU s | fwd+bwd CPU s | CPU ratio "
-             "| forward peak MiB | fwd+bwd peak MiB |",
+             "| pixels | budget GiB | forward s | forward+backward s | ratio | forward CPU s | fwd+bwd CPU s "
+             "| CPU ratio | forward peak MiB | fwd+bwd peak MiB |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         lines.append(f"| {r['n']}² | {r['budget_gb']:g} | {r['forward_s']:.2f} | {r['backward_s']:.2f} | "
