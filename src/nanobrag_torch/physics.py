@@ -130,6 +130,7 @@ class _Grating(torch.autograd.Function):
         return F
 
     @staticmethod
+    @torch.autograd.function.once_differentiable  # in place (grating_derivatives): no second derivatives
     def backward(ctx, g):
         h, n, v, F = ctx.saved_tensors
         need_h, need_n = ctx.needs_input_grad[:2]
