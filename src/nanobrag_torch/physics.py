@@ -51,28 +51,46 @@ def grating_smooth(h: torch.Tensor, n) -> torch.Tensor:
     return sign * torch.where(small, series, closed)
 
 
+def _over_rows(n: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """``n`` (broadcasting against ``h``'s trailing axes) laid out over them, its last two at least, contiguous:
+    an elementwise op between h (..., K, 3) and a 3-vector then runs over rows of 3 K values, not of 3 (on the
+    CPU a broadcast row of 3 costs ~3x a plain pass)."""
+    k = max(n.dim(), 2)
+    return n.expand(h.shape[-k:]).contiguous() if h.dim() >= k and n.shape != h.shape[-k:] else n
+
+
 def grating_derivatives(h: torch.Tensor, n: torch.Tensor, need_n: bool = True
                          ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(d/dh, d/dN) of ``grating_smooth``: closed forms away from integer h, their series within |N pi d| < 1e-2
     (where the closed d/dh cancels catastrophically and d/dN is 0/0 at d = 0). d/dN is None unless
-    ``need_n`` (N rarely carries a gradient; skipping it saves a fifth of the backward)."""
+    ``need_n`` (N rarely carries a gradient; skipping it saves a fifth of the backward).
+
+    ``n`` broadcasts against ``h``. This runs in the backward pass only (never differentiated itself), so it
+    works in place and with fused multiply-adds: each whole-size pass is a round trip through memory, each
+    new buffer fresh pages. Per-axis constants are computed at N's own size.
+    """
+    n = _over_rows(n, h)
+    n2 = n * n
+    k = n * (n2 - 1.0)
     h0 = torch.round(h)
-    x = math.pi * (h - h0)
-    sign = math.pi * (1.0 - 2.0 * torch.remainder(h0 * (torch.round(n) - 1), 2.0))
+    x = torch.sub(h, h0).mul_(math.pi)
+    # -pi (-1)^(h0 (round(N) - 1)) = 4 pi |frac(h0 (round(N) - 1) / 2)| - pi: -pi or pi, exact
+    neg_sign = h0.mul_(0.5 * (torch.round(n) - 1.0)).frac_().abs_().mul_(4.0 * math.pi).sub_(math.pi)
     nx = n * x
-    small = nx.abs() < 1e-2
-    xs = torch.where(small, 1.0, x)
-    s, c = torch.sin(xs), torch.cos(xs)
-    nxs = n * xs
-    sn, cn = torch.sin(nxs), torch.cos(nxs)
-    x2, n2 = x * x, n * n
-    dx = torch.where(small, nx * (n2 - 1.0) * (-1.0 / 3.0 + (3.0 * n2 - 7.0) * x2 / 90.0),
-                     (n * cn * s - sn * c) / (s * s))
-    if not need_n:
-        return sign * dx, None
-    dn = torch.where(small, 1.0 - (3.0 * n2 - 1.0) * x2 / 6.0 + (15.0 * n2 * n2 - 30.0 * n2 + 7.0) * x2 * x2 / 360.0,
-                     xs * cn / s)
-    return sign * dx, sign / math.pi * dn
+    x2 = x * x
+    small = x2 < 1e-4 / n2  # |N x| < 1e-2
+    s, sn = torch.sin(x), torch.sin(nx)
+    dn = None
+    if need_n:
+        cn = torch.cos(nx)
+        series_n = 1.0 - (3.0 * n2 - 1.0) / 6.0 * x2 + (15.0 * n2 * n2 - 30.0 * n2 + 7.0) / 360.0 * x2 * x2
+        dn = torch.where(small, series_n, x * cn / s).mul_(neg_sign).div_(-math.pi)
+    # minus the series of d/dx below: x N (N^2 - 1) (1/3 - (3 N^2 - 7) x^2 / 90)
+    neg_series = x2.mul_(k * (3.0 * n2 - 7.0) / -90.0).add_(k / 3.0).mul_(x)
+    c, cn = x.cos_(), nx.cos_()
+    # minus (N cos(Nx) sin x - sin(Nx) cos x) / sin^2 x (0/0 at x == 0, where the series is taken)
+    neg_closed = sn.mul_(c).div_(s).addcmul_(cn, n, value=-1.0).div_(s)
+    return torch.where(small, neg_series, neg_closed, out=neg_closed).mul_(neg_sign), dn
 
 
 def _sum_to(g: torch.Tensor, shape) -> torch.Tensor:
@@ -85,27 +103,41 @@ def _sum_to(g: torch.Tensor, shape) -> torch.Tensor:
     return g
 
 
+def _grating_values(h: torch.Tensor, n: torch.Tensor, c_form: bool) -> torch.Tensor:
+    """Per-axis grating values sin(N pi h)/sin(pi h): C's evaluation in float64 with integer N (bit parity),
+    the reduced form below float64, the smooth form for non-integer N."""
+    if h.dtype == torch.float64 and c_form:
+        return sincg(math.pi * h, n)
+    if c_form:
+        return sincg_reduced(h, n)
+    return grating_smooth(h, n)
+
+
 class _Grating(torch.autograd.Function):
-    """C's grating value sin(N pi h)/sin(pi h) per axis, differentiated as ``grating_smooth``."""
+    """C's square-crystal F_latt = prod_i v_i, v_i = sin(N_i pi h_i)/sin(pi h_i), differentiated as
+    ``grating_smooth``.
+
+    One node for the product: d F/d v_i = F / v_i, a division instead of products of strided axes. It is
+    exact: v_i is never 0 for finite h and N > 0 (the sine of a non-zero double is never 0, and v_i = N
+    where sin(pi h_i) is 0), and F / v_i differs from the product of the other two by rounding only.
+    """
 
     @staticmethod
     def forward(ctx, h, n, c_form: bool):
-        if h.dtype == torch.float64 and c_form:
-            value = sincg(math.pi * h, n)  # C's evaluation, for bit parity
-        elif c_form:
-            value = sincg_reduced(h, n)
-        else:
-            value = grating_smooth(h, n)
-        ctx.save_for_backward(h, n)
-        return value
+        value = _grating_values(h, _over_rows(n, h), c_form)
+        F = value.prod(-1)
+        ctx.save_for_backward(h, n, value, F)
+        return F
 
     @staticmethod
+    @torch.autograd.function.once_differentiable  # in place (grating_derivatives): no second derivatives
     def backward(ctx, g):
-        h, n = ctx.saved_tensors
-        nb = n.expand_as(h) if n.shape != h.shape else n
-        dh, dn = grating_derivatives(h, nb, need_n=ctx.needs_input_grad[1])
-        gh = g * dh if ctx.needs_input_grad[0] else None
-        gn = _sum_to(g * dn, n.shape) if ctx.needs_input_grad[1] else None
+        h, n, v, F = ctx.saved_tensors
+        need_h, need_n = ctx.needs_input_grad[:2]
+        dh, dn = grating_derivatives(h, n, need_n=need_n)
+        gF = (g * F)[..., None]
+        gh = dh.mul_(gF).div_(v) if need_h else None
+        gn = _sum_to(gF / v * dn, n.shape) if need_n else None
         return gh, gn, None
 
 
@@ -175,12 +207,8 @@ def lattice_factor_square(hkl: torch.Tensor, N, axes=None, c_form: bool = True) 
         hkl = hkl[..., list(axes)]
         N = N[..., list(axes)]
     if _needs_grad(hkl, N):
-        return _Grating.apply(hkl, N, c_form).prod(-1)
-    if hkl.dtype == torch.float64 and c_form:
-        return sincg(math.pi * hkl, N).prod(-1)  # C's evaluation, for bit parity
-    if c_form:
-        return sincg_reduced(hkl, N).prod(-1)
-    return grating_smooth(hkl, N).prod(-1)  # non-integer N: the smooth form is the definition
+        return _Grating.apply(hkl, N, c_form)
+    return _grating_values(hkl, _over_rows(N, hkl), c_form).prod(-1)
 
 
 def lattice_factor_round(hkl: torch.Tensor, N, fudge, scale=None) -> torch.Tensor:

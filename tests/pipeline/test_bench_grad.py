@@ -13,6 +13,7 @@ def test_measures_both_modes_and_writes_a_report(tmp_path):
     assert [r["n"] for r in rows] == [16]
     # both modes ran in their own process and reported a time and a peak-memory reading
     assert rows[0]["backward_s"] > 0 and rows[0]["forward_s"] > 0
+    assert rows[0]["backward_cpu_s"] > 0 and rows[0]["forward_cpu_s"] > 0
     assert isinstance(rows[0]["forward_peak"], int) and isinstance(rows[0]["backward_peak"], int)
     md = (out / "grad.md").read_text()
     assert "| 16² | 2 |" in md

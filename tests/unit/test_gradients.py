@@ -168,6 +168,72 @@ def test_grating_value_is_still_c_form_bit_for_bit():
     assert torch.equal(plain, c_form) and torch.equal(with_grad.detach(), c_form)
 
 
+# The square lattice factor's backward is written by hand (physics._Grating, physics.grating_derivatives):
+# gradcheck on the smooth form (finite differences of the forward itself), and for C's evaluation (whose
+# quotient loses accuracy near integer h, so finite differences of it are not a reference there) agreement
+# with plain autograd through grating_smooth's own formula. Points: integer h (0 included: sin(pi h) = 0),
+# within the series region |N pi d| < 1e-2, on both sides of its edge, half-integers, near the zeros of
+# sin(N pi h) (the smallest factors, which the backward divides by), and generic values.
+def _grating_points(N):
+    d_edge = 1e-2 / (math.pi * max(N))
+    per_axis = [0.0, 1e-12, -1e-9, 1e-6, -3e-4, d_edge * (1 - 1e-6), -d_edge * (1 + 1e-6), 0.5, -1.5, 1.0,
+                1.0 + 1e-9, 2.0 - 3e-7, -3.0 + 1e-5, 0.25, 0.37, 4.5, 10.02, -7.3, 1.0 / N[0] + 1e-13, 0.2]
+    g = torch.Generator().manual_seed(3)
+    cols = [torch.tensor(per_axis, dtype=F64)[torch.randperm(len(per_axis), generator=g)] for _ in range(3)]
+    return torch.stack(cols, dim=-1)
+
+
+def _reference_grads(h, N):
+    """Autograd through grating_smooth's torch formula: (dF/dh, dF/dN) of F = prod_i grating_smooth(h_i, N_i)."""
+    h = h.detach().clone().requires_grad_(True)
+    N = N.detach().clone().requires_grad_(True)
+    return torch.autograd.grad(P.grating_smooth(h, N).prod(-1), (h, N), torch.ones(h.shape[:-1], dtype=F64))
+
+
+@pytest.mark.parametrize("N", [(10.0, 4.0, 7.0), (2.0, 5.0, 3.0)])
+def test_grating_backward_matches_autograd_of_the_smooth_form(N):
+    h = _grating_points(N)
+    n = torch.tensor(N, dtype=F64)
+    ref_h, ref_n = _reference_grads(h, n)
+    for c_form in (True, False):
+        hh, nn = h.clone().requires_grad_(True), n.clone().requires_grad_(True)
+        F = P.lattice_factor_square(hh, nn, (0, 1, 2), c_form)
+        gh, gn = torch.autograd.grad(F, (hh, nn), torch.ones_like(F), retain_graph=True)
+        # the backward works in place on buffers of its own: a second backward of the same graph agrees
+        again = torch.autograd.grad(F, (hh, nn), torch.ones_like(F))
+        assert torch.equal(again[0], gh) and torch.equal(again[1], gn)
+        assert torch.isfinite(gh).all() and torch.isfinite(gn).all()
+        # C's quotient differs from the smooth value by its own rounding (~1e-8 relative at d = 1e-9); the
+        # smooth form's own backward agrees to rounding, amplified by the closed form's cancellation next to
+        # the series edge (~1e-16 / (N pi d)^2 = 1e-12)
+        rtol = 1e-6 if c_form else 1e-10
+        torch.testing.assert_close(gh, ref_h, rtol=rtol, atol=rtol * 1e-6 * float(ref_h.abs().max()))
+        torch.testing.assert_close(gn, ref_n, rtol=rtol, atol=0)
+        # the h gradient alone (N constant) is the same numbers
+        hh = h.clone().requires_grad_(True)
+        (gh_only,) = torch.autograd.grad(P.lattice_factor_square(hh, n, (0, 1, 2), c_form).sum(), hh)
+        assert torch.equal(gh_only, gh)
+
+
+@pytest.mark.parametrize("axes", [(0,), (0, 2), (0, 1, 2)])
+def test_grating_backward_gradcheck(axes):
+    # The smooth form (c_form=False; the definition for non-integer N) at integer N is smooth everywhere, so
+    # gradcheck's finite differences hold at integer h and inside the series region (at non-integer N it
+    # steps at half-integer h, where round(h) changes). Points within 1e-5 of the series edge (where the
+    # series' 1e-10 truncation makes a step) are left to the test above.
+    N = (10.0, 4.0, 7.0)
+    h = _grating_points(N)
+    h = h[(h - torch.round(h)).abs().sub(1e-2 / (math.pi * 10.0)).abs().min(-1).values > 1e-5]
+    n = torch.tensor(N, dtype=F64)
+    f = lambda hh, nn: P.lattice_factor_square(hh, nn, axes, False)  # noqa: E731
+    assert torch.autograd.gradcheck(f, (h.requires_grad_(True), n.requires_grad_(True)), eps=1e-7, atol=1e-6,
+                                    rtol=1e-6)
+    # a batch of crystals: N (B, 1, 3) against h (P, B, K, 3), the gradient of N summed per crystal
+    hb = h[:12].reshape(2, 2, 3, 3).detach().requires_grad_(True)
+    nb_ = torch.tensor([[[10.0, 4.0, 7.0]], [[3.0, 6.0, 2.0]]], dtype=F64, requires_grad=True)
+    assert torch.autograd.gradcheck(f, (hb, nb_), eps=1e-7, atol=1e-6, rtol=1e-6)
+
+
 def test_sinc3_derivative_at_zero():
     # sinc3(x) = 1 - x^2/10 + ...: d/du sinc3(sqrt(u)) = -1/10 at u = 0; the round lattice factor has a
     # zero, finite gradient at the spot centre (d = 0) in h and in N.

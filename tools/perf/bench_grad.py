@@ -5,7 +5,8 @@
 Each measurement runs in a fresh process: the model is loaded, an 8x8 render in the same mode warms up (so
 first-call costs of autograd and of the kernels count in neither mode), the peak RSS is reset (Linux
 clear_refs), then the render (no grad) or render + backward w.r.t. the orientation matrix and the distance is
-timed and the peak RSS increase read back. Writes grad.json and grad.md to reports/bench/grad-<STAMP>/
+timed (wall and process CPU seconds: the CPU time is the steadier number on a shared machine) and the peak RSS
+increase read back. Writes grad.json and grad.md to reports/bench/grad-<STAMP>/
 (atomically, a new directory each run). Records numbers; asserts nothing.
 """
 from __future__ import annotations
@@ -52,10 +53,10 @@ try:
 except OSError:
     pass
 base = rss()
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 run(model)
-dt = time.perf_counter() - t0
-print(json.dumps({"seconds": dt, "peak_extra_bytes": hwm() - base}))
+dt, dc = time.perf_counter() - t0, time.process_time() - c0
+print(json.dumps({"seconds": dt, "cpu_seconds": dc, "peak_extra_bytes": hwm() - base}))
 """
 
 
@@ -73,11 +74,13 @@ def markdown(rows: list[dict]) -> str:
              "Case: `" + ARGV.format(mat="A.mat", px="P", n="N") + "` (10 mosaic domains), float64, CPU; "
              "gradient w.r.t. the orientation matrix and the distance. Median of the repeats; peak memory is "
              "the peak RSS above the loaded model.", "",
-             "| pixels | budget GiB | forward s | forward+backward s | ratio | forward peak MiB | fwd+bwd peak MiB |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+             "| pixels | budget GiB | forward s | forward+backward s | ratio | forward CPU s | fwd+bwd CPU s "
+             "| CPU ratio | forward peak MiB | fwd+bwd peak MiB |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         lines.append(f"| {r['n']}² | {r['budget_gb']:g} | {r['forward_s']:.2f} | {r['backward_s']:.2f} | "
-                     f"{r['backward_s'] / r['forward_s']:.2f} | {r['forward_peak'] / 2**20:.0f} | "
+                     f"{r['backward_s'] / r['forward_s']:.2f} | {r['forward_cpu_s']:.2f} | {r['backward_cpu_s']:.2f} | "
+                     f"{r['backward_cpu_s'] / r['forward_cpu_s']:.2f} | {r['forward_peak'] / 2**20:.0f} | "
                      f"{r['backward_peak'] / 2**20:.0f} |")
     return "\n".join(lines) + "\n"
 
@@ -96,6 +99,7 @@ def main(argv=None) -> int:
             row = {"n": n, "budget_gb": budget}
             for m, rs in runs.items():
                 row[f"{m}_s"] = statistics.median(r["seconds"] for r in rs)
+                row[f"{m}_cpu_s"] = statistics.median(r["cpu_seconds"] for r in rs)
                 row[f"{m}_peak"] = max(r["peak_extra_bytes"] for r in rs)
             rows.append(row)
             print(json.dumps(row), flush=True)
