@@ -18,7 +18,8 @@ import pytest
 from nanobrag_torch.io.smv import read_smv
 from tests.helpers.cli import run_inproc
 from tests.helpers.expt import write_expt
-from tools.interop.run import check_dials, dials_python
+from tests.helpers.dials import require_dials
+from tools.interop.run import dials_python
 
 pytestmark = pytest.mark.dials
 READBACK = os.path.join(os.path.dirname(__file__), "..", "..", "tools", "interop", "readback.py")
@@ -31,11 +32,7 @@ TOL_MM = 1e-6  # the issue's tolerance; what we write agrees to rounding (~1e-12
 def dxtbx_read(tmp_path_factory):
     """Per layout: the -expt input (with a goniometer: spindle +x, so our frame is the file's), a 2-frame
     series written as NXmx, SMV noise images and the truth; {(layout, kind): what dxtbx read}."""
-    missing = check_dials()
-    if missing is not None:
-        if os.environ.get("NB_REQUIRE_DIALS"):
-            pytest.fail(f"NB_REQUIRE_DIALS is set but {missing}")
-        pytest.skip(missing)
+    require_dials()
     root = tmp_path_factory.mktemp("dxtbx_panels")
     files = {}
     for layout in LAYOUTS:

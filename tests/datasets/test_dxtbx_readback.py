@@ -27,7 +27,8 @@ import pytest
 
 from nanobrag_torch.io.smv import read_smv
 from tests.helpers.cli import run_inproc
-from tools.interop.run import check_dials, dials_python
+from tests.helpers.dials import require_dials
+from tools.interop.run import dials_python
 
 pytestmark = pytest.mark.dials
 READBACK = os.path.join(os.path.dirname(__file__), "..", "..", "tools", "interop", "readback.py")
@@ -70,11 +71,7 @@ EXPECTED = {
 def dxtbx_read(tmp_path_factory):
     """Write every set-up's dataset (NXmx, CBF, SMV noise images, truth) and stills, then read them all in one
     run of DIALS's Python: {(setup, kind): what dxtbx read}."""
-    missing = check_dials()
-    if missing is not None:
-        if os.environ.get("NB_REQUIRE_DIALS"):
-            pytest.fail(f"NB_REQUIRE_DIALS is set but {missing}")
-        pytest.skip(missing)
+    require_dials()
     root = tmp_path_factory.mktemp("dxtbx")
     files = {}
     for name, extra in SETUPS.items():
@@ -201,11 +198,7 @@ def test_dxtbx_turns_the_crystal_as_our_reader_does(tmp_path, kind):
     from tests.unit.test_panels import FIXED, GONIO_XTAL, KAPPA, SETTING, _gonio_expt
     from tests.helpers.expt import rot
 
-    missing = check_dials()
-    if missing is not None:
-        if os.environ.get("NB_REQUIRE_DIALS"):
-            pytest.fail(f"NB_REQUIRE_DIALS is set but {missing}")
-        pytest.skip(missing)
+    require_dials()
     path = _gonio_expt(tmp_path / "g.expt", (1.0, 0.0, 0.0), SETTING, FIXED, GONIO_XTAL)
     if kind == "multi":  # kappa scanned, between phi (inside: F) and omega at 25 deg (outside: S)
         doc = json.loads(path.read_text())
