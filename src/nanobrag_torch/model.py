@@ -274,6 +274,10 @@ class Model:
     # record only matches the very values it was made for, so sharing it is safe)
     _checked: dict = field(default_factory=dict, repr=False, compare=False)
 
+    def __post_init__(self):
+        if self.info is None:  # Model(..., info=None): nothing was loaded, as by default
+            self.info = LoadInfo()
+
     @property
     def device(self) -> torch.device:
         return self.detector.pixel_size.device

@@ -261,35 +261,38 @@ def _render_eager(model: Model, prep: Prepared, idx: torch.Tensor, max_memory_gb
     thickstep = setup_tensor(det.thickstep, dev)
     os_ = model.sampling.oversample
 
-    def one_chunk(sel, interp):
+    per = det.fpixels * det.spixels if isinstance(det, Panels) else 0
+    starts = range(0, idx.numel(), chunk)
+    # the panel of each chunk's first and last pixel (idx ascends), with one copy to the host for all chunks
+    ends = [min(start + chunk, idx.numel()) - 1 for start in starts]
+    spans = (list(zip((idx[0::chunk] // per).tolist(), (idx[ends] // per).tolist())) if per
+             else [(0, 0)] * len(starts))
+
+    def one_chunk(sel, interp, first: int, last: int):
         geom, inputs = prep.detector, prep.inputs
-        if isinstance(det, Panels):  # every pixel takes its panel's vectors
-            per = det.fpixels * det.spixels
-            first, last = int(sel[0]) // per, int(sel[-1]) // per
-            if first == last:  # a chunk inside one panel (sel ascends): that panel's vectors, as for one panel
-                panel, sel = first, sel - first * per
-                geom = replace(geom, **{k: getattr(geom, k)[panel] for k in ("pix0", "fdet", "sdet", "odet")})
-                inputs = replace(inputs, odet=geom.odet, close_distance=inputs.close_distance[panel])
-            else:  # gathered, broadcast per pixel
-                panel, sel = sel // per, sel % per
-                geom = panel_pixels(geom, panel)
-                inputs = replace(inputs, odet=geom.odet, close_distance=inputs.close_distance[panel][:, None, None])
+        if per and first == last:  # a chunk inside one panel: that panel's vectors, as for a single panel
+            sel = sel - first * per
+            geom = replace(geom, **{k: getattr(geom, k)[first] for k in ("pix0", "fdet", "sdet", "odet")})
+            inputs = replace(inputs, odet=geom.odet, close_distance=inputs.close_distance[first])
+        elif per:  # across panels: each pixel's panel vectors, gathered and broadcast per pixel
+            panel, sel = sel // per, sel % per
+            geom = panel_pixels(geom, panel)
+            inputs = replace(inputs, odet=geom.odet, close_distance=inputs.close_distance[panel][:, None, None])
         pos = pixel_positions(geom, sel % det.fpixels, sel // det.fpixels, sub, os_, thickstep,
                               det.thicksteps, det.curved)
         return K.render_chunk(pos, inputs, prep.settings, interp)
 
     interp = torch.ones(prep.settings.batch, dtype=torch.bool, device=dev)
     omega_sum = torch.zeros((), dtype=model.dtype, device=dev)
-    starts = range(0, idx.numel(), chunk)
     bar = _progress(idx.numel(), progress)
     values = []
     try:
-        for start in starts:
+        for start, (first, last) in zip(starts, spans):
             sel = idx[start:start + chunk]
             if recompute:
-                v, om, interp = _checkpoint(one_chunk, sel, interp, use_reentrant=False)
+                v, om, interp = _checkpoint(one_chunk, sel, interp, first, last, use_reentrant=False)
             else:
-                v, om, interp = one_chunk(sel, interp)
+                v, om, interp = one_chunk(sel, interp, first, last)
             values.append(v)
             omega_sum = omega_sum + om.detach().sum()
             if bar is not None:

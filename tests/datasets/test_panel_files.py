@@ -5,10 +5,13 @@ panel's origin, and the truth experiment list (-exptout) reads back through our 
 dxtbx's own reading of both files is in test_dxtbx_panels.py."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
 from nanobrag_torch import config_from_argv, load_model
+from nanobrag_torch.errors import InputError
 from nanobrag_torch.io.expt import read_expt
 from nanobrag_torch.io.lab_frame import MCSTAS_TO_IMGCIF, imgcif_setup
 from nanobrag_torch.programs.nanobragg import main
@@ -197,3 +200,72 @@ def test_the_nxmx_reader_follows_rotations_units_and_masks(tmp_path):
         assert p.thickness == pytest.approx(0.45)
     assert p0.mask == () and p1.mask == ((2, 1, 4, 2),)  # row 5 of the stack is module 1's row 1
     assert exp.groups == ((0, 1),)  # two_theta and det_z hold both modules: one group
+
+
+def _minimal_nxmx(path, sample_axes, module_extra=None):
+    """One 4x6 module at det_z 100 mm; ``sample_axes``: (name, values, units, vector) innermost first;
+    ``module_extra(module, det_z path)`` may replace the module's pixel directions."""
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        entry = _nx(f, "entry", "NXentry")
+        inst = _nx(entry, "instrument", "NXinstrument")
+        _nx(inst, "beam", "NXbeam").create_dataset("incident_wavelength", data=1.0).attrs["units"] = "angstrom"
+        det = _nx(inst, "detector", "NXdetector")
+        z = _axis(_nx(det, "transformations", "NXtransformations"), "det_z", 100.0, "mm", "translation", (0, 0, 1),
+                  ".").name
+        m = _nx(det, "m0", "NXdetector_module")
+        m["data_origin"], m["data_size"] = np.array([0, 0]), np.array([4, 6])
+        if module_extra is None:
+            off = _axis(m, "module_offset", 0.0, "mm", "translation", (1, 0, 0), z).name
+            _axis(m, "fast_pixel_direction", 0.1, "mm", "translation", (-1, 0, 0), off)
+            _axis(m, "slow_pixel_direction", 0.1, "mm", "translation", (0, -1, 0), off)
+        else:
+            module_extra(m, z)
+        sample = _nx(entry, "sample", "NXsample")
+        tr = _nx(sample, "transformations", "NXtransformations")
+        below = "."
+        for name, values, units, vector in reversed(sample_axes):  # outermost first, so each names its parent
+            below = _axis(tr, name, np.asarray(values, float), units, "rotation", vector, below).name
+        sample["depends_on"] = below
+
+
+def test_the_nxmx_reader_takes_the_scanned_axis_of_a_multi_axis_goniometer(tmp_path):
+    # phi scanned (innermost), chi 90 deg about McStas z, omega 30 deg about McStas -x (outermost): dxtbx's
+    # scan axis is phi's turned by the axes outside it, S e = R(omega) R(chi) e_phi, here in imgCIF (x, z
+    # flipped): e_phi = (1, 0, 0) -> R(chi: imgCIF -z, 90) -> (0, -1, 0) -> R(omega: imgCIF +x, 30 deg)
+    # -> (0, -cos 30, -sin 30).
+    path = tmp_path / "kappa.h5"
+    _minimal_nxmx(path, [("phi", [5.0, 5.5], "deg", (-1, 0, 0)), ("chi", [90.0], "deg", (0, 0, 1)),
+                         ("omega", [math.radians(30.0)], "rad", (-1, 0, 0))])
+    exp = read_expt(path)
+    c, s = math.cos(math.radians(30)), math.sin(math.radians(30))
+    assert exp.spindle_axis == pytest.approx((0.0, -c, -s), abs=1e-12) and exp.scan == pytest.approx((5.0, 0.5))
+    both = tmp_path / "both.h5"
+    _minimal_nxmx(both, [("phi", [5.0, 5.5], "deg", (-1, 0, 0)), ("omega", [1.0, 2.0], "deg", (-1, 0, 0))])
+    with pytest.raises(InputError, match="are all scanned; one scan axis is supported"):
+        read_expt(both)
+    grad = tmp_path / "grad.h5"
+    _minimal_nxmx(grad, [("phi", [5.0], "grad", (-1, 0, 0))])
+    with pytest.raises(InputError, match="rotation units 'grad' not understood"):
+        read_expt(grad)
+
+
+def test_the_nxmx_reader_reads_older_module_layouts(tmp_path):
+    # Pixel directions with depends_on "." take the module_offset's chain (as dxtbx does), and the fast
+    # direction's offset (here 2 um along McStas x) moves pixel (0,0): corner (0.002, 0, 100) mm in McStas,
+    # (-0.002, 0, -100) in imgCIF; offset units it does not know are one line.
+    def older(m, z, units="um"):
+        _axis(m, "module_offset", 0.0, "mm", "translation", (1, 0, 0), z)
+        fast = _axis(m, "fast_pixel_direction", 0.1, "mm", "translation", (-1, 0, 0), ".")
+        fast.attrs.update(offset=np.array([2.0, 0, 0]), offset_units=units)
+        _axis(m, "slow_pixel_direction", 0.1, "mm", "translation", (0, -1, 0), ".")
+
+    path = tmp_path / "older.h5"
+    _minimal_nxmx(path, [("omega", [0.0, 0.1], "deg", (-1, 0, 0))], older)
+    p = read_expt(path).panels[0]
+    assert p.origin == pytest.approx((-0.002, 0.0, -100.0), abs=1e-12) and p.fast == pytest.approx((1, 0, 0))
+    bad = tmp_path / "bad.h5"
+    _minimal_nxmx(bad, [("omega", [0.0, 0.1], "deg", (-1, 0, 0))], lambda m, z: older(m, z, "furlong"))
+    with pytest.raises(InputError, match="offset_units 'furlong' not understood"):
+        read_expt(bad)

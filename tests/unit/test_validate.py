@@ -240,6 +240,11 @@ def test_a_model_built_in_python_is_refused_by_render(model):
                    detector=dataclasses.replace(model.detector, distance=torch.tensor(-0.1, dtype=torch.float64)))
     with pytest.raises(UsageError, match=re.escape("-distance: must be positive and finite, got -100 mm")):
         nb.render(bad)
+    # info=None stands for "nothing loaded", as the default does
+    none = nb.Model(crystal=model.crystal, beam=model.beam, structure_factors=model.structure_factors,
+                    detector=bad.detector, info=None)
+    with pytest.raises(UsageError, match=re.escape("-distance: must be positive and finite, got -100 mm")):
+        nb.render(none)
 
 
 def test_a_loaded_model_changed_in_place_is_checked_again():

@@ -127,7 +127,7 @@ class DatasetWriter:
         if files.cbf is not None:
             from ..io.cbf import minicbf_fits
 
-            if hasattr(model.detector, "panels"):  # the command line refuses it earlier (config)
+            if hasattr(model.detector, "panels"):  # the command line refuses it earlier (cmdline.replay)
                 raise UsageError(f"-cbf: not written for a detector of {model.detector.panels} panels; use -nexus")
 
             self.full_cbf = not minicbf_fits(model, plan.rotation)  # the geometry needs imgCIF's axes

@@ -12,8 +12,9 @@ size is ``data_size`` (slow, fast), the pixel size the directions' values, the s
 (none for the 1 nm that stands for C's -detector_thick 0 in our files; no mu: NXmx has none, so C's default
 applies, or give -detector_abs); a
 ``pixel_mask`` (non-zero: masked) becomes the panels' masked rectangles (runs of masked pixels on a row).
-The rotation axis is the first rotation of the sample's chain, the scan its first value and the step to the
-second (or ``omega_increment_set``); without one a still. Polarization from ``incident_polarization_stokes``
+The rotation axis is the sample chain's scanned rotation turned by the rotations outside it (dxtbx's multi-axis
+goniometer; with none scanned, the first rotation), the scan its first value and the step to the second (or its
+``_increment_set``); without a rotation a still. Polarization from ``incident_polarization_stokes``
 (the first row), else unpolarized. NXmx holds no crystal: give ``-cell``/``-mat``/``-misset``.
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..crandom.streams import umat_from_axis_angle
 from ..errors import InputError
 from .expt_model import Experiment, ExptPanel
 from .mcstas import MCSTAS_TO_IMGCIF, NO_SENSOR_THICKNESS_MM
@@ -55,26 +57,41 @@ def _scale(ds, table: dict, default: str, where: str) -> float:
     return table[unit]
 
 
-def _rotation(axis: np.ndarray, deg: float) -> np.ndarray:
-    a = axis / np.linalg.norm(axis)
-    t = math.radians(deg)
-    k = np.array([[0, -a[2], a[1]], [a[2], 0, -a[0]], [-a[1], a[0], 0]])
-    return np.eye(3) + math.sin(t) * k + (1 - math.cos(t)) * k @ k
+def _turn(axis: np.ndarray, rad: float) -> np.ndarray:
+    """The right-handed rotation by ``rad`` about ``axis`` (C's rotation formula, ``crandom.streams``)."""
+    return umat_from_axis_angle(tuple(axis / np.linalg.norm(axis)), rad)
+
+
+def _angle(ds, value: float, where: str) -> float:
+    """A rotation's value in radians from its ``units`` (degrees by default); other units refused."""
+    units = _text(ds.attrs.get("units", "deg")).strip().lower()
+    if units.startswith("deg"):
+        return math.radians(value)
+    if units.startswith("rad"):
+        return value
+    raise InputError(f"{where}: rotation units {units!r} not understood (use deg or rad)")
+
+
+def _offset(ds, where: str) -> np.ndarray:
+    """A transformation's ``offset`` (mm, from its ``offset_units``; none: zero)."""
+    offset = np.asarray(ds.attrs.get("offset", (0.0, 0.0, 0.0)), dtype=float).reshape(3)
+    unit = _text(ds.attrs.get("offset_units", "mm")).strip().lower()
+    if unit not in _LENGTH_MM:
+        raise InputError(f"{where}: offset_units {unit!r} not understood (use {', '.join(sorted(_LENGTH_MM))})")
+    return offset * _LENGTH_MM[unit]
 
 
 def _matrix(ds, index: int, where: str) -> np.ndarray:
-    """4x4 of one transformation (its value ``index`` for a scanned axis): translation (mm) or rotation (deg)."""
+    """4x4 of one transformation (its value ``index`` for a scanned axis): translation (mm) or rotation."""
     kind = _text(ds.attrs.get("transformation_type", "")).lower()
     vector = np.asarray(ds.attrs.get("vector", (0.0, 0.0, 0.0)), dtype=float).reshape(3)
     value = float(np.asarray(ds[()], dtype=float).reshape(-1)[index])
-    offset = np.asarray(ds.attrs.get("offset", (0.0, 0.0, 0.0)), dtype=float).reshape(3)
-    offset = offset * _LENGTH_MM.get(_text(ds.attrs.get("offset_units", "mm")).strip().lower(), 1.0)
+    offset = _offset(ds, where)
     m = np.eye(4)
     if kind == "translation":
         m[:3, 3] = offset + value * _scale(ds, _LENGTH_MM, "mm", where) * vector
     elif kind == "rotation":
-        units = _text(ds.attrs.get("units", "deg")).strip().lower()
-        m[:3, :3] = _rotation(vector, value if units.startswith("deg") else math.degrees(value))
+        m[:3, :3] = _turn(vector, _angle(ds, value, where))
         m[:3, 3] = offset
     else:
         raise InputError(f"{where}: transformation_type {kind!r} (need translation or rotation)")
@@ -99,6 +116,13 @@ def _compose(f, paths: list[str], where: str) -> np.ndarray:
     for p in paths:  # the object's own transformation first, then the one it depends on
         m = _matrix(f[p], 0, where) @ m
     return m
+
+
+def _depends_on(direction, module) -> str:
+    """Where a pixel direction's chain starts: its depends_on, or (older files, depends_on ".") the module's
+    ``module_offset``, as dxtbx reads them."""
+    start = _text(direction.attrs.get("depends_on", "."))
+    return module["module_offset"].name if start in (".", "") and "module_offset" in module else start
 
 
 def _mask_rectangles(mask: np.ndarray) -> tuple[tuple[int, int, int, int], ...]:
@@ -136,18 +160,19 @@ def _panels(f, det, where: str):
             raise InputError(f"{here}: missing {exc}") from None
         if len(size) != 2 or len(start) != 2:
             raise InputError(f"{here}: data_origin/data_size must hold (slow, fast), got {start} / {size}")
-        chain = _chain(f, _text(fdir.attrs.get("depends_on", ".")), here)
+        chain = _chain(f, _depends_on(fdir, m), here)
         a = _compose(f, chain, here)
+        corner = a @ np.append(_offset(fdir, here), 1.0)  # pixel (0,0): the fast direction's offset, placed
         axes = []
         for d in (fdir, sdir):
-            turn = _compose(f, _chain(f, _text(d.attrs.get("depends_on", ".")), here), here)[:3, :3]
+            turn = _compose(f, _chain(f, _depends_on(d, m), here), here)[:3, :3]
             v = turn @ np.asarray(d.attrs["vector"], dtype=float).reshape(3)
             axes.append(MCSTAS_TO_IMGCIF @ (v / np.linalg.norm(v)))
         px = [float(d[()]) * _scale(d, _LENGTH_MM, "mm", here) for d in (fdir, sdir)]
         rect = ()
         if mask is not None and mask.ndim == 2:
             rect = _mask_rectangles(mask[start[0]:start[0] + size[0], start[1]:start[1] + size[1]])
-        panels.append(ExptPanel(name=m.name, origin=tuple(MCSTAS_TO_IMGCIF @ a[:3, 3]), fast=tuple(axes[0]),
+        panels.append(ExptPanel(name=m.name, origin=tuple(MCSTAS_TO_IMGCIF @ corner[:3]), fast=tuple(axes[0]),
                                 slow=tuple(axes[1]), pixel_size=tuple(px), image_size=(size[1], size[0]),
                                 thickness=thick, mu=0.0, mask=rect, trusted_range=(-1.0, 65535.0)))
         chains.append(chain)
@@ -178,22 +203,38 @@ def _beam(f, inst, where: str) -> tuple[float, tuple, float]:
 
 
 def _goniometer(f, entry, where: str):
-    """(rotation axis imgCIF, (start, width) deg) of the sample's first rotation, or (None, None)."""
+    """(spindle axis imgCIF, (start, width) deg) of the sample's chain, as dxtbx's multi-axis goniometer: the
+    scanned rotation (values that vary, or an increment set) about its axis turned by the rotations outside it
+    at their values (S e, as ``io.expt``); with none scanned, the first rotation at its value (a still);
+    (None, None) without a rotation. More than one scanned axis is refused in one line."""
     sample = next((entry[k] for k in entry if entry[k].attrs.get("NX_class") in (b"NXsample", "NXsample")), None)
     if sample is None or "depends_on" not in sample:
         return None, None
+    rotations = []  # innermost first: (dataset, values, width in degrees)
     for path in _chain(f, _text(sample["depends_on"][()]), where):
         ds = f[path]
         if _text(ds.attrs.get("transformation_type", "")).lower() != "rotation":
             continue
         values = np.asarray(ds[()], dtype=float).reshape(-1)
         if f"{path}_increment_set" in f:
-            width = float(np.asarray(f[f"{path}_increment_set"][()], dtype=float).reshape(-1)[0])
+            step = float(np.asarray(f[f"{path}_increment_set"][()], dtype=float).reshape(-1)[0])
         else:
-            width = float(values[1] - values[0]) if values.size > 1 else 0.0
-        axis = MCSTAS_TO_IMGCIF @ np.asarray(ds.attrs["vector"], dtype=float).reshape(3)
-        return tuple(axis / np.linalg.norm(axis)), (float(values[0]), width)
-    return None, None
+            step = float(values[1] - values[0]) if values.size > 1 else 0.0
+        rotations.append((ds, values, math.degrees(_angle(ds, step, where))))
+    if not rotations:
+        return None, None
+    scanned = [i for i, (_, _, width) in enumerate(rotations) if width != 0.0]
+    if len(scanned) > 1:
+        names = ", ".join(rotations[i][0].name for i in scanned)
+        raise InputError(f"{where}: the sample's axes {names} are all scanned; one scan axis is supported")
+    k = scanned[0] if scanned else 0
+    axes = [MCSTAS_TO_IMGCIF @ np.asarray(ds.attrs["vector"], dtype=float).reshape(3) for ds, _, _ in rotations]
+    setting = np.eye(3)
+    for (ds, values, _), axis in list(zip(rotations, axes))[k + 1:]:
+        setting = _turn(axis, _angle(ds, float(values[0]), where)) @ setting
+    ds, values, width = rotations[k]
+    spindle = setting @ (axes[k] / np.linalg.norm(axes[k]))
+    return tuple(spindle), (math.degrees(_angle(ds, float(values[0]), where)), width)
 
 
 def read_nxmx_experiment(path: str | Path) -> Experiment:
