@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .expt import group_parents, innermost_group
+from .expt import group_frames
 from .lab_frame import imgcif_setup
 
 COUNT_MAX = 65535.0  # the integer images' saturation (uint16)
@@ -103,23 +103,19 @@ def detector_dict(model) -> dict:
     if not hasattr(det, "panels"):
         return {"panels": [panel("nanoBragg simulated detector", st.fast, st.slow, st.origin)],
                 "hierarchy": _node("", (0, 0, 0), [{"panel": 0}])}
-    groups = [tuple(int(i) for i in m) for m in det.groups]
-    pivots = [st.origin[list(m)].mean(0) for m in groups]
-    parents = group_parents(groups)
-    inner = [innermost_group(groups, p) for p in range(det.panels)]
+    h = group_frames(det.groups, st.origin)
     panels = [panel(det.names[p] if p < len(det.names) and det.names[p] else f"panel{p}", st.fast[p], st.slow[p],
-                    st.origin[p] - (pivots[inner[p]] if inner[p] is not None else 0.0)) for p in range(det.panels)]
+                    h.relative(h.inner[p], st.origin[p])) for p in range(det.panels)]
 
     def children(k: int | None) -> list:
-        kids = [node(h) for h, up in enumerate(parents) if up == k]
-        return kids + [{"panel": p} for p in range(det.panels) if inner[p] == k]
+        kids = [node(g) for g, up in enumerate(h.parents) if up == k]
+        return kids + [{"panel": p} for p in range(det.panels) if h.inner[p] == k]
 
     def node(k: int) -> dict:
-        up = parents[k]
-        return _node(f"group{k}", pivots[k] - (pivots[up] if up is not None else 0.0), children(k))
+        return _node(f"group{k}", h.relative(h.parents[k], h.pivots[k]), children(k))
 
-    tops = [k for k, up in enumerate(parents) if up is None]
-    whole = len(tops) == 1 and len(set(groups[tops[0]])) == det.panels
+    tops = [k for k, up in enumerate(h.parents) if up is None]
+    whole = len(tops) == 1 and len(set(h.groups[tops[0]])) == det.panels
     return {"panels": panels, "hierarchy": node(tops[0]) if whole else _node("", (0, 0, 0), children(None))}
 
 

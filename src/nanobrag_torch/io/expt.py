@@ -17,6 +17,7 @@ and its axes are the parent's frame applied to its own.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -115,17 +116,30 @@ def _detector(det: dict, path) -> tuple[tuple[ExptPanel, ...], tuple[tuple[int, 
     return panels, tuple(groups)
 
 
-def group_parents(groups) -> list[int | None]:
-    """For each group of a post-ordered hierarchy (innermost first), the index of the smallest later group
-    holding all its panels (its parent), None for a top group."""
-    sets = [frozenset(int(i) for i in g) for g in groups]
-    return [next((h for h in range(k + 1, len(sets)) if sets[k] <= sets[h]), None) for k in range(len(sets))]
+@dataclass(frozen=True)
+class GroupFrames:
+    """How the writers lay out a post-ordered hierarchy (innermost first): each group's pivot (the mean of its
+    panels' origins), its parent (the smallest later group holding all its panels; None at the top), and each
+    panel's innermost group (None: in no group)."""
+
+    groups: tuple[tuple[int, ...], ...]
+    pivots: np.ndarray  # (groups, 3), in the units of the origins
+    parents: tuple[int | None, ...]
+    inner: tuple[int | None, ...]
+
+    def relative(self, k: int | None, point: np.ndarray) -> np.ndarray:
+        """``point`` from group ``k``'s pivot (from the origin when ``k`` is None)."""
+        return point - (self.pivots[k] if k is not None else 0.0)
 
 
-def innermost_group(groups, panel: int) -> int | None:
-    """The index of the first (innermost) group of a post-ordered hierarchy holding ``panel``; None: none."""
-    return next((k for k, m in enumerate(groups) if panel in tuple(int(i) for i in m)), None)
-
+def group_frames(groups, origins: np.ndarray) -> GroupFrames:
+    """The ``GroupFrames`` of ``groups`` (panel indices) for panels at ``origins`` (P, 3)."""
+    groups = tuple(tuple(int(i) for i in g) for g in groups)
+    sets = [frozenset(g) for g in groups]
+    parents = tuple(next((h for h in range(k + 1, len(sets)) if sets[k] <= sets[h]), None) for k in range(len(sets)))
+    inner = tuple(next((k for k, m in enumerate(sets) if p in m), None) for p in range(len(origins)))
+    pivots = np.array([origins[list(g)].mean(0) for g in groups]).reshape(len(groups), 3)
+    return GroupFrames(groups, pivots, parents, inner)
 
 
 def _goniometer(gonio: dict, where: str) -> tuple[tuple[float, float, float], np.ndarray]:
@@ -270,5 +284,5 @@ def check_one_size(exp: Experiment, path) -> None:
     if first.pixel_size[0] != first.pixel_size[1]:
         raise InputError(f"-expt: {path}: rectangular pixels {first.pixel_size} mm are not supported")
 
-__all__ = ["read_expt", "Experiment", "ExptPanel", "c_flags", "custom_placement", "check_one_size", "group_parents",
-           "innermost_group"]
+__all__ = ["read_expt", "Experiment", "ExptPanel", "c_flags", "custom_placement", "check_one_size", "group_frames",
+           "GroupFrames"]

@@ -39,7 +39,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-from .expt import group_parents, innermost_group
+from .expt import group_frames
 from .lab_frame import imgcif_setup
 from .mcstas import NO_SENSOR_NOTE, NO_SENSOR_THICKNESS_MM
 
@@ -290,19 +290,16 @@ def _nx_panel_modules(d, dtr, det, g, R) -> str:
     depends_on), "." without a hierarchy."""
     origin_mm = _vec(g.pix0) @ R.T * 1000.0  # (P, 3) McStas
     fast, slow = _vec(g.fdet) @ R.T, _vec(g.sdet) @ R.T
-    groups = [tuple(int(i) for i in m) for m in det.groups]
-    pivots = [origin_mm[list(m)].mean(0) for m in groups]
-    parents = group_parents(groups)
-    paths = [""] * len(groups)
-    for k in reversed(range(len(groups))):  # a parent comes after its children: place it first
-        up = parents[k]
-        base, dep = (pivots[up], paths[up]) if up is not None else (np.zeros(3), ".")
-        paths[k] = _shift(dtr, f"group_{k}", pivots[k] - base, dep)
+    h = group_frames(det.groups, origin_mm)
+    paths = [""] * len(h.groups)
+    for k in reversed(range(len(h.groups))):  # a parent comes after its children: place it first
+        up = h.parents[k]
+        paths[k] = _shift(dtr, f"group_{k}", h.relative(up, h.pivots[k]), paths[up] if up is not None else ".")
     for p in range(det.panels):
-        inner = innermost_group(groups, p)
-        base, dep = (pivots[inner], paths[inner]) if inner is not None else (np.zeros(3), ".")
-        _module(d, f"module_{p}", p * det.spixels, det, origin_mm[p] - base, dep, fast[p], slow[p])
-    whole = [k for k, m in enumerate(groups) if len(set(m)) == det.panels]
+        inner = h.inner[p]
+        _module(d, f"module_{p}", p * det.spixels, det, h.relative(inner, origin_mm[p]),
+                paths[inner] if inner is not None else ".", fast[p], slow[p])
+    whole = [k for k, m in enumerate(h.groups) if len(set(m)) == det.panels]
     return paths[whole[-1]] if whole else "."
 
 
