@@ -23,6 +23,7 @@ Values are read detached, under ``torch.no_grad``: a check never touches a gradi
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass, fields
 
 import torch
@@ -388,21 +389,25 @@ _GROUPS = (
 
 
 def _record(values: tuple) -> tuple | None:
-    """``values`` with each tensor's in-place version; None when one cannot say (an inference tensor)."""
+    """``values`` with each tensor's in-place version; None when one cannot say (an inference tensor). Tensors
+    are held weakly, so the record keeps no superseded tensor (nor its graph) alive."""
     out = []
     for v in values:
         if isinstance(v, torch.Tensor):
             if v.is_inference():
                 return None
-            out.append((v, v._version))
+            out.append((weakref.ref(v), v._version))
         else:
             out.append((v, None))
     return tuple(out)
 
 
 def _same(a: tuple | None, b: tuple | None) -> bool:
+    def held(x, version):
+        return x() if version is not None else x
+
     return a is not None and b is not None and len(a) == len(b) and \
-        all(x is y and vx == vy for (x, vx), (y, vy) in zip(a, b))
+        all(held(x, vx) is held(y, vy) and vx == vy for (x, vx), (y, vy) in zip(a, b))
 
 
 def validate_model(model) -> None:

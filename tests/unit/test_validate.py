@@ -318,3 +318,19 @@ def test_one_pixel_whose_evaluations_cannot_fit_is_refused_for_the_eager_kernel(
     assert code == 2 and len(lines) == 1 and written == []
     assert "of intermediates for each pixel" in lines[0] and lines[0].startswith(
         "nanobrag-torch: error: -max_memory_gb: this render needs at least ")
+
+
+def test_the_record_of_passed_checks_keeps_no_superseded_tensor_alive():
+    # In an optimisation loop each step assigns new tensors; the record of what passed holds them weakly, so a
+    # replaced one (with its graph) is freed at once, not at the next check.
+    import gc
+    import weakref
+
+    m = nb.load_model(nb.config_from_argv(BASE))
+    nb.render(m)
+    gone = weakref.ref(m.crystal.fudge)
+    m.crystal.fudge = torch.tensor(2.0, dtype=torch.float64)
+    gc.collect()
+    assert gone() is None
+    nb.render(m)  # and the new value is checked and recorded as before
+    assert m._checked["crystal"] is not None
