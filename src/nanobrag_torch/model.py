@@ -278,6 +278,11 @@ class Model:
         if self.info is None:  # Model(..., info=None): nothing was loaded, as by default
             self.info = LoadInfo()
 
+    def __getstate__(self):
+        # a pickled or deep-copied model (e.g. sent to a dataset worker) starts without the record of passed
+        # checks: it holds weak references, and the copy's tensors are new objects anyway
+        return {**self.__dict__, "_checked": {}}
+
     @property
     def device(self) -> torch.device:
         return self.detector.pixel_size.device

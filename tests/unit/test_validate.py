@@ -334,3 +334,18 @@ def test_the_record_of_passed_checks_keeps_no_superseded_tensor_alive():
     assert gone() is None
     nb.render(m)  # and the new value is checked and recorded as before
     assert m._checked["crystal"] is not None
+
+
+def test_a_validated_model_pickles_and_copies_without_its_record():
+    # Dataset workers receive the model pickled: the weak record of passed checks stays behind, and the copy
+    # is checked afresh (a bad value in it still refused).
+    import copy
+    import pickle
+
+    m = nb.load_model(nb.config_from_argv(BASE))
+    ref = nb.render(m)
+    for other in (pickle.loads(pickle.dumps(m)), copy.deepcopy(m)):
+        assert other._checked == {} and torch.equal(nb.render(other), ref)
+        other.crystal.fudge = torch.tensor(-1.0, dtype=torch.float64)
+        with pytest.raises(UsageError, match="-fudge"):
+            nb.render(other)
