@@ -147,7 +147,8 @@ def parity_matrix(c, corpus=None, live=False, select=None, dtype=None, device=No
     raise Exit(code=_run(c, argv))
 
 
-@task(help={"select": "case ids (space-separated; default: every case of configs/bench.toml)",
+@task(help={"select": "case ids, or 'panels' for the panels section (space-separated; default: all of "
+                      "configs/bench.toml)",
             "repeats": "alternations of C and ours per case (default: the config's, 3)",
             "dtype": "our dtypes, space-separated (default: float32 float64)",
             "no_scaling": "skip the scaling scans (time vs pixels, vs sources x domains)",

@@ -832,7 +832,8 @@ def passed(data: dict) -> bool:
 def parse_args(argv):
     ap = argparse.ArgumentParser(prog="python -m tools.perf.bench", description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", default=str(DEFAULT_CONFIG))
-    ap.add_argument("--select", nargs="+", default=None, metavar="ID", help="case ids (default: every case)")
+    ap.add_argument("--select", nargs="+", default=None, metavar="ID",
+                    help="case or series ids, or 'panels' (default: everything in the config)")
     ap.add_argument("--repeats", type=int, default=None, help="alternations per case (default: the config's)")
     ap.add_argument("--dtype", nargs="+", default=None, choices=("float32", "float64"), help="our dtypes")
     ap.add_argument("--no-scaling", action="store_true", help="skip the scaling scans")
