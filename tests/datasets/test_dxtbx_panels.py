@@ -8,9 +8,6 @@ another). One subprocess of DIALS's Python (tools/interop/readback.py) reads eve
 Without DIALS these tests skip, saying so; NB_REQUIRE_DIALS=1 (nox -s interop) turns the skip into a failure."""
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 
 import numpy as np
 import pytest
@@ -18,11 +15,9 @@ import pytest
 from nanobrag_torch.io.smv import read_smv
 from tests.helpers.cli import run_inproc
 from tests.helpers.expt import write_expt
-from tests.helpers.dials import require_dials
-from tools.interop.run import dials_python
+from tests.helpers.dials import dxtbx_readback, require_dials
 
 pytestmark = pytest.mark.dials
-READBACK = os.path.join(os.path.dirname(__file__), "..", "..", "tools", "interop", "readback.py")
 LAYOUTS = ("turn", "tilt")
 ARGS = "-cell 40 40 40 90 90 90 -misset 10 20 30 -N 3 -default_F 100 -oversample 1 -workers 0 -seed 3".split()
 TOL_MM = 1e-6  # the issue's tolerance; what we write agrees to rounding (~1e-12 mm)
@@ -43,11 +38,7 @@ def dxtbx_read(tmp_path_factory):
                         "-exptout", "t.expt"], d)
         assert r.returncode == 0, r.stderr
         files.update({(layout, "input"): d / "in.expt", (layout, "nxmx"): d / "s.h5", (layout, "truth"): d / "t.expt"})
-    out = subprocess.run([dials_python(), READBACK, *map(str, files.values())], capture_output=True, text=True,
-                         timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    got = json.loads(out.stdout)
-    return {key: got[str(path)] for key, path in files.items()}, root
+    return dxtbx_readback(files), root
 
 
 def _shape(node):

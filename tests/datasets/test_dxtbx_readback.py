@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 
 import numpy as np
@@ -27,11 +26,10 @@ import pytest
 
 from nanobrag_torch.io.smv import read_smv
 from tests.helpers.cli import run_inproc
-from tests.helpers.dials import require_dials
+from tests.helpers.dials import dxtbx_readback, require_dials
 from tools.interop.run import dials_python
 
 pytestmark = pytest.mark.dials
-READBACK = os.path.join(os.path.dirname(__file__), "..", "..", "tools", "interop", "readback.py")
 
 BASE = ("-cell 40 50 60 90 90 90 -default_F 100 -N 3 -detpixels_f 32 -detpixels_s 24 -pixel 0.2 -distance 80 "
         "-oversample 1 -phi 3 -osc 1 -workers 0 -seed 9").split()
@@ -91,11 +89,7 @@ def dxtbx_read(tmp_path_factory):
                         "-exptout", "t.expt", "-noisefile", "n_#.img"], d)
         assert r.returncode == 0, r.stderr
         files.update({(name, "nxmx"): d / "s.h5", (name, "cbf"): d / "c_1.cbf", (name, "truth"): d / "t.expt"})
-    out = subprocess.run([dials_python(), READBACK, *map(str, files.values())], capture_output=True, text=True,
-                         timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    got = json.loads(out.stdout)
-    return {key: got[str(path)] for key, path in files.items()}, root
+    return dxtbx_readback(files), root
 
 
 def _corners(p: dict) -> np.ndarray:
