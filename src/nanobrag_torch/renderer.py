@@ -263,10 +263,10 @@ def _render_eager(model: Model, prep: Prepared, idx: torch.Tensor, max_memory_gb
 
     per = det.fpixels * det.spixels if isinstance(det, Panels) else 0
     starts = range(0, idx.numel(), chunk)
-    # the panel of each chunk's first and last pixel (idx ascends), with one copy to the host for all chunks
-    ends = [min(start + chunk, idx.numel()) - 1 for start in starts]
-    spans = (list(zip((idx[0::chunk] // per).tolist(), (idx[ends] // per).tolist())) if per
-             else [(0, 0)] * len(starts))
+    spans = [(0, 0)] * len(starts)
+    if per:  # the panel of each chunk's first and last pixel (idx ascends), one copy to the host for all chunks
+        ends = [min(start + chunk, idx.numel()) - 1 for start in starts]
+        spans = list(zip((idx[0::chunk] // per).tolist(), (idx[ends] // per).tolist()))
 
     def one_chunk(sel, interp, first: int, last: int):
         geom, inputs = prep.detector, prep.inputs

@@ -22,9 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..crandom.streams import umat_from_axis_angle
 from ..errors import InputError
-from .expt_model import Experiment, ExptPanel
+from .expt_model import Experiment, ExptPanel, multi_axis_goniometer
 from .nxmx_in import is_hdf5, read_nxmx_experiment
 
 
@@ -158,13 +157,7 @@ def _goniometer(gonio: dict, where: str) -> tuple[tuple[float, float, float], np
     norms = np.linalg.norm(axes, axis=1)
     if not (len(axes) == len(angles) and 0 <= k < len(axes) and np.all(np.isfinite(angles)) and np.all(norms > 0)):
         raise InputError(f"{where}: {len(axes)} axes, {len(angles)} angles and scan axis {k} do not fit together")
-    turns = [umat_from_axis_angle(tuple(a / n), t) for a, n, t in zip(axes, norms, angles)]
-    fixed, setting = np.eye(3), np.eye(3)
-    for i in range(k):
-        fixed = turns[i] @ fixed
-    for i in range(k + 1, len(axes)):
-        setting = turns[i] @ setting
-    return tuple(setting @ (axes[k] / norms[k])), setting @ fixed
+    return multi_axis_goniometer(axes, angles, k)
 
 
 def _rotation(d: dict, key: str, where: str) -> np.ndarray:

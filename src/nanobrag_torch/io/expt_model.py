@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
+from ..crandom.streams import umat_from_axis_angle
+
 
 @dataclass(frozen=True)
 class ExptPanel:
@@ -41,3 +45,17 @@ class Experiment:
 
 
 __all__ = ["Experiment", "ExptPanel"]
+
+
+def multi_axis_goniometer(axes, angles_rad, scan_axis: int) -> tuple[tuple[float, float, float], np.ndarray]:
+    """(the spindle axis S e, S F) of dxtbx's multi-axis goniometer: unit-normalised ``axes`` (innermost first)
+    at ``angles_rad``; the axes inside ``scan_axis`` make the fixed rotation F, those outside it the setting
+    rotation S, the outermost on the left."""
+    units = [np.asarray(a, dtype=float) / np.linalg.norm(a) for a in axes]
+    turns = [umat_from_axis_angle(tuple(u), float(t)) for u, t in zip(units, angles_rad)]
+    fixed, setting = np.eye(3), np.eye(3)
+    for i in range(scan_axis):
+        fixed = turns[i] @ fixed
+    for i in range(scan_axis + 1, len(units)):
+        setting = turns[i] @ setting
+    return tuple(setting @ units[scan_axis]), setting @ fixed

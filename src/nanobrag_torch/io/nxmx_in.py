@@ -26,7 +26,7 @@ import numpy as np
 
 from ..crandom.streams import umat_from_axis_angle
 from ..errors import InputError
-from .expt_model import Experiment, ExptPanel
+from .expt_model import Experiment, ExptPanel, multi_axis_goniometer
 from .mcstas import MCSTAS_TO_IMGCIF, NO_SENSOR_THICKNESS_MM
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -229,12 +229,9 @@ def _goniometer(f, entry, where: str):
         raise InputError(f"{where}: the sample's axes {names} are all scanned; one scan axis is supported")
     k = scanned[0] if scanned else 0
     axes = [MCSTAS_TO_IMGCIF @ np.asarray(ds.attrs["vector"], dtype=float).reshape(3) for ds, _, _ in rotations]
-    setting = np.eye(3)
-    for (ds, values, _), axis in list(zip(rotations, axes))[k + 1:]:
-        setting = _turn(axis, _angle(ds, float(values[0]), where)) @ setting
-    ds, values, width = rotations[k]
-    spindle = setting @ (axes[k] / np.linalg.norm(axes[k]))
-    return tuple(spindle), (math.degrees(_angle(ds, float(values[0]), where)), width)
+    angles = [_angle(ds, float(values[0]), where) for ds, values, _ in rotations]
+    spindle, _ = multi_axis_goniometer(axes, angles, k)  # NXmx holds no crystal: F turns nothing here
+    return spindle, (math.degrees(angles[k]), rotations[k][2])
 
 
 def read_nxmx_experiment(path: str | Path) -> Experiment:
