@@ -146,19 +146,21 @@ def pixel_positions(geom: DetectorGeometry, fpix: torch.Tensor, spix: torch.Tens
     """Lab positions (m) of every (pixel, layer, sub-pixel): shape (P, T, os*os, 3), §3.6-§3.7.
 
     ``fpix``/``spix`` are integer pixel indices (P,). Sub-pixel order is subS outer, subF inner, as in C.
+    Indices of any leading shape (e.g. (panels, pixels) against vectors (panels, 1, 1, 1, 3)) give positions
+    of that shape followed by (T, os*os, 3).
     """
     dtype, device = geom.pix0.dtype, geom.pix0.device
     sub = pixel_size / oversample
     ticks = torch.arange(oversample, device=device, dtype=dtype)
     subS, subF = torch.meshgrid(ticks, ticks, indexing="ij")
     subS, subF = subS.reshape(-1), subF.reshape(-1)
-    fpix = fpix.to(dtype)[:, None]
-    spix = spix.to(dtype)[:, None]
+    fpix = fpix.to(dtype)[..., None]
+    spix = spix.to(dtype)[..., None]
     Fdet = sub * (fpix * oversample + subF) + sub / 2.0  # (P, S)
     Sdet = sub * (spix * oversample + subS) + sub / 2.0
     Odet = torch.arange(thicksteps, device=device, dtype=dtype) * thickstep  # (T,)
-    pos = (Fdet[:, None, :, None] * geom.fdet + Sdet[:, None, :, None] * geom.sdet
-           + Odet[None, :, None, None] * geom.odet + geom.pix0)
+    pos = (Fdet[..., None, :, None] * geom.fdet + Sdet[..., None, :, None] * geom.sdet
+           + Odet[:, None, None] * geom.odet + geom.pix0)
     if curved:
         # C: start from distance*beam, rotate about s by y/distance, then about f by z/distance
         d = geom.distance

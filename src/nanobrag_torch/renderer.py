@@ -262,11 +262,12 @@ def _render_eager(model: Model, prep: Prepared, idx: torch.Tensor, max_memory_gb
     os_ = model.sampling.oversample
 
     per = det.fpixels * det.spixels if isinstance(det, Panels) else 0
-    starts = range(0, idx.numel(), chunk)
-    spans = [(0, 0)] * len(starts)
+    whole = per and idx.numel() == det.panels * per  # every pixel (idx = arange)
+    bounds = _chunk_bounds(idx.numel(), chunk, per if whole else 0)
+    spans = [(0, 0)] * len(bounds)
     if per:  # the panel of each chunk's first and last pixel (idx ascends), one copy to the host for all chunks
-        ends = [min(start + chunk, idx.numel()) - 1 for start in starts]
-        spans = list(zip((idx[0::chunk] // per).tolist(), (idx[ends] // per).tolist()))
+        ends = (idx[[a for a, _ in bounds]] // per, idx[[b - 1 for _, b in bounds]] // per)
+        spans = list(zip(ends[0].tolist(), ends[1].tolist()))
 
     def one_chunk(sel, interp, first: int, last: int):
         geom, inputs = prep.detector, prep.inputs
@@ -274,6 +275,11 @@ def _render_eager(model: Model, prep: Prepared, idx: torch.Tensor, max_memory_gb
             sel = sel - first * per
             geom = replace(geom, **{k: getattr(geom, k)[first] for k in ("pix0", "fdet", "sdet", "odet")})
             inputs = replace(inputs, odet=geom.odet, close_distance=inputs.close_distance[first])
+        elif whole and sel.numel() == (last - first + 1) * per:  # whole panels: their vectors broadcast
+            return K.render_chunk(_whole_panels(prep, det, first, last, sub, os_, thickstep), replace(
+                inputs, odet=_per_pixel(prep.detector.odet, first, last, per)[:, None, None, :],
+                close_distance=_per_pixel(inputs.close_distance, first, last, per)[:, None, None]),
+                prep.settings, interp)
         elif per:  # across panels: each pixel's panel vectors, gathered and broadcast per pixel
             panel, sel = sel // per, sel % per
             geom = panel_pixels(geom, panel)
@@ -287,8 +293,8 @@ def _render_eager(model: Model, prep: Prepared, idx: torch.Tensor, max_memory_gb
     bar = _progress(idx.numel(), progress)
     values = []
     try:
-        for start, (first, last) in zip(starts, spans):
-            sel = idx[start:start + chunk]
+        for (start, stop), (first, last) in zip(bounds, spans):
+            sel = idx[start:stop]
             if recompute:
                 v, om, interp = _checkpoint(one_chunk, sel, interp, first, last, use_reentrant=False)
             else:
@@ -301,6 +307,33 @@ def _render_eager(model: Model, prep: Prepared, idx: torch.Tensor, max_memory_gb
         if bar is not None:
             bar.close()
     return values, omega_sum, interp
+
+
+def _chunk_bounds(n: int, chunk: int, per: int) -> list[tuple[int, int]]:
+    """(start, stop) of each chunk of ``n`` pixels, at most ``chunk`` each; with panels of ``per`` pixels
+    (0: none to respect), chunks of whole panels or parts of one panel, never parts of two."""
+    if not per:
+        return [(a, min(a + chunk, n)) for a in range(0, n, chunk)]
+    if per <= chunk:
+        step = chunk - chunk % per
+        return [(a, min(a + step, n)) for a in range(0, n, step)]
+    return [(p + a, min(p + a + chunk, p + per)) for p in range(0, n, per) for a in range(0, per, chunk)]
+
+
+def _whole_panels(prep: Prepared, det: Panels, first: int, last: int, sub, os_: int, thickstep) -> torch.Tensor:
+    """Positions (n, T, S, 3) of every pixel of panels first .. last: each panel's vectors broadcast over its
+    own pixels (none gathered per pixel), in raster order, panel by panel."""
+    geom = replace(prep.detector, **{k: getattr(prep.detector, k)[first:last + 1][:, None, None, None, :]
+                                     for k in ("pix0", "fdet", "sdet", "odet")})
+    local = torch.arange(det.fpixels * det.spixels, device=geom.pix0.device)
+    return pixel_positions(geom, local % det.fpixels, local // det.fpixels, sub, os_, thickstep, det.thicksteps,
+                           det.curved).flatten(0, 1)
+
+
+def _per_pixel(per_panel: torch.Tensor, first: int, last: int, per: int) -> torch.Tensor:
+    """The rows first .. last of a per-panel tensor, each repeated for the ``per`` pixels of its panel."""
+    rows = per_panel[first:last + 1, None]
+    return rows.expand(rows.shape[0], per, *per_panel.shape[1:]).reshape(-1, *per_panel.shape[1:])
 
 
 def panel_pixels(geom: DetectorGeometry, panel: torch.Tensor) -> DetectorGeometry:

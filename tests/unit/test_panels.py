@@ -63,16 +63,28 @@ def test_c_single_panel_as_one_panel_renders_the_same(tmp_path):
 
 
 def test_eager_chunks_inside_a_panel_and_across_panels_render_alike(tmp_path, monkeypatch):
-    # The eager kernel takes a chunk inside one panel with that panel's vectors and a chunk across panels with
-    # each pixel's gathered vectors: with chunks of 100 pixels (panels of 768) both kinds occur, and the image
-    # is the one of whole-image chunks, bit for bit.
+    # The eager kernel takes a chunk inside one panel with that panel's vectors, a chunk of whole panels with
+    # their vectors broadcast over their pixels, and (when a mask leaves pixels out) a chunk across parts of
+    # panels with each pixel's gathered vectors. Whole-image chunks (all 4 panels of 768 pixels in one),
+    # chunks of 2000 pixels (cut to 1536: two whole panels) and of 100 (each panel in 8 parts) give one image,
+    # bit for bit; with one pixel masked, chunks of 100 run across panels and the other pixels stay the same.
     import nanobrag_torch.budget as budget
+    from nanobrag_torch.renderer import _chunk_bounds
 
+    assert _chunk_bounds(3072, 2000, 768) == [(0, 1536), (1536, 3072)]
+    assert _chunk_bounds(3072, 100, 768)[6:9] == [(600, 700), (700, 768), (768, 868)]
+    assert _chunk_bounds(3071, 100, 0)[-1] == (3000, 3071)
     model, _ = _expt_model(tmp_path, "tilt")
     ref = render(model, kernel="torch")
-    monkeypatch.setattr(budget, "_CPU_CHUNK_EVALS", 100)
-    assert budget.chunk_pixels(model, 2.0, False)[0] == 100
-    assert torch.equal(render(model, kernel="torch"), ref)
+    mask = torch.ones(model.detector.shape, dtype=torch.bool)
+    mask[1, 3, 5] = False
+    masked = replace(model, detector=replace(model.detector, mask=mask))
+    for evals in (2000, 100):
+        monkeypatch.setattr(budget, "_CPU_CHUNK_EVALS", evals)
+        assert budget.chunk_pixels(model, 2.0, False)[0] == evals
+        assert torch.equal(render(model, kernel="torch"), ref), evals
+    img = render(masked, kernel="torch")
+    assert img[1, 3, 5] == 0 and torch.equal(img[mask], ref[mask])
 
 
 def test_group_moves_are_rigid():
