@@ -23,8 +23,11 @@ _BYTES_PER_EVAL_GRAD_INTERP = 8 * (20 + 3 * 64 + 64)
 # Whole-image buffers per pixel besides the image and its chunks: the pixel index (int64, in torch and in the
 # fused kernel), the rendered mask and the fused kernel's two per-pixel flags (bool).
 _BYTES_PER_PIXEL = 8 + 8 + 1 + 2
-# Evaluations per chunk on the CPU: intermediates of a few MB stay in cache and in malloc's reused heap.
-_CPU_CHUNK_EVALS = 1 << 18
+# Evaluations per chunk on the CPU: the intermediates (~25 MB in float64) stay in malloc's reused heap. At 2^18
+# (~100 MB) glibc hands the freed top of its heap back to the system after each chunk (its trim threshold tops
+# out at 64 MB) and every chunk page-faults its buffers in again: 1.1-1.9x slower, measured on 1024^2, 512^2 x 10
+# domains and 2x2 oversampling x 3x3 divergence x 10 domains, 1 and 2 threads (2^15 and 2^17 in between).
+_CPU_CHUNK_EVALS = 1 << 16
 
 
 def evaluations_per_pixel(model) -> int:
