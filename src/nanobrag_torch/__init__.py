@@ -29,6 +29,7 @@ _LAZY = {
     "AmorphousSample": "amorphous", "amorphous_sample": "amorphous", "render_amorphous": "amorphous",
     "render_background": "amorphous",
     "structure_factors_from_model": "structure_factors", "structure_factors_from_mtz": "structure_factors",
+    "steady_heap": "heap",
 }
 
 
@@ -55,4 +56,5 @@ __all__ = ["SimConfig", "build_config", "config_from_argv", "parse_argv", "load_
            "StructureFactors", "Sampling", "Outputs", "outputs_from_config", "write_c_outputs", "write_experiments",
            "__version__",
            "apply_detector_response", "DetectorResponse", "DetectorImages", "AmorphousSample", "amorphous_sample",
-           "render_amorphous", "render_background", "structure_factors_from_model", "structure_factors_from_mtz"]
+           "render_amorphous", "render_background", "structure_factors_from_model", "structure_factors_from_mtz",
+           "steady_heap"]

@@ -7,6 +7,7 @@ eager kernel and whether the backward must recompute chunks (torch.utils.checkpo
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 
@@ -50,19 +51,27 @@ def memory_needs(model) -> tuple[int, int]:
     return image, evaluations_per_pixel(model) * per
 
 
-def chunk_pixels(model, max_memory_gb: float, grad: bool) -> tuple[int, bool]:
-    """(pixels per chunk, recompute chunks in the backward) from what the budget leaves beside the image."""
+class Chunking(NamedTuple):
+    """Eager chunks: ``pixels``, the size to aim at; ``limit``, the most the memory budget allows (the CPU aims
+    below it, at cache-sized chunks); ``recompute``, recompute each chunk in the backward (gradients over the
+    budget)."""
+    pixels: int
+    limit: int
+    recompute: bool
+
+
+def chunk_pixels(model, max_memory_gb: float, grad: bool) -> Chunking:
+    """Pixels per chunk from what the budget leaves beside the image (see ``Chunking``)."""
     det = model.detector
     evals = evaluations_per_pixel(model)
     image, per_pixel = memory_needs(model)
     budget = max_memory_gb * 2**30 - image
-    n = budget // max(1, per_pixel)
-    if model.device.type == "cpu":
-        n = min(n, _CPU_CHUNK_EVALS // max(1, evals))
     pixels = math.prod(det.shape)
+    limit = int(max(1, min(pixels, budget // max(1, per_pixel))))
+    n = min(limit, _CPU_CHUNK_EVALS // max(1, evals)) if model.device.type == "cpu" else limit
     per_grad = _BYTES_PER_EVAL_GRAD_INTERP if model.structure_factors.interpolate else _BYTES_PER_EVAL_GRAD
     recompute = grad and pixels * evals * per_grad > budget
-    return int(max(1, min(pixels, n))), recompute
+    return Chunking(int(max(1, n)), limit, recompute)
 
 
 def check_memory(model, max_memory_gb: float, eager: bool) -> None:
@@ -93,4 +102,4 @@ def _size(nbytes: float) -> str:
 
 
 
-__all__ = ["memory_needs", "check_memory", "chunk_pixels", "evaluations_per_pixel"]
+__all__ = ["memory_needs", "check_memory", "chunk_pixels", "Chunking", "evaluations_per_pixel"]

@@ -256,14 +256,14 @@ def _render_eager(model: Model, prep: Prepared, idx: torch.Tensor, max_memory_gb
     interpolation still enabled (B,)). Chunks are recomputed in the backward when the budget needs it."""
     det = model.detector
     dev = model.device
-    chunk, recompute = chunk_pixels(model, max_memory_gb, grad)
+    chunk, limit, recompute = chunk_pixels(model, max_memory_gb, grad)
     sub = setup_tensor(det.pixel_size, dev)
     thickstep = setup_tensor(det.thickstep, dev)
     os_ = model.sampling.oversample
 
     per = det.fpixels * det.spixels if isinstance(det, Panels) else 0
     whole = per and idx.numel() == det.panels * per  # every pixel (idx = arange)
-    bounds = _chunk_bounds(idx.numel(), chunk, per if whole else 0)
+    bounds = _chunk_bounds(idx.numel(), chunk, per if whole else 0, limit)
     spans = [(0, 0)] * len(bounds)
     if per:  # the panel of each chunk's first and last pixel (idx ascends), one copy to the host for all chunks
         ends = (idx[[a for a, _ in bounds]] // per, idx[[b - 1 for _, b in bounds]] // per)
@@ -309,15 +309,19 @@ def _render_eager(model: Model, prep: Prepared, idx: torch.Tensor, max_memory_gb
     return values, omega_sum, interp
 
 
-def _chunk_bounds(n: int, chunk: int, per: int) -> list[tuple[int, int]]:
-    """(start, stop) of each chunk of ``n`` pixels, at most ``chunk`` each; with panels of ``per`` pixels
-    (0: none to respect), chunks of whole panels or parts of one panel, never parts of two."""
-    if not per:
-        return [(a, min(a + chunk, n)) for a in range(0, n, chunk)]
-    if per <= chunk:
-        step = chunk - chunk % per
+def _chunk_bounds(n: int, chunk: int, per: int, limit: int | None = None) -> list[tuple[int, int]]:
+    """(start, stop) of each chunk of ``n`` pixels, each nearest ``chunk`` pixels (never over ``limit``,
+    default ``chunk``) and of equal sizes (no small remainder chunk): with panels of ``per`` pixels (0: none to
+    respect), chunks of whole panels or equal parts of one panel, never parts of two. Each chunk costs a fixed
+    Python and dispatch overhead, so e.g. 64 panels of 4096 pixels aiming at 6553 go two to a chunk, not one."""
+    limit = chunk if limit is None else max(limit, 1)
+    if per and per <= chunk:
+        step = per * max(1, min(round(chunk / per), limit // per))
         return [(a, min(a + step, n)) for a in range(0, n, step)]
-    return [(p + a, min(p + a + chunk, p + per)) for p in range(0, n, per) for a in range(0, per, chunk)]
+    whole = per or n
+    parts = max(1, round(whole / chunk), -(-whole // limit))
+    size = -(-whole // parts)
+    return [(p + a, min(p + a + size, p + whole)) for p in range(0, n, whole) for a in range(0, whole, size)]
 
 
 def _whole_panels(prep: Prepared, det: Panels, first: int, last: int, sub, os_: int, thickstep) -> torch.Tensor:

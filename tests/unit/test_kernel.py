@@ -43,7 +43,7 @@ def test_chunk_size_does_not_change_the_image(tmp_path, monkeypatch):
     model = _model(SHUTOFF, tmp_path)
     assert model.structure_factors.interpolate, "auto rule: N <= 2 turns tricubic interpolation on"
     whole = render_details(model, kernel="torch")
-    monkeypatch.setattr(render_module, "chunk_pixels", lambda *a: (7, False))
+    monkeypatch.setattr(render_module, "chunk_pixels", lambda *a: (7, 7, False))
     chunked = render_details(model, kernel="torch")
     assert torch.equal(whole.image, chunked.image)
     assert bool(whole.interpolation_disabled) and bool(chunked.interpolation_disabled), \

@@ -71,9 +71,13 @@ def test_eager_chunks_inside_a_panel_and_across_panels_render_alike(tmp_path, mo
     import nanobrag_torch.budget as budget
     from nanobrag_torch.renderer import _chunk_bounds
 
-    assert _chunk_bounds(3072, 2000, 768) == [(0, 1536), (1536, 3072)]
-    assert _chunk_bounds(3072, 100, 768)[6:9] == [(600, 700), (700, 768), (768, 868)]
+    assert _chunk_bounds(3072, 2000, 768) == [(0, 1536), (1536, 3072)]  # the limit: at most the chunk
+    assert _chunk_bounds(3072, 2000, 768, 4000) == [(0, 2304), (2304, 3072)]  # 3 panels nearest 2000
+    assert _chunk_bounds(3072, 100, 768)[6:9] == [(576, 672), (672, 768), (768, 864)]  # 8 equal parts
+    assert _chunk_bounds(3072, 700, 768, 4000) == [(0, 768), (768, 1536), (1536, 2304), (2304, 3072)]
     assert _chunk_bounds(3071, 100, 0)[-1] == (3000, 3071)
+    assert _chunk_bounds(1000, 300, 0, 400) == [(0, 334), (334, 668), (668, 1000)]  # no chunk of 100 at the end
+    assert _chunk_bounds(1000, 300, 0, 300) == [(0, 250), (250, 500), (500, 750), (750, 1000)]
     model, _ = _expt_model(tmp_path, "tilt")
     ref = render(model, kernel="torch")
     mask = torch.ones(model.detector.shape, dtype=torch.bool)

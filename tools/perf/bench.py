@@ -503,8 +503,8 @@ def import_times(runner: Runner, repeats: int) -> dict:
 # ------------------------------------------------------------------------------------------------ panels
 def run_panels(runner: Runner, pc: dict) -> dict:
     """Issue 24's panel cost: ``tools.perf.panels_timing --json`` in a fresh interpreter ([panels] of the
-    config: pixels, panels, repeats, threads, kernels): C's single panel and P strips of it, CPU time, best of
-    repeats with the renders taking turns."""
+    config: pixels, panels, repeats, threads, kernels): C's single panel and P strips of it, CPU time, median of
+    repeats with the renders taking turns, the heap held steady (``heap.steady_heap``)."""
     cmd = [sys.executable, "-m", "tools.perf.panels_timing", "--json", "--cpu-time",
            "--pixels", str(pc.get("pixels", 512)), "--panels", *map(str, pc.get("panels", [1, 8, 64])),
            "--repeats", str(pc.get("repeats", 5)), "--threads", str(pc.get("threads", 1)),
@@ -686,7 +686,8 @@ def panels_lines(panels: dict | None) -> list[str]:
         return ["", f"Panels: not measured ({panels['error']})"]
     out = ["", f"Panels (issue 24): C's {panels['pixels']}x{panels['pixels']} detector against P panels cutting it "
            f"into strips (the same pixels), {panels['threads']} thread(s), "
-           f"{'CPU' if panels['cpu_time'] else 'wall'} time, best of {panels['repeats']}, the renders taking turns:",
+           f"{'CPU' if panels['cpu_time'] else 'wall'} time, median of {panels['repeats']} turns (the renders taking "
+           f"turns), {'steady' if panels.get('steady_heap') else 'default'} heap:",
            "", "| kernel | P | s | vs one panel | max rel. diff |", "|---|---|---|---|---|"]
     for kernel, k in panels["kernels"].items():
         out.append(f"| {kernel} | C's panel | {k['detector']:.3f} | | |")

@@ -1,25 +1,33 @@
 """Time a detector of P panels against one panel of the same pixels (issue 24).
 
     python -m tools.perf.panels_timing [--pixels 512] [--panels 1 8 64] [--repeats 3] [--kernels numba torch]
-                                       [--threads N] [--cpu-time]
+                                       [--threads N] [--cpu-time] [--default-heap]
 
 One C detector of pixels x pixels (MOSFLM, 0.1 mm, 100 mm, a 100 A cubic cell, N 5, 10 mosaic domains) is
 rendered as C's ``Detector`` and as P ``Panels`` cutting it into P strips of pixels/P rows (the same pixels:
-the images agree to rounding, which is printed). Best of --repeats, wall clock, this process, after one
+the images agree to rounding, which is printed). Median of --repeats turns, wall clock, this process, after one
 warm-up render (numba compiles there), the renders taking turns; --cpu-time measures the process's CPU
 time instead (steadier on a shared machine, with --threads 1). Prints one line per (kernel, P); records
 numbers, asserts nothing (``--json``: one JSON object, what ``invoke bench`` records as its panels section).
+
+The heap is held steady (``heap.steady_heap``, as in our programs) unless --default-heap: with glibc's
+default thresholds the eager kernel's chunk buffers are now and then handed back to the system between chunks
+and page-faulted in again, and which render that hits is chance (+-20 % between runs of the same code). The
+same setting holds for every render compared. Medians of --repeats turns, not the best turn, for the same
+reason.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 from dataclasses import replace
 
 import torch
 
 import nanobrag_torch as nb
+from nanobrag_torch.heap import steady_heap
 from nanobrag_torch.panels import Panels, panels_from_detector
 
 ARGV = ("-cell 100 100 100 90 90 90 -default_F 100 -N 5 -mosaic 0.5 -mosaic_domains 10 -distance 100 "
@@ -36,8 +44,9 @@ def strips(one: Panels, parts: int) -> Panels:
 
 
 def interleaved(fns: dict, repeats: int, clock=time.perf_counter) -> dict:
-    """Best wall time of each function, the functions run in turn ``repeats`` times (after a warm-up each), so
-    that a busy machine slows every one of them alike."""
+    """Median time of each function, the functions run in turn ``repeats`` times (after a warm-up each), so
+    that a busy machine slows every one of them alike. The median, not the best: on a shared VM a single
+    lucky turn (CPU time 20 % below the rest) would otherwise set one side's number."""
     for fn in fns.values():
         fn()
     times = {k: [] for k in fns}
@@ -46,11 +55,11 @@ def interleaved(fns: dict, repeats: int, clock=time.perf_counter) -> dict:
             t0 = clock()
             fn()
             times[k].append(clock() - t0)
-    return {k: min(v) for k, v in times.items()}
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def measure(pixels: int, panels, repeats: int, kernels, cpu_time: bool) -> dict:
-    """{kernel: {"detector": s, "panels": {P: s}, "max_rel_diff": {P: d}}}: the best time of C's detector and
+    """{kernel: {"detector": s, "panels": {P: s}, "max_rel_diff": {P: d}}}: the median time of C's detector and
     of P strips of it (see the module doc)."""
     clock = time.process_time if cpu_time else time.perf_counter
     model = nb.load_model(nb.config_from_argv(ARGV.format(n=pixels).split()))
@@ -76,16 +85,19 @@ def main(argv=None) -> int:
     ap.add_argument("--kernels", nargs="+", default=["numba", "torch"])
     ap.add_argument("--threads", type=int, default=0, help="torch/numba threads (0: the default)")
     ap.add_argument("--cpu-time", action="store_true", help="CPU time of the process, not wall time")
+    ap.add_argument("--default-heap", action="store_true", help="leave glibc malloc's thresholds as they are")
     ap.add_argument("--json", action="store_true", help="print the times as one JSON object (for invoke bench)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    steady = not args.default_heap and steady_heap()
     res = measure(args.pixels, args.panels, args.repeats, args.kernels, args.cpu_time)
     if args.json:
         print(json.dumps({"pixels": args.pixels, "threads": torch.get_num_threads(), "cpu_time": args.cpu_time,
-                          "repeats": args.repeats, "kernels": res}))
+                          "repeats": args.repeats, "steady_heap": steady, "kernels": res}))
         return 0
-    print(f"{args.pixels}x{args.pixels} pixels, {torch.get_num_threads()} threads")
+    print(f"{args.pixels}x{args.pixels} pixels, {torch.get_num_threads()} threads, "
+          f"{'steady' if steady else 'default'} heap")
     for kernel, r in res.items():
         print(f"{kernel:6s} Detector (C's panel)      {r['detector']:8.3f} s")
         for p in args.panels:

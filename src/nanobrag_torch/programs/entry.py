@@ -7,6 +7,7 @@ import signal
 import sys
 
 from ..errors import NanoBraggError
+from ..heap import steady_heap
 
 
 class Terminated(KeyboardInterrupt):
@@ -34,7 +35,8 @@ def _sigterm_raises():
 def run_program(runner, argv: list[str], prog: str) -> int:
     """``runner(argv)`` (a program's ``run``) with the programs' error handling; ``prog`` names it in messages.
     Ctrl-C exits 130 and SIGTERM 143 (128 + the signal), with one line and no output file (outputs are renamed
-    into place only when all of them were written)."""
+    into place only when all of them were written). The heap is held steady (``heap.steady_heap``)."""
+    steady_heap()
     try:
         with _sigterm_raises():
             code = runner(argv)
