@@ -204,3 +204,9 @@ def parity_matrix(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks vs the C program ($NB_C_BIN): python -m tools.perf.bench [ARGS] -> reports/bench/<STAMP>/."""
     _in_project(session, "-m", "tools.perf.bench", *session.posargs)
+
+
+@nox.session(venv_backend="none", requires=["project"], default=False)
+def bench_grad(session: nox.Session) -> None:
+    """Gradient cost of the eager render: python -m tools.perf.bench_grad [ARGS] -> reports/bench/grad-<STAMP>/."""
+    _in_project(session, "-m", "tools.perf.bench_grad", *session.posargs)

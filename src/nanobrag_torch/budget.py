@@ -24,11 +24,15 @@ _BYTES_PER_EVAL_GRAD_INTERP = 8 * (20 + 3 * 64 + 64)
 # Whole-image buffers per pixel besides the image and its chunks: the pixel index (int64, in torch and in the
 # fused kernel), the rendered mask and the fused kernel's two per-pixel flags (bool).
 _BYTES_PER_PIXEL = 8 + 8 + 1 + 2
-# Evaluations per chunk on the CPU: the intermediates (~25 MB in float64) stay in malloc's reused heap. At 2^18
-# (~100 MB) glibc hands the freed top of its heap back to the system after each chunk (its trim threshold tops
-# out at 64 MB) and every chunk page-faults its buffers in again: 1.1-1.9x slower, measured on 1024^2, 512^2 x 10
-# domains and 2x2 oversampling x 3x3 divergence x 10 domains, 1 and 2 threads (2^15 and 2^17 in between).
-_CPU_CHUNK_EVALS = 1 << 16
+# Evaluations per chunk on the CPU. Measured (eager, float32/64, 1 and 2 threads: 1024^2 one source, 512^2 x 10
+# domains, 2x2 oversampling x 3x3 divergence x 10 domains, the Phase D two sources): with the heap held steady
+# (heap.steady_heap, as our programs do) 2^17 is the fastest or within 5 % of it, 2^16 and 2^18 up to 20 %
+# slower; with glibc's default thresholds, freed buffers are now and then returned to the system between chunks
+# and every chunk size runs 15-35 % slower and varies from run to run.
+_CPU_CHUNK_EVALS = 1 << 17
+# With gradients every chunk's graph is kept anyway, and fewer, larger chunks cost less: 1024^2 x 10 domains,
+# forward + backward, 1.31 s and 1.08 GB peak at 2^19 against 1.44 s and 1.66 GB at 2^17 (steady heap).
+_CPU_CHUNK_EVALS_GRAD = 1 << 19
 
 
 def evaluations_per_pixel(model) -> int:
@@ -68,7 +72,8 @@ def chunk_pixels(model, max_memory_gb: float, grad: bool) -> Chunking:
     budget = max_memory_gb * 2**30 - image
     pixels = math.prod(det.shape)
     limit = int(max(1, min(pixels, budget // max(1, per_pixel))))
-    n = min(limit, _CPU_CHUNK_EVALS // max(1, evals)) if model.device.type == "cpu" else limit
+    target = _CPU_CHUNK_EVALS_GRAD if grad else _CPU_CHUNK_EVALS
+    n = min(limit, target // max(1, evals)) if model.device.type == "cpu" else limit
     per_grad = _BYTES_PER_EVAL_GRAD_INTERP if model.structure_factors.interpolate else _BYTES_PER_EVAL_GRAD
     recompute = grad and pixels * evals * per_grad > budget
     return Chunking(int(max(1, n)), limit, recompute)

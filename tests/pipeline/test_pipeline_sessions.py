@@ -38,12 +38,14 @@ def test_nox_lists_one_session_per_evidence_step_and_torch_sessions_share_the_pr
     assert proc.returncode == 0, proc.stderr
     listed = {ln[2:].split(" -> ")[0]: ln.split(" -> ", 1)[1] for ln in proc.stdout.splitlines()
               if ln[:2] in ("* ", "- ")}
-    assert set(STEP_SESSIONS) <= set(listed) and {"project", "tests", "lint", "parity_matrix", "bench"} <= set(listed)
+    assert set(STEP_SESSIONS) <= set(listed)
+    assert {"project", "tests", "lint", "parity_matrix", "bench", "bench_grad"} <= set(listed)
     assert "phase_d" not in listed  # the chain is invoke's, one session per step
     assert all(listed[name].strip() for name in STEP_SESSIONS)  # one line of documentation each
     import noxfile
 
-    for name in ("tests", "collect", "parity", "cli_py", "env", "metrics", "parity_matrix", "bench"):
+    # bench_grad too: `invoke bench-grad` runs it, since invoke's own interpreter need not hold torch
+    for name in ("tests", "collect", "parity", "cli_py", "env", "metrics", "parity_matrix", "bench", "bench_grad"):
         func = getattr(noxfile, name)
         assert func.requires == ["project"] and func.venv_backend == "none", name
     for name in ("cli_c", "ledger"):  # the C run and the ledger need no torch: no environment at all
