@@ -116,7 +116,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="32x16-pixel modules, 2 stills (the test-suite version)")
     args = ap.parse_args(argv)
-    nb.steady_heap()  # eager CPU renders: chunk buffers stay in the heap (docs/api.md, "Memory and speed")
+    nb.steady_heap()  # eager CPU renders: chunk buffers stay in the heap (docs/api.md)
     r = refine(nf=32, ns=16, stills=2, steps=8) if args.quick else refine()
     ok = r["shift_error_mm"] < 0.01 and r["orientation_error_deg"] < 0.03 and r["final_loss"] <= r["loss_at_truth"]
     print("recovered (group shifts < 0.01 mm from 0.2, orientation < 0.03 deg from 0.1)" if ok else "NOT recovered")

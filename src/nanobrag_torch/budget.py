@@ -72,10 +72,11 @@ def chunk_pixels(model, max_memory_gb: float, grad: bool) -> Chunking:
     budget = max_memory_gb * 2**30 - image
     pixels = math.prod(det.shape)
     limit = int(max(1, min(pixels, budget // max(1, per_pixel))))
-    target = _CPU_CHUNK_EVALS_GRAD if grad else _CPU_CHUNK_EVALS
-    n = min(limit, target // max(1, evals)) if model.device.type == "cpu" else limit
     per_grad = _BYTES_PER_EVAL_GRAD_INTERP if model.structure_factors.interpolate else _BYTES_PER_EVAL_GRAD
     recompute = grad and pixels * evals * per_grad > budget
+    # a recomputed chunk holds its whole graph at once in the backward: the forward's size then
+    target = _CPU_CHUNK_EVALS_GRAD if grad and not recompute else _CPU_CHUNK_EVALS
+    n = min(limit, target // max(1, evals)) if model.device.type == "cpu" else limit
     return Chunking(int(max(1, n)), limit, recompute)
 
 

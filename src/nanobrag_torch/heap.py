@@ -13,10 +13,12 @@ def steady_heap() -> bool:
     False (nothing changed) where the C library has no mallopt (not glibc)."""
     try:
         mallopt = ctypes.CDLL(None).mallopt  # the process's own symbols: libc's, without a library search
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):  # TypeError: Windows, where CDLL needs a name
         return False
     m_trim_threshold, m_mmap_threshold = -1, -3
-    return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 1 << 30))
+    mmap_set = bool(mallopt(m_mmap_threshold, 32 << 20))
+    trim_set = bool(mallopt(m_trim_threshold, 1 << 30))
+    return mmap_set and trim_set
 
 
 __all__ = ["steady_heap"]

@@ -310,18 +310,31 @@ def _render_eager(model: Model, prep: Prepared, idx: torch.Tensor, max_memory_gb
 
 
 def _chunk_bounds(n: int, chunk: int, per: int, limit: int | None = None) -> list[tuple[int, int]]:
-    """(start, stop) of each chunk of ``n`` pixels, each nearest ``chunk`` pixels (never over ``limit``,
-    default ``chunk``) and of equal sizes (no small remainder chunk): with panels of ``per`` pixels (0: none to
-    respect), chunks of whole panels or equal parts of one panel, never parts of two. Each chunk costs a fixed
-    Python and dispatch overhead, so e.g. 64 panels of 4096 pixels aiming at 6553 go two to a chunk, not one."""
+    """(start, stop) of each chunk of ``n`` pixels, each as near ``chunk`` pixels as whole units allow (never over
+    ``limit``, default ``chunk``), the sizes differing by at most one unit (no small tail chunk). With panels of
+    ``per`` pixels (0: none to respect; ``n`` is then a whole number of panels) the units are whole panels, or
+    pixels of one panel: a chunk never holds parts of two. Each chunk costs a fixed Python and dispatch overhead,
+    so e.g. 64 panels of 4096 pixels aiming at 13107 go three or so to a chunk, not one."""
+    if n <= 0:
+        return []
     limit = chunk if limit is None else max(limit, 1)
-    if per and per <= chunk:
-        step = per * max(1, min(round(chunk / per), limit // per))
-        return [(a, min(a + step, n)) for a in range(0, n, step)]
-    whole = per or n
+    chunk = max(1, min(chunk, limit))
+    if per and n % per:
+        raise ValueError(f"{n} pixels are not a whole number of panels of {per}")
+    if per and per <= chunk:  # whole panels, ~chunk/per to a chunk
+        panels = n // per
+        groups = -(-panels // max(1, min(round(chunk / per), limit // per)))
+        return [(per * a, per * b) for a, b in _even(panels, groups)]
+    whole = per or n  # parts of one panel (or of the whole image)
     parts = max(1, round(whole / chunk), -(-whole // limit))
-    size = -(-whole // parts)
-    return [(p + a, min(p + a + size, p + whole)) for p in range(0, n, whole) for a in range(0, whole, size)]
+    return [(p + a, p + b) for p in range(0, n, whole) for a, b in _even(whole, parts)]
+
+
+def _even(count: int, parts: int) -> list[tuple[int, int]]:
+    """``count`` units cut into ``parts`` consecutive runs whose lengths differ by at most one."""
+    q, r = divmod(count, parts)
+    edges = [k * q + min(k, r) for k in range(parts + 1)]
+    return list(zip(edges[:-1], edges[1:]))
 
 
 def _whole_panels(prep: Prepared, det: Panels, first: int, last: int, sub, os_: int, thickstep) -> torch.Tensor:

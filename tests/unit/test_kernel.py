@@ -50,6 +50,23 @@ def test_chunk_size_does_not_change_the_image(tmp_path, monkeypatch):
         "the table is too small for every pixel, so interpolation must switch off"
 
 
+def test_cpu_chunks_aim_at_their_evaluation_targets_within_the_budget():
+    # 512^2 pixels x 10 domains: the forward aims at 2^17 evaluations per chunk, a gradient at 2^19, a gradient
+    # whose graph must be recomputed chunk by chunk at the forward's size; a small budget caps them all.
+    from nanobrag_torch import budget
+
+    model = load_model(config_from_argv("-cell 100 100 100 90 90 90 -default_F 100 -N 5 -detpixels 512 "
+                                        "-mosaic 0.5 -mosaic_domains 10 -oversample 1".split()))
+    assert budget.evaluations_per_pixel(model) == 10
+    fwd, grad, recomputed = (budget.chunk_pixels(model, 2.0, False), budget.chunk_pixels(model, 2.0, True),
+                             budget.chunk_pixels(model, 0.05, True))
+    assert (fwd.pixels, fwd.recompute) == (2**17 // 10, False) and fwd.limit == 512 * 512
+    assert (grad.pixels, grad.recompute) == (2**19 // 10, False)
+    assert recomputed.recompute and recomputed.pixels == min(recomputed.limit, 2**17 // 10)
+    tight = budget.chunk_pixels(model, 0.004, False)
+    assert tight.limit < 2**17 // 10 and tight.pixels == tight.limit
+
+
 def test_interpolation_shutoff_is_in_raster_order(tmp_path):
     # Pixels rendered before the first out-of-range lookup are interpolated, later ones use nearest F.
     # Reference: rendering with interpolation forced off must equal the image from the shut-off point on.

@@ -65,19 +65,25 @@ def test_c_single_panel_as_one_panel_renders_the_same(tmp_path):
 def test_eager_chunks_inside_a_panel_and_across_panels_render_alike(tmp_path, monkeypatch):
     # The eager kernel takes a chunk inside one panel with that panel's vectors, a chunk of whole panels with
     # their vectors broadcast over their pixels, and (when a mask leaves pixels out) a chunk across parts of
-    # panels with each pixel's gathered vectors. Whole-image chunks (all 4 panels of 768 pixels in one),
-    # chunks of 2000 pixels (cut to 1536: two whole panels) and of 100 (each panel in 8 parts) give one image,
-    # bit for bit; with one pixel masked, chunks of 100 run across panels and the other pixels stay the same.
+    # panels with each pixel's gathered vectors. Chunks aiming at 2000 pixels (two whole panels of 768 each,
+    # within the budget's limit) and at 100 (each panel in 8 parts of 96) give one image, bit for bit; with one
+    # pixel masked, chunks of 100 run across panels and the other pixels stay the same.
     import nanobrag_torch.budget as budget
     from nanobrag_torch.renderer import _chunk_bounds
 
     assert _chunk_bounds(3072, 2000, 768) == [(0, 1536), (1536, 3072)]  # the limit: at most the chunk
-    assert _chunk_bounds(3072, 2000, 768, 4000) == [(0, 2304), (2304, 3072)]  # 3 panels nearest 2000
+    assert _chunk_bounds(3072, 2000, 768, 4000) == [(0, 1536), (1536, 3072)]  # 3 nearest 2000: 2 + 2 panels
+    assert _chunk_bounds(4608, 2000, 768, 4000) == [(0, 2304), (2304, 4608)]  # 6 panels: 3 + 3
     assert _chunk_bounds(3072, 100, 768)[6:9] == [(576, 672), (672, 768), (768, 864)]  # 8 equal parts
     assert _chunk_bounds(3072, 700, 768, 4000) == [(0, 768), (768, 1536), (1536, 2304), (2304, 3072)]
-    assert _chunk_bounds(3071, 100, 0)[-1] == (3000, 3071)
-    assert _chunk_bounds(1000, 300, 0, 400) == [(0, 334), (334, 668), (668, 1000)]  # no chunk of 100 at the end
+    assert _chunk_bounds(3071, 100, 0)[-2:] == [(2873, 2972), (2972, 3071)]  # 31 parts of 99-100
+    assert _chunk_bounds(1000, 300, 0, 400) == [(0, 334), (334, 667), (667, 1000)]  # no chunk of 100 at the end
     assert _chunk_bounds(1000, 300, 0, 300) == [(0, 250), (250, 500), (500, 750), (750, 1000)]
+    assert _chunk_bounds(16, 3, 0) == [(0, 3), (3, 6), (6, 9), (9, 12), (12, 14), (14, 16)]
+    assert _chunk_bounds(8, 2, 4, 1) == [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (5, 6), (6, 7), (7, 8)]
+    assert _chunk_bounds(0, 5, 0) == []
+    with pytest.raises(ValueError, match="whole number of panels"):
+        _chunk_bounds(10, 4, 4)
     model, _ = _expt_model(tmp_path, "tilt")
     ref = render(model, kernel="torch")
     mask = torch.ones(model.detector.shape, dtype=torch.bool)
