@@ -70,10 +70,6 @@ class Panels:
         """Distance between sensor layers (m)."""
         return self.thickness / self.layer_divisor
 
-    def place(self, beam_vector) -> DetectorGeometry:
-        """``place_panels(self, beam_vector)``: the writers place a detector through this, whichever kind it is."""
-        return place_panels(self, beam_vector)
-
     def renders_every_pixel(self) -> bool:
         """No mask and an ROI (if any) covering the whole panel: ``rendered_mask()`` is all True."""
         return Detector.renders_every_pixel(self)
@@ -178,6 +174,12 @@ def place_panels(panels: Panels, beam_vector: torch.Tensor) -> DetectorGeometry:
     )
 
 
+def place(det, beam_vector) -> DetectorGeometry:
+    """The placed geometry of either kind of detector: ``place_panels`` for ``Panels`` ((P, 3) vectors), C's
+    ``geometry.place_detector`` for a ``model.Detector``."""
+    return (place_panels if isinstance(det, Panels) else place_detector)(det, beam_vector)
+
+
 def panels_from_detector(det, beam_vector) -> Panels:
     """C's single panel (a ``model.Detector`` placed by its convention, rotations and pivot) as P = 1."""
     if det.curved:
@@ -210,5 +212,5 @@ def panel_as_detector(panels: Panels, i: int, beam_vector) -> Detector:
                     mask=None if panels.mask is None else panels.mask[i])
 
 
-__all__ = ["Panels", "rotation_matrix", "panel_axes", "place_panels", "panels_from_detector", "panel_as_detector",
-           "panel_centres"]
+__all__ = ["Panels", "rotation_matrix", "panel_axes", "place", "place_panels", "panels_from_detector",
+           "panel_as_detector", "panel_centres"]

@@ -22,9 +22,9 @@ from .constants import R_E_SQR
 from .engine import KERNELS, compiled_kernel
 from .crystal import CrystalGeometry, crystal_geometry, mosaic_umats_from_draws, orientation_stack
 from .errors import UsageError
-from .geometry import DetectorGeometry, pixel_positions, place_detector, unitize
+from .geometry import DetectorGeometry, pixel_positions, unitize
 from .model import SETUP_DTYPE, Model, check_discrete, setup_tensor
-from .panels import Panels, place_panels
+from .panels import Panels, place
 from .validate import validate_model
 
 # Rough bytes of intermediates per evaluation (pixel x layer x sub-pixel x source x crystal x phi x domain).
@@ -160,8 +160,7 @@ def prepare(model: Model) -> Prepared:
     orient = orientations(model, cr)  # (B, K, 3, 3)
     B = orient.shape[0]
     c, det, beam, sf = model.crystal, model.detector, model.beam, model.structure_factors
-    multi = isinstance(det, Panels)
-    g = (place_panels if multi else place_detector)(det, setup_tensor(beam.beam_vector, dev))
+    g = place(det, setup_tensor(beam.beam_vector, dev))
     g_render = DetectorGeometry(**{k: (v.to(dtype) if isinstance(v, torch.Tensor) else v) for k, v in vars(g).items()})
 
     N_k, shape_scale, n2, scale, recip, n_integral, axes = _crystal_terms(model, cr, orient)
@@ -170,7 +169,7 @@ def prepare(model: Model) -> Prepared:
     kahn = setup_tensor(beam.kahn, dev)
     thickstep = setup_tensor(det.thickstep, dev)
     inputs = K.KernelInputs(
-        odet=g_render.odet, close_distance=g_render.close_distance if multi else g.close_distance,
+        odet=g_render.odet, close_distance=g_render.close_distance if isinstance(det, Panels) else g.close_distance,
         incident=(-unitize(setup_tensor(beam.source_directions, dev))).to(dtype),
         wavelengths=beam.wavelengths().to(dtype), weights=weights.to(dtype), orientations=orient.to(dtype),
         recip=recip, polar_axis=unitize(setup_tensor(beam.polar_vector, dev)).to(dtype), F_grid=grid, F_padded=padded,
@@ -221,6 +220,7 @@ def render_details(model: Model, *, kernel: str = "auto", max_memory_gb: float =
     fused = _fused_module(kernel, model, prep, grad)
     check_memory(model, max_memory_gb, eager=fused is None)  # before any buffer of the image's size
     npix = math.prod(det.shape)  # every panel's pixels
+    per = det.fpixels * det.spixels if isinstance(det, Panels) else 0  # pixels of one panel (0: one Detector)
     full = det.renders_every_pixel()  # no index list to search, no scatter
     rendered = None if full else det.rendered_mask().reshape(-1)
     os_ = model.sampling.oversample
@@ -231,14 +231,14 @@ def render_details(model: Model, *, kernel: str = "auto", max_memory_gb: float =
             v, om, still = fused.render(prep.detector, idx, prep.inputs, prep.settings, det.fpixels,
                                         _value(det.pixel_size), os_, _value(det.thickstep), det.thicksteps,
                                         det.curved, progress=bar.update if bar is not None else None, npix=npix,
-                                        panel_pixels=det.fpixels * det.spixels if isinstance(det, Panels) else 0)
+                                        panel_pixels=per)
         finally:  # also on Ctrl-C: the bar is cleared, so the CLI's one line stays the only one
             if bar is not None:
                 bar.close()
         values, omega_sum, interp = [v[None]], om, still.reshape(1)
     else:
         idx = torch.arange(npix, device=dev) if full else torch.nonzero(rendered).reshape(-1)
-        values, omega_sum, interp = _render_eager(model, prep, idx, max_memory_gb, grad, progress)
+        values, omega_sum, interp = _render_eager(model, prep, idx, per, max_memory_gb, grad, progress)
     image = values[0] if full and len(values) == 1 else torch.zeros(B, npix, dtype=model.dtype, device=dev)
     if not full and values:
         image = image.index_copy(1, idx, torch.cat(values, dim=1))
@@ -251,9 +251,11 @@ def render_details(model: Model, *, kernel: str = "auto", max_memory_gb: float =
                         kernel="torch" if fused is None else "numba")
 
 
-def _render_eager(model: Model, prep: Prepared, idx: torch.Tensor, max_memory_gb: float, grad: bool, progress):
-    """The eager kernel over chunks of ``idx`` in raster order: (values per chunk (B, P), omega sum,
-    interpolation still enabled (B,)). Chunks are recomputed in the backward when the budget needs it."""
+def _render_eager(model: Model, prep: Prepared, idx: torch.Tensor, per: int, max_memory_gb: float, grad: bool,
+                  progress):
+    """The eager kernel over chunks of ``idx`` in raster order (``per``: pixels of one panel, 0 for C's
+    single Detector): (values per chunk (B, P), omega sum, interpolation still enabled (B,)). Chunks are
+    recomputed in the backward when the budget needs it."""
     det = model.detector
     dev = model.device
     chunk, limit, recompute = chunk_pixels(model, max_memory_gb, grad)
@@ -261,8 +263,10 @@ def _render_eager(model: Model, prep: Prepared, idx: torch.Tensor, max_memory_gb
     thickstep = setup_tensor(det.thickstep, dev)
     os_ = model.sampling.oversample
 
-    per = det.fpixels * det.spixels if isinstance(det, Panels) else 0
     whole = per and idx.numel() == det.panels * per  # every pixel (idx = arange)
+    if whole:  # one panel's (fast, slow) pixel indices, shared by every chunk of whole panels
+        local = torch.arange(per, device=dev)
+        panel_fs = (local % det.fpixels, local // det.fpixels)
     bounds = _chunk_bounds(idx.numel(), chunk, per if whole else 0, limit)
     spans = [(0, 0)] * len(bounds)
     if per:  # the panel of each chunk's first and last pixel (idx ascends), one copy to the host for all chunks
@@ -276,7 +280,7 @@ def _render_eager(model: Model, prep: Prepared, idx: torch.Tensor, max_memory_gb
             geom = replace(geom, **{k: getattr(geom, k)[first] for k in ("pix0", "fdet", "sdet", "odet")})
             inputs = replace(inputs, odet=geom.odet, close_distance=inputs.close_distance[first])
         elif whole and sel.numel() == (last - first + 1) * per:  # whole panels: their vectors broadcast
-            return K.render_chunk(_whole_panels(prep, det, first, last, sub, os_, thickstep), replace(
+            return K.render_chunk(_whole_panels(prep, det, first, last, panel_fs, sub, os_, thickstep), replace(
                 inputs, odet=_per_pixel(prep.detector.odet, first, last, per)[:, None, None, :],
                 close_distance=_per_pixel(inputs.close_distance, first, last, per)[:, None, None]),
                 prep.settings, interp)
@@ -337,14 +341,14 @@ def _even(count: int, parts: int) -> list[tuple[int, int]]:
     return list(zip(edges[:-1], edges[1:]))
 
 
-def _whole_panels(prep: Prepared, det: Panels, first: int, last: int, sub, os_: int, thickstep) -> torch.Tensor:
+def _whole_panels(prep: Prepared, det: Panels, first: int, last: int, panel_fs, sub, os_: int,
+                  thickstep) -> torch.Tensor:
     """Positions (n, T, S, 3) of every pixel of panels first .. last: each panel's vectors broadcast over its
-    own pixels (none gathered per pixel), in raster order, panel by panel."""
+    own pixels (``panel_fs``: one panel's fast and slow indices, raster order; none gathered per pixel), panel
+    by panel."""
     geom = replace(prep.detector, **{k: getattr(prep.detector, k)[first:last + 1][:, None, None, None, :]
                                      for k in ("pix0", "fdet", "sdet", "odet")})
-    local = torch.arange(det.fpixels * det.spixels, device=geom.pix0.device)
-    return pixel_positions(geom, local % det.fpixels, local // det.fpixels, sub, os_, thickstep, det.thicksteps,
-                           det.curved).flatten(0, 1)
+    return pixel_positions(geom, *panel_fs, sub, os_, thickstep, det.thicksteps, det.curved).flatten(0, 1)
 
 
 def _per_pixel(per_panel: torch.Tensor, first: int, last: int, per: int) -> torch.Tensor:

@@ -68,8 +68,8 @@ def measure(pixels: int, panels, repeats: int, kernels, cpu_time: bool) -> dict:
     for kernel in kernels:
         ref = nb.render(model, kernel=kernel)
         models = {0: model, **{p: replace(model, detector=strips(one, p)) for p in panels}}
-        diffs = {p: float((nb.render(m, kernel=kernel).reshape(ref.shape) - ref).abs().max() / ref.abs().max())
-                 for p, m in models.items()}
+        diffs = {p: float((nb.render(models[p], kernel=kernel).reshape(ref.shape) - ref).abs().max()
+                          / ref.abs().max()) for p in panels}
         t = interleaved({p: (lambda m=m, k=kernel: nb.render(m, kernel=k, progress=False)) for p, m in models.items()},
                         repeats, clock)
         out[kernel] = {"detector": t[0], "panels": {str(p): t[p] for p in panels},

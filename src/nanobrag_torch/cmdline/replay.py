@@ -11,8 +11,9 @@ import math
 import os
 from types import SimpleNamespace
 
-from ..config import (DEFAULT_FLUENCE, RTD, BeamConfig, CrystalConfig, DatasetConfig, DetectorConfig, EngineConfig,
-                      OutputConfig, SamplingConfig, SimConfig, StructureConfig)
+from ..config import (BeamConfig, CrystalConfig, DatasetConfig, DetectorConfig, EngineConfig, OutputConfig,
+                      SamplingConfig, SimConfig, StructureConfig)
+from ..constants import DEFAULT_FLUENCE, RTD
 from ..errors import UsageError
 from ..io.expt import read_expt
 from ..io.smv import header_value

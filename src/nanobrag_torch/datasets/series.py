@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ..cmdline.c_rules import deg_to_rad
-from ..config import RTD
+from ..constants import RTD
 from ..errors import UsageError
 from ..model import SETUP_DTYPE, Model
 from ..crandom.streams import CRandom, random_misset

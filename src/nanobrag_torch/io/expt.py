@@ -171,9 +171,28 @@ def _rotation(d: dict, key: str, where: str) -> np.ndarray:
     return m
 
 
+# Experiments read, by (resolved path, modification time, size): the command line's parse, its replay and the
+# loader each ask for the -expt file, which for NXmx means opening and walking HDF5 three times. An Experiment
+# is immutable; only successful reads are kept, so a bad file raises its error every time.
+_READ: dict[tuple, Experiment] = {}
+
+
 def read_expt(path: str | Path) -> Experiment:
     """The first experiment of a DIALS experiment list (or of an NXmx file: ``io.nxmx_in``); one-line
-    ``InputError`` for a file that is not one."""
+    ``InputError`` for a file that is not one. A file is read once per version (``_READ``)."""
+    try:
+        st = Path(path).stat()
+        key = (str(Path(path).resolve()), st.st_mtime_ns, st.st_size)
+    except OSError:
+        return _read_expt(path)  # raises the reader's one-line error
+    if key not in _READ:
+        if len(_READ) >= 8:
+            _READ.clear()
+        _READ[key] = _read_expt(path)
+    return _READ[key]
+
+
+def _read_expt(path: str | Path) -> Experiment:
     if is_hdf5(path):
         return read_nxmx_experiment(path)
     try:

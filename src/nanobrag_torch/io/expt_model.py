@@ -44,7 +44,14 @@ class Experiment:
     space_group: str | None  # Hall symbol, for the record
 
 
-__all__ = ["Experiment", "ExptPanel"]
+__all__ = ["Experiment", "ExptPanel", "axis_turn", "multi_axis_goniometer"]
+
+
+def axis_turn(axis, rad: float) -> np.ndarray:
+    """The right-handed rotation by ``rad`` about ``axis`` (normalised here; C's rotation formula,
+    ``crandom.streams``)."""
+    axis = np.asarray(axis, dtype=float)
+    return umat_from_axis_angle(tuple(axis / np.linalg.norm(axis)), float(rad))
 
 
 def multi_axis_goniometer(axes, angles_rad, scan_axis: int) -> tuple[tuple[float, float, float], np.ndarray]:
@@ -52,7 +59,7 @@ def multi_axis_goniometer(axes, angles_rad, scan_axis: int) -> tuple[tuple[float
     at ``angles_rad``; the axes inside ``scan_axis`` make the fixed rotation F, those outside it the setting
     rotation S, the outermost on the left."""
     units = [np.asarray(a, dtype=float) / np.linalg.norm(a) for a in axes]
-    turns = [umat_from_axis_angle(tuple(u), float(t)) for u, t in zip(units, angles_rad)]
+    turns = [axis_turn(a, t) for a, t in zip(axes, angles_rad)]
     fixed, setting = np.eye(3), np.eye(3)
     for i in range(scan_axis):
         fixed = turns[i] @ fixed

@@ -86,11 +86,11 @@ class ImgcifSetup:
 
 def imgcif_setup(model) -> ImgcifSetup:
     """Place ``model``'s detector and express beam, detector and spindle in the imgCIF frame (module doc)."""
-    from ..geometry import place_detector
+    from ..panels import Panels, place
 
     det, beam = model.detector, model.beam
-    multi = hasattr(det, "panels")  # a panels.Panels detector places itself: (P, 3) vectors
-    g = det.place(beam.beam_vector) if multi else place_detector(det, beam.beam_vector)
+    multi = isinstance(det, Panels)  # (P, 3) vectors
+    g = place(det, beam.beam_vector)
     spindle = model.crystal.spindle_axis
     spindle = _unit(_vec(spindle)) if spindle is not None else None
     polar = _unit(_vec(beam.polar_vector))

@@ -24,9 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..crandom.streams import umat_from_axis_angle
 from ..errors import InputError
-from .expt_model import Experiment, ExptPanel, multi_axis_goniometer
+from .expt_model import Experiment, ExptPanel, axis_turn, multi_axis_goniometer
 from .mcstas import MCSTAS_TO_IMGCIF, NO_SENSOR_THICKNESS_MM
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -55,11 +54,6 @@ def _scale(ds, table: dict, default: str, where: str) -> float:
     if unit not in table:
         raise InputError(f"{where}: unit {unit!r} not understood (use {', '.join(sorted(table))})")
     return table[unit]
-
-
-def _turn(axis: np.ndarray, rad: float) -> np.ndarray:
-    """The right-handed rotation by ``rad`` about ``axis`` (C's rotation formula, ``crandom.streams``)."""
-    return umat_from_axis_angle(tuple(axis / np.linalg.norm(axis)), rad)
 
 
 def _angle(ds, value: float, where: str) -> float:
@@ -91,7 +85,7 @@ def _matrix(ds, index: int, where: str) -> np.ndarray:
     if kind == "translation":
         m[:3, 3] = offset + value * _scale(ds, _LENGTH_MM, "mm", where) * vector
     elif kind == "rotation":
-        m[:3, :3] = _turn(vector, _angle(ds, value, where))
+        m[:3, :3] = axis_turn(vector, _angle(ds, value, where))
         m[:3, 3] = offset
     else:
         raise InputError(f"{where}: transformation_type {kind!r} (need translation or rotation)")
@@ -134,8 +128,18 @@ def _mask_rectangles(mask: np.ndarray) -> tuple[tuple[int, int, int, int], ...]:
     return tuple(out)
 
 
-def _modules(f, det, where: str) -> list:
-    mods = [det[k] for k in det if det[k].attrs.get("NX_class") in (b"NXdetector_module", "NXdetector_module")]
+def _children(group, nx_class: str):
+    """The members of ``group`` whose NX_class attribute is ``nx_class`` (h5py gives it as str or bytes), lazily."""
+    return (group[k] for k in group if group[k].attrs.get("NX_class") in (nx_class, nx_class.encode()))
+
+
+def _child(group, nx_class: str):
+    """The first member of ``group`` of that NX_class, or None (the members after it are not opened)."""
+    return next(_children(group, nx_class), None)
+
+
+def _modules(det, where: str) -> list:
+    mods = list(_children(det, "NXdetector_module"))
     if not mods:
         raise InputError(f"{where}: the detector has no NXdetector_module")
     return sorted(mods, key=lambda m: tuple(int(x) for x in np.asarray(m["data_origin"][()]).reshape(-1)))
@@ -150,7 +154,7 @@ def _panels(f, det, where: str):
             thick = 0.0
     mask = np.asarray(det["pixel_mask"][()]) != 0 if "pixel_mask" in det else None
     panels, chains = [], []
-    for m in _modules(f, det, where):
+    for m in _modules(det, where):
         here = f"{where} {m.name}"
         try:
             fdir, sdir = m["fast_pixel_direction"], m["slow_pixel_direction"]
@@ -164,8 +168,8 @@ def _panels(f, det, where: str):
         a = _compose(f, chain, here)
         corner = a @ np.append(_offset(fdir, here), 1.0)  # pixel (0,0): the fast direction's offset, placed
         axes = []
-        for d in (fdir, sdir):
-            turn = _compose(f, _chain(f, _depends_on(d, m), here), here)[:3, :3]
+        turns = (a[:3, :3], _compose(f, _chain(f, _depends_on(sdir, m), here), here)[:3, :3])  # a: fast's chain
+        for d, turn in zip((fdir, sdir), turns):
             v = turn @ np.asarray(d.attrs["vector"], dtype=float).reshape(3)
             axes.append(MCSTAS_TO_IMGCIF @ (v / np.linalg.norm(v)))
         px = [float(d[()]) * _scale(d, _LENGTH_MM, "mm", here) for d in (fdir, sdir)]
@@ -185,9 +189,9 @@ def _panels(f, det, where: str):
     return tuple(panels), groups
 
 
-def _beam(f, inst, where: str) -> tuple[float, tuple, float]:
+def _beam(inst, where: str) -> tuple[float, tuple, float]:
     """(wavelength Å, polarization normal, polarization fraction) in the imgCIF frame."""
-    beam = next((inst[k] for k in inst if inst[k].attrs.get("NX_class") in (b"NXbeam", "NXbeam")), None)
+    beam = _child(inst, "NXbeam")
     if beam is None or "incident_wavelength" not in beam:
         raise InputError(f"{where}: no NXbeam with an incident_wavelength")
     wl = beam["incident_wavelength"]
@@ -207,7 +211,7 @@ def _goniometer(f, entry, where: str):
     scanned rotation (values that vary, or an increment set) about its axis turned by the rotations outside it
     at their values (S e, as ``io.expt``); with none scanned, the first rotation at its value (a still);
     (None, None) without a rotation. More than one scanned axis is refused in one line."""
-    sample = next((entry[k] for k in entry if entry[k].attrs.get("NX_class") in (b"NXsample", "NXsample")), None)
+    sample = _child(entry, "NXsample")
     if sample is None or "depends_on" not in sample:
         return None, None
     rotations = []  # innermost first: (dataset, values, width in degrees)
@@ -242,15 +246,13 @@ def read_nxmx_experiment(path: str | Path) -> Experiment:
     where = f"-expt: {path}"
     try:
         with h5py.File(path, "r") as f:
-            entry = next((f[k] for k in f if f[k].attrs.get("NX_class") in (b"NXentry", "NXentry")), None)
-            inst = None if entry is None else next(
-                (entry[k] for k in entry if entry[k].attrs.get("NX_class") in (b"NXinstrument", "NXinstrument")), None)
-            det = None if inst is None else next(
-                (inst[k] for k in inst if inst[k].attrs.get("NX_class") in (b"NXdetector", "NXdetector")), None)
+            entry = _child(f, "NXentry")
+            inst = None if entry is None else _child(entry, "NXinstrument")
+            det = None if inst is None else _child(inst, "NXdetector")
             if det is None:
                 raise InputError(f"{where}: not an NXmx file (no NXentry/NXinstrument/NXdetector)")
             panels, groups = _panels(f, det, where)
-            wavelength, pol_normal, pol_fraction = _beam(f, inst, where)
+            wavelength, pol_normal, pol_fraction = _beam(inst, where)
             spindle, scan = _goniometer(f, entry, where)
     except OSError as exc:
         raise InputError(f"{where}: not readable as HDF5 ({exc})") from None
