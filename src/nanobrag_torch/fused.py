@@ -19,7 +19,6 @@ out-of-range pixel renders with nearest F straight away (it would be redone othe
 """
 from __future__ import annotations
 
-import functools
 import math
 from concurrent.futures import ThreadPoolExecutor
 
@@ -29,11 +28,20 @@ from numba import njit
 from numba.core import types
 from numba.extending import intrinsic, overload
 
+from .jit import fast_cache_loads
 from .physics import GAUSS_WIDTH, ROUND_XTAL_SCALE, TOPHAT_RADIUS_SQR
 
-# IEEE division (x/0 = inf, 0/0 = NaN, as in C and torch) instead of Python's ZeroDivisionError checks,
-# which would also stop the loops from vectorising; no fast-math: the arithmetic stays as written.
-_jit = functools.partial(njit, error_model="numpy", fastmath=False)
+
+
+def _jit(fn=None, **opts):
+    """numba.njit with IEEE division (x/0 = inf, 0/0 = NaN, as in C and torch) instead of Python's
+    ZeroDivisionError checks, which would also stop the loops from vectorising, and no fast-math (the
+    arithmetic stays as written); with ``cache=True`` the cache loads without numba's registry refresh
+    (``jit.fast_cache_loads``). As a decorator with or without options."""
+    def wrap(f):
+        d = njit(error_model="numpy", fastmath=False, **opts)(f)
+        return fast_cache_loads(d) if opts.get("cache") else d
+    return wrap if fn is None else wrap(fn)
 
 TILE = 64  # pixels per tile: the vector loops' length; a tile's work arrays stay in L1
 _CHUNKS_PER_THREAD = 32  # work items per thread: small enough to balance, few enough to cost nothing
@@ -712,6 +720,11 @@ def _run_tiles(pix, args, out, threads: int, progress=None, kernel=None, tile: i
         ex.shutdown(wait=True, cancel_futures=True)
 
 
+def _scalar(t) -> float:
+    """A 0-dim tensor's (or a number's) value as a Python float, without its gradient."""
+    return float(t.detach()) if isinstance(t, torch.Tensor) else float(t)
+
+
 def _np(t: torch.Tensor, dtype) -> np.ndarray:
     return np.ascontiguousarray(t.detach().cpu().numpy(), dtype=dtype)
 
@@ -761,7 +774,7 @@ def _kernel_arrays(geom, inp, s, dt, fpixels, pixel_size, oversample, thickstep,
     polax = _np(inp.polar_axis, dt)
     mins, maxs = s.hkl_mins, s.hkl_maxs
     span = [mx - mn for mn, mx in zip(mins, maxs)]
-    default_F = float(inp.default_F)
+    default_F = _scalar(inp.default_F)
     Fpad = np.full([x + 3 for x in span], T(default_F), dtype=dt)
     if s.has_table:
         grid = _np(inp.F_grid, dt)
@@ -771,16 +784,16 @@ def _kernel_arrays(geom, inp, s, dt, fpixels, pixel_size, oversample, thickstep,
     prm[P_SUB] = pixel_size / oversample
     prm[P_SUBHALF] = pixel_size / oversample / 2.0
     prm[P_THICKSTEP] = thickstep
-    prm[P_PX2] = float(inp.pixel_area)
+    prm[P_PX2] = _scalar(inp.pixel_area)
     prm[P_CLOSE] = float(pclose[0])  # (each panel's value is in pclose)
-    prm[P_DEPTH] = float(inp.thick_mu)
+    prm[P_DEPTH] = _scalar(inp.thick_mu)
     prm[P_DMIN] = s.dmin
-    prm[P_KAHN] = float(inp.kahn) if s.kahn else 0.0
-    prm[P_IBG] = float(inp.I_bg)
-    prm[P_SCALE] = float(inp.scale)
-    prm[P_NA], prm[P_NB], prm[P_NC] = (float(x) for x in inp.N.reshape(3))
-    prm[P_FUDGE] = float(inp.fudge)
-    prm[P_DIST] = float(geom.distance.reshape(-1)[0])
+    prm[P_KAHN] = _scalar(inp.kahn) if s.kahn else 0.0
+    prm[P_IBG] = _scalar(inp.I_bg)
+    prm[P_SCALE] = _scalar(inp.scale)
+    prm[P_NA], prm[P_NB], prm[P_NC] = (float(x) for x in _np(inp.N, np.float64).reshape(3))
+    prm[P_FUDGE] = _scalar(inp.fudge)
+    prm[P_DIST] = _scalar(geom.distance.reshape(-1)[0])
     prm[P_DEFAULT_F] = default_F
     ipr = np.zeros(N_IPR, dtype=np.int64)
     ipr[I_FPIXELS] = fpixels

@@ -191,19 +191,40 @@ def prepare(model: Model) -> Prepared:
     return Prepared(detector=g_render, crystal=cr, inputs=inputs, settings=settings)
 
 
+def backward_gap(model: Model, prep: Prepared) -> str | None:
+    """What the fused backward (``fused_grad``) does not cover for this model (None: it renders it with gradients);
+    the eager kernel's autograd renders those: other crystal shapes, tricubic F, sensor layers, the
+    -oversample_thick/-polar/-omega flags, the curved detector, and gradients w.r.t. the sources, wavelengths,
+    polarization or the sensor (the reciprocal vectors and fudge enter only other shapes)."""
+    s, inp, det = prep.settings, prep.inputs, model.detector
+    others = [name for name in ("incident", "wavelengths", "weights", "polar_axis", "kahn", "thick_mu")
+              if getattr(inp, name).requires_grad]
+    return ("a crystal shape other than square" if s.shape != "square" else
+            "tricubic F" if s.interpolate and s.has_table else
+            "sensor layers" if s.thick or det.thicksteps != 1 else
+            "the -oversample_thick/-polar/-omega flags" if s.oversample_thick or s.oversample_polar
+            or s.oversample_omega else
+            "a curved detector" if det.curved else
+            f"gradients w.r.t. {', '.join(others)}" if others else None)
+
+
 def _fused_module(kernel: str, model: Model, prep: Prepared, grad: bool):
     """The fused CPU kernel module when it renders this model, else None (the eager kernel).
 
-    auto: fused on the CPU when numba imports and no gradient is needed, for one crystal with integer N and
-    unweighted sources (the cases it implements); numba: the same or a one-line usage error saying why not.
+    auto: fused on the CPU when numba imports, for one crystal with integer N and unweighted sources (the cases
+    it implements); with gradients, ``fused_grad`` (the same forward and a compiled backward) where
+    ``backward_gap`` finds nothing it lacks; numba: the same or a one-line usage error saying why not.
     """
     if kernel == "torch":
         return None
     s = prep.settings
-    why = ("autograd" if grad else model.device.type if model.device.type != "cpu" else
+    why = (model.device.type if model.device.type != "cpu" else
            "a batch of crystals" if s.batch > 1 else "non-integer N" if not s.c_form else
            "weighted sources" if s.weighted else None)
-    return compiled_kernel(kernel, why, "fused")
+    if grad and why is None:
+        gap = backward_gap(model, prep)
+        why = None if gap is None else gap if gap.startswith("gradients") else f"{gap} with gradients"
+    return compiled_kernel(kernel, why, "fused_grad" if grad else "fused")
 
 
 def render_details(model: Model, *, kernel: str = "auto", max_memory_gb: float = 2.0,
@@ -228,10 +249,10 @@ def render_details(model: Model, *, kernel: str = "auto", max_memory_gb: float =
         idx = None if full else torch.nonzero(rendered).reshape(-1)
         bar = _progress(npix if full else idx.numel(), progress)
         try:
-            v, om, still = fused.render(prep.detector, idx, prep.inputs, prep.settings, det.fpixels,
-                                        _value(det.pixel_size), os_, _value(det.thickstep), det.thicksteps,
-                                        det.curved, progress=bar.update if bar is not None else None, npix=npix,
-                                        panel_pixels=per)
+            pixel = setup_tensor(det.pixel_size, dev) if grad else _value(det.pixel_size)
+            v, om, still = fused.render(prep.detector, idx, prep.inputs, prep.settings, det.fpixels, pixel, os_,
+                                        _value(det.thickstep), det.thicksteps, det.curved,
+                                        progress=bar.update if bar is not None else None, npix=npix, panel_pixels=per)
         finally:  # also on Ctrl-C: the bar is cleared, so the CLI's one line stays the only one
             if bar is not None:
                 bar.close()

@@ -6,14 +6,16 @@ import json
 from tools.perf import bench_grad
 
 
-def test_measures_both_modes_and_writes_a_report(tmp_path):
+def test_measures_every_mode_and_writes_a_report(tmp_path):
     out = tmp_path / "grad"
     assert bench_grad.main(["--sizes", "16", "--repeats", "1", "--outdir", str(out)]) == 0
     rows = json.loads((out / "grad.json").read_text())
     assert [r["n"] for r in rows] == [16]
-    # both modes ran in their own process and reported a time and a peak-memory reading
-    assert rows[0]["backward_s"] > 0 and rows[0]["forward_s"] > 0
-    assert rows[0]["backward_cpu_s"] > 0 and rows[0]["forward_cpu_s"] > 0
-    assert isinstance(rows[0]["forward_peak"], int) and isinstance(rows[0]["backward_peak"], int)
+    # every mode (eager and fused, forward and forward + backward) ran in its own process and reported a time and
+    # a peak-memory reading
+    for mode in ("forward", "backward", "fused_forward", "fused_backward"):
+        assert rows[0][f"{mode}_s"] > 0 and rows[0][f"{mode}_cpu_s"] > 0, mode
+        assert isinstance(rows[0][f"{mode}_peak"], int), mode
     md = (out / "grad.md").read_text()
-    assert "| 16² | 2 |" in md
+    assert "| 16² | eager | 2 |" in md and "| 16² | fused | 2 |" in md
+    assert "- 16²: fused forward + backward / eager forward = " in md

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from nanobrag_torch import config_from_argv, fused, load_model, render_details, stats
+from nanobrag_torch import config_from_argv, fused, fused_grad, load_model, render_details, stats
 from nanobrag_torch.errors import UsageError
 from nanobrag_torch.io.smv import write_smv
 from nanobrag_torch.renderer import _fused_module, prepare
@@ -207,9 +207,11 @@ def test_kernel_flag_and_automatic_selection(tmp_path):
     prep = prepare(model)
     assert _fused_module("auto", model, prep, False) is fused
     assert _fused_module("torch", model, prep, False) is None
-    assert _fused_module("auto", model, prep, True) is None  # autograd needs the eager kernel
-    with pytest.raises(UsageError, match="-kernel numba: .* autograd"):
-        _fused_module("numba", model, prep, True)
+    assert _fused_module("auto", model, prep, True) is fused_grad  # gradients: the fused backward
+    rnd = load_model(config_from_argv((CUBIC + " -round_xtal").split()), workdir=tmp_path)
+    assert _fused_module("auto", rnd, prepare(rnd), True) is None  # one it does not cover: eager autograd
+    with pytest.raises(UsageError, match="-kernel numba: .* other than square with gradients"):
+        _fused_module("numba", rnd, prepare(rnd), True)
     batch = model.replace(crystal__misset=torch.zeros(2, 3, dtype=torch.float64))
     assert _fused_module("auto", batch, prepare(batch), False) is None  # a batch of crystals: eager
     assert render_details(model).kernel == "numba" and render_details(model, kernel="torch").kernel == "torch"

@@ -1,13 +1,13 @@
-"""Cost of gradients: forward vs forward+backward time and peak memory of the eager render (issue 8).
+"""Cost of gradients: forward vs forward+backward time and peak memory, eager and fused kernels (issues 8, 25).
 
     python -m tools.perf.bench_grad [--sizes 256 1024] [--repeats 3] [--outdir DIR]   (invoke bench-grad)
 
 Each measurement runs in a fresh process, with the heap held steady (``nb.steady_heap()``): the model is
 loaded, an 8x8 render in the same mode warms up (so first-call costs of autograd and of the kernels count in
-neither mode), the peak RSS is reset (Linux
-clear_refs), then the render (no grad) or render + backward w.r.t. the orientation matrix and the distance is
-timed (wall and process CPU seconds: the CPU time is the steadier number on a shared machine) and the peak RSS
-increase read back. Writes grad.json and grad.md to reports/bench/grad-<STAMP>/
+no mode), the peak RSS is reset (Linux clear_refs), then the render (no grad) or render + backward w.r.t. the
+orientation matrix and the distance is timed (wall and process CPU seconds: the CPU time is the steadier number
+on a shared machine) and the peak RSS increase read back; on the eager kernel (autograd) and on the fused one
+(its compiled backward, ``fused_grad``). Writes grad.json and grad.md to reports/bench/grad-<STAMP>/
 (atomically, a new directory each run). Records numbers; asserts nothing.
 """
 from __future__ import annotations
@@ -32,14 +32,15 @@ import json, sys, time, torch
 import nanobrag_torch as nb
 nb.steady_heap()  # as docs/api.md asks of eager CPU work (our programs call it too)
 argv, mode, budget = sys.argv[1], sys.argv[2], float(sys.argv[3])
+kernel = "numba" if mode.startswith("fused") else "torch"
 model = nb.load_model(nb.config_from_argv(argv.split()))
 def run(m):
-    if mode == "forward":
+    if mode.endswith("forward"):
         with torch.no_grad():
-            return nb.render(m, kernel="torch", max_memory_gb=budget)
+            return nb.render(m, kernel=kernel, max_memory_gb=budget)
     mat = m.crystal.matrix.clone().requires_grad_(True)
     d = m.detector.distance.clone().requires_grad_(True)
-    img = nb.render(m.replace(crystal__matrix=mat, detector__distance=d), kernel="torch", max_memory_gb=budget)
+    img = nb.render(m.replace(crystal__matrix=mat, detector__distance=d), kernel=kernel, max_memory_gb=budget)
     img.sum().backward()
 run(model.replace(detector__fpixels=8, detector__spixels=8, detector__roi=(0, 8, 0, 8)))  # warm-up, same mode
 def hwm():
@@ -72,19 +73,29 @@ def measure(n: int, mode: str, budget: float) -> dict:
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["# Gradient cost of the eager render", "",
+    lines = ["# Gradient cost of the render (eager and fused kernels)", "",
              "Case: `" + ARGV.format(mat="A.mat", px="P", n="N") + "` (10 mosaic domains), float64, CPU; "
              "gradient w.r.t. the orientation matrix and the distance; the heap held steady (nb.steady_heap()). "
              "Median of the repeats; peak memory is "
              "the peak RSS above the loaded model.", "",
-             "| pixels | budget GiB | forward s | forward+backward s | ratio | forward CPU s | fwd+bwd CPU s "
-             "| CPU ratio | forward peak MiB | fwd+bwd peak MiB |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| pixels | kernel | budget GiB | forward s | forward+backward s | ratio | forward CPU s "
+             "| fwd+bwd CPU s | CPU ratio | forward peak MiB | fwd+bwd peak MiB |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
-        lines.append(f"| {r['n']}² | {r['budget_gb']:g} | {r['forward_s']:.2f} | {r['backward_s']:.2f} | "
-                     f"{r['backward_s'] / r['forward_s']:.2f} | {r['forward_cpu_s']:.2f} | {r['backward_cpu_s']:.2f} | "
-                     f"{r['backward_cpu_s'] / r['forward_cpu_s']:.2f} | {r['forward_peak'] / 2**20:.0f} | "
-                     f"{r['backward_peak'] / 2**20:.0f} |")
+        for name, f, b in (("eager", "forward", "backward"), ("fused", "fused_forward", "fused_backward")):
+            if f"{f}_s" not in r:
+                continue
+            lines.append(f"| {r['n']}² | {name} | {r['budget_gb']:g} | {r[f + '_s']:.3f} | {r[b + '_s']:.3f} | "
+                         f"{r[b + '_s'] / r[f + '_s']:.2f} | {r[f + '_cpu_s']:.3f} | {r[b + '_cpu_s']:.3f} | "
+                         f"{r[b + '_cpu_s'] / r[f + '_cpu_s']:.2f} | {r[f + '_peak'] / 2**20:.0f} | "
+                         f"{r[b + '_peak'] / 2**20:.0f} |")
+    lines += ["", "Targets (issue 25): forward + backward <= 3x the eager forward; the fused gradient within 5x the "
+              "fused forward.", ""]
+    for r in rows:
+        if "fused_backward_s" in r:
+            lines.append(f"- {r['n']}²: fused forward + backward / eager forward = "
+                         f"{r['fused_backward_s'] / r['forward_s']:.2f}; / fused forward = "
+                         f"{r['fused_backward_s'] / r['fused_forward_s']:.2f}")
     return "\n".join(lines) + "\n"
 
 
@@ -94,11 +105,13 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--budget", type=float, nargs="+", default=[2.0], help="-max_memory_gb values to run")
     ap.add_argument("--outdir", default=None)
+    ap.add_argument("--eager-only", action="store_true", help="skip the fused kernel's rows")
     args = ap.parse_args(argv)
     rows = []
     for n in args.sizes:
         for budget in args.budget:
-            runs = {m: [measure(n, m, budget) for _ in range(args.repeats)] for m in ("forward", "backward")}
+            modes = ("forward", "backward") + (() if args.eager_only else ("fused_forward", "fused_backward"))
+            runs = {m: [measure(n, m, budget) for _ in range(args.repeats)] for m in modes}
             row = {"n": n, "budget_gb": budget}
             for m, rs in runs.items():
                 row[f"{m}_s"] = statistics.median(r["seconds"] for r in rs)

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import generators as _k
+from ..jit import fast_cache_loads
 
 __all__ = [
     "DEFAULT_MOSAIC_SEED",
@@ -56,7 +57,7 @@ def _jit(numba, fn, inline: bool):
     the state arrays passed between them the per-pixel loop runs about 2.5x faster."""
     opts = {"_nrt": False, "nogil": True, "inline": "always" if inline else "never"}
     try:
-        return numba.njit(cache=True, **opts)(fn)
+        return fast_cache_loads(numba.njit(cache=True, **opts)(fn))
     except RuntimeError:  # numba: "cannot cache function ...: no locator available"
         return numba.njit(**opts)(fn)
 
