@@ -208,5 +208,5 @@ def bench(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none", requires=["project"], default=False)
 def bench_grad(session: nox.Session) -> None:
-    """Gradient cost of the eager render: python -m tools.perf.bench_grad [ARGS] -> reports/bench/grad-<STAMP>/."""
+    """Gradient cost, eager and fused kernels: python -m tools.perf.bench_grad [ARGS] -> reports/bench/grad-<STAMP>/."""
     _in_project(session, "-m", "tools.perf.bench_grad", *session.posargs)

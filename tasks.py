@@ -189,7 +189,7 @@ def bench(c, select=None, repeats=None, dtype=None, no_scaling=False, sizes=None
 @task(help={"sizes": "detpixels to measure, space-separated (default: 256 1024)", "repeats": "runs per mode",
             "outdir": "report directory (default: reports/bench/grad-<STAMP>)"})
 def bench_grad(c, sizes="256 1024", repeats=3, outdir=None):
-    """Gradient cost of the eager render: forward vs forward+backward time and peak memory -> reports/bench/
-    (nox -s bench_grad: in the project's environment, which holds torch)."""
+    """Gradient cost of the render, eager and fused kernels: forward vs forward+backward time and peak memory ->
+    reports/bench/ (nox -s bench_grad: in the project's environment, which holds torch)."""
     argv = ["nox", "-s", "bench_grad", "--", "--sizes", *sizes.split(), "--repeats", str(repeats)]
     raise Exit(code=_run(c, argv + (["--outdir", str(outdir)] if outdir else [])))
