@@ -96,6 +96,10 @@ def _grad_tiles(t0, t1, idx, geo, pclose, inc, lam, orient, polax, Fpad, prm, ip
     fmin = (np.float64(ipr[_f.I_HMIN] - 1), np.float64(ipr[_f.I_KMIN] - 1), np.float64(ipr[_f.I_LMIN] - 1))
     fhi = (np.float64(sh - 1), np.float64(sk - 1), np.float64(sl - 1))
     fstride = (np.float64(sk * sl), np.float64(sl))
+    tmin = (T(fmin[0]), T(fmin[1]), T(fmin[2]))
+    thi = (T(fhi[0]), T(fhi[1]), T(fhi[2]))
+    tstride = (T(fstride[0]), T(fstride[1]))
+    wide_index = ipr[_f.I_WIDE] != 0  # as the forward: index arithmetic in double only where the dtype is short
     sub = prm[_f.P_SUB]
     subhalf = prm[_f.P_SUBHALF]
     px2 = prm[_f.P_PX2]
@@ -264,10 +268,14 @@ def _grad_tiles(t0, t1, idx, geo, pclose, inc, lam, orient, polax, Fpad, prm, ip
                                     for i in range(n):
                                         V[r, i], D[r, i], _unused = _grating_and_derivatives(hkl[r, i], nr, nm1, pi)
                         # structure factor (C 6.9)
-                        if has_table:
+                        if has_table and wide_index:  # the forward's lookup, exactly (fused._render_tiles)
                             for i in range(n):
                                 ib[i] = np.int64(_f._f_index(np.float64(hkl[0, i]), np.float64(hkl[1, i]),
                                                              np.float64(hkl[2, i]), fmin, fhi, fstride))
+                        elif has_table:
+                            for i in range(n):
+                                ib[i] = np.int64(_f._f_index(hkl[0, i], hkl[1, i], hkl[2, i], tmin, thi, tstride))
+                        if has_table:
                             for i in range(n):
                                 Fb[i] = Fpad[ib[i]]
                         # the term, and dL/dF_latt of it (C 6.10)
@@ -403,14 +411,19 @@ class _Job:
                  "scale": sc[0], "I_bg": sc[1], "pixel_area": sc[2]}
         # Fdet, Sdet = pixel (index + 1/2)/oversample: their pixel-size derivative is Fdet/pixel (and Sdet/pixel)
         grads["pixel_size"] = float(np.sum(gg[:, 3:6] * geo[:, 1]) + np.sum(gg[:, 6:9] * geo[:, 2])) / self.pixel_size
-        if need[0]:
+        if need[0]:  # the padded table: its inner block is the table, its border default_F
             span = self.grid_span
             padded = fF.reshape(span[0] + 3, span[1] + 3, span[2] + 3)
-            inner = padded[1:span[0] + 2, 1:span[1] + 2, 1:span[2] + 2]
-            grid = np.zeros(self.shapes["F_grid"])
-            grid[:span[0] + 1, :span[1] + 1, :span[2] + 1] = inner
-            grads["F_grid"] = grid
-            grads["default_F"] = float(fF.sum() - inner.sum())
+            inner = (slice(1, span[0] + 2), slice(1, span[1] + 2), slice(1, span[2] + 2))
+            if needs[GRAD_INPUTS.index("F_grid")] and ipr[_f.I_HAS_TABLE]:
+                grid = np.zeros(self.shapes["F_grid"])
+                grid[:span[0] + 1, :span[1] + 1, :span[2] + 1] = padded[inner]
+                grads["F_grid"] = grid
+            elif needs[GRAD_INPUTS.index("F_grid")]:  # no table: the placeholder grid enters nothing
+                grads["F_grid"] = np.zeros(self.shapes["F_grid"])
+            border = padded.copy()
+            border[inner] = 0.0  # summed on its own: no cancellation against the table's cells
+            grads["default_F"] = float(border.sum())
         out = []
         for name, wanted in zip(GRAD_INPUTS, needs):
             if not wanted:

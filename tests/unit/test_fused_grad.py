@@ -88,14 +88,51 @@ def test_structure_factor_table_gradient(tmp_path):
 
 
 def test_panel_vectors(tmp_path):
+    # panels of 30 x 20 pixels: 600 each, so tiles of 64 pixels cross panel boundaries
     path = tmp_path / "tilt.expt"
-    write_expt(path, "tilt")
+    write_expt(path, "tilt", size=(30, 20))
     m = nb.load_model(nb.config_from_argv(["-expt", str(path), "-cell", "40", "40", "40", "90", "90", "90",
                                            "-misset", "10", "20", "30", "-N", "5", "-default_F", "100"]))
     P = m.detector.panels
     m = replace(m, detector=replace(m.detector, offset=torch.full((P, 3), 2e-5, dtype=F64),
                                     rotation=torch.full((P, 3), 1e-3, dtype=F64)))
     assert_fused_equals_eager(m, ["detector__origin", "detector__offset", "detector__rotation", "crystal__misset"])
+
+
+def test_table_covering_every_lookup_gives_default_F_exactly_zero(tmp_path):
+    # default_F's gradient is the table border's sum, taken on its own: exactly 0 when no lookup leaves the table
+    rows = [f"{h} {k} {l_} {5 + (h * 7 + k * 3 + l_) % 11}" for h in range(-6, 7) for k in range(-6, 7)
+            for l_ in range(-6, 7)]
+    (tmp_path / "t.hkl").write_text("\n".join(rows) + "\n")
+    m = model_of(CASE.replace("-default_F 10", "-hkl t.hkl -default_F 3") + " -nointerpolate", tmp_path)
+    keys = ["structure_factors__table", "structure_factors__default_F"]
+    (fused, gf), (_, ge) = gradients(m, keys, "auto"), gradients(m, keys, "torch")
+    assert fused.kernel == "numba"
+    assert float(ge["structure_factors__default_F"]) == 0.0 == float(gf["structure_factors__default_F"])
+    assert float((gf[keys[0]] - ge[keys[0]]).abs().max()) <= 1e-11 * float(ge[keys[0]].abs().max())
+
+
+def test_mask(tmp_path):
+    m = model_of(CASE, tmp_path)
+    mask = torch.ones(32, 32, dtype=torch.bool)
+    mask[5:20, 8:12] = False
+    mask[::3, 20:] = False
+    assert_fused_equals_eager(replace(m, detector=replace(m.detector, mask=mask)),
+                              ["crystal__misset", "detector__beam_center"])
+
+
+def test_thread_count_changes_only_the_summation_order(tmp_path):
+    m = model_of(CASE, tmp_path)
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        _, one = gradients(m, EVERY, "numba")
+        torch.set_num_threads(2)
+        _, two = gradients(m, EVERY, "numba")
+    finally:
+        torch.set_num_threads(old)
+    for k in EVERY:
+        assert float((one[k] - two[k]).abs().max()) <= 1e-13 * float(one[k].abs().max()), k
 
 
 def test_float32_gradients_are_close_to_float64(tmp_path):

@@ -31,10 +31,15 @@ def _probe(cache_dir) -> dict:
 
 
 def test_a_warm_cache_loads_without_the_registry_refresh(tmp_path):
+    import numba
+
+    from nanobrag_torch.jit import CHECKED
+
     cold = _probe(tmp_path)  # compiles (which refreshes the registries) and writes the cache
     warm = _probe(tmp_path)  # loads it
     assert cold["hits"] == 0 and cold["refreshed"]
-    assert warm["hits"] == 1 and not warm["refreshed"]
+    checked = ".".join(numba.__version__.split(".")[:2]) in CHECKED
+    assert warm["hits"] == 1 and warm["refreshed"] is not checked  # a numba not checked: left alone
     assert warm["sin"] == cold["sin"] and warm["sin"] < 1e-15
     assert warm["draws"] == cold["draws"] and len(set(warm["draws"])) == 3
 
