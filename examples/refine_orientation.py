@@ -67,7 +67,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="64x64 pixels, fewer steps (the test-suite version)")
     args = ap.parse_args(argv)
-    nb.steady_heap()  # eager CPU renders: chunk buffers stay in the heap (docs/api.md)
+    nb.steady_heap()  # any eager CPU render (the fused backward covers these gradients): chunk buffers stay in the heap
     r = refine(n=64, steps=6) if args.quick else refine()
     ok = r["misset_error_deg"] < 0.02 and r["centre_error_mm"] < 0.02
     print("recovered (misset < 0.02 deg, beam centre < 0.02 mm)" if ok else "NOT recovered")
