@@ -4,14 +4,15 @@ The forward is ``fused``'s render, bit for bit. The backward renders each pixel 
 per evaluation by hand: dI/dF_latt and dI/dF from the term F^2 F_latt^2, the grating factor's derivatives (those
 of ``physics.grating_smooth``: its closed forms away from integer h, its series within |N pi d| < 1e-2), then
 h = a.S to the real-space vectors of every orientation and to the scattering vector, S = (d - i)/lambda to the
-unit diffracted direction, d = p/|p| to the sub-pixel position, and p = Fdet f + Sdet s + pix0 to the panel
-vectors; the solid angle and the polarization of C's first evaluation are chained at the end of each pixel.
+unit diffracted direction, d = p/|p| to the sub-pixel position, and p = Fdet f + Sdet s + Odet o + pix0 to the
+panel vectors (Odet: the sensor layer's depth); the solid angle and the polarization of C's first evaluation and
+the capture fraction of the last layer's first sub-pixel are chained at the end of each pixel.
 What it returns are gradients w.r.t. the kernel's inputs (panel vectors, close distance, pixel size and area,
 the orientations, N, the scale, the water background, the F table and default_F); autograd carries them to the
 model's parameters through the small setup tensors (``renderer.prepare``).
 
-Memory is O(tiles) per thread, not O(evaluations): every thread accumulates into its own arrays (per lane
-of a tile, in double), summed in a fixed order afterwards.
+Memory is not O(evaluations): every thread accumulates into its own arrays (per lane of a tile, in double; a
+copy of the F table when it needs a gradient), summed in a fixed order afterwards.
 """
 from __future__ import annotations
 
@@ -66,10 +67,10 @@ def _grating_and_derivatives(h, n, nm1, pi):
 @_jit(cache=True, nogil=True)
 def _grad_tiles(t0, t1, idx, geo, pclose, inc, lam, orient, polax, Fpad, prm, ipr, need, g,
                 acc_o, acc_n, acc_geo, acc_close, acc_s, acc_F):
-    """Gradients of sum(g * values) over tiles t0..t1-1 of the pixels ``idx`` (as ``fused._render_tiles``; one
-    layer, square shape, nearest F, no -oversample_* flag, flat detector), accumulated into this thread's arrays:
+    """Gradients of sum(g * values) over tiles t0..t1-1 of the pixels ``idx`` (as ``fused._render_tiles``; square
+    shape, nearest F, no -oversample_* flag, flat detector), accumulated into this thread's arrays:
     ``acc_o`` (9 K, TILE) per orientation component and lane, ``acc_n`` (3, TILE) per N axis and lane, ``acc_geo``
-    (P, 9) pix0, fdet, sdet per panel, ``acc_close`` (P,), ``acc_s`` (scale, I_bg, pixel area), ``acc_F`` the
+    (P, 12) pix0, fdet, sdet, odet per panel, ``acc_close`` (P,), ``acc_s`` (scale, I_bg, pixel area), ``acc_F`` the
     padded F table (empty unless ``need[0]``). ``need[1]``: d/dN (every axis then carries its grating factor).
 
     One long function for the reason ``fused._render_tiles`` is one: the stage loops share tile-sized scratch
@@ -86,6 +87,8 @@ def _grad_tiles(t0, t1, idx, geo, pclose, inc, lam, orient, polax, Fpad, prm, ip
     pan_f = np.float64(ipr[_f.I_PANEL_PIXELS])
     inv_pan = 1.0 / pan_f
     os_ = ipr[_f.I_OS]
+    layers = ipr[_f.I_LAYERS]
+    thick = ipr[_f.I_THICK] != 0
     point = ipr[_f.I_POINT] != 0
     nopolar = ipr[_f.I_NOPOLAR] != 0
     has_table = ipr[_f.I_HAS_TABLE] != 0
@@ -102,6 +105,8 @@ def _grad_tiles(t0, t1, idx, geo, pclose, inc, lam, orient, polax, Fpad, prm, ip
     wide_index = ipr[_f.I_WIDE] != 0  # as the forward: index arithmetic in double only where the dtype is short
     sub = prm[_f.P_SUB]
     subhalf = prm[_f.P_SUBHALF]
+    thickstep = prm[_f.P_THICKSTEP]
+    depth_num = prm[_f.P_DEPTH]
     px2 = prm[_f.P_PX2]
     dmin = prm[_f.P_DMIN]
     kahn = prm[_f.P_KAHN]
@@ -130,7 +135,11 @@ def _grad_tiles(t0, t1, idx, geo, pclose, inc, lam, orient, polax, Fpad, prm, ip
     pd = np.empty((3, TILE), g.dtype)  # the direction of the evaluation that set the polarization
     pgrad = np.empty((3, TILE), g.dtype)  # d pol / d direction there
     pR = np.empty(TILE, g.dtype)
-    psub = np.empty((2, TILE), g.dtype)  # its Fdet, Sdet
+    psub = np.empty((3, TILE), g.dtype)  # its Fdet, Sdet, Odet
+    cap = np.ones(TILE, g.dtype)  # C's capture fraction of the last layer's first sub-pixel (1 without a sensor)
+    dcap = np.zeros(TILE, g.dtype)  # d cap / d rho there (rho = d.odet)
+    dL = np.empty((3, TILE), g.dtype)  # that sub-pixel's direction
+    RL = np.empty(TILE, g.dtype)  # and its distance
     G = np.empty(TILE, g.dtype)
     dx = np.empty(TILE, g.dtype)
     dy = np.empty(TILE, g.dtype)
@@ -151,7 +160,7 @@ def _grad_tiles(t0, t1, idx, geo, pclose, inc, lam, orient, polax, Fpad, prm, ip
     Fb = np.full(TILE, prm[_f.P_DEFAULT_F], g.dtype)
     ib = np.zeros(TILE, np.int64)
     dF = np.zeros(TILE, g.dtype)
-    gpos = np.zeros((9, TILE), np.float64)  # per lane: d/d pix0, fdet, sdet
+    gpos = np.zeros((12, TILE), np.float64)  # per lane: d/d pix0, fdet, sdet, odet
     for tile in range(t0, t1):
         start = tile * TILE
         n = min(TILE, n_pix - start)
@@ -165,177 +174,208 @@ def _grad_tiles(t0, t1, idx, geo, pclose, inc, lam, orient, polax, Fpad, prm, ip
             I[i] = I_bg
             pol_px[i] = T(1) if nopolar else T(0)
             found[i] = False
-            for r in range(9):
+            for r in range(12):
                 gpos[r, i] = 0.0
             for ri in range(4):
                 for ci in range(3):
                     pnl[3 * ri + ci, i] = geo[pan[i], ri, ci]
             pnl[12, i] = pclose[pan[i]]
-        for ss in range(os_):
-            for sf in range(os_):
-                first_sub = ss == 0 and sf == 0
-                for i in range(n):
-                    Fdet = sub * (fp[i] * osT + T(sf)) + subhalf
-                    Sdet = sub * (sp[i] * osT + T(ss)) + subhalf
-                    Fd[i] = Fdet
-                    Sd[i] = Sdet
-                    x_ = Fdet * pnl[3, i] + Sdet * pnl[6, i] + T(0) * pnl[9, i] + pnl[0, i]
-                    y_ = Fdet * pnl[4, i] + Sdet * pnl[7, i] + T(0) * pnl[10, i] + pnl[1, i]
-                    z_ = Fdet * pnl[5, i] + Sdet * pnl[8, i] + T(0) * pnl[11, i] + pnl[2, i]
-                    r_ = math.sqrt(x_ * x_ + y_ * y_ + z_ * z_)
-                    R[i] = r_
-                    dx[i] = x_ / r_
-                    dy[i] = y_ / r_
-                    dz[i] = z_ / r_
-                    gd[0, i] = T(0)
-                    gd[1, i] = T(0)
-                    gd[2, i] = T(0)
-                if first_sub:
+        if thick:
+            # C's capture fraction multiplies the pixel: the last layer's first sub-pixel's, known before any term
+            tl = T(layers - 1)
+            Ol = tl * thickstep
+            for i in range(n):
+                Fdet = sub * (fp[i] * osT) + subhalf
+                Sdet = sub * (sp[i] * osT) + subhalf
+                x_ = Fdet * pnl[3, i] + Sdet * pnl[6, i] + Ol * pnl[9, i] + pnl[0, i]
+                y_ = Fdet * pnl[4, i] + Sdet * pnl[7, i] + Ol * pnl[10, i] + pnl[1, i]
+                z_ = Fdet * pnl[5, i] + Sdet * pnl[8, i] + Ol * pnl[11, i] + pnl[2, i]
+                r_ = math.sqrt(x_ * x_ + y_ * y_ + z_ * z_)
+                ux = x_ / r_
+                uy = y_ / r_
+                uz = z_ / r_
+                rho = ux * pnl[9, i] + uy * pnl[10, i] + uz * pnl[11, i]
+                depth = depth_num / rho
+                e0 = math.exp(-tl * depth)
+                e1 = math.exp(-(tl + T(1)) * depth)
+                cap[i] = e0 - e1
+                dcap[i] = (-tl * e0 + (tl + T(1)) * e1) * (-depth / rho)  # d cap/d depth x d depth/d rho
+                dL[0, i] = ux
+                dL[1, i] = uy
+                dL[2, i] = uz
+                RL[i] = r_
+        for t in range(layers):
+            Odet = T(t) * thickstep
+            for ss in range(os_):
+                for sf in range(os_):
+                    first_sub = ss == 0 and sf == 0 and t == 0
                     for i in range(n):
-                        om0[i] = T(1) / (R[i] * R[i]) if point else px2 / (R[i] * R[i]) * pnl[12, i] / R[i]
-                        R0[i] = R[i]
-                        d0[0, i] = dx[i]
-                        d0[1, i] = dy[i]
-                        d0[2, i] = dz[i]
-                for j in range(NS):
-                    ix = inc[j, 0]
-                    iy = inc[j, 1]
-                    iz = inc[j, 2]
-                    lj = lam[j]
-                    for i in range(n):
-                        S3[0, i] = (dx[i] - ix) / lj
-                        S3[1, i] = (dy[i] - iy) / lj
-                        S3[2, i] = (dz[i] - iz) / lj
-                        gS[0, i] = T(0)
-                        gS[1, i] = T(0)
-                        gS[2, i] = T(0)
-                    if use_dmin:
+                        Fdet = sub * (fp[i] * osT + T(sf)) + subhalf
+                        Sdet = sub * (sp[i] * osT + T(ss)) + subhalf
+                        Fd[i] = Fdet
+                        Sd[i] = Sdet
+                        x_ = Fdet * pnl[3, i] + Sdet * pnl[6, i] + Odet * pnl[9, i] + pnl[0, i]
+                        y_ = Fdet * pnl[4, i] + Sdet * pnl[7, i] + Odet * pnl[10, i] + pnl[1, i]
+                        z_ = Fdet * pnl[5, i] + Sdet * pnl[8, i] + Odet * pnl[11, i] + pnl[2, i]
+                        r_ = math.sqrt(x_ * x_ + y_ * y_ + z_ * z_)
+                        R[i] = r_
+                        dx[i] = x_ / r_
+                        dy[i] = y_ / r_
+                        dz[i] = z_ / r_
+                        gd[0, i] = T(0)
+                        gd[1, i] = T(0)
+                        gd[2, i] = T(0)
+                    if first_sub:
                         for i in range(n):
-                            stol = T(0.5) * math.sqrt(S3[0, i] * S3[0, i] + S3[1, i] * S3[1, i] + S3[2, i] * S3[2, i])
-                            alive[i] = not (stol > T(0) and dmin > T(0.5) / (stol if stol > T(0) else T(1)))
-                    else:
+                            om0[i] = T(1) / (R[i] * R[i]) if point else px2 / (R[i] * R[i]) * pnl[12, i] / R[i]
+                            R0[i] = R[i]
+                            d0[0, i] = dx[i]
+                            d0[1, i] = dy[i]
+                            d0[2, i] = dz[i]
+                    for j in range(NS):
+                        ix = inc[j, 0]
+                        iy = inc[j, 1]
+                        iz = inc[j, 2]
+                        lj = lam[j]
                         for i in range(n):
-                            alive[i] = True
-                    if not nopolar:
-                        # C's polarization of the first evaluation that survives the dmin cut, and its derivative
-                        # (that of physics.polarization_factor's algebraic form): c i - K (x E - y B)
-                        Bx, By, Bz = _unit3(polax[1] * iz - polax[2] * iy, polax[2] * ix - polax[0] * iz,
-                                            polax[0] * iy - polax[1] * ix)
-                        Ex, Ey, Ez = _unit3(iy * Bz - iz * By, iz * Bx - ix * Bz, ix * By - iy * Bx)
-                        degenerate = (Bx == T(0) and By == T(0) and Bz == T(0)) or \
-                            (Ex == T(0) and Ey == T(0) and Ez == T(0))
-                        for i in range(n):
-                            if alive[i] and not found[i]:
-                                pol_px[i] = _f._polar(ix, iy, iz, dx[i], dy[i], dz[i], polax, kahn)
-                                found[i] = True
-                                c = ix * dx[i] + iy * dy[i] + iz * dz[i]
-                                if degenerate:
-                                    w = c * (T(1) + kahn)
-                                    pgrad[0, i] = w * ix
-                                    pgrad[1, i] = w * iy
-                                    pgrad[2, i] = w * iz
-                                else:
-                                    xe = dx[i] * Ex + dy[i] * Ey + dz[i] * Ez
-                                    yb = dx[i] * Bx + dy[i] * By + dz[i] * Bz
-                                    pgrad[0, i] = c * ix - kahn * (xe * Ex - yb * Bx)
-                                    pgrad[1, i] = c * iy - kahn * (xe * Ey - yb * By)
-                                    pgrad[2, i] = c * iz - kahn * (xe * Ez - yb * Bz)
-                                pd[0, i] = dx[i]
-                                pd[1, i] = dy[i]
-                                pd[2, i] = dz[i]
-                                pR[i] = R[i]
-                                psub[0, i] = Fd[i]
-                                psub[1, i] = Sd[i]
-                    for i in range(n):
-                        G[i] = g[start + i] * scale * om0[i] * pol_px[i]
-                    for k in range(K):
-                        # Miller indices (C 6.7); each loop below stores into one or two arrays, so that LLVM
-                        # vectorises it (more stores need more run-time overlap checks than it makes)
-                        for r in range(3):
-                            o0, o1, o2 = orient[3 * r, k], orient[3 * r + 1, k], orient[3 * r + 2, k]
+                            S3[0, i] = (dx[i] - ix) / lj
+                            S3[1, i] = (dy[i] - iy) / lj
+                            S3[2, i] = (dz[i] - iz) / lj
+                            gS[0, i] = T(0)
+                            gS[1, i] = T(0)
+                            gS[2, i] = T(0)
+                        if use_dmin:
                             for i in range(n):
-                                hkl[r, i] = o0 * S3[0, i] + o1 * S3[1, i] + o2 * S3[2, i]
-                        # grating factors and their derivatives (C 6.8)
-                        for r in range(3):
-                            if use[r]:
-                                nr = Nv[r]
-                                nm1 = nr - T(1)
-                                if need_N:
-                                    for i in range(n):
-                                        V[r, i], D[r, i], DN[r, i] = _grating_and_derivatives(hkl[r, i], nr, nm1,
-                                                                                              pi)
-                                else:
-                                    for i in range(n):
-                                        V[r, i], D[r, i], _unused = _grating_and_derivatives(hkl[r, i], nr, nm1, pi)
-                        # structure factor (C 6.9)
-                        if has_table and wide_index:  # the forward's lookup, exactly (fused._render_tiles)
+                                sq = S3[0, i] * S3[0, i] + S3[1, i] * S3[1, i] + S3[2, i] * S3[2, i]
+                                stol = T(0.5) * math.sqrt(sq)
+                                alive[i] = not (stol > T(0) and dmin > T(0.5) / (stol if stol > T(0) else T(1)))
+                        else:
                             for i in range(n):
-                                ib[i] = np.int64(_f._f_index(np.float64(hkl[0, i]), np.float64(hkl[1, i]),
-                                                             np.float64(hkl[2, i]), fmin, fhi, fstride))
-                        elif has_table:
+                                alive[i] = True
+                        if not nopolar:
+                            # C's polarization of the first evaluation that survives the dmin cut, and its derivative
+                            # (that of physics.polarization_factor's algebraic form): c i - K (x E - y B)
+                            Bx, By, Bz = _unit3(polax[1] * iz - polax[2] * iy, polax[2] * ix - polax[0] * iz,
+                                                polax[0] * iy - polax[1] * ix)
+                            Ex, Ey, Ez = _unit3(iy * Bz - iz * By, iz * Bx - ix * Bz, ix * By - iy * Bx)
+                            degenerate = (Bx == T(0) and By == T(0) and Bz == T(0)) or \
+                                (Ex == T(0) and Ey == T(0) and Ez == T(0))
                             for i in range(n):
-                                ib[i] = np.int64(_f._f_index(hkl[0, i], hkl[1, i], hkl[2, i], tmin, thi, tstride))
-                        if has_table:
-                            for i in range(n):
-                                Fb[i] = Fpad[ib[i]]
-                        # the term, and dL/dF_latt of it (C 6.10)
+                                if alive[i] and not found[i]:
+                                    pol_px[i] = _f._polar(ix, iy, iz, dx[i], dy[i], dz[i], polax, kahn)
+                                    found[i] = True
+                                    c = ix * dx[i] + iy * dy[i] + iz * dz[i]
+                                    if degenerate:
+                                        w = c * (T(1) + kahn)
+                                        pgrad[0, i] = w * ix
+                                        pgrad[1, i] = w * iy
+                                        pgrad[2, i] = w * iz
+                                    else:
+                                        xe = dx[i] * Ex + dy[i] * Ey + dz[i] * Ez
+                                        yb = dx[i] * Bx + dy[i] * By + dz[i] * Bz
+                                        pgrad[0, i] = c * ix - kahn * (xe * Ex - yb * Bx)
+                                        pgrad[1, i] = c * iy - kahn * (xe * Ey - yb * By)
+                                        pgrad[2, i] = c * iz - kahn * (xe * Ez - yb * Bz)
+                                    pd[0, i] = dx[i]
+                                    pd[1, i] = dy[i]
+                                    pd[2, i] = dz[i]
+                                    pR[i] = R[i]
+                                    psub[0, i] = Fd[i]
+                                    psub[1, i] = Sd[i]
+                                    psub[2, i] = Odet
                         for i in range(n):
-                            fl = V[0, i] * V[1, i] * V[2, i]
-                            I[i] = I[i] + (Fb[i] * Fb[i] * fl * fl if alive[i] else T(0))
-                        for i in range(n):
-                            wl[i] = T(2) * (G[i] if alive[i] else T(0)) * Fb[i] * Fb[i] * (V[0, i] * V[1, i] * V[2, i])
-                        # dL/dh, dL/dk, dL/dl
-                        for i in range(n):
-                            GH[0, i] = wl[i] * D[0, i] * V[1, i] * V[2, i]
-                        for i in range(n):
-                            GH[1, i] = wl[i] * V[0, i] * D[1, i] * V[2, i]
-                        for i in range(n):
-                            GH[2, i] = wl[i] * V[0, i] * V[1, i] * D[2, i]
-                        # h = a.S: to the orientation (per lane) and to S
-                        for r in range(3):
-                            for c_ in range(3):
-                                row = 9 * k + 3 * r + c_
+                            G[i] = g[start + i] * scale * om0[i] * pol_px[i] * cap[i]
+                        for k in range(K):
+                            # Miller indices (C 6.7); each loop below stores into one or two arrays, so that LLVM
+                            # vectorises it (more stores need more run-time overlap checks than it makes)
+                            for r in range(3):
+                                o0, o1, o2 = orient[3 * r, k], orient[3 * r + 1, k], orient[3 * r + 2, k]
                                 for i in range(n):
-                                    acc_o[row, i] += GH[r, i] * S3[c_, i]
-                        for c_ in range(3):
-                            oa, ob, oc = orient[c_, k], orient[3 + c_, k], orient[6 + c_, k]
-                            for i in range(n):
-                                gS[c_, i] += GH[0, i] * oa + GH[1, i] * ob + GH[2, i] * oc
-                        if need_N:
-                            for i in range(n):
-                                acc_n[0, i] += wl[i] * DN[0, i] * V[1, i] * V[2, i]
-                            for i in range(n):
-                                acc_n[1, i] += wl[i] * V[0, i] * DN[1, i] * V[2, i]
-                            for i in range(n):
-                                acc_n[2, i] += wl[i] * V[0, i] * V[1, i] * DN[2, i]
-                        if need_F:  # dL/dF = 2 t F F_latt^2, into this thread's copy of the table
+                                    hkl[r, i] = o0 * S3[0, i] + o1 * S3[1, i] + o2 * S3[2, i]
+                            # grating factors and their derivatives (C 6.8)
+                            for r in range(3):
+                                if use[r]:
+                                    nr = Nv[r]
+                                    nm1 = nr - T(1)
+                                    if need_N:
+                                        for i in range(n):
+                                            V[r, i], D[r, i], DN[r, i] = _grating_and_derivatives(hkl[r, i], nr, nm1,
+                                                                                                  pi)
+                                    else:
+                                        for i in range(n):
+                                            V[r, i], D[r, i], _unused = _grating_and_derivatives(hkl[r, i], nr, nm1, pi)
+                            # structure factor (C 6.9)
+                            if has_table and wide_index:  # the forward's lookup, exactly (fused._render_tiles)
+                                for i in range(n):
+                                    ib[i] = np.int64(_f._f_index(np.float64(hkl[0, i]), np.float64(hkl[1, i]),
+                                                                 np.float64(hkl[2, i]), fmin, fhi, fstride))
+                            elif has_table:
+                                for i in range(n):
+                                    ib[i] = np.int64(_f._f_index(hkl[0, i], hkl[1, i], hkl[2, i], tmin, thi, tstride))
+                            if has_table:
+                                for i in range(n):
+                                    Fb[i] = Fpad[ib[i]]
+                            # the term, and dL/dF_latt of it (C 6.10)
                             for i in range(n):
                                 fl = V[0, i] * V[1, i] * V[2, i]
-                                dF[i] = (G[i] if alive[i] else T(0)) * T(2) * Fb[i] * fl * fl
+                                I[i] = I[i] + (Fb[i] * Fb[i] * fl * fl if alive[i] else T(0))
                             for i in range(n):
-                                acc_F[ib[i]] += dF[i]
+                                fl = V[0, i] * V[1, i] * V[2, i]
+                                wl[i] = T(2) * (G[i] if alive[i] else T(0)) * Fb[i] * Fb[i] * fl
+                            # dL/dh, dL/dk, dL/dl
+                            for i in range(n):
+                                GH[0, i] = wl[i] * D[0, i] * V[1, i] * V[2, i]
+                            for i in range(n):
+                                GH[1, i] = wl[i] * V[0, i] * D[1, i] * V[2, i]
+                            for i in range(n):
+                                GH[2, i] = wl[i] * V[0, i] * V[1, i] * D[2, i]
+                            # h = a.S: to the orientation (per lane) and to S
+                            for r in range(3):
+                                for c_ in range(3):
+                                    row = 9 * k + 3 * r + c_
+                                    for i in range(n):
+                                        acc_o[row, i] += GH[r, i] * S3[c_, i]
+                            for c_ in range(3):
+                                oa, ob, oc = orient[c_, k], orient[3 + c_, k], orient[6 + c_, k]
+                                for i in range(n):
+                                    gS[c_, i] += GH[0, i] * oa + GH[1, i] * ob + GH[2, i] * oc
+                            if need_N:
+                                for i in range(n):
+                                    acc_n[0, i] += wl[i] * DN[0, i] * V[1, i] * V[2, i]
+                                for i in range(n):
+                                    acc_n[1, i] += wl[i] * V[0, i] * DN[1, i] * V[2, i]
+                                for i in range(n):
+                                    acc_n[2, i] += wl[i] * V[0, i] * V[1, i] * DN[2, i]
+                            if need_F:  # dL/dF = 2 t F F_latt^2, into this thread's copy of the table
+                                for i in range(n):
+                                    fl = V[0, i] * V[1, i] * V[2, i]
+                                    dF[i] = (G[i] if alive[i] else T(0)) * T(2) * Fb[i] * fl * fl
+                                for i in range(n):
+                                    acc_F[ib[i]] += dF[i]
+                        for i in range(n):
+                            gd[0, i] += gS[0, i] / lj
+                            gd[1, i] += gS[1, i] / lj
+                            gd[2, i] += gS[2, i] / lj
+                    # d = p/|p|: dL/dp = (gd - d (d.gd)) / |p|; p = Fdet f + Sdet s + pix0
                     for i in range(n):
-                        gd[0, i] += gS[0, i] / lj
-                        gd[1, i] += gS[1, i] / lj
-                        gd[2, i] += gS[2, i] / lj
-                # d = p/|p|: dL/dp = (gd - d (d.gd)) / |p|; p = Fdet f + Sdet s + pix0
-                for i in range(n):
-                    dot = dx[i] * gd[0, i] + dy[i] * gd[1, i] + dz[i] * gd[2, i]
-                    for c_ in range(3):
-                        dv = dx[i] if c_ == 0 else (dy[i] if c_ == 1 else dz[i])
-                        gp = np.float64((gd[c_, i] - dv * dot) / R[i])
-                        gpos[c_, i] += gp
-                        gpos[3 + c_, i] += np.float64(Fd[i]) * gp
-                        gpos[6 + c_, i] += np.float64(Sd[i]) * gp
-        # the pixel's factors: scale, water start, solid angle of the first sub-pixel, polarization
+                        dot = dx[i] * gd[0, i] + dy[i] * gd[1, i] + dz[i] * gd[2, i]
+                        for c_ in range(3):
+                            dv = dx[i] if c_ == 0 else (dy[i] if c_ == 1 else dz[i])
+                            gp = np.float64((gd[c_, i] - dv * dot) / R[i])
+                            gpos[c_, i] += gp
+                            gpos[3 + c_, i] += np.float64(Fd[i]) * gp
+                            gpos[6 + c_, i] += np.float64(Sd[i]) * gp
+                            gpos[9 + c_, i] += np.float64(Odet) * gp
+        # the pixel's factors: scale, water start, capture fraction, solid angle of the first sub-pixel, polarization
         for i in range(n):
             gi = np.float64(g[start + i])
             Ii = np.float64(I[i])
             pol = np.float64(pol_px[i])
             om = np.float64(om0[i])
-            acc_s[0] += gi * Ii * pol * om
-            acc_s[1] += gi * np.float64(scale) * pol * om
-            dom = gi * np.float64(scale) * Ii * pol
+            cp = np.float64(cap[i])
+            acc_s[0] += gi * Ii * pol * om * cp
+            acc_s[1] += gi * np.float64(scale) * pol * om * cp
+            dom = gi * np.float64(scale) * Ii * pol * cp
             r0 = np.float64(R0[i])
             if point:
                 dR = -2.0 * dom * om / r0
@@ -351,8 +391,23 @@ def _grad_tiles(t0, t1, idx, geo, pclose, inc, lam, orient, polax, Fpad, prm, ip
                 gpos[c_, i] += gp
                 gpos[3 + c_, i] += Fdet0 * gp
                 gpos[6 + c_, i] += Sdet0 * gp
+            if thick:  # cap(rho), rho = d.odet at the last layer's first sub-pixel
+                drho = gi * np.float64(scale) * Ii * pol * om * np.float64(dcap[i])
+                OlF = np.float64((T(layers - 1)) * thickstep)
+                gx = drho * np.float64(pnl[9, i])
+                gy = drho * np.float64(pnl[10, i])
+                gz = drho * np.float64(pnl[11, i])
+                dot = np.float64(dL[0, i]) * gx + np.float64(dL[1, i]) * gy + np.float64(dL[2, i]) * gz
+                rr = np.float64(RL[i])
+                for c_ in range(3):
+                    gc = gx if c_ == 0 else (gy if c_ == 1 else gz)
+                    gp = (gc - np.float64(dL[c_, i]) * dot) / rr
+                    gpos[c_, i] += gp
+                    gpos[3 + c_, i] += Fdet0 * gp
+                    gpos[6 + c_, i] += Sdet0 * gp
+                    gpos[9 + c_, i] += OlF * gp + drho * np.float64(dL[c_, i])  # and rho's own odet
             if found[i] and not nopolar:
-                dpol = gi * np.float64(scale) * Ii * om
+                dpol = gi * np.float64(scale) * Ii * om * np.float64(cap[i])
                 gx = dpol * np.float64(pgrad[0, i])
                 gy = dpol * np.float64(pgrad[1, i])
                 gz = dpol * np.float64(pgrad[2, i])
@@ -364,7 +419,8 @@ def _grad_tiles(t0, t1, idx, geo, pclose, inc, lam, orient, polax, Fpad, prm, ip
                     gpos[c_, i] += gp
                     gpos[3 + c_, i] += np.float64(psub[0, i]) * gp
                     gpos[6 + c_, i] += np.float64(psub[1, i]) * gp
-            for r in range(9):
+                    gpos[9 + c_, i] += np.float64(psub[2, i]) * gp
+            for r in range(12):
                 acc_geo[pan[i], r] += gpos[r, i]
 
 
@@ -396,7 +452,7 @@ class _Job:
         threads = max(1, min(_f.num_threads(), ntiles))
         P, K = geo.shape[0], orient.shape[1]
         parts = [(ntiles * t // threads, ntiles * (t + 1) // threads) for t in range(threads)]
-        accs = [(np.zeros((9 * K, TILE)), np.zeros((3, TILE)), np.zeros((P, 9)), np.zeros(P), np.zeros(3),
+        accs = [(np.zeros((9 * K, TILE)), np.zeros((3, TILE)), np.zeros((P, 12)), np.zeros(P), np.zeros(3),
                  np.zeros(Fpad.size if need[0] else 0)) for _ in parts]
 
         def one(k):
@@ -406,7 +462,7 @@ class _Job:
         with ThreadPoolExecutor(threads, thread_name_prefix="nb-fused-grad") as ex:
             list(ex.map(one, range(len(parts))))
         o, nn, gg, cl, sc, fF = (sum(a[i] for a in accs) for i in range(6))  # in thread order
-        grads = {"pix0": gg[:, 0:3], "fdet": gg[:, 3:6], "sdet": gg[:, 6:9], "odet": np.zeros((P, 3)),
+        grads = {"pix0": gg[:, 0:3], "fdet": gg[:, 3:6], "sdet": gg[:, 6:9], "odet": gg[:, 9:12],
                  "close_distance": cl, "orientations": o.sum(1).reshape(K, 3, 3), "N": nn.sum(1),
                  "scale": sc[0], "I_bg": sc[1], "pixel_area": sc[2]}
         # Fdet, Sdet = pixel (index + 1/2)/oversample: their pixel-size derivative is Fdet/pixel (and Sdet/pixel)

@@ -193,7 +193,7 @@ def prepare(model: Model) -> Prepared:
 
 def backward_gap(model: Model, prep: Prepared) -> str | None:
     """What the fused backward (``fused_grad``) does not cover for this model (None: it renders it with gradients);
-    the eager kernel's autograd renders those: other crystal shapes, tricubic F, sensor layers, the
+    the eager kernel's autograd renders those: other crystal shapes, tricubic F, the
     -oversample_thick/-polar/-omega flags, the curved detector, and gradients w.r.t. the sources, wavelengths,
     polarization or the sensor (the reciprocal vectors and fudge enter only other shapes)."""
     s, inp, det = prep.settings, prep.inputs, model.detector
@@ -201,7 +201,6 @@ def backward_gap(model: Model, prep: Prepared) -> str | None:
               if getattr(inp, name).requires_grad]
     return ("a crystal shape other than square" if s.shape != "square" else
             "tricubic F" if s.interpolate and s.has_table else
-            "sensor layers" if s.thick or det.thicksteps != 1 else
             "the -oversample_thick/-polar/-omega flags" if s.oversample_thick or s.oversample_polar
             or s.oversample_omega else
             "a curved detector" if det.curved else

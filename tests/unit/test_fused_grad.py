@@ -74,6 +74,9 @@ def assert_fused_equals_eager(m: nb.Model, keys, rel: float = 1e-11, dtype=F64):
     ("-polar 0", ["detector__twotheta", "crystal__cell"]),
     ("-roi 3 28 4 20", ["crystal__cell", "detector__beam_center"]),
     ("-interpolate", ["crystal__cell", "detector__distance"]),  # no table: nothing to interpolate, default_F
+    # a sensor: layers at depth t thickstep along odet, C's capture fraction of the last layer's first sub-pixel
+    ("-detector_thick 100 -thicksteps 2 -detector_abs 300", DETECTOR + ["crystal__misset"]),
+    ("-detector_thick 50 -detector_abs 200 -oversample 2", ["detector__rotations", "detector__distance"]),
 ])
 def test_fused_backward_equals_autograd(tmp_path, extra, keys):
     assert_fused_equals_eager(model_of(CASE + " " + extra, tmp_path), keys)
@@ -87,10 +90,11 @@ def test_structure_factor_table_gradient(tmp_path):
     assert_fused_equals_eager(m, ["structure_factors__table", "structure_factors__default_F", "crystal__cell"])
 
 
-def test_panel_vectors(tmp_path):
-    # panels of 30 x 20 pixels: 600 each, so tiles of 64 pixels cross panel boundaries
+@pytest.mark.parametrize("sensor", [{}, {"thickness": 0.32, "mu": 3.0}])
+def test_panel_vectors(tmp_path, sensor):
+    # panels of 30 x 20 pixels: 600 each, so tiles of 64 pixels cross panel boundaries; with and without a sensor
     path = tmp_path / "tilt.expt"
-    write_expt(path, "tilt", size=(30, 20))
+    write_expt(path, "tilt", size=(30, 20), **sensor)
     m = nb.load_model(nb.config_from_argv(["-expt", str(path), "-cell", "40", "40", "40", "90", "90", "90",
                                            "-misset", "10", "20", "30", "-N", "5", "-default_F", "100"]))
     P = m.detector.panels
@@ -144,7 +148,8 @@ def test_float32_gradients_are_close_to_float64(tmp_path):
 @pytest.mark.parametrize("extra, key, reason", [
     ("-round_xtal", "crystal__cell", "a crystal shape other than square with gradients"),
     ("", "beam__wavelength", "gradients w.r.t. wavelengths"),
-    ("-detector_thick 100 -thicksteps 2", "crystal__cell", "sensor layers with gradients"),
+    ("-detector_thick 100 -thicksteps 2", "detector__thickness", "gradients w.r.t. thick_mu"),
+    ("-oversample 2 -oversample_omega", "crystal__cell", "-oversample_thick/-polar/-omega flags with gradients"),
 ])
 def test_what_it_does_not_cover_renders_eagerly(tmp_path, extra, key, reason):
     m = model_of(CASE + " " + extra, tmp_path)
