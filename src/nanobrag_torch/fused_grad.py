@@ -356,7 +356,7 @@ def _grad_tiles(t0, t1, idx, geo, pclose, inc, lam, orient, polax, Fpad, prm, ip
                             gd[0, i] += gS[0, i] / lj
                             gd[1, i] += gS[1, i] / lj
                             gd[2, i] += gS[2, i] / lj
-                    # d = p/|p|: dL/dp = (gd - d (d.gd)) / |p|; p = Fdet f + Sdet s + pix0
+                    # d = p/|p|: dL/dp = (gd - d (d.gd)) / |p|; p = Fdet f + Sdet s + Odet o + pix0
                     for i in range(n):
                         dot = dx[i] * gd[0, i] + dy[i] * gd[1, i] + dz[i] * gd[2, i]
                         for c_ in range(3):
