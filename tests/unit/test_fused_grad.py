@@ -77,6 +77,8 @@ def assert_fused_equals_eager(m: nb.Model, keys, rel: float = 1e-11, dtype=F64):
     # a sensor: layers at depth t thickstep along odet, C's capture fraction of the last layer's first sub-pixel
     ("-detector_thick 100 -thicksteps 2 -detector_abs 300", DETECTOR + ["crystal__misset"]),
     ("-detector_thick 50 -detector_abs 200 -oversample 2", ["detector__rotations", "detector__distance"]),
+    ("-detector_thick 100 -thicksteps 3 -detector_abs 300 -dmin 5 -point_pixel", ["detector__twotheta",
+                                                                                 "crystal__cell"]),
 ])
 def test_fused_backward_equals_autograd(tmp_path, extra, keys):
     assert_fused_equals_eager(model_of(CASE + " " + extra, tmp_path), keys)
