@@ -741,15 +741,26 @@ def render(geom, idx: torch.Tensor | None, inp, s, fpixels: int, pixel_size: flo
     ``progress``, if given, is called with the number of pixels each finished chunk held. For P panels
     (``geom`` vectors (P, 3)), ``panel_pixels`` is the pixels of one panel and ``idx`` runs over all of them.
     """
-    tdtype = inp.orientations.dtype
-    dt = np.float32 if tdtype == torch.float32 else np.float64
+    dt, args, pix = render_arrays(geom, idx, inp, s, fpixels, pixel_size, oversample, thickstep, thicksteps, curved,
+                                  interp_enabled, npix, panel_pixels)
+    values, omsum, still_on = _render_pixels(pix, args, dt, interp_enabled, progress)
+    return torch.from_numpy(values), omega_total(omsum, inp), torch.as_tensor(still_on)
+
+
+def render_arrays(geom, idx, inp, s, fpixels: int, pixel_size: float, oversample: int, thickstep: float,
+                  thicksteps: int, curved: bool, interp_enabled: bool, npix: int, panel_pixels: int):
+    """(numpy dtype, the kernel's arguments, the pixel list) of a render (``render``'s arguments)."""
+    dt = np.float32 if inp.orientations.dtype == torch.float32 else np.float64
     args = _kernel_arrays(geom, inp, s, dt, fpixels, pixel_size, oversample, thickstep, thicksteps, curved,
                           interp_enabled, panel_pixels)
     pix = _pixel_list(idx)
     args[9][I_NPIX] = npix if idx is None else pix.size
-    values, omsum, still_on = _render_pixels(pix, args, dt, interp_enabled, progress)
-    omega_sum = torch.as_tensor(omsum.sum(dtype=np.float64), dtype=tdtype)
-    return (torch.from_numpy(values), omega_sum, torch.as_tensor(still_on))
+    return dt, args, pix
+
+
+def omega_total(omsum: np.ndarray, inp) -> torch.Tensor:
+    """The summed solid angle (per-tile sums added in double) in the engine dtype."""
+    return torch.as_tensor(omsum.sum(dtype=np.float64), dtype=inp.orientations.dtype)
 
 
 def _pixel_list(idx) -> np.ndarray:

@@ -64,6 +64,21 @@ def _grating_and_derivatives(h, n, nm1, pi):
     return sgn * r, dh, dn
 
 
+@_jit(inline="always")
+def _add_direction_gradient(gpos, i, gx, gy, gz, ux, uy, uz, r, fdet, sdet, odet):
+    """d = p/|p|: a gradient g w.r.t. the unit direction d (at distance r) is (g - d (d.g))/r w.r.t. the position
+    p = Fdet f + Sdet s + Odet o + pix0; added to lane i's rows of pix0, fdet, sdet, odet (0-2, 3-5, 6-8, 9-11)."""
+    dot = ux * gx + uy * gy + uz * gz
+    for c in range(3):
+        gc = gx if c == 0 else (gy if c == 1 else gz)
+        uc = ux if c == 0 else (uy if c == 1 else uz)
+        gp = (gc - uc * dot) / r
+        gpos[c, i] += gp
+        gpos[3 + c, i] += fdet * gp
+        gpos[6 + c, i] += sdet * gp
+        gpos[9 + c, i] += odet * gp
+
+
 @_jit(cache=True, nogil=True)
 def _grad_tiles(t0, t1, idx, geo, pclose, inc, lam, orient, polax, Fpad, prm, ipr, need, g,
                 acc_o, acc_n, acc_geo, acc_close, acc_s, acc_F):
@@ -356,16 +371,11 @@ def _grad_tiles(t0, t1, idx, geo, pclose, inc, lam, orient, polax, Fpad, prm, ip
                             gd[0, i] += gS[0, i] / lj
                             gd[1, i] += gS[1, i] / lj
                             gd[2, i] += gS[2, i] / lj
-                    # d = p/|p|: dL/dp = (gd - d (d.gd)) / |p|; p = Fdet f + Sdet s + Odet o + pix0
-                    for i in range(n):
-                        dot = dx[i] * gd[0, i] + dy[i] * gd[1, i] + dz[i] * gd[2, i]
-                        for c_ in range(3):
-                            dv = dx[i] if c_ == 0 else (dy[i] if c_ == 1 else dz[i])
-                            gp = np.float64((gd[c_, i] - dv * dot) / R[i])
-                            gpos[c_, i] += gp
-                            gpos[3 + c_, i] += np.float64(Fd[i]) * gp
-                            gpos[6 + c_, i] += np.float64(Sd[i]) * gp
-                            gpos[9 + c_, i] += np.float64(Odet) * gp
+                    for i in range(n):  # the sub-pixel's direction to its position
+                        _add_direction_gradient(gpos, i, np.float64(gd[0, i]), np.float64(gd[1, i]),
+                                                np.float64(gd[2, i]), np.float64(dx[i]), np.float64(dy[i]),
+                                                np.float64(dz[i]), np.float64(R[i]), np.float64(Fd[i]),
+                                                np.float64(Sd[i]), np.float64(Odet))
         # the pixel's factors: scale, water start, capture fraction, solid angle of the first sub-pixel, polarization
         for i in range(n):
             gi = np.float64(g[start + i])
@@ -394,32 +404,17 @@ def _grad_tiles(t0, t1, idx, geo, pclose, inc, lam, orient, polax, Fpad, prm, ip
             if thick:  # cap(rho), rho = d.odet at the last layer's first sub-pixel
                 drho = gi * np.float64(scale) * Ii * pol * om * np.float64(dcap[i])
                 OlF = np.float64((T(layers - 1)) * thickstep)
-                gx = drho * np.float64(pnl[9, i])
-                gy = drho * np.float64(pnl[10, i])
-                gz = drho * np.float64(pnl[11, i])
-                dot = np.float64(dL[0, i]) * gx + np.float64(dL[1, i]) * gy + np.float64(dL[2, i]) * gz
-                rr = np.float64(RL[i])
+                _add_direction_gradient(gpos, i, drho * np.float64(pnl[9, i]), drho * np.float64(pnl[10, i]),
+                                        drho * np.float64(pnl[11, i]), np.float64(dL[0, i]), np.float64(dL[1, i]),
+                                        np.float64(dL[2, i]), np.float64(RL[i]), Fdet0, Sdet0, OlF)
                 for c_ in range(3):
-                    gc = gx if c_ == 0 else (gy if c_ == 1 else gz)
-                    gp = (gc - np.float64(dL[c_, i]) * dot) / rr
-                    gpos[c_, i] += gp
-                    gpos[3 + c_, i] += Fdet0 * gp
-                    gpos[6 + c_, i] += Sdet0 * gp
-                    gpos[9 + c_, i] += OlF * gp + drho * np.float64(dL[c_, i])  # and rho's own odet
+                    gpos[9 + c_, i] += drho * np.float64(dL[c_, i])  # and rho's own odet
             if found[i] and not nopolar:
                 dpol = gi * np.float64(scale) * Ii * om * np.float64(cap[i])
-                gx = dpol * np.float64(pgrad[0, i])
-                gy = dpol * np.float64(pgrad[1, i])
-                gz = dpol * np.float64(pgrad[2, i])
-                dot = np.float64(pd[0, i]) * gx + np.float64(pd[1, i]) * gy + np.float64(pd[2, i]) * gz
-                rr = np.float64(pR[i])
-                for c_ in range(3):
-                    gc = gx if c_ == 0 else (gy if c_ == 1 else gz)
-                    gp = (gc - np.float64(pd[c_, i]) * dot) / rr
-                    gpos[c_, i] += gp
-                    gpos[3 + c_, i] += np.float64(psub[0, i]) * gp
-                    gpos[6 + c_, i] += np.float64(psub[1, i]) * gp
-                    gpos[9 + c_, i] += np.float64(psub[2, i]) * gp
+                _add_direction_gradient(gpos, i, dpol * np.float64(pgrad[0, i]), dpol * np.float64(pgrad[1, i]),
+                                        dpol * np.float64(pgrad[2, i]), np.float64(pd[0, i]), np.float64(pd[1, i]),
+                                        np.float64(pd[2, i]), np.float64(pR[i]), np.float64(psub[0, i]),
+                                        np.float64(psub[1, i]), np.float64(psub[2, i]))
             for r in range(12):
                 acc_geo[pan[i], r] += gpos[r, i]
 
@@ -444,7 +439,7 @@ class _Job:
         return values
 
     def backward(self, g: np.ndarray, needs) -> list:
-        geo, pclose, inc, lam, orient, recip, polax, Fpad, prm, ipr, _ = self.grad_args
+        geo, pclose, inc, lam, orient, _, polax, Fpad, prm, ipr, _ = self.grad_args
         need = np.array([needs[GRAD_INPUTS.index("F_grid")] or needs[GRAD_INPUTS.index("default_F")],
                          needs[GRAD_INPUTS.index("N")]], dtype=np.int64)
         n = int(ipr[_f.I_NPIX])
@@ -510,13 +505,9 @@ def render(geom, idx, inp, s, fpixels: int, pixel_size, oversample: int, thickst
            curved: bool, interp_enabled: bool = True, progress=None, npix: int = 0, panel_pixels: int = 0):
     """``fused.render`` whose values carry gradients (this module's backward); ``pixel_size`` may be a tensor
     (its gradient comes from the sub-pixel positions here, and from the pixel area through ``inp``)."""
-    tdtype = inp.orientations.dtype
-    dt = np.float32 if tdtype == torch.float32 else np.float64
-    px = float(pixel_size.detach()) if isinstance(pixel_size, torch.Tensor) else float(pixel_size)
-    args = _f._kernel_arrays(geom, inp, s, dt, fpixels, px, oversample, thickstep, thicksteps, curved,
-                             interp_enabled, panel_pixels)
-    pix = _f._pixel_list(idx)
-    args[9][_f.I_NPIX] = npix if idx is None else pix.size
+    px = _f._scalar(pixel_size)
+    dt, args, pix = _f.render_arrays(geom, idx, inp, s, fpixels, px, oversample, thickstep, thicksteps, curved,
+                                     interp_enabled, npix, panel_pixels)
     pst = pixel_size if isinstance(pixel_size, torch.Tensor) else torch.tensor(px, dtype=torch.float64)
     tensors = [geom.pix0, geom.fdet, geom.sdet, geom.odet, inp.close_distance, pst, inp.orientations, inp.N,
                inp.scale, inp.I_bg, inp.pixel_area, inp.F_grid, torch.as_tensor(inp.default_F)]
@@ -525,5 +516,4 @@ def render(geom, idx, inp, s, fpixels: int, pixel_size, oversample: int, thickst
     span = [mx - mn for mn, mx in zip(s.hkl_mins, s.hkl_maxs)]
     job = _Job(args, pix, dt, interp_enabled, shapes, dtypes, px, span, progress)
     values = _FusedRender.apply(job, *tensors)
-    omega_sum = torch.as_tensor(job.omsum.sum(dtype=np.float64), dtype=tdtype)
-    return values, omega_sum, torch.as_tensor(job.still_on)
+    return values, _f.omega_total(job.omsum, inp), torch.as_tensor(job.still_on)
